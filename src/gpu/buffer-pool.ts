@@ -1,0 +1,107 @@
+// Size-bucketed reuse of GPU buffers.
+//
+// Creating and destroying GPUBuffers every step is slow and fragments memory, so released buffers are
+// kept in free lists keyed by a rounded size. A released buffer may still be read by commands that are
+// recorded but not yet submitted; it only becomes reusable after that submit (see `afterSubmit`).
+// Later writes to it are queued after that submit, so queue order keeps them safe.
+
+export interface PooledBuffer {
+  readonly buffer: GPUBuffer;
+  /** Size of the underlying GPUBuffer (the bucket size), >= what was asked for. */
+  readonly capacity: number;
+  /** Bytes asked for. */
+  byteLength: number;
+  refs: number;
+  readonly usage: number;
+}
+
+/** Bucket sizes: powers of two split in four steps (x1, x1.25, x1.5, x1.75), at least 256 bytes. */
+export function bucketSize(bytes: number): number {
+  if (bytes <= 256) return 256;
+  const p = 2 ** Math.floor(Math.log2(bytes));
+  for (const f of [1, 1.25, 1.5, 1.75, 2]) {
+    const s = Math.ceil((p * f) / 256) * 256;
+    if (s >= bytes) return s;
+  }
+  return p * 2;
+}
+
+export interface MemoryStats {
+  /** Bytes of buffers handed out and not yet released (bucket sizes). */
+  bytesInUse: number;
+  /** Bytes of all GPUBuffers that exist (in use + pooled + waiting for a submit). */
+  bytesAllocated: number;
+  /** Buffers handed out and not yet released. */
+  liveBuffers: number;
+  /** Buffers in the free lists. */
+  pooledBuffers: number;
+}
+
+export class BufferPool {
+  private free = new Map<string, GPUBuffer[]>();
+  private waiting: GPUBuffer[] = [];
+  private stats = { bytesInUse: 0, bytesAllocated: 0, liveBuffers: 0, pooledBuffers: 0 };
+
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly maxBufferSize: number,
+    private readonly onTooLarge: (bytes: number, max: number) => never,
+  ) {}
+
+  acquire(byteLength: number, usage: number): PooledBuffer {
+    const capacity = bucketSize(Math.max(4, byteLength));
+    if (capacity > this.maxBufferSize) {
+      if (byteLength > this.maxBufferSize) this.onTooLarge(byteLength, this.maxBufferSize);
+    }
+    const size = Math.min(capacity, this.maxBufferSize);
+    const key = `${usage}:${size}`;
+    const list = this.free.get(key);
+    let buffer = list?.pop();
+    if (buffer) {
+      this.stats.pooledBuffers--;
+    } else {
+      buffer = this.device.createBuffer({ size, usage });
+      this.stats.bytesAllocated += size;
+    }
+    this.stats.bytesInUse += size;
+    this.stats.liveBuffers++;
+    return { buffer, capacity: size, byteLength, refs: 1, usage };
+  }
+
+  /** Gives the buffer back; it joins the free list after the next submit. */
+  release(b: PooledBuffer): void {
+    if (b.refs <= 0) throw new Error('wgsl-nn: buffer released twice');
+    if (--b.refs > 0) return;
+    this.stats.bytesInUse -= b.capacity;
+    this.stats.liveBuffers--;
+    this.waiting.push(b.buffer);
+  }
+
+  /** Called once the commands recorded so far have been submitted. */
+  afterSubmit(): void {
+    for (const buffer of this.waiting) {
+      const key = `${buffer.usage}:${buffer.size}`;
+      let list = this.free.get(key);
+      if (!list) this.free.set(key, (list = []));
+      list.push(buffer);
+      this.stats.pooledBuffers++;
+    }
+    this.waiting.length = 0;
+  }
+
+  /** Destroys every pooled (free) buffer. Buffers in use are untouched. */
+  trim(): void {
+    for (const list of this.free.values()) {
+      for (const b of list) {
+        this.stats.bytesAllocated -= b.size;
+        b.destroy();
+      }
+    }
+    this.free.clear();
+    this.stats.pooledBuffers = 0;
+  }
+
+  memory(): MemoryStats {
+    return { ...this.stats };
+  }
+}

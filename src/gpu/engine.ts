@@ -1,0 +1,549 @@
+// The GPU runtime: one adapter and device, a buffer pool, a pipeline cache and a command batcher.
+//
+// Kernels (src/kernels) call `engine.dispatch(...)`; nothing is submitted until a readback, `sync()`
+// or a batch of `maxDispatchesPerSubmit` dispatches. Errors from the device (validation, out of
+// memory, device loss, WGSL compile errors) are collected and thrown at the next flush point.
+import { create, globals } from 'webgpu';
+import { BufferPool, type MemoryStats, type PooledBuffer } from './buffer-pool.js';
+import { DeviceTensor, sizeOf, shapeString, type DType } from './device-tensor.js';
+import {
+  DeviceLostError,
+  GpuError,
+  NoAdapterError,
+  ShaderCompileError,
+  ShapeError,
+  TensorTooLargeError,
+} from './errors.js';
+import { loadShader, type ShaderSource } from './shaders.js';
+
+Object.assign(globalThis, globals);
+
+const STORAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
+const UNIFORM = 0x40 | 0x08; // UNIFORM | COPY_DST
+const STAGING = 0x01 | 0x08; // MAP_READ | COPY_DST
+
+export interface EngineOptions {
+  powerPreference?: 'low-power' | 'high-performance';
+  /** Ask for the fallback (software) adapter. */
+  forceFallbackAdapter?: boolean;
+  /** Extra dawn.node flags, e.g. ['backend=vulkan']. */
+  dawnFlags?: string[];
+  /** Fill every newly handed-out buffer with NaN, so elements a kernel forgets to write show up. For tests. */
+  poisonAllocations?: boolean;
+  /** Submit after this many recorded dispatches (default 128). */
+  maxDispatchesPerSubmit?: number;
+  /** Make this engine the default one (the first engine created always is). */
+  makeDefault?: boolean;
+}
+
+export interface AdapterDescription {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  backend: string;
+  /** True for CPU implementations (lavapipe/llvmpipe, SwiftShader, WARP). */
+  software: boolean;
+}
+
+/** Marks a uniform value as f32 (plain numbers are packed as u32). */
+export interface F32 {
+  f32: number;
+}
+/** Marks a uniform value as i32. */
+export interface I32 {
+  i32: number;
+}
+export const f32 = (x: number): F32 => ({ f32: x });
+export const i32 = (x: number): I32 => ({ i32: x });
+export type UniformValue = number | F32 | I32;
+
+export interface DispatchSpec {
+  /** Shader file name under shaders/ (without .wgsl) or a name given to registerShader(). */
+  shader: string;
+  entry?: string;
+  /** `override` constants; part of the pipeline cache key. */
+  constants?: Record<string, number | boolean>;
+  /** Uniform struct at @binding(0); values in declaration order (u32 unless wrapped in f32()/i32()). */
+  uniforms?: UniformValue[];
+  /** Storage buffers at @binding(1), @binding(2), ... in order. */
+  bindings: (DeviceTensor | GPUBuffer)[];
+  /** Workgroup counts; each at most maxComputeWorkgroupsPerDimension. */
+  workgroups: readonly [number, number?, number?];
+  /** Shown in errors. */
+  label?: string;
+}
+
+let defaultEngine: Engine | undefined;
+
+export class Engine {
+  readonly device: GPUDevice;
+  readonly adapter: GPUAdapter;
+  /** The dawn.node GPU instance. Held so it is not garbage-collected while the device lives (that aborts the process). */
+  private readonly gpu: GPU;
+  readonly info: AdapterDescription;
+  readonly limits: {
+    maxStorageBufferBindingSize: number;
+    maxBufferSize: number;
+    maxComputeWorkgroupStorageSize: number;
+    maxComputeInvocationsPerWorkgroup: number;
+    maxComputeWorkgroupsPerDimension: number;
+    maxStorageBuffersPerShaderStage: number;
+  };
+  private readonly pool: BufferPool;
+  private readonly modules = new Map<string, { module: GPUShaderModule; source: ShaderSource }>();
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly customShaders = new Map<string, string>();
+  private readonly pendingCompileChecks: Promise<void>[] = [];
+  private readonly errors: Error[] = [];
+  private encoder: GPUCommandEncoder | undefined;
+  private pass: GPUComputePassEncoder | undefined;
+  private recorded = 0;
+  private recentLabels: string[] = [];
+  private destroyed = false;
+  private lost: DeviceLostError | undefined;
+  private readonly maxDispatchesPerSubmit: number;
+  private readonly poison: boolean;
+  /** Dispatches recorded since creation (for benchmarks and tests). */
+  dispatchCount = 0;
+  submitCount = 0;
+
+  private constructor(gpu: GPU, adapter: GPUAdapter, device: GPUDevice, info: AdapterDescription, options: EngineOptions) {
+    this.gpu = gpu;
+    this.adapter = adapter;
+    this.device = device;
+    this.info = info;
+    const l = device.limits;
+    this.limits = {
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxBufferSize: l.maxBufferSize,
+      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+    };
+    this.maxDispatchesPerSubmit = options.maxDispatchesPerSubmit ?? 128;
+    this.poison = options.poisonAllocations ?? false;
+    this.pool = new BufferPool(device, l.maxBufferSize, (bytes, max) => {
+      throw new TensorTooLargeError(
+        `cannot allocate ${formatBytes(bytes)}: the device's largest buffer is ${formatBytes(max)} (maxBufferSize)`,
+      );
+    });
+    device.addEventListener('uncapturederror', (ev: Event) => {
+      const e = (ev as GPUUncapturedErrorEvent).error;
+      const kind =
+        e instanceof GPUOutOfMemoryError ? 'out-of-memory' : e instanceof GPUValidationError ? 'validation' : 'internal';
+      this.errors.push(new GpuError(kind, e.message.trim(), this.context()));
+    });
+    void device.lost.then((i) => {
+      if (i.reason === 'destroyed' && this.destroyed) return;
+      this.lost = new DeviceLostError(`GPU device lost (${i.reason}): ${i.message}`);
+    });
+  }
+
+  /** Finds an adapter, requests a device with the adapter's own limits, and returns a ready engine. */
+  static async create(options: EngineOptions = {}): Promise<Engine> {
+    const gpu = create(options.dawnFlags ?? []);
+    const adapter = await gpu.requestAdapter({
+      powerPreference: options.powerPreference,
+      forceFallbackAdapter: options.forceFallbackAdapter,
+    });
+    if (!adapter) throw new NoAdapterError('navigator.gpu.requestAdapter() returned null');
+    const a = adapter.limits;
+    // Ask explicitly for what the adapter offers; the defaults (128 MiB bindings, 16 KiB workgroup
+    // storage, 256 invocations) would silently cap kernels on bigger hardware.
+    const device = await adapter.requestDevice({
+      requiredLimits: {
+        maxStorageBufferBindingSize: a.maxStorageBufferBindingSize,
+        maxBufferSize: a.maxBufferSize,
+        maxComputeWorkgroupStorageSize: a.maxComputeWorkgroupStorageSize,
+        maxComputeInvocationsPerWorkgroup: a.maxComputeInvocationsPerWorkgroup,
+        maxComputeWorkgroupSizeX: a.maxComputeWorkgroupSizeX,
+        maxComputeWorkgroupSizeY: a.maxComputeWorkgroupSizeY,
+        maxComputeWorkgroupSizeZ: a.maxComputeWorkgroupSizeZ,
+        maxStorageBuffersPerShaderStage: a.maxStorageBuffersPerShaderStage,
+      },
+      label: 'wgsl-nn',
+    });
+    const i = adapter.info;
+    const text = `${i.vendor} ${i.architecture} ${i.device} ${i.description}`;
+    const info: AdapterDescription = {
+      vendor: i.vendor,
+      architecture: i.architecture,
+      device: i.device,
+      description: i.description,
+      backend: /vulkan/i.test(text) || process.platform === 'linux' ? 'vulkan' : process.platform === 'darwin' ? 'metal' : 'd3d12',
+      software:
+        Boolean((i as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter) ||
+        /llvmpipe|lavapipe|swiftshader|warp|software/i.test(text),
+    };
+    const engine = new Engine(gpu, adapter, device, info, options);
+    if (!defaultEngine || options.makeDefault) defaultEngine = engine;
+    return engine;
+  }
+
+  /** The first engine created (or the one given to setDefault). */
+  static get default(): Engine {
+    if (!defaultEngine || defaultEngine.destroyed)
+      throw new Error('wgsl-nn: no engine: call `await Engine.create()` first');
+    return defaultEngine;
+  }
+
+  static hasDefault(): boolean {
+    return !!defaultEngine && !defaultEngine.destroyed;
+  }
+
+  static setDefault(engine: Engine): void {
+    defaultEngine = engine;
+  }
+
+  /** One line describing the adapter, e.g. for logs. */
+  describe(): string {
+    const i = this.info;
+    return `${i.vendor || '?'} ${i.architecture || ''} ${i.device || ''} (${i.backend}${i.software ? ', software' : ''}) ${i.description}`
+      .replace(/\s+/g, ' ')
+      .trim();
+  }
+
+  // ---------------------------------------------------------------- buffers and tensors
+
+  /** A new tensor with undefined contents (NaN when poisonAllocations is on). */
+  empty(shape: readonly number[], dtype: DType = 'f32'): DeviceTensor {
+    this.assertAlive();
+    const bytes = Math.max(4, sizeOf(shape) * 4);
+    const storage = this.pool.acquire(bytes, STORAGE);
+    if (this.poison) this.fillBuffer(storage.buffer, 0, storage.capacity, dtype === 'f32' ? NaN : -0x7fffffff, dtype);
+    return new DeviceTensor(this, storage, shape, dtype);
+  }
+
+  /** A tensor holding a copy of `data`. */
+  fromArray(data: ArrayLike<number> | Float32Array | Int32Array, shape: readonly number[], dtype?: DType): DeviceTensor {
+    const n = sizeOf(shape);
+    if (data.length !== n)
+      throw new ShapeError(`data has ${data.length} elements but shape ${shapeString(shape)} needs ${n}`);
+    const type: DType = dtype ?? (data instanceof Int32Array ? 'i32' : 'f32');
+    const t = this.empty(shape, type);
+    const typed =
+      type === 'i32'
+        ? data instanceof Int32Array
+          ? data
+          : Int32Array.from(data)
+        : data instanceof Float32Array
+          ? data
+          : Float32Array.from(data);
+    if (n > 0) this.device.queue.writeBuffer(t.buffer, 0, typed.buffer, typed.byteOffset, n * 4);
+    return t;
+  }
+
+  /** A tensor of zeros (cleared on the GPU, in command order). */
+  zeros(shape: readonly number[], dtype: DType = 'f32'): DeviceTensor {
+    const t = this.empty(shape, dtype);
+    this.clear(t);
+    return t;
+  }
+
+  /** A tensor filled with `value`. */
+  full(shape: readonly number[], value: number, dtype: DType = 'f32'): DeviceTensor {
+    const t = this.empty(shape, dtype);
+    this.fillBuffer(t.buffer, 0, Math.max(4, t.byteLength), value, dtype);
+    return t;
+  }
+
+  /** Sets a tensor to zero, ordered with the dispatches recorded so far. */
+  clear(t: DeviceTensor): void {
+    const enc = this.commandEncoder();
+    enc.clearBuffer(t.buffer, 0, Math.ceil(Math.max(4, t.byteLength) / 4) * 4);
+  }
+
+  /** Copies `src` into `dst` (same size), ordered with recorded dispatches. */
+  copy(src: DeviceTensor, dst: DeviceTensor): void {
+    if (src.size !== dst.size) throw new Error(`wgsl-nn: copy of ${src.size} elements into ${dst.size}`);
+    if (src.size === 0) return;
+    this.commandEncoder().copyBufferToBuffer(src.buffer, 0, dst.buffer, 0, src.byteLength);
+  }
+
+  private fillBuffer(buffer: GPUBuffer, offset: number, bytes: number, value: number, dtype: DType): void {
+    // Written via the queue: queue writes run before the next submit, so they precede any command
+    // recorded after this call. (A buffer reused from the pool is only handed out after a submit.)
+    const n = Math.ceil(bytes / 4);
+    const data = dtype === 'i32' ? new Int32Array(n).fill(value) : new Float32Array(n).fill(value);
+    this.device.queue.writeBuffer(buffer, offset, data.buffer, 0, n * 4);
+  }
+
+  /** @internal Called by DeviceTensor.dispose(). */
+  releaseBuffer(b: PooledBuffer): void {
+    if (this.destroyed) return;
+    this.pool.release(b);
+  }
+
+  /** Bytes in use, bytes allocated, live and pooled buffers. */
+  memory(): MemoryStats {
+    return this.pool.memory();
+  }
+
+  /** Frees pooled buffers that are not in use. */
+  trim(): void {
+    this.flush();
+    this.pool.trim();
+  }
+
+  // ---------------------------------------------------------------- shaders and pipelines
+
+  /** Registers WGSL source under a name usable as `DispatchSpec.shader` (for experiments and tests). */
+  registerShader(name: string, code: string): void {
+    this.customShaders.set(name, code);
+    this.modules.delete(name);
+    for (const key of [...this.pipelines.keys()]) if (key.startsWith(`${name}|`)) this.pipelines.delete(key);
+  }
+
+  private module(name: string): GPUShaderModule {
+    let m = this.modules.get(name);
+    if (!m) {
+      const custom = this.customShaders.get(name);
+      const source: ShaderSource = custom !== undefined ? { code: custom, preludeLines: 0 } : loadShader(name);
+      const module = this.device.createShaderModule({ code: source.code, label: name });
+      m = { module, source };
+      this.modules.set(name, m);
+      this.pendingCompileChecks.push(this.checkCompilation(name, module, source));
+    }
+    return m.module;
+  }
+
+  private async checkCompilation(name: string, module: GPUShaderModule, source: ShaderSource): Promise<void> {
+    const info = await module.getCompilationInfo();
+    const errors = info.messages.filter((m) => m.type === 'error');
+    if (errors.length === 0) return;
+    const own = source.code.split('\n').slice(source.preludeLines).join('\n');
+    throw new ShaderCompileError(
+      name,
+      errors.map((m) => ({
+        type: m.type,
+        message: m.message,
+        lineNum: m.lineNum - source.preludeLines,
+        linePos: m.linePos,
+      })),
+      own,
+    );
+  }
+
+  /** The cached pipeline for a shader, entry point and override constants. */
+  pipeline(shader: string, entry = 'main', constants: Record<string, number | boolean> = {}): GPUComputePipeline {
+    const keys = Object.keys(constants).sort();
+    const key = `${shader}|${entry}|${keys.map((k) => `${k}=${Number(constants[k])}`).join(',')}`;
+    let p = this.pipelines.get(key);
+    if (!p) {
+      const consts: Record<string, number> = {};
+      for (const k of keys) consts[k] = Number(constants[k]);
+      p = this.device.createComputePipeline({
+        layout: 'auto',
+        compute: { module: this.module(shader), entryPoint: entry, constants: consts },
+        label: key,
+      });
+      this.pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  /** Compiles a pipeline now and throws its compile error, if any (otherwise errors surface at the next sync). */
+  async compile(shader: string, entry = 'main', constants: Record<string, number | boolean> = {}): Promise<void> {
+    this.pipeline(shader, entry, constants);
+    await this.checkErrors();
+  }
+
+  get pipelineCount(): number {
+    return this.pipelines.size;
+  }
+
+  // ---------------------------------------------------------------- commands
+
+  private commandEncoder(): GPUCommandEncoder {
+    this.assertAlive();
+    if (this.pass) {
+      this.pass.end();
+      this.pass = undefined;
+    }
+    this.encoder ??= this.device.createCommandEncoder({ label: 'wgsl-nn batch' });
+    return this.encoder;
+  }
+
+  private computePass(): GPUComputePassEncoder {
+    if (!this.pass) this.pass = this.commandEncoder().beginComputePass();
+    return this.pass;
+  }
+
+  /** Records one compute dispatch. Throws at once for bindings or grids over the device's limits. */
+  dispatch(spec: DispatchSpec): void {
+    this.assertAlive();
+    const [x, y = 1, z = 1] = spec.workgroups;
+    if (x === 0 || y === 0 || z === 0) return;
+    const label = spec.label ?? `${spec.shader}:${spec.entry ?? 'main'}`;
+    const maxWg = this.limits.maxComputeWorkgroupsPerDimension;
+    if (x > maxWg || y > maxWg || z > maxWg)
+      throw new TensorTooLargeError(
+        `${label}: grid [${x}, ${y}, ${z}] exceeds ${maxWg} workgroups per dimension; the tensor is too large for this kernel`,
+      );
+    const maxBinding = this.limits.maxStorageBufferBindingSize;
+    const entries: GPUBindGroupEntry[] = [];
+    let uniform: PooledBuffer | undefined;
+    if (spec.uniforms) {
+      const data = packUniforms(spec.uniforms);
+      uniform = this.pool.acquire(data.byteLength, UNIFORM);
+      this.device.queue.writeBuffer(uniform.buffer, 0, data.buffer, 0, data.byteLength);
+      entries.push({ binding: 0, resource: { buffer: uniform.buffer, size: data.byteLength } });
+    }
+    spec.bindings.forEach((b, i) => {
+      const buffer = b instanceof DeviceTensor ? b.buffer : b;
+      const size = b instanceof DeviceTensor ? Math.max(4, b.byteLength) : b.size;
+      if (size > maxBinding) {
+        const what = b instanceof DeviceTensor ? `a tensor of shape ${shapeString(b.shape)}` : 'a buffer';
+        throw new TensorTooLargeError(
+          `${label}: binding ${i + 1} is ${what} (${formatBytes(size)}), over the device's ` +
+            `maxStorageBufferBindingSize of ${formatBytes(maxBinding)}; split the batch into smaller parts`,
+        );
+      }
+      entries.push({ binding: i + 1, resource: { buffer, size: Math.ceil(size / 4) * 4 } });
+    });
+    const pipeline = this.pipeline(spec.shader, spec.entry, spec.constants);
+    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label });
+    const pass = this.computePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(x, y, z);
+    if (uniform) this.pool.release(uniform);
+    this.dispatchCount++;
+    this.recentLabels.push(label);
+    if (this.recentLabels.length > 8) this.recentLabels.shift();
+    if (++this.recorded >= this.maxDispatchesPerSubmit) this.flush();
+  }
+
+  /** Submits everything recorded so far. */
+  flush(): void {
+    if (this.destroyed) return;
+    if (this.pass) {
+      this.pass.end();
+      this.pass = undefined;
+    }
+    if (this.encoder) {
+      this.device.queue.submit([this.encoder.finish()]);
+      this.encoder = undefined;
+      this.submitCount++;
+    }
+    this.recorded = 0;
+    this.pool.afterSubmit();
+  }
+
+  /** Flushes, waits for the GPU to finish, and throws any error the device reported. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    await this.checkErrors();
+  }
+
+  /** Reads `size` bytes of `buffer` from `offset`, after all recorded work. */
+  async read(buffer: GPUBuffer, offset: number, size: number): Promise<ArrayBuffer> {
+    this.assertAlive();
+    if (size === 0) return new ArrayBuffer(0);
+    const padded = Math.ceil(size / 4) * 4;
+    const staging = this.pool.acquire(padded, STAGING);
+    this.commandEncoder().copyBufferToBuffer(buffer, offset, staging.buffer, 0, padded);
+    this.flush();
+    try {
+      await staging.buffer.mapAsync(GPUMapMode.READ, 0, padded);
+    } catch (e) {
+      await this.checkErrors();
+      throw this.lost ?? new GpuError('internal', `readback failed: ${(e as Error).message}`, this.context());
+    }
+    const out = staging.buffer.getMappedRange(0, padded).slice(0, size);
+    staging.buffer.unmap();
+    this.pool.release(staging);
+    await this.checkErrors();
+    return out;
+  }
+
+  private async checkErrors(): Promise<void> {
+    if (this.lost) throw this.lost;
+    while (this.pendingCompileChecks.length) {
+      const checks = this.pendingCompileChecks.splice(0);
+      const results = await Promise.allSettled(checks);
+      const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
+      if (failed) {
+        this.errors.length = 0; // the pipeline/bind-group errors that follow from it add nothing
+        throw failed.reason;
+      }
+    }
+    // Uncaptured errors are delivered as events; give them a turn of the event loop to arrive.
+    await new Promise((r) => setImmediate(r));
+    if (this.errors.length) {
+      const [first] = this.errors.splice(0);
+      throw first;
+    }
+    if (this.lost) throw this.lost;
+  }
+
+  private context(): string {
+    return this.recentLabels.length ? `recent dispatches: ${this.recentLabels.join(', ')}` : '';
+  }
+
+  private assertAlive(): void {
+    if (this.destroyed) throw new DeviceLostError('wgsl-nn: the engine was destroyed');
+    if (this.lost) throw this.lost;
+  }
+
+  get isDestroyed(): boolean {
+    return this.destroyed;
+  }
+
+  /** Releases the device and every buffer; the Node process can then exit by itself. */
+  destroy(): void {
+    if (this.destroyed) return;
+    try {
+      this.flush();
+    } catch {
+      /* the device may already be gone */
+    }
+    this.destroyed = true;
+    this.pool.trim();
+    this.pipelines.clear();
+    this.modules.clear();
+    this.device.destroy();
+    if (defaultEngine === this) defaultEngine = undefined;
+  }
+
+  // ---------------------------------------------------------------- helpers for kernels
+
+  /**
+   * Workgroup grid for `n` independent items with `wgSize` invocations per workgroup. Over 65535
+   * workgroups it folds into a second dimension; shaders recover the linear index with `linear_index`
+   * from shaders/lib/common.wgsl.
+   */
+  grid(n: number, wgSize: number): [number, number] {
+    const groups = Math.ceil(n / wgSize);
+    const max = this.limits.maxComputeWorkgroupsPerDimension;
+    if (groups <= max) return [Math.max(groups, 0), 1];
+    const y = Math.ceil(groups / max);
+    return [Math.ceil(groups / y), y];
+  }
+}
+
+function packUniforms(values: UniformValue[]): Uint8Array {
+  const n = Math.max(4, Math.ceil(values.length / 4) * 4); // uniform structs are 16-byte aligned
+  const buf = new ArrayBuffer(n * 4);
+  const u = new Uint32Array(buf);
+  const f = new Float32Array(buf);
+  const s = new Int32Array(buf);
+  values.forEach((v, i) => {
+    if (typeof v === 'number') {
+      if (!Number.isInteger(v) || v < 0) throw new Error(`wgsl-nn: uniform ${i} = ${v} is not a u32; wrap floats in f32()`);
+      u[i] = v;
+    } else if ('f32' in v) f[i] = v.f32;
+    else s[i] = v.i32;
+  });
+  return new Uint8Array(buf);
+}
+
+export function formatBytes(n: number): string {
+  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
+  if (n >= 2 ** 10) return `${(n / 2 ** 10).toFixed(1)} KiB`;
+  return `${n} B`;
+}

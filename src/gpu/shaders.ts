@@ -1,0 +1,47 @@
+// Loads WGSL sources from the package's `shaders/` folder at run time.
+//
+// A shader may start with `//! import <lib>` lines; each names `shaders/lib/<lib>.wgsl`, whose text is
+// placed before the shader's own (once). That is the only preprocessing: shapes go in uniforms and
+// specialisation in `override` constants, so a shader file is always the code that runs.
+import { readFileSync, existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+function findShaderDir(): string {
+  // src/gpu/shaders.ts and dist/gpu/shaders.js both sit two levels below the package root.
+  const here = dirname(fileURLToPath(import.meta.url));
+  for (const candidate of [join(here, '..', '..', 'shaders'), join(here, '..', 'shaders')]) {
+    if (existsSync(join(candidate, 'lib'))) return candidate;
+  }
+  throw new Error(`wgsl-nn: cannot find the shaders/ folder next to ${here}`);
+}
+
+let shaderDir: string | undefined;
+const cache = new Map<string, string>();
+
+export interface ShaderSource {
+  code: string;
+  /** Number of lines placed before the shader's own first line (to map compiler line numbers back). */
+  preludeLines: number;
+}
+
+/** The source of `shaders/<name>.wgsl`, with its `//! import` libraries prepended. */
+export function loadShader(name: string): ShaderSource {
+  shaderDir ??= findShaderDir();
+  const own = readSource(name);
+  const imports = [...own.matchAll(/^\/\/!\s*import\s+([\w-]+)\s*$/gm)].map((m) => m[1]);
+  const prelude = imports.map((lib) => readSource(`lib/${lib}`)).join('\n');
+  const code = prelude ? `${prelude}\n${own}` : own;
+  return { code, preludeLines: prelude ? prelude.split('\n').length : 0 };
+}
+
+function readSource(name: string): string {
+  let text = cache.get(name);
+  if (text === undefined) {
+    const path = join(shaderDir!, `${name}.wgsl`);
+    if (!existsSync(path)) throw new Error(`wgsl-nn: shader '${name}' not found (${path})`);
+    text = readFileSync(path, 'utf8');
+    cache.set(name, text);
+  }
+  return text;
+}

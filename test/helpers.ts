@@ -1,0 +1,101 @@
+// Shared test utilities: engines with poisoned allocations, seeded data, error metrics, finite differences.
+import { expect } from 'vitest';
+import { Engine } from '../src/gpu/engine.js';
+import { Rng } from '../src/util/rng.js';
+
+/** An engine whose new buffers are filled with NaN, so any element a kernel does not write fails. */
+export async function testEngine(): Promise<Engine> {
+  return Engine.create({ poisonAllocations: true });
+}
+
+export function rng(seed: number): Rng {
+  return new Rng(seed);
+}
+
+/** Random values in [-1, 1) without exact zeros (ReLU kinks and ties are avoided by construction). */
+export function randArray(r: Rng, n: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    let v = r.uniform(-1, 1);
+    if (Math.abs(v) < 1e-3) v = 0.5;
+    a[i] = v * scale;
+  }
+  return a;
+}
+
+/**
+ * The relative error used throughout: max_i |got_i - exp_i| / max(max_i |exp_i|, 1e-30)
+ * (the metric of shared/reference/README.md). NaN anywhere counts as infinite error.
+ */
+export function relErr(got: ArrayLike<number>, exp: ArrayLike<number>): number {
+  if (got.length !== exp.length) return Infinity;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < exp.length; i++) {
+    const g = got[i];
+    if (!Number.isFinite(g) && g !== exp[i]) return Infinity;
+    num = Math.max(num, Math.abs(g - exp[i]));
+    den = Math.max(den, Math.abs(exp[i]));
+  }
+  return num / Math.max(den, 1e-30);
+}
+
+/**
+ * Asserts relErr(got, exp) <= tol, with a message naming the worst element. `atol` adds an absolute
+ * allowance (max |got - exp| <= atol + tol * max|exp|) for results that are ill-conditioned in float32.
+ */
+export function expectClose(got: ArrayLike<number>, exp: ArrayLike<number>, tol: number, what = '', atol = 0): void {
+  expect(got.length, `${what}: length`).toBe(exp.length);
+  let den = 0;
+  for (let i = 0; i < exp.length; i++) den = Math.max(den, Math.abs(exp[i]));
+  const err = relErr(got, exp) - atol / Math.max(den, 1e-30);
+  if (!(err <= tol)) {
+    let worst = 0;
+    let wi = 0;
+    for (let i = 0; i < exp.length; i++) {
+      const d = Number.isFinite(got[i]) ? Math.abs(got[i] - exp[i]) : Infinity;
+      if (d > worst || Number.isNaN(d)) {
+        worst = d;
+        wi = i;
+      }
+      if (!Number.isFinite(d)) break;
+    }
+    throw new Error(`${what}: relative error ${err} > ${tol} (element ${wi}: got ${got[wi]}, expected ${exp[wi]})`);
+  }
+}
+
+/**
+ * Central finite differences of a scalar function f at x (float64): df/dx_i ~ (f(x+h e_i) - f(x-h e_i)) / 2h.
+ * `indices` limits the check to some coordinates (all by default).
+ */
+export function numericalGrad(
+  f: (x: Float64Array) => number,
+  x: ArrayLike<number>,
+  h = 1e-6,
+  indices?: number[],
+): Float64Array {
+  const xs = Float64Array.from(x);
+  const g = new Float64Array(xs.length).fill(NaN);
+  for (const i of indices ?? xs.keys()) {
+    const v = xs[i];
+    xs[i] = v + h;
+    const fp = f(xs);
+    xs[i] = v - h;
+    const fm = f(xs);
+    xs[i] = v;
+    g[i] = (fp - fm) / (2 * h);
+  }
+  return g;
+}
+
+/** Sum of a[i] * b[i] in float64: turns a tensor-valued function into the scalar sum(dy * y). */
+export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] * b[i];
+  return s;
+}
+
+/** The values of `a` at `idx`. */
+export function pick(a: ArrayLike<number>, idx: number[]): number[] {
+  return idx.map((i) => a[i]);
+}

@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+// GPU tests run on lavapipe in CI (2 cores): one worker per core, generous timeouts.
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    pool: 'forks',
+    maxWorkers: 2,
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+    reporters: ['default'],
+  },
+});
