@@ -74,6 +74,11 @@ export interface DispatchSpec {
   label?: string;
 }
 
+/** Anything with a dispose(): what tidy() scopes track. */
+export interface Disposable {
+  dispose(): void;
+}
+
 let defaultEngine: Engine | undefined;
 
 export class Engine {
@@ -99,11 +104,16 @@ export class Engine {
   private encoder: GPUCommandEncoder | undefined;
   private pass: GPUComputePassEncoder | undefined;
   private recorded = 0;
+  /** Uniform structs of the current batch live in one buffer, one aligned slot per dispatch. */
+  private uniformArena: PooledBuffer | undefined;
+  private uniformSlot = 0;
+  private readonly uniformSlotSize: number;
   private recentLabels: string[] = [];
   private destroyed = false;
   private lost: DeviceLostError | undefined;
   private readonly maxDispatchesPerSubmit: number;
   private readonly poison: boolean;
+  private readonly scopes: Set<Disposable>[] = [];
   /** Dispatches recorded since creation (for benchmarks and tests). */
   dispatchCount = 0;
   submitCount = 0;
@@ -124,6 +134,7 @@ export class Engine {
     };
     this.maxDispatchesPerSubmit = options.maxDispatchesPerSubmit ?? 128;
     this.poison = options.poisonAllocations ?? false;
+    this.uniformSlotSize = Math.max(256, l.minUniformBufferOffsetAlignment);
     this.pool = new BufferPool(device, l.maxBufferSize, (bytes, max) => {
       throw new TensorTooLargeError(
         `cannot allocate ${formatBytes(bytes)}: the device's largest buffer is ${formatBytes(max)} (maxBufferSize)`,
@@ -144,10 +155,16 @@ export class Engine {
   /** Finds an adapter, requests a device with the adapter's own limits, and returns a ready engine. */
   static async create(options: EngineOptions = {}): Promise<Engine> {
     const gpu = create(options.dawnFlags ?? []);
-    const adapter = await gpu.requestAdapter({
-      powerPreference: options.powerPreference,
-      forceFallbackAdapter: options.forceFallbackAdapter,
-    });
+    let adapter: GPUAdapter | null;
+    try {
+      adapter = await gpu.requestAdapter({
+        powerPreference: options.powerPreference,
+        forceFallbackAdapter: options.forceFallbackAdapter,
+      });
+    } catch (e) {
+      // dawn.node throws (rather than returning null) when no backend or no matching adapter exists.
+      throw new NoAdapterError(String((e as Error).message ?? e).split('\n')[0]);
+    }
     if (!adapter) throw new NoAdapterError('navigator.gpu.requestAdapter() returned null');
     const a = adapter.limits;
     // Ask explicitly for what the adapter offers; the defaults (128 MiB bindings, 16 KiB workgroup
@@ -387,9 +404,19 @@ export class Engine {
     let uniform: PooledBuffer | undefined;
     if (spec.uniforms) {
       const data = packUniforms(spec.uniforms);
-      uniform = this.pool.acquire(data.byteLength, UNIFORM);
-      this.device.queue.writeBuffer(uniform.buffer, 0, data.buffer, 0, data.byteLength);
-      entries.push({ binding: 0, resource: { buffer: uniform.buffer, size: data.byteLength } });
+      if (data.byteLength <= this.uniformSlotSize) {
+        if (!this.uniformArena) {
+          this.uniformArena = this.pool.acquire(this.uniformSlotSize * this.maxDispatchesPerSubmit, UNIFORM);
+          this.uniformSlot = 0;
+        }
+        const offset = this.uniformSlot++ * this.uniformSlotSize;
+        this.device.queue.writeBuffer(this.uniformArena.buffer, offset, data.buffer, 0, data.byteLength);
+        entries.push({ binding: 0, resource: { buffer: this.uniformArena.buffer, offset, size: data.byteLength } });
+      } else {
+        uniform = this.pool.acquire(data.byteLength, UNIFORM);
+        this.device.queue.writeBuffer(uniform.buffer, 0, data.buffer, 0, data.byteLength);
+        entries.push({ binding: 0, resource: { buffer: uniform.buffer, size: data.byteLength } });
+      }
     }
     spec.bindings.forEach((b, i) => {
       const buffer = b instanceof DeviceTensor ? b.buffer : b;
@@ -429,6 +456,10 @@ export class Engine {
       this.submitCount++;
     }
     this.recorded = 0;
+    if (this.uniformArena) {
+      this.pool.release(this.uniformArena);
+      this.uniformArena = undefined;
+    }
     this.pool.afterSubmit();
   }
 
@@ -509,6 +540,45 @@ export class Engine {
     if (defaultEngine === this) defaultEngine = undefined;
   }
 
+  // ---------------------------------------------------------------- scopes
+
+  /**
+   * Runs `fn` and disposes every tracked object (tensors) created while it ran, except what it
+   * returns (a tensor, or tensors inside a returned array or plain object) and what was `keep()`-ed.
+   * Scopes nest; what a scope returns moves to the enclosing scope. `fn` must be synchronous.
+   */
+  tidy<T>(fn: () => T): T {
+    const scope = new Set<Disposable>();
+    this.scopes.push(scope);
+    let result: T;
+    try {
+      result = fn();
+      if (result instanceof Promise) throw new Error('wgsl-nn: tidy() takes a synchronous function');
+    } finally {
+      this.scopes.pop();
+    }
+    const returned = new Set<Disposable>();
+    collectDisposables(result, returned);
+    const parent = this.scopes.at(-1);
+    for (const d of scope) {
+      if (returned.has(d)) parent?.add(d);
+      else d.dispose();
+    }
+    return result;
+  }
+
+  /** @internal Registers a new object with the innermost tidy() scope, if any. */
+  track<T extends Disposable>(d: T): T {
+    this.scopes.at(-1)?.add(d);
+    return d;
+  }
+
+  /** Exempts `d` from disposal by the enclosing tidy() scopes. */
+  keep<T extends Disposable>(d: T): T {
+    for (const s of this.scopes) s.delete(d);
+    return d;
+  }
+
   // ---------------------------------------------------------------- helpers for kernels
 
   /**
@@ -523,6 +593,16 @@ export class Engine {
     const y = Math.ceil(groups / max);
     return [Math.ceil(groups / y), y];
   }
+}
+
+function collectDisposables(v: unknown, out: Set<Disposable>, depth = 0): void {
+  if (!v || typeof v !== 'object' || depth > 4) return;
+  if (typeof (v as Disposable).dispose === 'function') {
+    out.add(v as Disposable);
+    return;
+  }
+  if (Array.isArray(v)) for (const x of v) collectDisposables(x, out, depth + 1);
+  else if (Object.getPrototypeOf(v) === Object.prototype) for (const x of Object.values(v)) collectDisposables(x, out, depth + 1);
 }
 
 function packUniforms(values: UniformValue[]): Uint8Array {

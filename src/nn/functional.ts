@@ -1,0 +1,383 @@
+// F: differentiable ops, named after torch.nn.functional (camelCase, NCHW).
+//
+// Each op runs its forward kernel and records, right beside it, the local derivative: a closure that
+// maps the output gradient dy to the input gradients. Kernels are looked up in the registry, so
+// `kernels.use(op, variant)` or an op's `variant` option picks the implementation.
+import type { Engine } from '../gpu/engine.js';
+import type { DeviceTensor } from '../gpu/device-tensor.js';
+import { shapeString, sizeOf } from '../gpu/device-tensor.js';
+import { ShapeError, WgslNnError } from '../gpu/errors.js';
+import { kernels, type KernelFn } from '../kernels/registry.js';
+import '../kernels/index.js';
+import type { Activation } from '../kernels/activation.js';
+import type { Conv2dParams } from '../kernels/conv2d.js';
+import type * as conv from '../kernels/conv2d.js';
+import type * as convT from '../kernels/conv-transpose2d.js';
+import type * as dense from '../kernels/dense.js';
+import type * as bias from '../kernels/bias-grad.js';
+import type * as act from '../kernels/activation.js';
+import type * as pool from '../kernels/maxpool2d.js';
+import type * as soft from '../kernels/softmax.js';
+import type * as loss from '../kernels/loss.js';
+import type * as ew from '../kernels/elementwise.js';
+import type * as red from '../kernels/reduce.js';
+import type * as bn from '../kernels/batchnorm2d.js';
+import type * as drop from '../kernels/dropout.js';
+import { record, Tensor } from './tensor.js';
+import { globalRng } from './seed.js';
+
+/** The registered kernel for `op` (the forced/preferred variant unless `variant` is given). */
+function k<F extends KernelFn>(op: string, e: Engine, variant?: string): F {
+  return kernels.get<F>(op, e, variant);
+}
+
+type Pair = number | [number, number];
+const pair = (v: Pair | undefined, dflt: number): [number, number] =>
+  v === undefined ? [dflt, dflt] : typeof v === 'number' ? [v, v] : [v[0], v[1]];
+
+function expectDims(x: Tensor, dims: number, op: string, what = 'input'): void {
+  if (x.shape.length !== dims)
+    throw new ShapeError(`${op}: ${what} must be ${dims}-D, got ${shapeString(x.shape)}`);
+}
+
+/** Applies a fused activation's derivative to dy (dy * act'(y)), or passes dy through. */
+function throughActivation(y: DeviceTensor, dy: DeviceTensor, a: Activation | undefined, slope: number): { dz: DeviceTensor; owned: boolean } {
+  if (!a || a === 'none') return { dz: dy, owned: false };
+  return { dz: k<typeof act.activationBackward>('activation.backward', y.engine)(y, dy, a, slope), owned: true };
+}
+
+export interface ConvOptions {
+  stride?: Pair;
+  padding?: Pair;
+  /** Fused epilogue (an extension of torch's signature): the activation applied to the output. */
+  activation?: Activation;
+  /** Leaky ReLU's negative slope for a fused 'leakyRelu'. */
+  slope?: number;
+  /** Kernel variant for this call (see kernels.variants('conv2d.forward')). */
+  variant?: string;
+}
+
+// ------------------------------------------------------------------ convolution and dense
+
+/** y = conv2d(x, w) + b.  x [N,C,H,W], w [O,C,kH,kW], b [O]. */
+export function conv2d(x: Tensor, w: Tensor, b: Tensor | null = null, options: ConvOptions = {}): Tensor {
+  expectDims(x, 4, 'conv2d');
+  expectDims(w, 4, 'conv2d', 'weight');
+  if (x.shape[1] !== w.shape[1])
+    throw new ShapeError(`conv2d: input has ${x.shape[1]} channels but weight ${shapeString(w.shape)} expects ${w.shape[1]}`);
+  const p: Conv2dParams = { stride: pair(options.stride, 1), padding: pair(options.padding, 0) };
+  const slope = options.slope ?? 0.01;
+  const e = x.engine;
+  const y = k<typeof conv.conv2dForward>('conv2d.forward', e, options.variant)(x.value, w.value, b?.value ?? null, {
+    ...p,
+    activation: options.activation,
+    slope,
+  });
+  // d/dx: transposed convolution of dz with w; d/dw: correlation of x with dz; d/db: sum of dz.
+  return record('conv2d', b ? [x, w, b] : [x, w], y, (dy) => {
+    const { dz, owned } = throughActivation(y, dy, options.activation, slope);
+    const dx = x.requiresGrad ? k<typeof conv.conv2dBackwardInput>('conv2d.backwardInput', e)(dz, w.value, x.shape, p) : null;
+    const dw = w.requiresGrad ? k<typeof conv.conv2dBackwardWeight>('conv2d.backwardWeight', e)(x.value, dz, w.shape, p) : null;
+    const db = b?.requiresGrad ? k<typeof bias.biasGrad>('bias.backward', e)(dz) : null;
+    if (owned) dz.dispose();
+    return [dx, dw, db];
+  });
+}
+
+/** Transposed convolution.  x [N,Cin,H,W], w [Cin,Cout,kH,kW] (PyTorch's layout), b [Cout]. */
+export function convTranspose2d(x: Tensor, w: Tensor, b: Tensor | null = null, options: ConvOptions = {}): Tensor {
+  expectDims(x, 4, 'convTranspose2d');
+  expectDims(w, 4, 'convTranspose2d', 'weight');
+  if (x.shape[1] !== w.shape[0])
+    throw new ShapeError(`convTranspose2d: input has ${x.shape[1]} channels but weight ${shapeString(w.shape)} expects ${w.shape[0]}`);
+  const p: Conv2dParams = { stride: pair(options.stride, 1), padding: pair(options.padding, 0) };
+  const slope = options.slope ?? 0.01;
+  const e = x.engine;
+  const y = k<typeof convT.convTranspose2dForward>('convTranspose2d.forward', e, options.variant)(x.value, w.value, b?.value ?? null, {
+    ...p,
+    activation: options.activation,
+    slope,
+  });
+  // d/dx: a plain convolution of dz with w; d/dw: correlation of dz with x; d/db: sum of dz.
+  return record('convTranspose2d', b ? [x, w, b] : [x, w], y, (dy) => {
+    const { dz, owned } = throughActivation(y, dy, options.activation, slope);
+    const dx = x.requiresGrad ? k<typeof convT.convTranspose2dBackwardInput>('convTranspose2d.backwardInput', e)(dz, w.value, x.shape, p) : null;
+    const dw = w.requiresGrad ? k<typeof convT.convTranspose2dBackwardWeight>('convTranspose2d.backwardWeight', e)(x.value, dz, w.shape, p) : null;
+    const db = b?.requiresGrad ? k<typeof bias.biasGrad>('bias.backward', e)(dz) : null;
+    if (owned) dz.dispose();
+    return [dx, dw, db];
+  });
+}
+
+/** y = x wᵀ + b.  x [N,in] (or [..., in]), w [out,in], b [out]. */
+export function linear(
+  x: Tensor,
+  w: Tensor,
+  b: Tensor | null = null,
+  options: { activation?: Activation; slope?: number; variant?: string } = {},
+): Tensor {
+  expectDims(w, 2, 'linear', 'weight');
+  const inF = w.shape[1];
+  if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== inF)
+    throw new ShapeError(`linear: input ${shapeString(x.shape)} does not end in in_features=${inF} of weight ${shapeString(w.shape)}`);
+  if (x.shape.length !== 2) {
+    const lead = x.shape.slice(0, -1);
+    const y2 = linear(reshape(x, [sizeOf(lead), inF]), w, b, options);
+    return reshape(y2, [...lead, w.shape[0]]);
+  }
+  const slope = options.slope ?? 0.01;
+  const e = x.engine;
+  const y = k<typeof dense.linearForward>('linear.forward', e, options.variant)(x.value, w.value, b?.value ?? null, {
+    activation: options.activation,
+    slope,
+  });
+  // d/dx = dz w;  d/dw = dzᵀ x;  d/db = column sums of dz.
+  return record('linear', b ? [x, w, b] : [x, w], y, (dy) => {
+    const { dz, owned } = throughActivation(y, dy, options.activation, slope);
+    const dx = x.requiresGrad ? k<typeof dense.linearBackwardInput>('linear.backwardInput', e)(dz, w.value) : null;
+    const dw = w.requiresGrad ? k<typeof dense.linearBackwardWeight>('linear.backwardWeight', e)(x.value, dz) : null;
+    const db = b?.requiresGrad ? k<typeof bias.biasGrad>('bias.backward', e)(dz) : null;
+    if (owned) dz.dispose();
+    return [dx, dw, db];
+  });
+}
+
+export function maxPool2d(x: Tensor, options: { kernelSize: Pair; stride?: Pair }): Tensor {
+  expectDims(x, 4, 'maxPool2d');
+  const kernel = pair(options.kernelSize, 2);
+  const p = { kernel, stride: pair(options.stride ?? options.kernelSize, 2) };
+  if (x.shape[2] < kernel[0] || x.shape[3] < kernel[1])
+    throw new ShapeError(`maxPool2d: input ${shapeString(x.shape)} is smaller than the ${kernel[0]}x${kernel[1]} window`);
+  const e = x.engine;
+  const { y, argmax } = k<typeof pool.maxPool2dForward>('maxPool2d.forward', e)(x.value, p);
+  // d/dx: dy routed to the arg-max of each window (summed where windows overlap).
+  return record('maxPool2d', [x], y, (dy) => [k<typeof pool.maxPool2dBackward>('maxPool2d.backward', e)(dy, argmax, x.shape, p)], [argmax]);
+}
+
+// ------------------------------------------------------------------ activations
+
+function activation(name: Activation, x: Tensor, slope = 0.01): Tensor {
+  const e = x.engine;
+  const y = k<typeof act.activationForward>('activation.forward', e)(x.value, name, slope);
+  // d/dx = act'(x), computed from y: relu 1[y>0], leaky 1 or slope, sigmoid y(1-y), tanh 1-y².
+  return record(name, [x], y, (dy) => [k<typeof act.activationBackward>('activation.backward', e)(y, dy, name, slope)]);
+}
+
+export const relu = (x: Tensor): Tensor => activation('relu', x);
+export const leakyRelu = (x: Tensor, negativeSlope = 0.01): Tensor => activation('leakyRelu', x, negativeSlope);
+export const sigmoid = (x: Tensor): Tensor => activation('sigmoid', x);
+export const tanh = (x: Tensor): Tensor => activation('tanh', x);
+
+/** Softmax over `dim` (the last dimension; other dimensions are not supported yet). */
+export function softmax(x: Tensor, dim = -1): Tensor {
+  const d = dim < 0 ? dim + x.shape.length : dim;
+  if (d !== x.shape.length - 1)
+    throw new ShapeError(`softmax: only the last dimension is supported (got dim=${dim} for ${shapeString(x.shape)})`);
+  const e = x.engine;
+  const y = k<typeof soft.softmaxForward>('softmax.forward', e)(x.value);
+  // d/dx = y ⊙ (dy - Σ dy ⊙ y) per row.
+  return record('softmax', [x], y, (dy) => [k<typeof soft.softmaxBackward>('softmax.backward', e)(y, dy)]);
+}
+
+// ------------------------------------------------------------------ losses (mean reduction, 0-d output)
+
+function sameSize(a: Tensor, b: Tensor, op: string): void {
+  if (a.size !== b.size) throw new ShapeError(`${op}: input ${shapeString(a.shape)} and target ${shapeString(b.shape)} differ in size`);
+}
+
+/** mean(-(t log p + (1-t) log(1-p))), logs clamped at -100 as PyTorch. */
+export function binaryCrossEntropy(p: Tensor, target: Tensor): Tensor {
+  sameSize(p, target, 'binaryCrossEntropy');
+  const e = p.engine;
+  const l = k<typeof loss.bceForward>('bce.forward', e)(p.value, target.value);
+  // d/dp = (p - t) / max(p(1-p), 1e-12) / n.
+  return record('binaryCrossEntropy', [p], l, (dy) => [k<typeof loss.bceBackward>('bce.backward', e)(p.value, target.value, dy)]);
+}
+
+/** mean(max(z,0) - z t + log(1 + e^-|z|)). */
+export function binaryCrossEntropyWithLogits(z: Tensor, target: Tensor): Tensor {
+  sameSize(z, target, 'binaryCrossEntropyWithLogits');
+  const e = z.engine;
+  const l = k<typeof loss.bceWithLogitsForward>('bceWithLogits.forward', e)(z.value, target.value);
+  // d/dz = (sigmoid(z) - t) / n.
+  return record('binaryCrossEntropyWithLogits', [z], l, (dy) => [
+    k<typeof loss.bceWithLogitsBackward>('bceWithLogits.backward', e)(z.value, target.value, dy),
+  ]);
+}
+
+/** Softmax cross-entropy with integer labels: mean_n(logsumexp(z_n) - z_n[label_n]). */
+export function crossEntropy(logits: Tensor, labels: Tensor): Tensor {
+  expectDims(logits, 2, 'crossEntropy', 'logits');
+  if (labels.dtype !== 'i32') throw new ShapeError('crossEntropy: labels must be an i32 tensor of class indices');
+  if (labels.size !== logits.shape[0])
+    throw new ShapeError(`crossEntropy: ${labels.size} labels for ${logits.shape[0]} rows of logits ${shapeString(logits.shape)}`);
+  const e = logits.engine;
+  const l = k<typeof loss.crossEntropyForward>('crossEntropy.forward', e)(logits.value, labels.value);
+  // d/dz = (softmax(z) - onehot(label)) / N.
+  return record('crossEntropy', [logits], l, (dy) => [
+    k<typeof loss.crossEntropyBackward>('crossEntropy.backward', e)(logits.value, labels.value, dy),
+  ]);
+}
+
+// ------------------------------------------------------------------ normalisation and regularisation
+
+export interface BatchNormOptions {
+  training?: boolean;
+  momentum?: number;
+  eps?: number;
+}
+
+/** Batch norm over (N,H,W) per channel; in training the running statistics are updated in place. */
+export function batchNorm2d(
+  x: Tensor,
+  runningMean: Tensor,
+  runningVar: Tensor,
+  gamma: Tensor,
+  beta: Tensor,
+  options: BatchNormOptions = {},
+): Tensor {
+  expectDims(x, 4, 'batchNorm2d');
+  const c = x.shape[1];
+  for (const [name, t] of [['runningMean', runningMean], ['runningVar', runningVar], ['weight', gamma], ['bias', beta]] as const)
+    if (t.size !== c) throw new ShapeError(`batchNorm2d: ${name} has ${t.size} elements, input has ${c} channels`);
+  const eps = options.eps ?? 1e-5;
+  const e = x.engine;
+  if (options.training ?? false) {
+    const { y, mean, invStd } = k<typeof bn.batchNorm2dTrainForward>('batchNorm2d.trainForward', e)(
+      x.value, gamma.value, beta.value, runningMean.value, runningVar.value, { momentum: options.momentum ?? 0.1, eps },
+    );
+    // Batch statistics depend on x, so dx has the two extra terms of the mean and variance paths.
+    return record('batchNorm2d', [x, gamma, beta], y, (dy) => {
+      const g = k<typeof bn.batchNorm2dBackward>('batchNorm2d.backward', e)(x.value, dy, gamma.value, mean, invStd);
+      return [g.dx, g.dgamma, g.dbeta];
+    }, [mean, invStd]);
+  }
+  const y = k<typeof bn.batchNorm2dEvalForward>('batchNorm2d.evalForward', e)(x.value, gamma.value, beta.value, runningMean.value, runningVar.value, eps);
+  // With running statistics the op is affine in x: dx = dy * gamma / sqrt(var + eps).
+  return record('batchNorm2d', [x, gamma, beta], y, (dy) => {
+    const g = k<typeof bn.batchNorm2dEvalBackward>('batchNorm2d.evalBackward', e)(x.value, dy, gamma.value, runningMean.value, runningVar.value, eps);
+    return [g.dx, g.dgamma, g.dbeta];
+  });
+}
+
+/** Inverted dropout with a GPU counter-based mask: same seed, same mask. Identity when not training. */
+export function dropout(x: Tensor, p = 0.5, options: { training?: boolean; seed?: number } = {}): Tensor {
+  if (p < 0 || p >= 1) throw new WgslNnError(`dropout: p must be in [0, 1), got ${p}`);
+  if (!(options.training ?? true) || p === 0) return identity(x);
+  const seed = options.seed ?? globalRng().int(2 ** 31);
+  const e = x.engine;
+  const y = k<typeof drop.dropoutForward>('dropout.forward', e)(x.value, p, seed);
+  // d/dx = mask / (1 - p), the same mask regenerated from the seed.
+  return record('dropout', [x], y, (dy) => [k<typeof drop.dropoutBackward>('dropout.backward', e)(dy, p, seed)]);
+}
+
+// ------------------------------------------------------------------ shape
+
+function identity(x: Tensor): Tensor {
+  return reshape(x, x.shape);
+}
+
+/** Same data, new shape (-1 infers one dimension). Shares the buffer. */
+export function reshape(x: Tensor, shape: readonly number[]): Tensor {
+  const known = shape.filter((d) => d !== -1).reduce((a, b) => a * b, 1);
+  const resolved = shape.map((d) => (d === -1 ? x.size / known : d));
+  if (sizeOf(resolved) !== x.size) throw new ShapeError(`reshape: cannot view ${shapeString(x.shape)} as ${shapeString(shape)}`);
+  // d/dx: dy viewed in x's shape.
+  return record('reshape', [x], x.value.reshape(resolved), (dy) => [dy.reshape(x.shape)]);
+}
+
+/** All but the first dimension flattened, in C·H·W order (as torch.flatten(x, 1)). */
+export function flatten(x: Tensor): Tensor {
+  if (x.shape.length < 2) return identity(x);
+  return reshape(x, [x.shape[0], x.size / x.shape[0]]);
+}
+
+// ------------------------------------------------------------------ arithmetic and reductions
+
+function scalarOp(x: Tensor, alpha: number, beta: number, op: string): Tensor {
+  const e = x.engine;
+  const y = k<typeof ew.scale>('elementwise.scale', e)(x.value, alpha, beta);
+  // d/dx (alpha x + beta) = alpha.
+  return record(op, [x], y, (dy) => [k<typeof ew.scale>('elementwise.scale', e)(dy, alpha, 0)]);
+}
+
+function binaryOp(a: Tensor, b: Tensor, op: ew.BinaryOp): Tensor {
+  const e = a.engine;
+  const y = k<typeof ew.binary>('elementwise.binary', e)(a.value, b.value, op);
+  const toShape = (g: DeviceTensor, shape: readonly number[]): DeviceTensor => {
+    if (g.shape.length === shape.length && g.shape.every((d, i) => d === shape[i])) return g;
+    const r = k<typeof red.sumToShape>('reduce.sumToShape', e)(g, shape);
+    g.dispose();
+    return r;
+  };
+  return record(op, [a, b], y, (dy) => {
+    const bin = k<typeof ew.binary>('elementwise.binary', e);
+    switch (op) {
+      case 'add': // d/da = 1, d/db = 1 (summed over broadcast axes)
+        return [a.requiresGrad ? toShape(dy.reshape(dy.shape), a.shape) : null, b.requiresGrad ? toShape(dy.reshape(dy.shape), b.shape) : null];
+      case 'sub': // d/da = 1, d/db = -1
+        return [
+          a.requiresGrad ? toShape(dy.reshape(dy.shape), a.shape) : null,
+          b.requiresGrad ? toShape(k<typeof ew.scale>('elementwise.scale', e)(dy, -1, 0), b.shape) : null,
+        ];
+      case 'mul': // d/da = b, d/db = a
+        return [a.requiresGrad ? toShape(bin(dy, b.value, 'mul'), a.shape) : null, b.requiresGrad ? toShape(bin(dy, a.value, 'mul'), b.shape) : null];
+      case 'div': { // d/da = 1/b, d/db = -a/b² = -y/b
+        const da = a.requiresGrad ? toShape(bin(dy, b.value, 'div'), a.shape) : null;
+        let db: DeviceTensor | null = null;
+        if (b.requiresGrad) {
+          const yb = bin(y, b.value, 'div');
+          const t = bin(dy, yb, 'mul');
+          yb.dispose();
+          db = toShape(k<typeof ew.scale>('elementwise.scale', e)(t, -1, 0), b.shape);
+          t.dispose();
+        }
+        return [da, db];
+      }
+    }
+  });
+}
+
+/** a + b with broadcasting (b may be a number). */
+export const add = (a: Tensor, b: Tensor | number): Tensor => (typeof b === 'number' ? scalarOp(a, 1, b, 'add') : binaryOp(a, b, 'add'));
+/** a - b with broadcasting (b may be a number). */
+export const sub = (a: Tensor, b: Tensor | number): Tensor => (typeof b === 'number' ? scalarOp(a, 1, -b, 'sub') : binaryOp(a, b, 'sub'));
+/** a * b with broadcasting (b may be a number). */
+export const mul = (a: Tensor, b: Tensor | number): Tensor => (typeof b === 'number' ? scalarOp(a, b, 0, 'mul') : binaryOp(a, b, 'mul'));
+/** a / b with broadcasting (b may be a number). */
+export const div = (a: Tensor, b: Tensor | number): Tensor => (typeof b === 'number' ? scalarOp(a, 1 / b, 0, 'div') : binaryOp(a, b, 'div'));
+
+function normalizeAxes(dim: number | number[] | undefined, rank: number): number[] | null {
+  if (dim === undefined) return null;
+  const list = Array.isArray(dim) ? dim : [dim];
+  return list.map((d) => {
+    const a = d < 0 ? d + rank : d;
+    if (a < 0 || a >= rank) throw new ShapeError(`dimension ${d} out of range for a ${rank}-D tensor`);
+    return a;
+  });
+}
+
+function reduction(x: Tensor, dim: number | number[] | undefined, keepDim: boolean, kind: 'sum' | 'mean'): Tensor {
+  const e = x.engine;
+  const axes = normalizeAxes(dim, x.shape.length);
+  const y = k<typeof red.sum>(kind === 'sum' ? 'reduce.sum' : 'reduce.mean', e)(x.value, axes, keepDim);
+  const count = axes ? axes.reduce((n, a) => n * x.shape[a], 1) : x.size;
+  const keptShape = x.shape.map((d, i) => (axes === null || axes.includes(i) ? 1 : d));
+  // d/dx: dy broadcast back over the reduced axes (divided by their size for the mean).
+  return record(kind, [x], y, (dy) => {
+    const zeros = e.zeros(x.shape);
+    const dyKept = dy.reshape(keptShape);
+    const expanded = k<typeof ew.binary>('elementwise.binary', e)(zeros, dyKept, 'add');
+    zeros.dispose();
+    dyKept.dispose();
+    if (kind === 'sum') return [expanded];
+    const scaled = k<typeof ew.scale>('elementwise.scale', e)(expanded, 1 / count, 0);
+    expanded.dispose();
+    return [scaled];
+  });
+}
+
+/** Sum over `dim` (all dimensions when omitted: a 0-d tensor). */
+export const sum = (x: Tensor, dim?: number | number[], keepDim = false): Tensor => reduction(x, dim, keepDim, 'sum');
+/** Mean over `dim` (all dimensions when omitted: a 0-d tensor). */
+export const mean = (x: Tensor, dim?: number | number[], keepDim = false): Tensor => reduction(x, dim, keepDim, 'mean');

@@ -1,0 +1,148 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Engine } from '../src/gpu/engine.js';
+import { GpuError, NoAdapterError, ShaderCompileError, TensorTooLargeError } from '../src/gpu/errors.js';
+import { activationBackward, activationForward } from '../src/kernels/activation.js';
+import { testEngine } from './helpers.js';
+
+let engine: Engine;
+beforeAll(async () => {
+  engine = await testEngine();
+});
+afterAll(() => engine.destroy());
+
+describe('Engine', () => {
+  it('describes the adapter and requests its limits', () => {
+    expect(engine.describe().length).toBeGreaterThan(3);
+    expect(typeof engine.info.software).toBe('boolean');
+    expect(engine.limits.maxStorageBufferBindingSize).toBe(engine.adapter.limits.maxStorageBufferBindingSize);
+    expect(engine.limits.maxComputeInvocationsPerWorkgroup).toBe(engine.adapter.limits.maxComputeInvocationsPerWorkgroup);
+  });
+
+  it('round-trips f32 and i32 data', async () => {
+    const f = engine.fromArray(new Float32Array([1.5, -2, 3e-8]), [3]);
+    const i = engine.fromArray(new Int32Array([7, -9]), [2]);
+    expect(Array.from(await f.toArray())).toEqual([1.5, -2, Math.fround(3e-8)]);
+    expect(Array.from(await i.toArray())).toEqual([7, -9]);
+    expect(Array.from(await engine.zeros([4]).toArray())).toEqual([0, 0, 0, 0]);
+    expect(Array.from(await engine.full([2], 3.25).toArray())).toEqual([3.25, 3.25]);
+  });
+
+  it('poisons new allocations with NaN in test engines', async () => {
+    const t = engine.empty([5]);
+    expect(Array.from(await t.toArray()).every(Number.isNaN)).toBe(true);
+    t.dispose();
+  });
+
+  it('reuses pooled buffers: 1000 forward+backward rounds keep bytesAllocated flat', async () => {
+    const x = engine.fromArray(new Float32Array(1000).map((_, i) => Math.sin(i)), [10, 100]);
+    const round = () => {
+      const y = activationForward(x, 'tanh');
+      const dx = activationBackward(y, x, 'tanh');
+      y.dispose();
+      dx.dispose();
+    };
+    // Warm-up: a released buffer is reusable only after the submit that ends its batch, so the pool
+    // first grows to one batch of temporaries (maxDispatchesPerSubmit), then stays there.
+    for (let i = 0; i < 300; i++) round();
+    await engine.sync();
+    const before = engine.memory();
+    for (let i = 0; i < 1000; i++) round();
+    await engine.sync();
+    const after = engine.memory();
+    expect(after.bytesAllocated).toBe(before.bytesAllocated);
+    expect(after.liveBuffers).toBe(before.liveBuffers);
+    expect(after.bytesInUse).toBe(before.bytesInUse);
+    x.dispose();
+  });
+
+  it('reports bytes in use and live buffers', () => {
+    const m0 = engine.memory();
+    const t = engine.empty([1000]);
+    const m1 = engine.memory();
+    expect(m1.liveBuffers).toBe(m0.liveBuffers + 1);
+    expect(m1.bytesInUse - m0.bytesInUse).toBeGreaterThanOrEqual(4000);
+    t.dispose();
+    expect(engine.memory().bytesInUse).toBe(m0.bytesInUse);
+  });
+
+  it('folds grids over 65535 workgroups into two dimensions (every element written)', async () => {
+    const n = 65535 * 256 + 1000; // one more row of workgroups than one dimension allows
+    const x = engine.full([n], -2);
+    const y = activationForward(x, 'relu');
+    const out = (await y.toArray()) as Float32Array;
+    let bad = 0;
+    for (let i = 0; i < n; i++) if (out[i] !== 0) bad++;
+    expect(bad).toBe(0);
+    x.dispose();
+    y.dispose();
+  });
+
+  it('batches many dispatches per submit', async () => {
+    const e = await Engine.create({ maxDispatchesPerSubmit: 64 });
+    const x = e.full([16], 1);
+    const s0 = e.submitCount;
+    for (let i = 0; i < 128; i++) activationForward(x, 'relu').dispose();
+    await e.sync();
+    expect(e.submitCount - s0).toBeLessThanOrEqual(3);
+    e.destroy();
+  });
+
+  it('raises a clear error for a tensor over one storage binding, never drops work', async () => {
+    const max = engine.limits.maxStorageBufferBindingSize;
+    const shape = [32, 32, 224, 224]; // 205 MB of f32: a 224x224 batch-32 activation with 32 channels
+    if (32 * 32 * 224 * 224 * 4 <= max) return; // this device binds it whole: nothing to check
+    const big = engine.empty(shape);
+    expect(() => activationForward(big, 'relu')).toThrow(TensorTooLargeError);
+    expect(() => activationForward(big, 'relu')).toThrow(/maxStorageBufferBindingSize/);
+    big.dispose();
+  });
+
+  it('turns a WGSL compile error into an error carrying the compiler message and line', async () => {
+    const e = await Engine.create();
+    e.registerShader(
+      'broken',
+      ['@group(0) @binding(1) var<storage, read_write> a: array<f32>;', '@compute @workgroup_size(64)', 'fn main() {', '  a[0] = undefined_thing;', '}'].join('\n'),
+    );
+    const err = await e.compile('broken').catch((x) => x);
+    expect(err).toBeInstanceOf(ShaderCompileError);
+    expect(err.message).toMatch(/undefined_thing/);
+    expect(err.message).toMatch(/broken\.wgsl:4:/);
+    e.destroy();
+  });
+
+  it('surfaces validation errors with context instead of passing silently', async () => {
+    const e = await Engine.create();
+    const x = e.full([4], 1);
+    // activation's forward entry binds 2 storage buffers; giving 3 is a validation error.
+    e.dispatch({ shader: 'activation', entry: 'forward', constants: { ACT: 1 }, uniforms: [4, 0], bindings: [x, x, x], workgroups: [1], label: 'bad-dispatch' });
+    const err = await e.sync().catch((z) => z);
+    expect(err).toBeInstanceOf(GpuError);
+    expect(err.message).toMatch(/validation/);
+    expect(err.message).toMatch(/bad-dispatch/);
+    e.destroy();
+  });
+
+  it('without an adapter, creation fails with the install hint', async () => {
+    const err = await Engine.create({ dawnFlags: ['adapter=no-such-adapter-xyz'] }).catch((z) => z);
+    expect(err).toBeInstanceOf(NoAdapterError);
+    expect(err.message).toMatch(/install-software-gpu/);
+  });
+
+  it('tidy() disposes what the scope created except what it returns', () => {
+    const kept = { disposed: 0, dispose() { this.disposed++; } };
+    const dropped = { disposed: 0, dispose() { this.disposed++; } };
+    const r = engine.tidy(() => {
+      engine.track(kept);
+      engine.track(dropped);
+      return { kept };
+    });
+    expect(r.kept.disposed).toBe(0);
+    expect(dropped.disposed).toBe(1);
+  });
+
+  it('refuses use after destroy with a clear error', async () => {
+    const e = await Engine.create();
+    e.destroy();
+    expect(() => e.empty([1])).toThrow(/destroyed/);
+  });
+});
