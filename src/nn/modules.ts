@@ -359,11 +359,12 @@ export class Sequential extends Module {
     layers.forEach((l, i) => this.registerModule(String(i), l));
   }
 
-  forward(x: Tensor): Tensor {
+  /** Runs the layers [0, end) (all by default). */
+  forward(x: Tensor, end = this.layers.length): Tensor {
     let h = x;
-    for (let i = 0; i < this.layers.length; i++) {
+    for (let i = 0; i < end; i++) {
       const layer = this.layers[i];
-      const next = this.layers[i + 1];
+      const next = i + 1 < end ? this.layers[i + 1] : undefined;
       const fused = next && (layer instanceof Conv2d || layer instanceof ConvTranspose2d || layer instanceof Linear) ? activationOf(next) : null;
       if (fused) {
         h = (layer as Conv2d | ConvTranspose2d | Linear).forward(h, fused.act, fused.slope);

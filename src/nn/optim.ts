@@ -67,6 +67,14 @@ export class Adam extends Optimizer {
     return this.state.get(p);
   }
 
+  /** Restores a parameter's moment estimates (checkpoint resume); takes ownership of m and v. */
+  setMoments(p: Tensor, m: DeviceTensor, v: DeviceTensor): void {
+    const old = this.state.get(p);
+    old?.m.dispose();
+    old?.v.dispose();
+    this.state.set(p, { m, v });
+  }
+
   dispose(): void {
     for (const s of this.state.values()) {
       s.m.dispose();

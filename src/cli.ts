@@ -1,0 +1,230 @@
+#!/usr/bin/env node
+// wgsl-nn command line: train, eval, inspect, demo, selfcheck.
+import { mkdirSync, existsSync, statSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import cliProgress from 'cli-progress';
+import { Engine } from './gpu/engine.js';
+import { WgslNnError } from './gpu/errors.js';
+import { trainClassifier, type TrainOptions } from './cnn/train.js';
+import { evaluateModel } from './cnn/evaluate.js';
+import { Inspector } from './cnn/inspector.js';
+import { formatReport } from './cnn/metrics.js';
+import { generateSynthetic } from './data/synthetic.js';
+import { isImageFile } from './data/images.js';
+import { runSelfCheck } from './selfcheck.js';
+
+const int = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive integer`);
+  return n;
+};
+const num = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
+  return n;
+};
+
+function progressCallbacks(epochs: number, quiet: boolean): Pick<TrainOptions, 'onEpochStart' | 'onBatch' | 'onEpochEnd' | 'log'> {
+  const tty = process.stderr.isTTY && !quiet;
+  const bar = new cliProgress.SingleBar(
+    {
+      format: 'epoch {epoch}/{epochs} |{bar}| {value}/{total} batches | loss {loss} | acc {acc} | {ips} img/s | ETA {eta_formatted}',
+      hideCursor: true,
+      clearOnComplete: true,
+      stream: process.stderr,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  return {
+    log: (line) => console.error(line),
+    onEpochStart: (epoch, batches) => {
+      if (tty) bar.start(batches, 0, { epoch, epochs, loss: '-', acc: '-', ips: '-' });
+    },
+    onBatch: (b) => {
+      if (tty) bar.update(b.batch, { loss: b.loss.toFixed(4), acc: b.accuracy.toFixed(3), ips: b.imagesPerSecond.toFixed(1) });
+    },
+    onEpochEnd: (r, improved) => {
+      if (tty) bar.stop();
+      console.error(
+        `epoch ${r.epoch}/${epochs}: train loss ${r.trainLoss.toFixed(4)} acc ${r.trainAccuracy.toFixed(3)} | ` +
+          `val loss ${r.valLoss.toFixed(4)} acc ${r.valAccuracy.toFixed(3)} | ${r.imagesPerSecond.toFixed(1)} img/s, ${r.seconds.toFixed(1)} s${improved ? ' *best' : ''}`,
+      );
+    },
+  };
+}
+
+async function withEngine<T>(fn: (e: Engine) => Promise<T>): Promise<T> {
+  const engine = await Engine.create();
+  try {
+    return await fn(engine);
+  } finally {
+    engine.destroy();
+  }
+}
+
+async function train(opts: Record<string, any>, extra: Partial<TrainOptions> = {}): Promise<void> {
+  await withEngine(async (engine) => {
+    console.error(`adapter: ${engine.describe()}`);
+    const epochs = opts.epochs as number;
+    const result = await trainClassifier({
+      data: opts.data,
+      task: opts.task,
+      out: opts.out,
+      inputSize: opts.size,
+      epochs,
+      batchSize: opts.batchSize,
+      lr: opts.lr,
+      seed: opts.seed,
+      augment: opts.augment,
+      patience: opts.patience,
+      resume: opts.resume,
+      onBadImage: opts.onBadImage,
+      fit: opts.fit,
+      channels: opts.channels,
+      testFraction: opts.testFraction,
+      valFraction: opts.valFraction,
+      engine,
+      command: `wgsl-nn ${process.argv.slice(2).join(' ')}`,
+      ...progressCallbacks(epochs, opts.quiet),
+      ...extra,
+    });
+    if (result.test) {
+      console.log(`\nTest split (${result.test.count} images never used for training or model selection):`);
+      console.log(formatReport(result.test));
+    }
+    console.log(`\nbest epoch ${result.bestEpoch}; ${result.imagesPerSecond.toFixed(1)} images/s; ${result.seconds.toFixed(0)} s in all`);
+    console.log(`model:   ${resolve(result.modelDir)} (model.safetensors + model.json)`);
+    console.log(`report:  ${resolve(result.modelDir, 'report.json')}`);
+    console.log(`plots:   ${['loss.png', 'accuracy.png', 'confusion.png'].map((f) => resolve(result.modelDir, f)).join(', ')}`);
+  });
+}
+
+function collectImages(inputs: string[]): string[] {
+  const out: string[] = [];
+  for (const p of inputs) {
+    if (existsSync(p) && statSync(p).isDirectory()) {
+      for (const f of readdirSync(p).sort()) if (isImageFile(f)) out.push(join(p, f));
+    } else out.push(p);
+  }
+  return out;
+}
+
+const program = new Command();
+program.name('wgsl-nn').description('Surface-defect inspection on WebGPU: hand-written WGSL kernels, no ML framework.').version('0.1.0');
+
+program
+  .command('train')
+  .description('train the seed CNN on a dataset folder (class-per-folder, or good/defect with --task binary)')
+  .requiredOption('--data <dir>', 'dataset root: one sub-folder per class')
+  .addOption(new Option('--task <task>', 'multiclass: every folder a class; binary: good/free/ok/normal vs the rest').choices(['multiclass', 'binary']).default('multiclass'))
+  .requiredOption('--out <dir>', 'model directory to write')
+  .option('--size <px>', 'input size (square)', int('--size'), 64)
+  .option('--epochs <n>', 'epochs', int('--epochs'), 20)
+  .option('--batch-size <n>', 'batch size', int('--batch-size'), 32)
+  .option('--lr <lr>', 'Adam learning rate', num('--lr'), 1e-3)
+  .option('--seed <n>', 'seed of split, init, shuffling and augmentation', int('--seed'), 1)
+  .option('--patience <n>', 'early stop after n epochs without a better validation result', int('--patience'))
+  .option('--test-fraction <f>', 'fraction of each class held out for the test split', num('--test-fraction'), 0.2)
+  .option('--val-fraction <f>', 'fraction of the rest used for validation', num('--val-fraction'), 0.2)
+  .option('--no-augment', 'disable random crop / rotation / flips')
+  .addOption(new Option('--fit <fit>', 'how non-square images become square').choices(['fill', 'cover']).default('fill'))
+  .option('--channels <a,b,c>', 'conv widths (default the seed: 32,64,128)', (v) => v.split(',').map(Number) as [number, number, number])
+  .option('--resume', 'continue from <out>/checkpoint')
+  .addOption(new Option('--on-bad-image <mode>', 'skip unreadable images with a warning, or fail').choices(['skip', 'fail']).default('fail'))
+  .option('--quiet', 'no progress bar')
+  .action((opts) => train(opts));
+
+program
+  .command('eval')
+  .description('evaluate a model directory on a dataset folder')
+  .requiredOption('--model <dir>', 'model directory')
+  .requiredOption('--data <dir>', 'dataset root: one sub-folder per class (binary models: good/free/ok/normal vs defect folders)')
+  .option('--json', 'print one JSON object')
+  .addOption(new Option('--on-bad-image <mode>', 'skip unreadable images (listed in the output), or fail').choices(['skip', 'fail']).default('fail'))
+  .option('--skip-unknown-classes', 'ignore data folders that are not classes of the model (default: error)')
+  .action(async (opts) => {
+    const r = await withEngine((engine) => evaluateModel(opts.model, opts.data, { engine, onBadImage: opts.onBadImage, skipUnknownClasses: opts.skipUnknownClasses }));
+    if (opts.json) console.log(JSON.stringify(r));
+    else {
+      console.log(formatReport(r));
+      for (const s of r.skipped) console.log(`skipped: ${s.reason}`);
+    }
+  });
+
+program
+  .command('inspect')
+  .description('classify images (files or folders of images)')
+  .requiredOption('--model <dir>', 'model directory')
+  .argument('<images...>', 'image files or folders')
+  .option('--json', 'print one JSON object per line')
+  .addOption(new Option('--on-bad-image <mode>', 'report unreadable images and go on, or stop').choices(['skip', 'fail']).default('skip'))
+  .action(async (images: string[], opts) => {
+    const insp = await Inspector.load(opts.model);
+    let failed = 0;
+    try {
+      for (const path of collectImages(images)) {
+        try {
+          const r = await insp.inspect(path);
+          if (opts.json) console.log(JSON.stringify({ path, ...r }));
+          else console.log(`${path}\t${r.label}\t${r.score.toFixed(4)}`);
+        } catch (e) {
+          if (!(e instanceof WgslNnError) || opts.onBadImage === 'fail') throw e;
+          failed++;
+          if (opts.json) console.log(JSON.stringify({ path, error: (e as Error).message }));
+          else console.error(`error: ${(e as Error).message}`);
+        }
+      }
+    } finally {
+      insp.dispose();
+    }
+    if (failed) process.exitCode = 2;
+  });
+
+program
+  .command('demo')
+  .description('generate a synthetic defect dataset, train a small model on it, evaluate, and write plots')
+  .option('--out <dir>', 'where to write everything', 'runs/demo')
+  .option('--size <px>', 'input size', int('--size'), 40)
+  .option('--per-class <n>', 'synthetic images per class', int('--per-class'), 120)
+  .option('--epochs <n>', 'epochs', int('--epochs'), 8)
+  .option('--seed <n>', 'seed', int('--seed'), 1)
+  .option('--quiet', 'no progress bar')
+  .action(async (opts) => {
+    const dataDir = join(opts.out, 'data');
+    mkdirSync(opts.out, { recursive: true });
+    console.error(`generating synthetic surfaces in ${resolve(dataDir)} ...`);
+    const gen = await generateSynthetic({ outDir: dataDir, perClass: opts.perClass, size: 96, seed: opts.seed });
+    console.error(`${gen.count} images, classes: ${gen.classes.join(', ')}`);
+    await train({
+      data: dataDir,
+      task: 'multiclass',
+      out: join(opts.out, 'model'),
+      size: opts.size,
+      epochs: opts.epochs,
+      batchSize: 32,
+      lr: 2e-3,
+      seed: opts.seed,
+      augment: true,
+      onBadImage: 'fail',
+      fit: 'fill',
+      channels: [16, 32, 64],
+      quiet: opts.quiet,
+    });
+    console.log(`\nTry: node dist/cli.js inspect --model ${join(opts.out, 'model')} ${join(dataDir, gen.classes[1])}`);
+  });
+
+program
+  .command('selfcheck')
+  .description('print the adapter and run each kernel once against its CPU reference')
+  .action(async () => {
+    const ok = await runSelfCheck();
+    if (!ok) process.exitCode = 1;
+  });
+
+program.parseAsync(process.argv).catch((e: unknown) => {
+  // Known problems get one clear line; anything else keeps its stack for a bug report.
+  if (e instanceof WgslNnError) console.error(`error: ${e.message}`);
+  else console.error(e);
+  process.exitCode = 1;
+});

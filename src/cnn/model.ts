@@ -1,0 +1,90 @@
+// The seed's surface-defect classifier, as a torch.nn.Sequential with the same indices:
+//   0 Conv2d(1,32,3)  1 ReLU  2 MaxPool2d(2)
+//   3 Conv2d(32,64,3) 4 ReLU  5 MaxPool2d(2)
+//   6 Conv2d(64,128,3) 7 ReLU 8 MaxPool2d(2)
+//   9 Flatten  10 Linear(F,128)  11 ReLU  12 Dropout(0.5)
+//   13 Linear(128,1) 14 Sigmoid      (binary)
+//   13 Linear(128,K)                 (multiclass: logits; softmax is applied at inference and folded
+//                                     into the cross-entropy in training, as torch's CrossEntropyLoss)
+// so model.safetensors loads into that PyTorch model with load_state_dict.
+import type { Engine } from '../gpu/engine.js';
+import { WgslNnError } from '../gpu/errors.js';
+import * as F from '../nn/functional.js';
+import { nn } from '../nn/index.js';
+import type { Tensor } from '../nn/tensor.js';
+
+export type Task = 'binary' | 'multiclass';
+
+export interface ModelConfig {
+  task: Task;
+  classes: string[];
+  inputSize: number;
+  /** Channel widths of the three conv blocks (the seed: 32, 64, 128). */
+  channels?: [number, number, number];
+  hidden?: number;
+  dropout?: number;
+}
+
+/** Spatial size after the three conv(3x3, no padding) + pool(2) blocks. */
+export function featureSize(inputSize: number): number {
+  let s = inputSize;
+  for (let i = 0; i < 3; i++) s = Math.floor((s - 2) / 2);
+  return s;
+}
+
+export class DefectClassifier {
+  readonly net: nn.Sequential;
+  readonly config: Required<ModelConfig>;
+
+  constructor(config: ModelConfig, engine?: Engine) {
+    const c: Required<ModelConfig> = { channels: [32, 64, 128], hidden: 128, dropout: 0.5, ...config };
+    if (c.task === 'binary' && c.classes.length !== 2) throw new WgslNnError(`binary model needs 2 classes, got ${c.classes.length}`);
+    if (c.task === 'multiclass' && c.classes.length < 2) throw new WgslNnError(`multiclass model needs >= 2 classes, got ${c.classes.length}`);
+    const f = featureSize(c.inputSize);
+    if (f < 1) throw new WgslNnError(`input size ${c.inputSize} is too small for three conv+pool blocks (minimum 22)`);
+    this.config = c;
+    const o = { engine };
+    const [c1, c2, c3] = c.channels;
+    const head = c.task === 'binary' ? [new nn.Linear(c.hidden, 1, o), new nn.Sigmoid()] : [new nn.Linear(c.hidden, c.classes.length, o)];
+    this.net = new nn.Sequential(
+      new nn.Conv2d(1, c1, 3, o), new nn.ReLU(), new nn.MaxPool2d(2),
+      new nn.Conv2d(c1, c2, 3, o), new nn.ReLU(), new nn.MaxPool2d(2),
+      new nn.Conv2d(c2, c3, 3, o), new nn.ReLU(), new nn.MaxPool2d(2),
+      new nn.Flatten(), new nn.Linear(c3 * f * f, c.hidden, o), new nn.ReLU(), new nn.Dropout(c.dropout),
+      ...head,
+    );
+  }
+
+  /**
+   * Pre-sigmoid / pre-softmax scores: [N,1] for binary, [N,K] for multiclass. Runs every layer but a
+   * final Sigmoid, so training can use the numerically stable losses on logits.
+   */
+  logits(x: Tensor): Tensor {
+    const layers = this.net.layers;
+    const last = layers[layers.length - 1] instanceof nn.Sigmoid ? layers.length - 1 : layers.length;
+    return this.net.forward(x, last);
+  }
+
+  /** Class probabilities: [N,K] for multiclass; [N,1] defect probability for binary. */
+  probabilities(x: Tensor): Tensor {
+    const z = this.logits(x);
+    if (this.config.task === 'binary') return F.sigmoid(z);
+    return F.softmax(z, -1);
+  }
+
+  parameters(): Tensor[] {
+    return this.net.parameters();
+  }
+
+  train(mode = true): void {
+    this.net.train(mode);
+  }
+
+  eval(): void {
+    this.net.eval();
+  }
+
+  dispose(): void {
+    this.net.dispose();
+  }
+}

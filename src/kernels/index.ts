@@ -1,0 +1,18 @@
+// Importing this module registers every kernel family with the registry (src/kernels/registry.ts).
+import './activation.js';
+import './matmul.js';
+import './dense.js';
+import './bias-grad.js';
+import './conv2d.js';
+import './conv-transpose2d.js';
+import './maxpool2d.js';
+import './softmax.js';
+import './loss.js';
+import './elementwise.js';
+import './reduce.js';
+import './batchnorm2d.js';
+import './dropout.js';
+import './optim.js';
+import './random.js';
+
+export { kernels, KernelRegistry } from './registry.js';
