@@ -15,4 +15,8 @@ import './dropout.js';
 import './optim.js';
 import './random.js';
 
-export { kernels, KernelRegistry } from './registry.js';
+import { applyKernelEnv } from './registry.js';
+
+applyKernelEnv();
+
+export { kernels, KernelRegistry, applyKernelEnv } from './registry.js';

@@ -114,3 +114,16 @@ export class KernelRegistry {
 
 /** The process-wide registry that F, nn, the tests and the benchmarks use. */
 export const kernels = new KernelRegistry();
+
+/**
+ * Variants forced from the environment, e.g. WGSL_NN_KERNELS="conv2d.forward=direct,matmul=tiled",
+ * for experiments and benchmarks without code changes. Applied when the kernel is first looked up
+ * (after every family has registered).
+ */
+export function applyKernelEnv(spec = process.env.WGSL_NN_KERNELS ?? ''): void {
+  for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const [op, variant] = part.split('=');
+    if (!op || !variant) throw new Error(`wgsl-nn: WGSL_NN_KERNELS entry '${part}' is not op=variant`);
+    kernels.use(op, variant);
+  }
+}
