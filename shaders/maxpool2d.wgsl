@@ -1,0 +1,162 @@
+//! import common
+// 2-D max pooling, NCHW, floor mode, no padding.
+//   forward : y[n,c,oh,ow] = max over the kh x kw window at (oh*sh, ow*sw); argmax = h*W + w of the
+//             chosen element within its (n,c) plane.
+//             Tie rule (as PyTorch's CPU kernel): windows are scanned in row-major order with a strict
+//             `>`, so the FIRST maximum wins; a NaN wins over any number (and a later NaN over an
+//             earlier one, as PyTorch's `val > max || isnan(val)`), so NaN propagates to y.
+//   backward: gather, no atomics: each input element sums dy over the (at most ceil(kh/sh) x
+//             ceil(kw/sw)) windows that contain it and chose it (argmax == its index). Elements no
+//             window covers get 0.
+
+const WG: u32 = 64u;
+// Elements per invocation: many on CPU implementations (lavapipe), where per-invocation overhead and
+// integer division dominate; 1 on real GPUs.
+override V: u32 = 1u;
+// Backward only: set when kh <= sh and kw <= sw (e.g. the usual 2x2 stride 2), so each input element
+// lies in at most one window and the window loops reduce to one test.
+override NON_OVERLAPPING: bool = false;
+
+struct Params {
+  planes: u32,   // N * C
+  h: u32,
+  w: u32,
+  ho: u32,
+  wo: u32,
+  kh: u32,
+  kw: u32,
+  sh: u32,
+  sw: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> argmax: array<i32>;
+
+// NaN test on the bits: `v != v` is folded to false by some compilers (it is on lavapipe).
+fn is_nan(v: f32) -> bool {
+  return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// Max of the window of output i = (plane, oh, ow).
+fn pool_window(i: u32, plane: u32, oh: u32, ow: u32) {
+  let h0 = oh * p.sh;
+  let w0 = ow * p.sw;
+  let base = plane * p.h * p.w;
+  // Start from the window's first element (equivalent to PyTorch's start at -inf with the first
+  // index: an all -inf window picks its first element, and a leading NaN is kept). WGSL cannot
+  // spell -inf as a constant.
+  var best_idx = h0 * p.w + w0;
+  var best = x[base + best_idx];
+  for (var u = 0u; u < p.kh; u++) {
+    let row = (h0 + u) * p.w;
+    for (var v = 0u; v < p.kw; v++) {
+      let idx = row + w0 + v;
+      let val = x[base + idx];
+      if (val > best || is_nan(val)) {
+        best = val;
+        best_idx = idx;
+      }
+    }
+  }
+  y[i] = best;
+  argmax[i] = i32(best_idx);
+}
+
+// Each invocation computes V consecutive outputs, stepping (plane, oh, ow) like an odometer so the
+// index divisions run once per invocation (see V).
+@compute @workgroup_size(WG)
+fn forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let start = linear_index(gid, nwg, WG) * V;
+  let total = p.planes * p.ho * p.wo;
+  if (start >= total) { return; }
+  let end = min(total, start + V);
+  var ow = start % p.wo;
+  var oh = (start / p.wo) % p.ho;
+  var plane = start / (p.wo * p.ho);
+  for (var i = start; i < end; i++) {
+    pool_window(i, plane, oh, ow);
+    ow += 1u;
+    if (ow == p.wo) {
+      ow = 0u;
+      oh += 1u;
+      if (oh == p.ho) {
+        oh = 0u;
+        plane += 1u;
+      }
+    }
+  }
+}
+
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read> am: array<i32>;
+@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+
+// Window rows oh containing input row ih: oh*sh <= ih < oh*sh + kh, i.e.
+// ceil((ih - kh + 1) / sh) <= oh <= ih / sh, clipped to [0, ho). Returns [lo, hi). u32 only.
+fn window_rows(ih: u32) -> vec2u {
+  let lo = select(0u, (ih + 1u - p.kh + p.sh - 1u) / p.sh, ih + 1u >= p.kh);
+  let hi = min(ih / p.sh + 1u, p.ho);
+  return vec2u(lo, max(lo, hi));
+}
+
+// Each invocation handles V consecutive input elements. Per element the only index arithmetic is an
+// increment: q = iw / sw and r = iw % sw are stepped along the row, and the window rows are
+// recomputed once per input row.
+@compute @workgroup_size(WG)
+fn backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let start = linear_index(gid, nwg, WG) * V;
+  let total = p.planes * p.h * p.w;
+  if (start >= total) { return; }
+  let end = min(total, start + V);
+  var iw = start % p.w;
+  var ih = (start / p.w) % p.h;
+  var plane = start / (p.w * p.h);
+  var q = iw / p.sw;
+  var r = iw - q * p.sw;
+  var rows = window_rows(ih);
+  for (var i = start; i < end; i++) {
+    let me = i32(ih * p.w + iw);
+    let obase = plane * p.ho * p.wo;
+    var acc = 0.0;
+    if (NON_OVERLAPPING) {
+      // kh <= sh and kw <= sw: at most one window, (rows.x, q), contains the element.
+      if (rows.x < rows.y && q < p.wo && r < p.kw) {
+        let o = obase + rows.x * p.wo + q;
+        if (am[o] == me) { acc = dy[o]; }
+      }
+    } else {
+      for (var oh = rows.x; oh < rows.y; oh++) {
+        let orow = obase + oh * p.wo;
+        // Windows ow <= iw / sw start at or before iw; walk left while they still reach past iw.
+        var ow = i32(min(q, p.wo - 1u));
+        loop {
+          if (ow < 0 || u32(ow) * p.sw + p.kw <= iw) { break; }
+          let o = orow + u32(ow);
+          if (am[o] == me) { acc += dy[o]; }
+          ow -= 1;
+        }
+      }
+    }
+    dx[i] = acc;
+
+    iw += 1u;
+    r += 1u;
+    if (r == p.sw) {
+      r = 0u;
+      q += 1u;
+    }
+    if (iw == p.w) {
+      iw = 0u;
+      q = 0u;
+      r = 0u;
+      ih += 1u;
+      if (ih == p.h) {
+        ih = 0u;
+        plane += 1u;
+      }
+      rows = window_rows(ih);
+    }
+  }
+}

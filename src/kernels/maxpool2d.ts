@@ -1,0 +1,114 @@
+// 2-D max pooling (NCHW, floor mode, no padding): forward with argmax, backward as a gather
+// (shaders/maxpool2d.wgsl).
+//
+// Tie rule: the FIRST maximum in row-major window order wins (strict `>`, as PyTorch's CPU kernel);
+// a NaN input wins (so it propagates to y).
+import { shapeString, type DeviceTensor } from '../gpu/device-tensor.js';
+import { ShapeError } from '../gpu/errors.js';
+import { perInvocation, SOFTWARE_PER_INVOCATION } from './elementwise.js';
+import { kernels } from './registry.js';
+
+export interface Pool2dParams {
+  kernel: [number, number];
+  stride: [number, number];
+}
+
+const WG = 64;
+
+/** Output size and validation; shared by forward and backward. */
+export function pool2dOutShape(op: string, xShape: readonly number[], p: Pool2dParams): [number, number, number, number] {
+  if (xShape.length !== 4) throw new ShapeError(`${op}: x must be [N, C, H, W], got ${shapeString(xShape)}`);
+  const [kh, kw] = p.kernel;
+  const [sh, sw] = p.stride;
+  if (![kh, kw, sh, sw].every((v) => Number.isInteger(v) && v >= 1))
+    throw new ShapeError(`${op}: kernel [${p.kernel}] and stride [${p.stride}] must be positive integers`);
+  const [n, c, h, w] = xShape;
+  if (kh > h || kw > w)
+    throw new ShapeError(`${op}: kernel [${kh}, ${kw}] is larger than the input ${shapeString(xShape)} (no padding)`);
+  return [n, c, Math.floor((h - kh) / sh) + 1, Math.floor((w - kw) / sw) + 1];
+}
+
+function uniforms(xShape: readonly number[], yShape: readonly number[], p: Pool2dParams): number[] {
+  const [n, c, h, w] = xShape;
+  return [n * c, h, w, yShape[2], yShape[3], p.kernel[0], p.kernel[1], p.stride[0], p.stride[1]];
+}
+
+/** y = max over each window; argmax (i32, y's shape) = flat index h*W + w of the chosen element in its plane. */
+export function maxPool2dForward(x: DeviceTensor, p: Pool2dParams): { y: DeviceTensor; argmax: DeviceTensor } {
+  return forwardWith(x, p, perInvocation(x.engine));
+}
+
+function forwardWith(x: DeviceTensor, p: Pool2dParams, v: number): { y: DeviceTensor; argmax: DeviceTensor } {
+  if (x.dtype !== 'f32') throw new ShapeError(`maxPool2d.forward: x must be float32, got ${x.dtype}`);
+  const outShape = pool2dOutShape('maxPool2d.forward', x.shape, p);
+  const e = x.engine;
+  const y = e.empty(outShape);
+  const argmax = e.empty(outShape, 'i32');
+  e.dispatch({
+    shader: 'maxpool2d',
+    entry: 'forward',
+    constants: { V: v },
+    uniforms: uniforms(x.shape, outShape, p),
+    bindings: [x, y, argmax],
+    workgroups: e.grid(Math.ceil(y.size / v), WG),
+    label: `maxPool2d.forward ${shapeString(x.shape)} k${p.kernel} s${p.stride}`,
+  });
+  return { y, argmax };
+}
+
+/** dx[i] = sum of dy over every window whose argmax is i; uncovered positions 0. */
+export function maxPool2dBackward(
+  dy: DeviceTensor,
+  argmax: DeviceTensor,
+  xShape: readonly number[],
+  p: Pool2dParams,
+): DeviceTensor {
+  return backwardWith(dy, argmax, xShape, p, perInvocation(dy.engine));
+}
+
+function backwardWith(dy: DeviceTensor, argmax: DeviceTensor, xShape: readonly number[], p: Pool2dParams, v: number): DeviceTensor {
+  const outShape = pool2dOutShape('maxPool2d.backward', xShape, p);
+  const same = (s: readonly number[]) => s.length === 4 && s.every((d, i) => d === outShape[i]);
+  if (dy.dtype !== 'f32' || !same(dy.shape))
+    throw new ShapeError(
+      `maxPool2d.backward: dy ${dy.dtype} ${shapeString(dy.shape)} must be f32 ${shapeString(outShape)} for x ${shapeString(xShape)}`,
+    );
+  if (argmax.dtype !== 'i32' || !same(argmax.shape))
+    throw new ShapeError(
+      `maxPool2d.backward: argmax ${argmax.dtype} ${shapeString(argmax.shape)} must be i32 ${shapeString(outShape)}`,
+    );
+  const e = dy.engine;
+  const dx = e.empty(xShape);
+  e.dispatch({
+    shader: 'maxpool2d',
+    entry: 'backward',
+    constants: { V: v, NON_OVERLAPPING: p.kernel[0] <= p.stride[0] && p.kernel[1] <= p.stride[1] },
+    uniforms: uniforms(xShape, outShape, p),
+    bindings: [dy, argmax, dx],
+    workgroups: e.grid(Math.ceil(dx.size / v), WG),
+    label: `maxPool2d.backward ${shapeString(xShape)} k${p.kernel} s${p.stride}`,
+  });
+  return dx;
+}
+
+const V_SW = SOFTWARE_PER_INVOCATION;
+kernels.register('maxPool2d.forward', 'chunked', (x: DeviceTensor, p: Pool2dParams) => forwardWith(x, p, V_SW), {
+  description: `${V_SW} consecutive outputs per invocation`,
+  preferredOn: ['software'],
+});
+kernels.register('maxPool2d.forward', 'per-element', (x: DeviceTensor, p: Pool2dParams) => forwardWith(x, p, 1), {
+  description: 'one output per invocation',
+  preferredOn: ['hardware'],
+});
+kernels.register(
+  'maxPool2d.backward',
+  'chunked',
+  (dy: DeviceTensor, am: DeviceTensor, xShape: readonly number[], p: Pool2dParams) => backwardWith(dy, am, xShape, p, V_SW),
+  { description: `gather over the windows containing each input element, ${V_SW} elements per invocation`, preferredOn: ['software'] },
+);
+kernels.register(
+  'maxPool2d.backward',
+  'per-element',
+  (dy: DeviceTensor, am: DeviceTensor, xShape: readonly number[], p: Pool2dParams) => backwardWith(dy, am, xShape, p, 1),
+  { description: 'gather over the windows containing each input element, one per invocation', preferredOn: ['hardware'] },
+);

@@ -1,0 +1,50 @@
+// Softmax over the last dimension, forward and backward (shaders/softmax.wgsl).
+import { shapeString, type DeviceTensor } from '../gpu/device-tensor.js';
+import { ShapeError } from '../gpu/errors.js';
+import { kernels } from './registry.js';
+
+const WG = 64;
+
+function rowsOf(op: string, x: DeviceTensor): { rows: number; k: number } {
+  if (x.dtype !== 'f32') throw new ShapeError(`${op}: expected a float32 tensor, got ${x.dtype} ${shapeString(x.shape)}`);
+  if (x.shape.length === 0) throw new ShapeError(`${op}: needs at least one dimension, got a 0-d tensor`);
+  const k = x.shape[x.shape.length - 1];
+  return { rows: k === 0 ? 0 : x.size / k, k };
+}
+
+/** Softmax over the last dimension (numerically stable: the row max is subtracted first). */
+export function softmaxForward(x: DeviceTensor): DeviceTensor {
+  const { rows, k } = rowsOf('softmax.forward', x);
+  const e = x.engine;
+  const y = e.empty(x.shape);
+  e.dispatch({
+    shader: 'softmax',
+    entry: 'forward',
+    uniforms: [rows, k],
+    bindings: [x, y],
+    workgroups: e.grid(rows, WG),
+    label: `softmax.forward ${shapeString(x.shape)}`,
+  });
+  return y;
+}
+
+/** dx = y * (dy - sum(dy * y)) per row, from the forward output y. */
+export function softmaxBackward(y: DeviceTensor, dy: DeviceTensor): DeviceTensor {
+  const { rows, k } = rowsOf('softmax.backward', y);
+  if (dy.dtype !== 'f32' || dy.shape.length !== y.shape.length || dy.shape.some((d, i) => d !== y.shape[i]))
+    throw new ShapeError(`softmax.backward: dy ${dy.dtype} ${shapeString(dy.shape)} does not match y ${shapeString(y.shape)}`);
+  const e = y.engine;
+  const dx = e.empty(y.shape);
+  e.dispatch({
+    shader: 'softmax',
+    entry: 'backward',
+    uniforms: [rows, k],
+    bindings: [y, dx, dy],
+    workgroups: e.grid(rows, WG),
+    label: `softmax.backward ${shapeString(y.shape)}`,
+  });
+  return dx;
+}
+
+kernels.register('softmax.forward', 'rowwise', softmaxForward, { description: 'one invocation per row' });
+kernels.register('softmax.backward', 'rowwise', softmaxBackward, { description: 'one invocation per row' });
