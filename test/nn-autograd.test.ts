@@ -13,8 +13,9 @@ afterAll(() => engine.destroy());
 /**
  * Float32 central differences on the GPU: d loss / d p[i] ~ (L(p + h e_i) - L(p - h e_i)) / 2h, on a
  * few coordinates of each parameter, compared with the analytic gradient from backward().
- * Tolerance: |analytic - numeric| <= 2e-2 * max|analytic of that parameter| + 2e-4 (float32 loss
- * values give ~1e-5 absolute noise at h = 1e-2; O(h²) truncation adds ~1e-4 relative).
+ * h = 1e-3: small enough that a ReLU/max-pool kink is rarely crossed, large enough that float32
+ * loss rounding (~6e-8) adds only ~3e-5 to the quotient. Tolerance: |analytic - numeric| <=
+ * 2e-2 * max|analytic of that parameter| + 5e-4.
  */
 async function gradCheck(params: Tensor[], lossFn: () => Tensor, coordsPerParam = 5): Promise<void> {
   const loss = lossFn();
@@ -27,7 +28,7 @@ async function gradCheck(params: Tensor[], lossFn: () => Tensor, coordsPerParam 
     for (const v of analytic) scale = Math.max(scale, Math.abs(v));
     for (let k = 0; k < coordsPerParam; k++) {
       const i = r.int(base.length);
-      const h = 1e-2;
+      const h = 1e-3;
       const evalAt = async (v: number) => {
         const data = base.slice();
         data[i] = v;
@@ -36,7 +37,7 @@ async function gradCheck(params: Tensor[], lossFn: () => Tensor, coordsPerParam 
       };
       const numeric = ((await evalAt(base[i] + h)) - (await evalAt(base[i] - h))) / (2 * h);
       p.setValue(engine.fromArray(base, p.shape));
-      expect(Math.abs(analytic[i] - numeric), `param ${pi} element ${i}: analytic ${analytic[i]} numeric ${numeric}`).toBeLessThanOrEqual(2e-2 * scale + 2e-4);
+      expect(Math.abs(analytic[i] - numeric), `param ${pi} element ${i}: analytic ${analytic[i]} numeric ${numeric}`).toBeLessThanOrEqual(2e-2 * scale + 5e-4);
     }
   }
 }

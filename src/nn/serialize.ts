@@ -76,7 +76,9 @@ export function decodeSafetensors(bytes: Uint8Array, name = 'safetensors data'):
     const [begin, end] = data_offsets;
     if (end - begin !== count * width || dataStart + end > bytes.byteLength)
       throw new SafetensorsError(`${name}: tensor '${key}' data is truncated or inconsistent with shape [${shape}]`);
-    const raw = bytes.slice(dataStart + begin, dataStart + end); // copy: aligned and owned
+    // A copy (Buffer.slice would be a view into Node's pool), so the typed arrays are aligned and owned.
+    const raw = new Uint8Array(end - begin);
+    raw.set(bytes.subarray(dataStart + begin, dataStart + end));
     const dv = new DataView(raw.buffer);
     let entry: StateEntry;
     if (dtype === 'F32') entry = { shape, dtype: 'F32', data: new Float32Array(raw.buffer) };

@@ -1,0 +1,61 @@
+// Bias gradient: db[c] = sum of dy over every axis except axis 1, for dy viewed as [A, C, B]
+// (A = leading batch axis, B = product of the trailing axes; [N,C] has B = 1, [N,C,H,W] has B = H*W).
+// A gather per channel, no atomics.
+
+const WG: u32 = 64u;
+
+struct Params {
+  A: u32,
+  C: u32,
+  B: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read_write> db: array<f32>;
+
+// B = 1 ([A, C]): one invocation per channel walks the A rows; neighbouring invocations read
+// neighbouring elements of each row.
+@compute @workgroup_size(WG)
+fn sum_rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  for (var ch = gid.x; ch < p.C; ch += nwg.x * WG) {
+    var s = 0.0;
+    for (var a = 0u; a < p.A; a++) {
+      s += dy[a * p.C + ch];
+    }
+    db[ch] = s;
+  }
+}
+
+var<workgroup> partial: array<f32, WG>;
+
+// B > 1: one workgroup per channel (grid-stride over channels); its WG invocations each sum a strided
+// share of the A*B elements, then a tree reduction in workgroup memory adds the WG partial sums.
+@compute @workgroup_size(WG)
+fn sum_spatial(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  for (var ch = wid.x; ch < p.C; ch += nwg.x) {
+    var s = 0.0;
+    for (var a = 0u; a < p.A; a++) {
+      let base = (a * p.C + ch) * p.B;
+      for (var i = lid; i < p.B; i += WG) {
+        s += dy[base + i];
+      }
+    }
+    partial[lid] = s;
+    workgroupBarrier();
+    for (var half = WG / 2u; half > 0u; half /= 2u) {
+      if (lid < half) {
+        partial[lid] += partial[lid + half];
+      }
+      workgroupBarrier();
+    }
+    // Only invocation 0 writes and reads partial[0], so the next channel may start at once.
+    if (lid == 0u) {
+      db[ch] = partial[0];
+    }
+  }
+}

@@ -1,0 +1,237 @@
+// 2-D convolution (NCHW, OIHW weights, zero padding, dilation 1, groups 1): forward, input gradient
+// and weight gradient.
+//
+// The implicit-GEMM variants run on the shared GEMM core (shaders/matmul.wgsl) with conv readers:
+//   forward  y[n,o,pix]  = sum_{c,u,v} w[o,(c,u,v)] * im2col(x)[(c,u,v),(n,pix)]      (+ bias, act)
+//   d/dx     dx[n,c,pix] = per stride phase, sum_{o,u',v'} w[o,c,u,v] * dy[n,o,...]
+//   d/dw     dw[o,(c,u,v)] = sum_{n,pix} dy[n,o,pix] * im2col(x)[(n,pix),(c,u,v)]     (split-K)
+// The 'direct' forward (shaders/conv2d.wgsl) loops over (c, u, v) without the GEMM indirection.
+import { f32 } from '../gpu/engine.js';
+import type { DeviceTensor } from '../gpu/device-tensor.js';
+import { ShapeError } from '../gpu/errors.js';
+import { ACTIVATION_CODE, type Activation } from './activation.js';
+import {
+  A_CONV_W_T,
+  A_NCHW_ROWS,
+  A_PLAIN,
+  B_IM2COL,
+  B_IM2COL_T,
+  B_PHASE,
+  BIAS_PER_ROW,
+  C_NCHW,
+  C_PHASE,
+  C_PLAIN,
+  coreOf,
+  gemm,
+  type ConvGeometry,
+  type GemmCore,
+} from './matmul.js';
+import { kernels } from './registry.js';
+
+export interface Conv2dParams {
+  stride: [number, number];
+  padding: [number, number];
+}
+
+export interface Epilogue {
+  activation?: Activation;
+  slope?: number;
+}
+
+const str = (s: readonly number[]) => `[${s.join(', ')}]`;
+
+/** Output size floor((h + 2p - k) / s) + 1 per axis. */
+export function conv2dOutputSize(h: number, w: number, k: [number, number], p: Conv2dParams): [number, number] {
+  return [
+    Math.floor((h + 2 * p.padding[0] - k[0]) / p.stride[0]) + 1,
+    Math.floor((w + 2 * p.padding[1] - k[1]) / p.stride[1]) + 1,
+  ];
+}
+
+function checkParams(op: string, p: Conv2dParams): void {
+  const ok = (v: unknown, min: number) => Number.isInteger(v) && (v as number) >= min;
+  if (!p || !Array.isArray(p.stride) || !Array.isArray(p.padding) || !ok(p.stride[0], 1) || !ok(p.stride[1], 1) || !ok(p.padding[0], 0) || !ok(p.padding[1], 0))
+    throw new ShapeError(`${op}: stride must be two integers >= 1 and padding two integers >= 0 (got stride ${JSON.stringify(p?.stride)}, padding ${JSON.stringify(p?.padding)})`);
+}
+
+/**
+ * Geometry of the forward conv x [n,c,h,w] * w [o,c,kh,kw] -> y; checks that the shapes fit
+ * (and, when given, that y has the expected shape).
+ */
+export function convGeometry(
+  op: string,
+  xShape: readonly number[],
+  wShape: readonly number[],
+  p: Conv2dParams,
+  yShape?: readonly number[],
+): ConvGeometry {
+  checkParams(op, p);
+  const what = `${op}: x ${str(xShape)}, w ${str(wShape)}${yShape ? `, dy ${str(yShape)}` : ''}, stride ${str(p.stride)}, padding ${str(p.padding)}`;
+  if (xShape.length !== 4 || wShape.length !== 4) throw new ShapeError(`${what}: x must be [N,C,H,W] and w [O,C,kH,kW]`);
+  const [nimg, xc, xh, xw] = xShape;
+  const [yc, wc, kh, kw] = wShape;
+  if (wc !== xc) throw new ShapeError(`${what}: x has ${xc} channels, w expects ${wc}`);
+  if (kh < 1 || kw < 1) throw new ShapeError(`${what}: empty kernel`);
+  const [yh, yw] = conv2dOutputSize(xh, xw, [kh, kw], p);
+  if (yh < 1 || yw < 1) throw new ShapeError(`${what}: the kernel does not fit the padded input (output ${yh}x${yw})`);
+  if (yShape && (yShape.length !== 4 || yShape[0] !== nimg || yShape[1] !== yc || yShape[2] !== yh || yShape[3] !== yw))
+    throw new ShapeError(`${what}: dy must be ${str([nimg, yc, yh, yw])}`);
+  return { nimg, xc, xh, xw, yc, yh, yw, kh, kw, sh: p.stride[0], sw: p.stride[1], ph: p.padding[0], pw: p.padding[1] };
+}
+
+function checkBias(what: string, b: DeviceTensor | null, n: number): void {
+  if (b && (b.shape.length !== 1 || b.shape[0] !== n)) throw new ShapeError(`${what}: bias ${str(b.shape)} must be [${n}]`);
+}
+
+// ------------------------------------------------------------------------------------ GEMM forms
+
+/** y = act(conv(x, w) + b) by implicit GEMM (rows = output channels, columns = (n, oh, ow)). */
+export function convForwardGemm(core: GemmCore, x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, g: ConvGeometry, epi: Epilogue, label: string): DeviceTensor {
+  const y = x.engine.empty([g.nimg, g.yc, g.yh, g.yw]);
+  const K = g.xc * g.kh * g.kw;
+  gemm(core, {
+    label, a: w, b: x, out: y, bias: b, biasMode: BIAS_PER_ROW, activation: epi.activation, slope: epi.slope,
+    aMode: A_PLAIN, bMode: B_IM2COL, cMode: C_NCHW,
+    M: g.yc, N: g.nimg * g.yh * g.yw, K, aStrides: [0, K, 1], conv: g,
+  });
+  return y;
+}
+
+/** Number of output positions t (ih = s*t + r - p in [0, size)) of stride phase r. */
+function phaseCount(size: number, s: number, p: number, r: number): number {
+  const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
+  return Math.max(ceilDiv(size + p - r, s) - ceilDiv(p - r, s), 0);
+}
+
+/**
+ * dx = conv2d input gradient of dy (shape of y) with w [o,c,kh,kw], into [nimg, xc, xh, xw]; optionally
+ * with a per-channel bias and activation (conv-transpose forward is this op).
+ */
+export function convBackwardInputGemm(core: GemmCore, dy: DeviceTensor, w: DeviceTensor, g: ConvGeometry, b: DeviceTensor | null, epi: Epilogue, label: string): DeviceTensor {
+  const dx = dy.engine.empty([g.nimg, g.xc, g.xh, g.xw]);
+  let maxCols = 0;
+  for (let rh = 0; rh < g.sh; rh++)
+    for (let rw = 0; rw < g.sw; rw++)
+      maxCols = Math.max(maxCols, g.nimg * phaseCount(g.xh, g.sh, g.ph, rh) * phaseCount(g.xw, g.sw, g.pw, rw));
+  gemm(core, {
+    label, a: w, b: dy, out: dx, bias: b, biasMode: BIAS_PER_ROW, activation: epi.activation, slope: epi.slope,
+    aMode: A_CONV_W_T, bMode: B_PHASE, cMode: C_PHASE,
+    M: g.xc, N: maxCols, K: 0, batch: g.sh * g.sw, conv: g,
+  });
+  return dx;
+}
+
+/** dw[o, c, u, v] = sum_{n, oh, ow} dy[n, o, oh, ow] x[n, c, oh*s-p+u, ow*s-p+v]. */
+export function convBackwardWeightGemm(core: GemmCore, x: DeviceTensor, dy: DeviceTensor, g: ConvGeometry, label: string): DeviceTensor {
+  const dw = x.engine.empty([g.yc, g.xc, g.kh, g.kw]);
+  const N = g.xc * g.kh * g.kw;
+  gemm(core, {
+    label, a: dy, b: x, out: dw, aMode: A_NCHW_ROWS, bMode: B_IM2COL_T, cMode: C_PLAIN,
+    M: g.yc, N, K: g.nimg * g.yh * g.yw, cStrides: [0, N, 1], conv: g, allowSplit: true,
+  });
+  return dw;
+}
+
+// ------------------------------------------------------------------------------------ direct forward
+
+/** Output channels x adjacent output pixels per invocation of shaders/conv2d.wgsl (OT x PT there). */
+const DIRECT_OT = 16;
+const DIRECT_PT = 8;
+const DIRECT_WG = 64;
+const DIRECT_SPAN_MAX = 32;
+
+function convForwardDirect(x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, g: ConvGeometry, epi: Epilogue, label: string): DeviceTensor {
+  // The window row of PT outputs must fit the shader's register array; wider kernels use the GEMM.
+  if ((DIRECT_PT - 1) * g.sw + g.kw > DIRECT_SPAN_MAX) return convForwardGemm('register', x, w, b, g, epi, label);
+  const e = x.engine;
+  const y = e.empty([g.nimg, g.yc, g.yh, g.yw]);
+  const blocks = g.nimg * g.yh * Math.ceil(g.yw / DIRECT_PT);
+  const max = e.limits.maxComputeWorkgroupsPerDimension;
+  e.dispatch({
+    shader: 'conv2d',
+    entry: 'forward_direct',
+    constants: { KH: g.kh, KW: g.kw, SH: g.sh, SW: g.sw },
+    uniforms: [g.nimg, g.xc, g.xh, g.xw, g.yc, g.yh, g.yw, g.ph, g.pw, b ? 1 : 0, ACTIVATION_CODE[epi.activation ?? 'none'], f32(epi.slope ?? 0.01)],
+    bindings: [x, w, y, b ?? w],
+    workgroups: [Math.min(Math.ceil(blocks / DIRECT_WG), max), Math.min(Math.ceil(g.yc / DIRECT_OT), max)],
+    label,
+  });
+  return y;
+}
+
+// ------------------------------------------------------------------------------------ public API
+
+type ForwardParams = Conv2dParams & Epilogue;
+
+function forwardWith(variant: string) {
+  return (x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, p: ForwardParams): DeviceTensor => {
+    const g = convGeometry('conv2d.forward', x.shape, w.shape, p);
+    const label = `conv2d.forward x ${str(x.shape)} w ${str(w.shape)} s${str(p.stride)} p${str(p.padding)}`;
+    checkBias(label, b, g.yc);
+    if (variant === 'direct') return convForwardDirect(x, w, b, g, p, label);
+    return convForwardGemm(coreOf(variant), x, w, b, g, p, label);
+  };
+}
+
+function backwardInputWith(variant: string) {
+  return (dy: DeviceTensor, w: DeviceTensor, xShape: readonly number[], p: Conv2dParams): DeviceTensor => {
+    const g = convGeometry('conv2d.backwardInput', xShape, w.shape, p, dy.shape);
+    const label = `conv2d.backwardInput dy ${str(dy.shape)} w ${str(w.shape)} s${str(p.stride)} p${str(p.padding)}`;
+    return convBackwardInputGemm(coreOf(variant), dy, w, g, null, {}, label);
+  };
+}
+
+function backwardWeightWith(variant: string) {
+  return (x: DeviceTensor, dy: DeviceTensor, wShape: readonly number[], p: Conv2dParams): DeviceTensor => {
+    const g = convGeometry('conv2d.backwardWeight', x.shape, wShape, p, dy.shape);
+    const label = `conv2d.backwardWeight x ${str(x.shape)} dy ${str(dy.shape)} s${str(p.stride)} p${str(p.padding)}`;
+    return convBackwardWeightGemm(coreOf(variant), x, dy, g, label);
+  };
+}
+
+type ForwardFn = ReturnType<typeof forwardWith>;
+type BackwardInputFn = ReturnType<typeof backwardInputWith>;
+type BackwardWeightFn = ReturnType<typeof backwardWeightWith>;
+
+/** y = act(conv2d(x, w) + b): x [N,C,H,W], w [O,C,kH,kW], b [O] or null -> [N,O,Ho,Wo]. */
+export function conv2dForward(x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, p: ForwardParams): DeviceTensor {
+  return kernels.get<ForwardFn>('conv2d.forward', x.engine)(x, w, b, p);
+}
+
+/** dx (shape xShape) from dy [N,O,Ho,Wo] and w [O,C,kH,kW]. */
+export function conv2dBackwardInput(dy: DeviceTensor, w: DeviceTensor, xShape: readonly number[], p: Conv2dParams): DeviceTensor {
+  return kernels.get<BackwardInputFn>('conv2d.backwardInput', dy.engine)(dy, w, xShape, p);
+}
+
+/** dw (shape wShape) from x [N,C,H,W] and dy [N,O,Ho,Wo]. */
+export function conv2dBackwardWeight(x: DeviceTensor, dy: DeviceTensor, wShape: readonly number[], p: Conv2dParams): DeviceTensor {
+  return kernels.get<BackwardWeightFn>('conv2d.backwardWeight', x.engine)(x, dy, wShape, p);
+}
+
+kernels.register('conv2d.forward', 'gemm', forwardWith('gemm'), {
+  description: 'implicit GEMM on the register-tiled core (8 channels x 4 pixels per invocation)',
+  preferredOn: ['software'],
+});
+kernels.register('conv2d.forward', 'gemm-tiled', forwardWith('gemm-tiled'), {
+  description: 'implicit GEMM on the shared-memory tiled core',
+  preferredOn: ['hardware'],
+});
+kernels.register('conv2d.forward', 'direct', forwardWith('direct'), {
+  description: 'direct convolution: 8 channels x 4 pixels per invocation, loops over (c, u, v)',
+});
+kernels.register('conv2d.backwardInput', 'gemm', backwardInputWith('gemm'), {
+  description: 'implicit GEMM per stride phase, register-tiled core',
+  preferredOn: ['software'],
+});
+kernels.register('conv2d.backwardInput', 'gemm-tiled', backwardInputWith('gemm-tiled'), {
+  description: 'implicit GEMM per stride phase, shared-memory tiled core',
+  preferredOn: ['hardware'],
+});
+kernels.register('conv2d.backwardWeight', 'gemm', backwardWeightWith('gemm'), {
+  description: 'implicit GEMM (split-K over images and pixels), register-tiled core',
+  preferredOn: ['software'],
+});
+kernels.register('conv2d.backwardWeight', 'gemm-tiled', backwardWeightWith('gemm-tiled'), {
+  description: 'implicit GEMM (split-K over images and pixels), shared-memory tiled core',
+  preferredOn: ['hardware'],
+});

@@ -1,0 +1,92 @@
+// Dense (fully connected) layer kernels: x [N,in], w [out,in], b [out]. All three are plain GEMMs on
+// the shared core (shaders/matmul.wgsl); bias and activation fuse into the forward's write.
+import type { DeviceTensor } from '../gpu/device-tensor.js';
+import { ShapeError } from '../gpu/errors.js';
+import type { Activation } from './activation.js';
+import { plainGemm, type GemmCore } from './matmul.js';
+import { kernels } from './registry.js';
+
+const s = (t: DeviceTensor) => `[${t.shape.join(', ')}]`;
+
+function linearForwardWith(
+  core: GemmCore,
+  x: DeviceTensor,
+  w: DeviceTensor,
+  b: DeviceTensor | null,
+  opts: { activation?: Activation; slope?: number } = {},
+): DeviceTensor {
+  const what = `linear.forward: x ${s(x)}, w ${s(w)}${b ? `, b ${s(b)}` : ''}`;
+  if (x.shape.length !== 2 || w.shape.length !== 2) throw new ShapeError(`${what}: x must be [N,in] and w [out,in]`);
+  const [n, inF] = x.shape;
+  const [outF, inW] = w.shape;
+  if (inW !== inF) throw new ShapeError(`${what}: x has ${inF} features, w expects ${inW}`);
+  if (b && (b.shape.length !== 1 || b.shape[0] !== outF)) throw new ShapeError(`${what}: b must be [${outF}]`);
+  const y = x.engine.empty([n, outF]);
+  // y[n, o] = sum_i x[n, i] w[o, i]: A = x (row-major), B[i, o] = w[o, i].
+  plainGemm(core, what, x, w, y, { M: n, N: outF, K: inF, batch: 1 }, [0, inF, 1], [0, 1, inF], [0, outF, 1], {
+    bias: b, activation: opts.activation, slope: opts.slope,
+  });
+  return y;
+}
+
+function linearBackwardInputWith(core: GemmCore, dy: DeviceTensor, w: DeviceTensor): DeviceTensor {
+  const what = `linear.backwardInput: dy ${s(dy)}, w ${s(w)}`;
+  if (dy.shape.length !== 2 || w.shape.length !== 2) throw new ShapeError(`${what}: dy must be [N,out] and w [out,in]`);
+  const [n, outF] = dy.shape;
+  const [outW, inF] = w.shape;
+  if (outW !== outF) throw new ShapeError(`${what}: dy has ${outF} features, w has ${outW} outputs`);
+  const dx = dy.engine.empty([n, inF]);
+  // dx[n, i] = sum_o dy[n, o] w[o, i]
+  plainGemm(core, what, dy, w, dx, { M: n, N: inF, K: outF, batch: 1 }, [0, outF, 1], [0, inF, 1], [0, inF, 1], {});
+  return dx;
+}
+
+function linearBackwardWeightWith(core: GemmCore, x: DeviceTensor, dy: DeviceTensor): DeviceTensor {
+  const what = `linear.backwardWeight: x ${s(x)}, dy ${s(dy)}`;
+  if (x.shape.length !== 2 || dy.shape.length !== 2) throw new ShapeError(`${what}: x must be [N,in] and dy [N,out]`);
+  const [n, inF] = x.shape;
+  const [nd, outF] = dy.shape;
+  if (nd !== n) throw new ShapeError(`${what}: batch sizes differ`);
+  const dw = x.engine.empty([outF, inF]);
+  // dw[o, i] = sum_n dy[n, o] x[n, i]: A[o, n] = dy[n, o], B[n, i] = x[n, i].
+  plainGemm(core, what, dy, x, dw, { M: outF, N: inF, K: n, batch: 1 }, [0, 1, outF], [0, inF, 1], [0, inF, 1], {});
+  return dw;
+}
+
+type Fwd = typeof linearForwardRegister;
+export const linearForwardRegister = (x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, opts?: { activation?: Activation; slope?: number }) =>
+  linearForwardWith('register', x, w, b, opts);
+export const linearForwardTiled: Fwd = (x, w, b, opts) => linearForwardWith('tiled', x, w, b, opts);
+export const linearBackwardInputRegister = (dy: DeviceTensor, w: DeviceTensor) => linearBackwardInputWith('register', dy, w);
+export const linearBackwardInputTiled = (dy: DeviceTensor, w: DeviceTensor) => linearBackwardInputWith('tiled', dy, w);
+export const linearBackwardWeightRegister = (x: DeviceTensor, dy: DeviceTensor) => linearBackwardWeightWith('register', x, dy);
+export const linearBackwardWeightTiled = (x: DeviceTensor, dy: DeviceTensor) => linearBackwardWeightWith('tiled', x, dy);
+
+/** y = act(x w^T + b): x [N,in], w [out,in], b [out] or null -> [N,out]. */
+export function linearForward(
+  x: DeviceTensor,
+  w: DeviceTensor,
+  b: DeviceTensor | null,
+  opts?: { activation?: Activation; slope?: number },
+): DeviceTensor {
+  return kernels.get<Fwd>('linear.forward', x.engine)(x, w, b, opts);
+}
+
+/** dx = dy w: dy [N,out], w [out,in] -> [N,in]. */
+export function linearBackwardInput(dy: DeviceTensor, w: DeviceTensor): DeviceTensor {
+  return kernels.get<typeof linearBackwardInputRegister>('linear.backwardInput', dy.engine)(dy, w);
+}
+
+/** dw = dy^T x: x [N,in], dy [N,out] -> [out,in]. */
+export function linearBackwardWeight(x: DeviceTensor, dy: DeviceTensor): DeviceTensor {
+  return kernels.get<typeof linearBackwardWeightRegister>('linear.backwardWeight', x.engine)(x, dy);
+}
+
+const REG = { description: 'GEMM core, register tiles (no shared memory)', preferredOn: ['software' as const] };
+const TILED = { description: 'GEMM core, shared-memory tiles', preferredOn: ['hardware' as const] };
+kernels.register('linear.forward', 'register', linearForwardRegister, REG);
+kernels.register('linear.forward', 'tiled', linearForwardTiled, TILED);
+kernels.register('linear.backwardInput', 'register', linearBackwardInputRegister, REG);
+kernels.register('linear.backwardInput', 'tiled', linearBackwardInputTiled, TILED);
+kernels.register('linear.backwardWeight', 'register', linearBackwardWeightRegister, REG);
+kernels.register('linear.backwardWeight', 'tiled', linearBackwardWeightTiled, TILED);

@@ -1,0 +1,300 @@
+// Matrix multiply, and the GEMM core (shaders/matmul.wgsl) that dense, conv2d and conv-transpose2d
+// also run on. `gemm()` records one GEMM with a given operand reader/writer mode; the public kernels
+// (matmul here, linear* in dense.ts, conv* in conv2d.ts / conv-transpose2d.ts) only describe their
+// problem as a GemmProblem.
+import { f32 } from '../gpu/engine.js';
+import type { DeviceTensor } from '../gpu/device-tensor.js';
+import { ShapeError } from '../gpu/errors.js';
+import { ACTIVATION_CODE, type Activation } from './activation.js';
+import { kernels } from './registry.js';
+
+/** Which kernel of shaders/matmul.wgsl runs a GEMM. */
+export type GemmCore = 'register' | 'tiled';
+
+// Operand modes: must match the constants in shaders/matmul.wgsl.
+export const A_PLAIN = 0;
+export const A_CONV_W_T = 1;
+export const A_NCHW_ROWS = 2;
+export const B_PLAIN = 0;
+export const B_IM2COL = 1;
+export const B_PHASE = 2;
+export const B_IM2COL_T = 3;
+export const C_PLAIN = 0;
+export const C_NCHW = 1;
+export const C_PHASE = 2;
+export const BIAS_NONE = 0;
+export const BIAS_PER_COLUMN = 1;
+export const BIAS_PER_ROW = 2;
+
+/** Register block of gemm_register (TM x TN in the shader); TM is 4 for GEMMs of at most 4 rows. */
+const TN = 8;
+const tmFor = (M: number) => (M <= 4 ? 4 : 16);
+/** C tile of gemm_tiled. */
+const TILE = 64;
+/** Invocations with real work that a GEMM should offer; fewer, and K gets split (when allowed). */
+const REGISTER_TARGET_LANES = 512;
+const TILED_TARGET_INVOCATIONS = 32768;
+
+/** Forward-conv geometry: x [nimg, xc, xh, xw] -> y [nimg, yc, yh, yw], kernel kh x kw. */
+export interface ConvGeometry {
+  nimg: number;
+  xc: number;
+  xh: number;
+  xw: number;
+  yc: number;
+  yh: number;
+  yw: number;
+  kh: number;
+  kw: number;
+  sh: number;
+  sw: number;
+  ph: number;
+  pw: number;
+}
+
+export interface GemmProblem {
+  label: string;
+  a: DeviceTensor;
+  b: DeviceTensor;
+  /** The result (allocated by the caller; every element must be covered by the problem). */
+  out: DeviceTensor;
+  bias?: DeviceTensor | null;
+  biasMode?: number;
+  activation?: Activation;
+  slope?: number;
+  aMode?: number;
+  bMode?: number;
+  cMode?: number;
+  M: number;
+  /** Columns (B_PHASE: the largest phase's column count). */
+  N: number;
+  /** Reduction length (unused by B_PHASE, which derives it per phase). */
+  K: number;
+  /** Batch of plain GEMMs, or number of stride phases for B_PHASE. */
+  batch?: number;
+  /** Plain-mode strides [batch, row, k] of A, [batch, k, column] of B, [batch, row, column] of C. */
+  aStrides?: [number, number, number];
+  bStrides?: [number, number, number];
+  cStrides?: [number, number, number];
+  conv?: ConvGeometry;
+  /** Allow splitting K over several partial results (C_PLAIN, batch 1 only). */
+  allowSplit?: boolean;
+}
+
+const NO_CONV: ConvGeometry = { nimg: 0, xc: 0, xh: 0, xw: 0, yc: 0, yh: 0, yw: 0, kh: 0, kw: 0, sh: 1, sw: 1, ph: 0, pw: 0 };
+
+/** Fraction of a workgroup's columns that are real for N columns and WG invocations of TN columns. */
+function laneUse(n: number, wg: number): number {
+  return Math.ceil(n / TN) / (Math.ceil(n / (wg * TN)) * wg);
+}
+
+interface Plan {
+  splits: number;
+  wg: number;
+  splitLanes: boolean;
+}
+
+/**
+ * How to run a GEMM: invocations per workgroup and how many chunks K is split into. Long reductions
+ * that yield few outputs (conv d/dw, dense layers with few outputs) would leave most of the machine
+ * idle, so K is cut into chunks whose partial sums are added afterwards; on the register core the
+ * chunks go to the invocations of a workgroup (SPLIT_LANES), which also keeps narrow results from
+ * idling most of each workgroup.
+ */
+function plan(core: GemmCore, M: number, N: number, K: number, canSplit: boolean): Plan {
+  if (core === 'tiled') {
+    const invocations = Math.ceil(M / TILE) * Math.ceil(N / TILE) * 256;
+    let splits = 1;
+    if (canSplit && K >= 2048 && invocations < TILED_TARGET_INVOCATIONS)
+      splits = Math.max(1, Math.min(Math.ceil(TILED_TARGET_INVOCATIONS / invocations), Math.floor(K / 512), 64));
+    return { splits, wg: 256, splitLanes: false };
+  }
+  const blocks = Math.ceil(M / tmFor(M)) * Math.ceil(N / TN);
+  if (canSplit && blocks < REGISTER_TARGET_LANES) {
+    const want = Math.min(Math.ceil(REGISTER_TARGET_LANES / blocks), Math.floor(K / 64));
+    if (want >= 8) {
+      const wg = want >= 64 ? 64 : 16;
+      return { splits: Math.max(wg, Math.floor(want / wg) * wg), wg, splitLanes: true };
+    }
+  }
+  return { splits: 1, wg: laneUse(N, 16) > laneUse(N, 64) + 0.1 ? 16 : 64, splitLanes: false };
+}
+
+/** Records one GEMM (plus a reduction of split-K partials when that pays off). */
+export function gemm(core: GemmCore, pr: GemmProblem): void {
+  const e = pr.out.engine;
+  const batch = pr.batch ?? 1;
+  const cMode = pr.cMode ?? C_PLAIN;
+  if (pr.M === 0 || pr.N === 0 || batch === 0) return;
+  const canSplit = !!pr.allowSplit && batch === 1 && cMode === C_PLAIN && (pr.bMode ?? B_PLAIN) !== B_PHASE;
+  const pl = plan(core, pr.M, pr.N, pr.K, canSplit);
+  const kChunk = Math.max(1, Math.ceil(pr.K / pl.splits));
+  const split = pl.splits > 1;
+
+  const act = ACTIVATION_CODE[pr.activation ?? 'none'];
+  const slope = pr.slope ?? 0.01;
+  const biasMode = pr.bias ? (pr.biasMode ?? BIAS_PER_COLUMN) : BIAS_NONE;
+  const g = pr.conv ?? NO_CONV;
+  const [asb, asm, ask] = pr.aStrides ?? [0, 0, 0];
+  const [bsb, bsk, bsn] = pr.bStrides ?? [0, 0, 0];
+  const [csb, csm, csn] = pr.cStrides ?? [0, 0, 0];
+  // Must match `Params` in shaders/matmul.wgsl.
+  const uniforms = (cs: [number, number, number], epilogue: boolean) => [
+    pr.M, pr.N, pr.K, batch, pl.splits, kChunk, f32(slope), epilogue ? act : 0, epilogue ? biasMode : BIAS_NONE,
+    asb, asm, ask, bsb, bsk, bsn, cs[0], cs[1], cs[2],
+    g.nimg, g.xc, g.xh, g.xw, g.yc, g.yh, g.yw, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw,
+  ];
+
+  // With split-K the gemm writes [splits, M, N] partial sums and reduce_splits applies the epilogue.
+  const target = split ? e.empty([pl.splits, pr.M, pr.N]) : pr.out;
+  const max = e.limits.maxComputeWorkgroupsPerDimension;
+  let grid: number[];
+  const constants: Record<string, number | boolean> = {
+    A_MODE: pr.aMode ?? A_PLAIN,
+    B_MODE: pr.bMode ?? B_PLAIN,
+    C_MODE: cMode,
+  };
+  if (core === 'register') {
+    const tm = tmFor(pr.M);
+    constants.WG = pl.wg;
+    constants.TM = tm;
+    constants.SPLIT_LANES = pl.splitLanes;
+    grid = pl.splitLanes
+      ? [Math.ceil(pr.N / TN), Math.ceil(pr.M / tm), Math.ceil(pl.splits / pl.wg)]
+      : [Math.ceil(pr.N / (pl.wg * TN)), Math.ceil(pr.M / tm), batch * pl.splits];
+  } else {
+    grid = [Math.ceil(pr.N / TILE), Math.ceil(pr.M / TILE), batch * pl.splits];
+  }
+  // The shader loops over its grid with the grid's stride, so clamping only serialises work.
+  const workgroups = grid.map((n) => Math.min(n, max)) as [number, number, number];
+  e.dispatch({
+    shader: 'matmul',
+    entry: core === 'register' ? 'gemm_register' : 'gemm_tiled',
+    constants,
+    uniforms: uniforms(split ? [pr.M * pr.N, pr.N, 1] : [csb, csm, csn], !split),
+    bindings: [pr.a, pr.b, target, pr.bias ?? pr.a],
+    workgroups,
+    label: pr.label,
+  });
+  if (split) {
+    e.dispatch({
+      shader: 'matmul',
+      entry: 'reduce_splits',
+      uniforms: uniforms([csb, csm, csn], true),
+      bindings: [target, target, pr.out, pr.bias ?? target],
+      workgroups: [Math.min(Math.ceil((pr.M * pr.N) / 256), max)],
+      label: `${pr.label} (split-K reduction)`,
+    });
+    target.dispose();
+  }
+}
+
+/**
+ * A plain (strided) GEMM C[z] = A[z] B[z] (+ bias, activation). When the result is much narrower than
+ * tall, the register kernel (which spreads columns over invocations) computes C^T = B^T A^T instead.
+ */
+export function plainGemm(
+  core: GemmCore,
+  label: string,
+  a: DeviceTensor,
+  b: DeviceTensor,
+  out: DeviceTensor,
+  dims: { M: number; N: number; K: number; batch: number },
+  aStrides: [number, number, number],
+  bStrides: [number, number, number],
+  cStrides: [number, number, number],
+  epi: { bias?: DeviceTensor | null; biasPerRow?: boolean; activation?: Activation; slope?: number },
+  allowSplit = true,
+): void {
+  const { M, N, K, batch } = dims;
+  const swap = core === 'register' && N < 16 * TN && M > 2 * N;
+  const biasPerRow = epi.biasPerRow ?? false;
+  if (!swap) {
+    gemm(core, {
+      label, a, b, out, M, N, K, batch, aStrides, bStrides, cStrides, allowSplit,
+      bias: epi.bias, biasMode: biasPerRow ? BIAS_PER_ROW : BIAS_PER_COLUMN,
+      activation: epi.activation, slope: epi.slope,
+    });
+    return;
+  }
+  // C^T[j, m] = sum_k B[k, j] A[m, k]: A' = B^T (rows j), B' = A^T, output strides swapped.
+  gemm(core, {
+    label: `${label} (transposed)`, a: b, b: a, out, M: N, N: M, K, batch, allowSplit,
+    aStrides: [bStrides[0], bStrides[2], bStrides[1]],
+    bStrides: [aStrides[0], aStrides[2], aStrides[1]],
+    cStrides: [cStrides[0], cStrides[2], cStrides[1]],
+    bias: epi.bias, biasMode: biasPerRow ? BIAS_PER_COLUMN : BIAS_PER_ROW,
+    activation: epi.activation, slope: epi.slope,
+  });
+}
+
+// ------------------------------------------------------------------------------------ matmul
+
+export interface MatmulOptions {
+  transA?: boolean;
+  transB?: boolean;
+  /** [N], added to every row before the activation. */
+  bias?: DeviceTensor | null;
+  activation?: Activation;
+  slope?: number;
+}
+
+function shp(t: DeviceTensor): string {
+  return `[${t.shape.join(', ')}]`;
+}
+
+function matmulWith(core: GemmCore, a: DeviceTensor, b: DeviceTensor, opts: MatmulOptions = {}): DeviceTensor {
+  const { transA = false, transB = false } = opts;
+  const what = () => `matmul: a ${shp(a)}${transA ? ' (transA)' : ''}, b ${shp(b)}${transB ? ' (transB)' : ''}`;
+  if (a.shape.length < 2 || a.shape.length > 3 || b.shape.length < 2 || b.shape.length > 3)
+    throw new ShapeError(`${what()}: operands must be 2-D or 3-D`);
+  const ab = a.shape.length === 3 ? a.shape[0] : 0;
+  const bb = b.shape.length === 3 ? b.shape[0] : 0;
+  if (ab && bb && ab !== bb) throw new ShapeError(`${what()}: batch sizes differ`);
+  const batch = Math.max(ab, bb, 1);
+  const [ar, ac] = a.shape.slice(-2);
+  const [br, bc] = b.shape.slice(-2);
+  const [M, K] = transA ? [ac, ar] : [ar, ac];
+  const [Kb, N] = transB ? [bc, br] : [br, bc];
+  if (K !== Kb) throw new ShapeError(`${what()}: inner dimensions ${K} and ${Kb} differ`);
+  const bias = opts.bias ?? null;
+  if (bias && (bias.shape.length !== 1 || bias.shape[0] !== N))
+    throw new ShapeError(`${what()}: bias ${shp(bias)} must be [${N}]`);
+  const e = a.engine;
+  const out = e.empty(ab || bb ? [batch, M, N] : [M, N]);
+  if (M * N === 0) return out;
+  // (K = 0 is an empty sum: the core then writes the epilogue of 0.)
+  // Element (m, k) of a: row-major [.., ar, ac]; transposition just swaps the strides.
+  const aStrides: [number, number, number] = [ab ? ar * ac : 0, transA ? 1 : ac, transA ? ac : 1];
+  const bStrides: [number, number, number] = [bb ? br * bc : 0, transB ? 1 : bc, transB ? bc : 1];
+  plainGemm(core, `matmul ${what()}`, a, b, out, { M, N, K, batch }, aStrides, bStrides, [M * N, N, 1], {
+    bias, activation: opts.activation, slope: opts.slope,
+  });
+  return out;
+}
+
+export const matmulRegister = (a: DeviceTensor, b: DeviceTensor, opts?: MatmulOptions) => matmulWith('register', a, b, opts);
+export const matmulTiled = (a: DeviceTensor, b: DeviceTensor, opts?: MatmulOptions) => matmulWith('tiled', a, b, opts);
+
+/**
+ * a: [M,K] or [B,M,K] (transA: [K,M] / [B,K,M]); b: [K,N] or [B,K,N] (transB: [N,K] / [B,N,K]); a 2-D
+ * operand broadcasts over the batch of a 3-D one. bias [N] is added to every row before the activation.
+ * Returns [M,N] or [B,M,N].
+ */
+export function matmul(a: DeviceTensor, b: DeviceTensor, opts?: MatmulOptions): DeviceTensor {
+  return kernels.get<typeof matmulRegister>('matmul', a.engine)(a, b, opts);
+}
+
+kernels.register('matmul', 'register', matmulRegister, {
+  description: 'register-blocked GEMM (16x8 outputs per invocation, no shared memory or barriers)',
+  preferredOn: ['software'],
+});
+kernels.register('matmul', 'tiled', matmulTiled, {
+  description: 'shared-memory tiled GEMM (64x64 tiles, 16x16 invocations of 4x4)',
+  preferredOn: ['hardware'],
+});
+
+/** The core a variant name stands for ('register'/'gemm' or 'tiled'/'gemm-tiled'). */
+export function coreOf(variant: string): GemmCore {
+  return variant.includes('tiled') ? 'tiled' : 'register';
+}
