@@ -187,7 +187,7 @@ program
   .option('--out <dir>', 'where to write everything', 'runs/demo')
   .option('--size <px>', 'input size', int('--size'), 40)
   .option('--per-class <n>', 'synthetic images per class', int('--per-class'), 120)
-  .option('--epochs <n>', 'epochs', int('--epochs'), 8)
+  .option('--epochs <n>', 'epochs', int('--epochs'), 15)
   .option('--seed <n>', 'seed', int('--seed'), 1)
   .option('--quiet', 'no progress bar')
   .action(async (opts) => {
@@ -203,7 +203,7 @@ program
       size: opts.size,
       epochs: opts.epochs,
       batchSize: 32,
-      lr: 2e-3,
+      lr: 1e-3,
       seed: opts.seed,
       augment: true,
       onBadImage: 'fail',

@@ -4,7 +4,7 @@
 //   const { label, score, scores } = await insp.inspect('part.png');   // or a Buffer
 //   insp.dispose();
 //
-// Every call decodes with the model's own preprocessing (grayscale, resize, [0,1]) and runs in one
+// Every call decodes with the model's own preprocessing (grayscale, resize, [0,1], standardise) and runs in one
 // tidy() scope, so GPU memory stays flat however many images go through.
 import { Engine } from '../gpu/engine.js';
 import { WgslNnError } from '../gpu/errors.js';
@@ -72,7 +72,7 @@ export class Inspector {
       const pixels = await Promise.all(chunk.map((img, i) => decodeImage(img, { size, fit, name: typeof img === 'string' ? img : `buffer #${start + i}` })));
       const x = new Float32Array(chunk.length * size * size);
       pixels.forEach((p, i) => x.set(p, i * size * size));
-      const probs = noGrad(() => this.engine.tidy(() => this.model.probabilities(this.engine.tensor(x, [chunk.length, 1, size, size]))));
+      const probs = noGrad(() => this.engine.tidy(() => this.model.probabilities(this.model.inputTensor(x, chunk.length))));
       const p = (await probs.toArray()) as Float32Array;
       probs.dispose();
       for (let i = 0; i < chunk.length; i++) out.push(this.interpret(p, i));

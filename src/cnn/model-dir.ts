@@ -27,7 +27,10 @@ export interface ModelMetadata {
   task: ModelConfig['task'];
   classes: string[];
   inputSize: number;
-  /** How an image becomes the input tensor. */
+  /**
+   * How an image becomes the input tensor: grayscale, resized to inputSize x inputSize by `resize`,
+   * pixel / 255, then (v - architecture.inputMean) / architecture.inputStd.
+   */
   preprocessing: { grayscale: true; resize: 'fill' | 'cover'; scale: number; offset: number };
   /** Where training data came from and how it was split (seed, counts, files). */
   split?: unknown;

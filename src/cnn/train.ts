@@ -154,8 +154,12 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   log(`data: ${data.items.length} images, classes ${data.classes.join(', ')}; train ${split.train.length}, val ${split.val.length}, test ${split.test.length}`);
   if (split.train.length === 0) throw new WgslNnError('the training split is empty: the dataset is too small');
 
+  const stats = await pixelStats(data.cache, labels, split.train);
   manualSeed(seed);
-  const model = new DefectClassifier({ task: opts.task, classes: data.classes, inputSize: size, channels: opts.channels }, engine);
+  const model = new DefectClassifier(
+    { task: opts.task, classes: data.classes, inputSize: size, channels: opts.channels, inputMean: stats.mean, inputStd: stats.std },
+    engine,
+  );
   const optimizer = new Adam(model.parameters(), { lr });
   const ckptDir = join(opts.out, 'checkpoint');
   const optionsDigest = digest({ data: opts.data, task: opts.task, size, batchSize, lr, seed, channels: model.config.channels });
@@ -242,13 +246,32 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   return { modelDir: opts.out, history: state.history, bestEpoch: state.bestEpoch, test, validation, seconds, imagesPerSecond, stoppedEarly };
 }
 
+/** Mean and standard deviation of the (un-augmented) training images' pixels, in [0,1] units. */
+async function pixelStats(source: ImageSource, labels: Int32Array, indices: number[]): Promise<{ mean: number; std: number }> {
+  let n = 0;
+  let sum = 0;
+  let sumSq = 0;
+  for await (const b of iterateBatches(source, labels, indices, { batchSize: 64, seed: 0, shuffle: false, augment: false })) {
+    for (const v of b.x) {
+      sum += v;
+      sumSq += v * v;
+    }
+    n += b.x.length;
+  }
+  const mean = sum / n;
+  const std = Math.sqrt(Math.max(sumSq / n - mean * mean, 0));
+  return { mean: Math.fround(mean), std: Math.fround(std > 1e-3 ? std : 1) };
+}
+
 function preprocessing(fit: 'fill' | 'cover' | undefined) {
   return { grayscale: true as const, resize: fit ?? 'fill', scale: 1 / 255, offset: 0 };
 }
 
-/** Float targets for binary BCE (labels as 0/1 floats, [B,1]). */
-function batchTensors(engine: Engine, b: Batch, task: Task): { x: Tensor; labels: Tensor; targets?: Tensor } {
-  const x = engine.tensor(b.x, [b.size, 1, b.imageSize, b.imageSize]);
+/** The batch's input, integer labels, and (binary) float 0/1 targets [B,1]. */
+function batchTensors(model: DefectClassifier, b: Batch): { x: Tensor; labels: Tensor; targets?: Tensor } {
+  const engine = model.parameters()[0].engine;
+  const task = model.config.task;
+  const x = model.inputTensor(b.x, b.size);
   const labels = engine.tensor(b.labels, [b.size]);
   const targets = task === 'binary' ? engine.tensor(Float32Array.from(b.labels), [b.size, 1]) : undefined;
   return { x, labels, targets };
@@ -293,7 +316,7 @@ async function runEpoch(
   let batchIndex = 0;
   for await (const b of iterateBatches(source, labels, split.train, { batchSize, seed, epoch, augment })) {
     const { loss, logits } = engine.tidy(() => {
-      const t = batchTensors(engine, b, task);
+      const t = batchTensors(model, b);
       optimizer.zeroGrad();
       const z = model.logits(t.x);
       const l = lossFromLogits(z, t);
@@ -348,7 +371,7 @@ async function lossAndAccuracy(model: DefectClassifier, source: ImageSource, lab
   for await (const b of iterateBatches(source, labels, indices, { batchSize, seed: 0, shuffle: false, augment: false })) {
     const { loss, logits } = noGrad(() =>
       engine.tidy(() => {
-        const t = batchTensors(engine, b, task);
+        const t = batchTensors(model, b);
         const z = model.logits(t.x);
         return { loss: lossFromLogits(z, t), logits: z };
       }),
@@ -374,7 +397,7 @@ export async function predictIndices(model: DefectClassifier, source: ImageSourc
   const yTrue = new Int32Array(indices.length);
   let row = 0;
   for await (const b of iterateBatches(source, labels, indices, { batchSize, seed: 0, shuffle: false, augment: false })) {
-    const p = noGrad(() => engine.tidy(() => model.probabilities(engine.tensor(b.x, [b.size, 1, b.imageSize, b.imageSize]))));
+    const p = noGrad(() => engine.tidy(() => model.probabilities(model.inputTensor(b.x, b.size))));
     probs.set((await p.toArray()) as Float32Array, row * k);
     p.dispose();
     yTrue.set(b.labels, row);
