@@ -44,7 +44,14 @@ export class DefectClassifier {
   readonly config: Required<ModelConfig>;
 
   constructor(config: ModelConfig, engine?: Engine) {
-    const c: Required<ModelConfig> = { channels: [32, 64, 128], hidden: 128, dropout: 0.5, inputMean: 0, inputStd: 1, ...config };
+    const c: Required<ModelConfig> = {
+      ...config,
+      channels: config.channels ?? [32, 64, 128],
+      hidden: config.hidden ?? 128,
+      dropout: config.dropout ?? 0.5,
+      inputMean: config.inputMean ?? 0,
+      inputStd: config.inputStd ?? 1,
+    };
     if (!(c.inputStd > 0)) throw new WgslNnError(`inputStd must be > 0, got ${c.inputStd}`);
     if (c.task === 'binary' && c.classes.length !== 2) throw new WgslNnError(`binary model needs 2 classes, got ${c.classes.length}`);
     if (c.task === 'multiclass' && c.classes.length < 2) throw new WgslNnError(`multiclass model needs >= 2 classes, got ${c.classes.length}`);

@@ -5,8 +5,9 @@
 //   - the test suite to check it against the CPU reference (tests iterate `variants(op)`), and
 //   - the benchmarks to time it beside the others (bench/ iterates the same list).
 // Which variant runs: the `variant` given for one call, else one forced with `use()`/`withVariant()`,
-// else the variant registered as preferred for the adapter kind (software or hardware), else the
-// first registered.
+// else one measured fastest on this adapter (`setTuned`, filled by src/kernels/autotune.ts from a
+// cache), else the variant registered as preferred for the adapter kind (software or hardware), else
+// the first registered.
 import type { Engine } from '../gpu/engine.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -27,6 +28,8 @@ interface Entry {
 export class KernelRegistry {
   private readonly ops = new Map<string, Entry[]>();
   private readonly forced = new Map<string, string>();
+  /** adapter key -> op -> variant measured fastest there. */
+  private readonly tuned = new Map<string, Map<string, string>>();
 
   register<F extends KernelFn>(
     op: string,
@@ -81,12 +84,28 @@ export class KernelRegistry {
     }
   }
 
+  /** Records the variant measured fastest for `op` on the adapter identified by `adapterKey(engine)`. */
+  setTuned(adapter: string, op: string, variant: string): void {
+    this.entry(op, variant);
+    let m = this.tuned.get(adapter);
+    if (!m) this.tuned.set(adapter, (m = new Map()));
+    m.set(op, variant);
+  }
+
+  /** Forgets measured choices (all adapters, or one). */
+  clearTuned(adapter?: string): void {
+    if (adapter === undefined) this.tuned.clear();
+    else this.tuned.delete(adapter);
+  }
+
   /** The name of the variant that a call without an explicit variant would run on `engine`. */
   chosen(op: string, engine?: Engine): string {
     const forced = this.forced.get(op);
     if (forced) return forced;
     const list = this.entries(op);
     if (engine) {
+      const tuned = this.tuned.get(adapterKey(engine))?.get(op);
+      if (tuned) return tuned;
       const kind = engine.info.software ? 'software' : 'hardware';
       const preferred = list.find((e) => e.info.preferredOn.includes(kind));
       if (preferred) return preferred.info.name;
@@ -110,6 +129,12 @@ export class KernelRegistry {
     if (!e) throw new Error(`wgsl-nn: op '${op}' has no variant '${variant}' (has: ${this.variants(op).join(', ')})`);
     return e;
   }
+}
+
+/** Identifies an adapter (and driver) for measured variant choices. */
+export function adapterKey(engine: Engine): string {
+  const i = engine.info;
+  return `${i.vendor}|${i.architecture}|${i.device}|${i.description}|${i.backend}`;
 }
 
 /** The process-wide registry that F, nn, the tests and the benchmarks use. */
