@@ -19,6 +19,7 @@ import {
 import { biasGradRef } from '../src/kernels/reference/dense.js';
 import { dot, expectClose, numericalGrad, randArray, rng, testEngine } from './helpers.js';
 import { expectRef, refCases, refData, refTol } from './torch-ref.js';
+import { subgroupTestEngine, variantRuns, type DeviceKind } from './gemm-helpers.js';
 
 // Tolerances:
 // - GPU vs the float64 reference: relative error (max |diff| / max |expected|) <= 1e-4.
@@ -28,10 +29,16 @@ import { expectRef, refCases, refData, refTol } from './torch-ref.js';
 const TOL = 1e-4;
 
 let engine: Engine;
+let sgEngine: Engine;
 beforeAll(async () => {
   engine = await testEngine();
+  sgEngine = await subgroupTestEngine();
 });
-afterAll(() => engine.destroy());
+afterAll(() => {
+  engine.destroy();
+  sgEngine.destroy();
+});
+const engineFor = (d: DeviceKind) => (d === 'default' ? engine : sgEngine);
 
 interface Case {
   n: number;
@@ -85,14 +92,14 @@ function makeData(c: Case, seed: number) {
   };
 }
 
-describe.each(kernels.variants('convTranspose2d.forward'))('convTranspose2d.forward (%s)', (variant) => {
+describe.each(variantRuns('convTranspose2d.forward'))('convTranspose2d.forward (%s, %s device)', (variant, dev) => {
   cases.forEach((c, i) => {
     it(name(c), async () => {
       const d = makeData(c, 500 + i);
-      const x = engine.fromArray(d.x, d.xShape);
-      const w = engine.fromArray(d.w, d.wShape);
-      const b = engine.fromArray(d.b, [c.co]);
-      const f = kernels.get('convTranspose2d.forward', engine, variant);
+      const x = engineFor(dev).fromArray(d.x, d.xShape);
+      const w = engineFor(dev).fromArray(d.w, d.wShape);
+      const b = engineFor(dev).fromArray(d.b, [c.co]);
+      const f = kernels.get('convTranspose2d.forward', engineFor(dev), variant);
       const y = f(x, w, b, { stride: c.stride, padding: c.padding, activation: c.act, slope: 0.2 });
       expect(y.shape).toEqual(d.yShape);
       expectClose(await y.toArray(), convTranspose2dRef(d.x, d.xShape, d.w, d.wShape, d.b, c, c.act ?? 'none', 0.2), TOL, 'y');
@@ -103,13 +110,13 @@ describe.each(kernels.variants('convTranspose2d.forward'))('convTranspose2d.forw
   });
 });
 
-describe.each(kernels.variants('convTranspose2d.backwardInput'))('convTranspose2d.backwardInput (%s)', (variant) => {
+describe.each(variantRuns('convTranspose2d.backwardInput'))('convTranspose2d.backwardInput (%s, %s device)', (variant, dev) => {
   cases.forEach((c, i) => {
     it(name(c), async () => {
       const d = makeData(c, 600 + i);
-      const dy = engine.fromArray(d.dy, d.yShape);
-      const w = engine.fromArray(d.w, d.wShape);
-      const dx = kernels.get('convTranspose2d.backwardInput', engine, variant)(dy, w, d.xShape, c);
+      const dy = engineFor(dev).fromArray(d.dy, d.yShape);
+      const w = engineFor(dev).fromArray(d.w, d.wShape);
+      const dx = kernels.get('convTranspose2d.backwardInput', engineFor(dev), variant)(dy, w, d.xShape, c);
       expect(dx.shape).toEqual(d.xShape);
       expectClose(await dx.toArray(), convTranspose2dBackwardInputRef(d.dy, d.w, d.xShape, d.wShape, c), TOL, 'dx');
       for (const t of [dy, w, dx]) t.dispose();
@@ -117,13 +124,13 @@ describe.each(kernels.variants('convTranspose2d.backwardInput'))('convTranspose2
   });
 });
 
-describe.each(kernels.variants('convTranspose2d.backwardWeight'))('convTranspose2d.backwardWeight (%s)', (variant) => {
+describe.each(variantRuns('convTranspose2d.backwardWeight'))('convTranspose2d.backwardWeight (%s, %s device)', (variant, dev) => {
   cases.forEach((c, i) => {
     it(name(c), async () => {
       const d = makeData(c, 700 + i);
-      const x = engine.fromArray(d.x, d.xShape);
-      const dy = engine.fromArray(d.dy, d.yShape);
-      const dw = kernels.get('convTranspose2d.backwardWeight', engine, variant)(x, dy, d.wShape, c);
+      const x = engineFor(dev).fromArray(d.x, d.xShape);
+      const dy = engineFor(dev).fromArray(d.dy, d.yShape);
+      const dw = kernels.get('convTranspose2d.backwardWeight', engineFor(dev), variant)(x, dy, d.wShape, c);
       expect(dw.shape).toEqual(d.wShape);
       expectClose(await dw.toArray(), convTranspose2dBackwardWeightRef(d.x, d.dy, d.xShape, d.wShape, c), TOL, 'dw');
       const db = biasGrad(dy);
@@ -192,27 +199,33 @@ describe('convTranspose2d PyTorch reference cases', () => {
     it(rc.id, async () => {
       const p: Conv2dParams = { stride: rc.params.stride, padding: rc.params.padding };
       expect(rc.params.output_padding).toEqual([0, 0]);
-      const x = engine.fromArray(refData(rc.inputs.x), rc.inputs.x.shape);
-      const w = engine.fromArray(refData(rc.inputs.w), rc.inputs.w.shape);
-      const b = engine.fromArray(refData(rc.inputs.b), rc.inputs.b.shape);
-      const dy = engine.fromArray(refData(rc.upstream!.dy), rc.upstream!.dy.shape);
-      for (const v of kernels.variants('convTranspose2d.forward')) {
-        const y = kernels.get('convTranspose2d.forward', engine, v)(x, w, b, p);
-        expect(y.shape.slice(2)).toEqual(rc.params.out_hw);
-        expectRef(await y.toArray(), rc.outputs.y, refTol(rc, 'y'), `y (${v})`);
+      for (const dev of ['default', 'subgroups'] as DeviceKind[]) {
+        const e = engineFor(dev);
+        const pick = (op: string) => variantRuns(op).filter(([, d]) => d === dev).map(([v]) => v);
+        const x = e.fromArray(refData(rc.inputs.x), rc.inputs.x.shape);
+        const w = e.fromArray(refData(rc.inputs.w), rc.inputs.w.shape);
+        const b = e.fromArray(refData(rc.inputs.b), rc.inputs.b.shape);
+        const dy = e.fromArray(refData(rc.upstream!.dy), rc.upstream!.dy.shape);
+        for (const v of pick('convTranspose2d.forward')) {
+          const y = kernels.get('convTranspose2d.forward', e, v)(x, w, b, p);
+          expect(y.shape.slice(2)).toEqual(rc.params.out_hw);
+          expectRef(await y.toArray(), rc.outputs.y, refTol(rc, 'y'), `y (${v}, ${dev})`);
+        }
+        for (const v of pick('convTranspose2d.backwardInput')) {
+          const dx = kernels.get('convTranspose2d.backwardInput', e, v)(dy, w, rc.inputs.x.shape, p);
+          expectRef(await dx.toArray(), rc.grads.dx, refTol(rc, 'dx'), `dx (${v}, ${dev})`);
+        }
+        for (const v of pick('convTranspose2d.backwardWeight')) {
+          const dw = kernels.get('convTranspose2d.backwardWeight', e, v)(x, dy, rc.inputs.w.shape, p);
+          expectRef(await dw.toArray(), rc.grads.dw, refTol(rc, 'dw'), `dw (${v}, ${dev})`);
+        }
+        if (dev === 'default') {
+          expectRef(await biasGrad(dy).toArray(), rc.grads.db, refTol(rc, 'db'), 'db');
+          expectRef(await convTranspose2dForward(x, w, b, p).toArray(), rc.outputs.y, refTol(rc, 'y'), 'y (auto)');
+          expectRef(await convTranspose2dBackwardInput(dy, w, rc.inputs.x.shape, p).toArray(), rc.grads.dx, refTol(rc, 'dx'), 'dx (auto)');
+          expectRef(await convTranspose2dBackwardWeight(x, dy, rc.inputs.w.shape, p).toArray(), rc.grads.dw, refTol(rc, 'dw'), 'dw (auto)');
+        }
       }
-      for (const v of kernels.variants('convTranspose2d.backwardInput')) {
-        const dx = kernels.get('convTranspose2d.backwardInput', engine, v)(dy, w, rc.inputs.x.shape, p);
-        expectRef(await dx.toArray(), rc.grads.dx, refTol(rc, 'dx'), `dx (${v})`);
-      }
-      for (const v of kernels.variants('convTranspose2d.backwardWeight')) {
-        const dw = kernels.get('convTranspose2d.backwardWeight', engine, v)(x, dy, rc.inputs.w.shape, p);
-        expectRef(await dw.toArray(), rc.grads.dw, refTol(rc, 'dw'), `dw (${v})`);
-      }
-      expectRef(await biasGrad(dy).toArray(), rc.grads.db, refTol(rc, 'db'), 'db');
-      expectRef(await convTranspose2dForward(x, w, b, p).toArray(), rc.outputs.y, refTol(rc, 'y'), 'y (auto)');
-      expectRef(await convTranspose2dBackwardInput(dy, w, rc.inputs.x.shape, p).toArray(), rc.grads.dx, refTol(rc, 'dx'), 'dx (auto)');
-      expectRef(await convTranspose2dBackwardWeight(x, dy, rc.inputs.w.shape, p).toArray(), rc.grads.dw, refTol(rc, 'dw'), 'dw (auto)');
     });
   }
 });

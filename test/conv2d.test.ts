@@ -22,6 +22,7 @@ import { matmulRef } from '../src/kernels/reference/matmul.js';
 import '../src/kernels/matmul.js';
 import { dot, expectClose, numericalGrad, randArray, rng, testEngine } from './helpers.js';
 import { expectRef, refCases, refData, refTol } from './torch-ref.js';
+import { subgroupTestEngine, variantRuns, type DeviceKind } from './gemm-helpers.js';
 
 // Tolerances:
 // - GPU kernels vs the float64 reference: relative error (max |diff| / max |expected|) <= 1e-4; the
@@ -34,10 +35,16 @@ import { expectRef, refCases, refData, refTol } from './torch-ref.js';
 const TOL = 1e-4;
 
 let engine: Engine;
+let sgEngine: Engine;
 beforeAll(async () => {
   engine = await testEngine();
+  sgEngine = await subgroupTestEngine();
 });
-afterAll(() => engine.destroy());
+afterAll(() => {
+  engine.destroy();
+  sgEngine.destroy();
+});
+const engineFor = (d: DeviceKind) => (d === 'default' ? engine : sgEngine);
 
 interface ConvCase {
   n: number;
@@ -92,31 +99,31 @@ function makeData(c: ConvCase, seed: number) {
   };
 }
 
-describe.each(kernels.variants('conv2d.forward'))('conv2d.forward (%s)', (variant) => {
+describe.each(variantRuns('conv2d.forward'))('conv2d.forward (%s, %s device)', (variant, dev) => {
   cases.forEach((c, i) => {
     it(name(c), async () => {
       const d = makeData(c, 100 + i);
-      const x = engine.fromArray(d.x, d.xShape);
-      const w = engine.fromArray(d.w, d.wShape);
-      const b = engine.fromArray(d.b, [c.o]);
-      const y = kernels.get('conv2d.forward', engine, variant)(x, w, b, { stride: c.stride, padding: c.padding, activation: c.act, slope: 0.2 });
+      const x = engineFor(dev).fromArray(d.x, d.xShape);
+      const w = engineFor(dev).fromArray(d.w, d.wShape);
+      const b = engineFor(dev).fromArray(d.b, [c.o]);
+      const y = kernels.get('conv2d.forward', engineFor(dev), variant)(x, w, b, { stride: c.stride, padding: c.padding, activation: c.act, slope: 0.2 });
       expect(y.shape).toEqual(d.yShape);
       expectClose(await y.toArray(), conv2dRef(d.x, d.xShape, d.w, d.wShape, d.b, c, c.act ?? 'none', 0.2), TOL, 'y');
       // Without bias.
-      const y0 = kernels.get('conv2d.forward', engine, variant)(x, w, null, { stride: c.stride, padding: c.padding });
+      const y0 = kernels.get('conv2d.forward', engineFor(dev), variant)(x, w, null, { stride: c.stride, padding: c.padding });
       expectClose(await y0.toArray(), conv2dRef(d.x, d.xShape, d.w, d.wShape, null, c), TOL, 'y (no bias)');
       for (const t of [x, w, b, y, y0]) t.dispose();
     });
   });
 });
 
-describe.each(kernels.variants('conv2d.backwardInput'))('conv2d.backwardInput (%s)', (variant) => {
+describe.each(variantRuns('conv2d.backwardInput'))('conv2d.backwardInput (%s, %s device)', (variant, dev) => {
   cases.forEach((c, i) => {
     it(name(c), async () => {
       const d = makeData(c, 200 + i);
-      const dy = engine.fromArray(d.dy, d.yShape);
-      const w = engine.fromArray(d.w, d.wShape);
-      const dx = kernels.get('conv2d.backwardInput', engine, variant)(dy, w, d.xShape, c);
+      const dy = engineFor(dev).fromArray(d.dy, d.yShape);
+      const w = engineFor(dev).fromArray(d.w, d.wShape);
+      const dx = kernels.get('conv2d.backwardInput', engineFor(dev), variant)(dy, w, d.xShape, c);
       expect(dx.shape).toEqual(d.xShape);
       expectClose(await dx.toArray(), conv2dBackwardInputRef(d.dy, d.w, d.xShape, d.wShape, c), TOL, 'dx');
       for (const t of [dy, w, dx]) t.dispose();
@@ -124,13 +131,13 @@ describe.each(kernels.variants('conv2d.backwardInput'))('conv2d.backwardInput (%
   });
 });
 
-describe.each(kernels.variants('conv2d.backwardWeight'))('conv2d.backwardWeight (%s)', (variant) => {
+describe.each(variantRuns('conv2d.backwardWeight'))('conv2d.backwardWeight (%s, %s device)', (variant, dev) => {
   cases.forEach((c, i) => {
     it(name(c), async () => {
       const d = makeData(c, 300 + i);
-      const x = engine.fromArray(d.x, d.xShape);
-      const dy = engine.fromArray(d.dy, d.yShape);
-      const dw = kernels.get('conv2d.backwardWeight', engine, variant)(x, dy, d.wShape, c);
+      const x = engineFor(dev).fromArray(d.x, d.xShape);
+      const dy = engineFor(dev).fromArray(d.dy, d.yShape);
+      const dw = kernels.get('conv2d.backwardWeight', engineFor(dev), variant)(x, dy, d.wShape, c);
       expect(dw.shape).toEqual(d.wShape);
       expectClose(await dw.toArray(), conv2dBackwardWeightRef(d.x, d.dy, d.xShape, d.wShape, c), TOL, 'dw');
       for (const t of [x, dy, dw]) t.dispose();
@@ -220,38 +227,37 @@ describe('conv2d GPU gradients (float32 finite differences)', () => {
 });
 
 describe('conv2d PyTorch reference cases', () => {
-  const fwd = kernels.variants('conv2d.forward');
-  const bwdX = kernels.variants('conv2d.backwardInput');
-  const bwdW = kernels.variants('conv2d.backwardWeight');
   for (const rc of refCases('conv2d')) {
     it(rc.id, async () => {
-      const x = refData(rc.inputs.x);
-      const w = refData(rc.inputs.w);
-      const b = refData(rc.inputs.b);
-      const dy = refData(rc.upstream!.dy);
       const p: Conv2dParams = { stride: rc.params.stride, padding: rc.params.padding };
-      const xt = engine.fromArray(x, rc.inputs.x.shape);
-      const wt = engine.fromArray(w, rc.inputs.w.shape);
-      const bt = engine.fromArray(b, rc.inputs.b.shape);
-      const dyt = engine.fromArray(dy, rc.upstream!.dy.shape);
-      expect(conv2dOutputSize(x.length && rc.inputs.x.shape[2], rc.inputs.x.shape[3], rc.params.kernel, p)).toEqual(rc.params.out_hw);
-      for (const v of fwd) {
-        const y = kernels.get('conv2d.forward', engine, v)(xt, wt, bt, p);
-        expectRef(await y.toArray(), rc.outputs.y, refTol(rc, 'y'), `y (${v})`);
+      expect(conv2dOutputSize(rc.inputs.x.shape[2], rc.inputs.x.shape[3], rc.params.kernel, p)).toEqual(rc.params.out_hw);
+      for (const dev of ['default', 'subgroups'] as DeviceKind[]) {
+        const e = engineFor(dev);
+        const pick = (op: string) => variantRuns(op).filter(([, d]) => d === dev).map(([v]) => v);
+        const xt = e.fromArray(refData(rc.inputs.x), rc.inputs.x.shape);
+        const wt = e.fromArray(refData(rc.inputs.w), rc.inputs.w.shape);
+        const bt = e.fromArray(refData(rc.inputs.b), rc.inputs.b.shape);
+        const dyt = e.fromArray(refData(rc.upstream!.dy), rc.upstream!.dy.shape);
+        for (const v of pick('conv2d.forward')) {
+          const y = kernels.get('conv2d.forward', e, v)(xt, wt, bt, p);
+          expectRef(await y.toArray(), rc.outputs.y, refTol(rc, 'y'), `y (${v}, ${dev})`);
+        }
+        for (const v of pick('conv2d.backwardInput')) {
+          const dx = kernels.get('conv2d.backwardInput', e, v)(dyt, wt, rc.inputs.x.shape, p);
+          expectRef(await dx.toArray(), rc.grads.dx, refTol(rc, 'dx'), `dx (${v}, ${dev})`);
+        }
+        for (const v of pick('conv2d.backwardWeight')) {
+          const dw = kernels.get('conv2d.backwardWeight', e, v)(xt, dyt, rc.inputs.w.shape, p);
+          expectRef(await dw.toArray(), rc.grads.dw, refTol(rc, 'dw'), `dw (${v}, ${dev})`);
+        }
+        if (dev === 'default') {
+          expectRef(await biasGrad(dyt).toArray(), rc.grads.db, refTol(rc, 'db'), 'db');
+          // The public entry points (registry's automatic choice) give the same.
+          expectRef(await conv2dForward(xt, wt, bt, p).toArray(), rc.outputs.y, refTol(rc, 'y'), 'y (auto)');
+          expectRef(await conv2dBackwardInput(dyt, wt, rc.inputs.x.shape, p).toArray(), rc.grads.dx, refTol(rc, 'dx'), 'dx (auto)');
+          expectRef(await conv2dBackwardWeight(xt, dyt, rc.inputs.w.shape, p).toArray(), rc.grads.dw, refTol(rc, 'dw'), 'dw (auto)');
+        }
       }
-      for (const v of bwdX) {
-        const dx = kernels.get('conv2d.backwardInput', engine, v)(dyt, wt, rc.inputs.x.shape, p);
-        expectRef(await dx.toArray(), rc.grads.dx, refTol(rc, 'dx'), `dx (${v})`);
-      }
-      for (const v of bwdW) {
-        const dw = kernels.get('conv2d.backwardWeight', engine, v)(xt, dyt, rc.inputs.w.shape, p);
-        expectRef(await dw.toArray(), rc.grads.dw, refTol(rc, 'dw'), `dw (${v})`);
-      }
-      expectRef(await biasGrad(dyt).toArray(), rc.grads.db, refTol(rc, 'db'), 'db');
-      // The public entry points (registry's automatic choice) give the same.
-      expectRef(await conv2dForward(xt, wt, bt, p).toArray(), rc.outputs.y, refTol(rc, 'y'), 'y (auto)');
-      expectRef(await conv2dBackwardInput(dyt, wt, rc.inputs.x.shape, p).toArray(), rc.grads.dx, refTol(rc, 'dx'), 'dx (auto)');
-      expectRef(await conv2dBackwardWeight(xt, dyt, rc.inputs.w.shape, p).toArray(), rc.grads.dw, refTol(rc, 'dw'), 'dw (auto)');
     });
   }
 });

@@ -13,6 +13,7 @@ import {
 } from '../src/kernels/reference/dense.js';
 import { dot, expectClose, numericalGrad, randArray, rng, testEngine } from './helpers.js';
 import { expectRef, refCases, refData, refTol } from './torch-ref.js';
+import { subgroupTestEngine, variantRuns, type DeviceKind } from './gemm-helpers.js';
 
 // Tolerances:
 // - GPU vs float64 reference: relative error (max |diff| / max |expected|) <= 1e-4 (float32 sums of
@@ -24,10 +25,16 @@ import { expectRef, refCases, refData, refTol } from './torch-ref.js';
 const TOL = 1e-4;
 
 let engine: Engine;
+let sgEngine: Engine;
 beforeAll(async () => {
   engine = await testEngine();
+  sgEngine = await subgroupTestEngine();
 });
-afterAll(() => engine.destroy());
+afterAll(() => {
+  engine.destroy();
+  sgEngine.destroy();
+});
+const engineFor = (d: DeviceKind) => (d === 'default' ? engine : sgEngine);
 
 // [N, in, out, activation]: sizes that are not multiples of any tile, a single output (computed
 // transposed), a long reduction with few outputs (split-K) and the MNIST-sized layer.
@@ -41,7 +48,7 @@ const cases: [number, number, number, ActivationName?][] = [
   [32, 784, 128, 'relu'],
 ];
 
-describe.each(kernels.variants('linear.forward'))('linear kernels (%s)', (variant) => {
+describe.each(variantRuns('linear.forward'))('linear kernels (%s, %s device)', (variant, dev) => {
   for (const [n, inF, outF, act] of cases) {
     it(`x [${n}, ${inF}] -> ${outF}${act ? ` ${act}` : ''}`, async () => {
       const r = rng(n * 1000 + inF * 10 + outF);
@@ -49,19 +56,19 @@ describe.each(kernels.variants('linear.forward'))('linear kernels (%s)', (varian
       const w = randArray(r, outF * inF);
       const b = randArray(r, outF);
       const dy = randArray(r, n * outF);
-      const xt = engine.fromArray(x, [n, inF]);
-      const wt = engine.fromArray(w, [outF, inF]);
-      const bt = engine.fromArray(b, [outF]);
-      const dyt = engine.fromArray(dy, [n, outF]);
-      const y = kernels.get('linear.forward', engine, variant)(xt, wt, bt, { activation: act, slope: 0.2 });
+      const xt = engineFor(dev).fromArray(x, [n, inF]);
+      const wt = engineFor(dev).fromArray(w, [outF, inF]);
+      const bt = engineFor(dev).fromArray(b, [outF]);
+      const dyt = engineFor(dev).fromArray(dy, [n, outF]);
+      const y = kernels.get('linear.forward', engineFor(dev), variant)(xt, wt, bt, { activation: act, slope: 0.2 });
       expect(y.shape).toEqual([n, outF]);
       expectClose(await y.toArray(), linearForwardRef(x, w, b, n, inF, outF, act ?? 'none', 0.2), TOL, 'y');
-      const y0 = kernels.get('linear.forward', engine, variant)(xt, wt, null);
+      const y0 = kernels.get('linear.forward', engineFor(dev), variant)(xt, wt, null);
       expectClose(await y0.toArray(), linearForwardRef(x, w, null, n, inF, outF), TOL, 'y (no bias)');
-      const dx = kernels.get('linear.backwardInput', engine, variant)(dyt, wt);
+      const dx = kernels.get('linear.backwardInput', engineFor(dev), variant)(dyt, wt);
       expect(dx.shape).toEqual([n, inF]);
       expectClose(await dx.toArray(), linearBackwardInputRef(dy, w, n, inF, outF), TOL, 'dx');
-      const dw = kernels.get('linear.backwardWeight', engine, variant)(xt, dyt);
+      const dw = kernels.get('linear.backwardWeight', engineFor(dev), variant)(xt, dyt);
       expect(dw.shape).toEqual([outF, inF]);
       expectClose(await dw.toArray(), linearBackwardWeightRef(x, dy, n, inF, outF), TOL, 'dw');
       const db = biasGrad(dyt);
@@ -130,23 +137,28 @@ describe('linear GPU gradients (float32 finite differences)', () => {
 describe('linear PyTorch reference cases', () => {
   for (const rc of refCases('linear')) {
     it(rc.id, async () => {
-      const x = engine.fromArray(refData(rc.inputs.x), rc.inputs.x.shape);
-      const w = engine.fromArray(refData(rc.inputs.w), rc.inputs.w.shape);
-      const b = engine.fromArray(refData(rc.inputs.b), rc.inputs.b.shape);
-      const dy = engine.fromArray(refData(rc.upstream!.dy), rc.upstream!.dy.shape);
-      for (const v of kernels.variants('linear.forward')) {
-        const y = kernels.get('linear.forward', engine, v)(x, w, b);
-        expectRef(await y.toArray(), rc.outputs.y, refTol(rc, 'y'), `y (${v})`);
-        const dx = kernels.get('linear.backwardInput', engine, v)(dy, w);
-        expectRef(await dx.toArray(), rc.grads.dx, refTol(rc, 'dx'), `dx (${v})`);
-        const dw = kernels.get('linear.backwardWeight', engine, v)(x, dy);
-        expectRef(await dw.toArray(), rc.grads.dw, refTol(rc, 'dw'), `dw (${v})`);
+      for (const dev of ['default', 'subgroups'] as DeviceKind[]) {
+        const e = engineFor(dev);
+        const x = e.fromArray(refData(rc.inputs.x), rc.inputs.x.shape);
+        const w = e.fromArray(refData(rc.inputs.w), rc.inputs.w.shape);
+        const b = e.fromArray(refData(rc.inputs.b), rc.inputs.b.shape);
+        const dy = e.fromArray(refData(rc.upstream!.dy), rc.upstream!.dy.shape);
+        for (const [v] of variantRuns('linear.forward').filter(([, d]) => d === dev)) {
+          const y = kernels.get('linear.forward', e, v)(x, w, b);
+          expectRef(await y.toArray(), rc.outputs.y, refTol(rc, 'y'), `y (${v}, ${dev})`);
+          const dx = kernels.get('linear.backwardInput', e, v)(dy, w);
+          expectRef(await dx.toArray(), rc.grads.dx, refTol(rc, 'dx'), `dx (${v}, ${dev})`);
+          const dw = kernels.get('linear.backwardWeight', e, v)(x, dy);
+          expectRef(await dw.toArray(), rc.grads.dw, refTol(rc, 'dw'), `dw (${v}, ${dev})`);
+        }
+        if (dev === 'default') {
+          expectRef(await biasGrad(dy).toArray(), rc.grads.db, refTol(rc, 'db'), 'db');
+          // The public entry points (registry's automatic choice).
+          expectRef(await linearForward(x, w, b).toArray(), rc.outputs.y, refTol(rc, 'y'), 'y (auto)');
+          expectRef(await linearBackwardInput(dy, w).toArray(), rc.grads.dx, refTol(rc, 'dx'), 'dx (auto)');
+          expectRef(await linearBackwardWeight(x, dy).toArray(), rc.grads.dw, refTol(rc, 'dw'), 'dw (auto)');
+        }
       }
-      expectRef(await biasGrad(dy).toArray(), rc.grads.db, refTol(rc, 'db'), 'db');
-      // The public entry points (registry's automatic choice).
-      expectRef(await linearForward(x, w, b).toArray(), rc.outputs.y, refTol(rc, 'y'), 'y (auto)');
-      expectRef(await linearBackwardInput(dy, w).toArray(), rc.grads.dx, refTol(rc, 'dx'), 'dx (auto)');
-      expectRef(await linearBackwardWeight(x, dy).toArray(), rc.grads.dw, refTol(rc, 'dw'), 'dw (auto)');
     });
   }
 });

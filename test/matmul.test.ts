@@ -3,21 +3,28 @@ import type { Engine } from '../src/gpu/engine.js';
 import { DeviceTensor } from '../src/gpu/device-tensor.js';
 import { ShapeError, TensorTooLargeError } from '../src/gpu/errors.js';
 import '../src/kernels/matmul.js';
-import { matmul, type MatmulOptions } from '../src/kernels/matmul.js';
+import { hasSubgroups, matmul, type MatmulOptions } from '../src/kernels/matmul.js';
 import { kernels } from '../src/kernels/registry.js';
 import { matmulRef } from '../src/kernels/reference/matmul.js';
 import type { ActivationName } from '../src/kernels/reference/activation.js';
 import { expectClose, randArray, rng, testEngine } from './helpers.js';
+import { subgroupTestEngine, variantRuns, type DeviceKind } from './gemm-helpers.js';
 
 // Tolerance: float32 accumulation of K <= 5000 products of values in [-1, 1) against float64:
 // relative error (max |diff| / max |expected|) <= 1e-4.
 const TOL = 1e-4;
 
 let engine: Engine;
+let sgEngine: Engine;
 beforeAll(async () => {
   engine = await testEngine();
+  sgEngine = await subgroupTestEngine();
 });
-afterAll(() => engine.destroy());
+afterAll(() => {
+  engine.destroy();
+  sgEngine.destroy();
+});
+const engineFor = (d: DeviceKind) => (d === 'default' ? engine : sgEngine);
 
 interface Case {
   a: number[];
@@ -57,8 +64,11 @@ cases.push({ a: [3, 5000], b: [5000, 2], bias: true, activation: 'relu' });
 cases.push({ a: [5000, 3], b: [5000, 9], transA: true });
 cases.push({ a: [300, 40], b: [40, 2], bias: true, activation: 'sigmoid' });
 cases.push({ a: [300, 40], b: [3, 40], transB: true, bias: true, activation: 'leakyRelu' });
+// Empty reduction (the result is the epilogue of 0) and an empty result.
+cases.push({ a: [3, 0], b: [0, 5], bias: true, activation: 'sigmoid' });
+cases.push({ a: [0, 4], b: [4, 5] });
 
-describe.each(kernels.variants('matmul'))('matmul (%s)', (variant) => {
+describe.each(variantRuns('matmul'))('matmul (%s, %s device)', (variant, dev) => {
   for (const c of cases) {
     const name = `a ${JSON.stringify(c.a)}${c.transA ? 'ᵀ' : ''} b ${JSON.stringify(c.b)}${c.transB ? 'ᵀ' : ''}${c.bias ? ' +bias' : ''}${c.activation ? ` ${c.activation}` : ''}`;
     it(name, async () => {
@@ -69,11 +79,11 @@ describe.each(kernels.variants('matmul'))('matmul (%s)', (variant) => {
       const b = randArray(r, nb);
       const N = c.transB ? c.b[c.b.length - 2] : c.b[c.b.length - 1];
       const bias = c.bias ? randArray(r, N) : null;
-      const at = engine.fromArray(a, c.a);
-      const bt = engine.fromArray(b, c.b);
-      const biast = bias ? engine.fromArray(bias, [N]) : null;
+      const at = engineFor(dev).fromArray(a, c.a);
+      const bt = engineFor(dev).fromArray(b, c.b);
+      const biast = bias ? engineFor(dev).fromArray(bias, [N]) : null;
       const opts: MatmulOptions = { transA: c.transA, transB: c.transB, bias: biast, activation: c.activation, slope: 0.2 };
-      const y = kernels.get('matmul', engine, variant)(at, bt, opts);
+      const y = kernels.get('matmul', engineFor(dev), variant)(at, bt, opts);
       const ref = matmulRef(a, c.a, b, c.b, { ...opts, bias });
       expect(y.shape).toEqual(ref.shape);
       expectClose(await y.toArray(), ref.data, TOL, name);
@@ -92,6 +102,12 @@ describe('matmul dispatch and errors', () => {
     }
   });
 
+  it('the subgroups test device has the feature when the adapter offers it', () => {
+    const info = sgEngine.adapter.info as GPUAdapterInfo & { subgroupMinSize?: number };
+    expect(hasSubgroups(sgEngine)).toBe(sgEngine.adapter.features.has('subgroups') && (info.subgroupMinSize ?? 0) >= 8);
+    expect(hasSubgroups(engine)).toBe(false);
+  });
+
   it('rejects mismatched shapes with ShapeError naming the shapes', () => {
     const a = engine.zeros([3, 4]);
     const b = engine.zeros([5, 6]);
@@ -99,6 +115,7 @@ describe('matmul dispatch and errors', () => {
     expect(() => matmul(a, b)).toThrow(/\[3, 4\].*\[5, 6\]/);
     expect(() => matmul(engine.zeros([2, 3, 4]), engine.zeros([3, 4, 5]))).toThrow(/batch/);
     expect(() => matmul(a, engine.zeros([4, 2]), { bias: engine.zeros([3]) })).toThrow(/bias/);
+    expect(() => matmul(engine.zeros([3, 4], 'i32'), engine.zeros([4, 2]))).toThrow(/f32/);
   });
 
   it('a binding over the device limit raises TensorTooLargeError, not a truncated result', () => {

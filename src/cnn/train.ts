@@ -162,7 +162,8 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   );
   const optimizer = new Adam(model.parameters(), { lr });
   const ckptDir = join(opts.out, 'checkpoint');
-  const optionsDigest = digest({ data: opts.data, task: opts.task, size, batchSize, lr, seed, channels: model.config.channels });
+  // What must match for --resume to continue the same run (the learning rate may change).
+  const optionsDigest = digest({ data: opts.data, task: opts.task, size, batchSize, seed, channels: model.config.channels });
   let state: CheckpointState = { epoch: 0, bestEpoch: 0, bestScore: -Infinity, history: [], adamStep: 0, optionsDigest };
 
   if (opts.resume && existsSync(join(ckptDir, 'state.json'))) {
@@ -338,8 +339,15 @@ async function runEpoch(
       const secs = (Date.now() - t0) / 1000;
       opts.onBatch?.({ epoch, batch: ++batchIndex, batches, loss: lossSum / seen, accuracy: correct / seen, imagesPerSecond: seen / Math.max(secs, 1e-3) });
     });
-    if (pending) await pending;
+    const previous = pending;
     pending = readback;
+    if (previous) {
+      // If the previous batch failed (NaN loss), let this batch's readback settle before throwing.
+      await previous.catch(async (e) => {
+        await readback.catch(() => undefined);
+        throw e;
+      });
+    }
   }
   if (pending) await pending;
   const seconds = (Date.now() - t0) / 1000;

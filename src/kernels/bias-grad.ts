@@ -8,6 +8,7 @@ const WG = 64;
 
 function biasGradGather(dy: DeviceTensor): DeviceTensor {
   if (dy.shape.length < 2) throw new ShapeError(`bias.backward: dy [${dy.shape.join(', ')}] must have at least 2 axes (axis 1 = channels)`);
+  if (dy.dtype !== 'f32') throw new ShapeError(`bias.backward: dy [${dy.shape.join(', ')}] has dtype ${dy.dtype}; f32 is required`);
   const e = dy.engine;
   const [A, C] = dy.shape;
   const B = dy.shape.slice(2).reduce((x, y) => x * y, 1);

@@ -15,7 +15,7 @@ import {
   type Conv2dParams,
   type Epilogue,
 } from './conv2d.js';
-import { coreOf } from './matmul.js';
+import { CORE_INFO, checkF32, coreOf } from './matmul.js';
 import { kernels } from './registry.js';
 
 const str = (s: readonly number[]) => `[${s.join(', ')}]`;
@@ -38,6 +38,7 @@ function outputShape(op: string, xShape: readonly number[], wShape: readonly num
 function forwardWith(variant: string) {
   return (x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, p: Conv2dParams & Epilogue): DeviceTensor => {
     const op = 'convTranspose2d.forward';
+    checkF32(op, x, w, b);
     const yShape = outputShape(op, x.shape, w.shape, p);
     if (b && (b.shape.length !== 1 || b.shape[0] !== yShape[1]))
       throw new ShapeError(`${op}: bias ${str(b.shape)} must be [${yShape[1]}]`);
@@ -51,6 +52,7 @@ function forwardWith(variant: string) {
 function backwardInputWith(variant: string) {
   return (dy: DeviceTensor, w: DeviceTensor, xShape: readonly number[], p: Conv2dParams): DeviceTensor => {
     const op = 'convTranspose2d.backwardInput';
+    checkF32(op, dy, w);
     const yShape = outputShape(op, xShape, w.shape, p);
     if (dy.shape.length !== 4 || dy.shape.some((d, i) => d !== yShape[i]))
       throw new ShapeError(`${op}: dy ${str(dy.shape)} must be ${str(yShape)} for x ${str(xShape)} and w ${str(w.shape)}`);
@@ -64,6 +66,7 @@ function backwardInputWith(variant: string) {
 function backwardWeightWith(variant: string) {
   return (x: DeviceTensor, dy: DeviceTensor, wShape: readonly number[], p: Conv2dParams): DeviceTensor => {
     const op = 'convTranspose2d.backwardWeight';
+    checkF32(op, x, dy);
     const yShape = outputShape(op, x.shape, wShape, p);
     if (dy.shape.length !== 4 || dy.shape.some((d, i) => d !== yShape[i]))
       throw new ShapeError(`${op}: dy ${str(dy.shape)} must be ${str(yShape)} for x ${str(x.shape)} and w ${str(wShape)}`);
@@ -94,30 +97,15 @@ export function convTranspose2dBackwardWeight(x: DeviceTensor, dy: DeviceTensor,
   return kernels.get<BackwardWeightFn>('convTranspose2d.backwardWeight', x.engine)(x, dy, wShape, p);
 }
 
-kernels.register('convTranspose2d.forward', 'gemm', forwardWith('gemm'), {
-  description: 'conv2d input-gradient GEMM per stride phase (register core), fused bias and activation',
-  preferredOn: ['software'],
+const info = (core: 'register' | 'subgroup' | 'tiled', what: string) => ({
+  description: `${what}; ${CORE_INFO[core].description}`,
+  preferredOn: CORE_INFO[core].preferredOn,
 });
-kernels.register('convTranspose2d.forward', 'gemm-tiled', forwardWith('gemm-tiled'), {
-  description: 'conv2d input-gradient GEMM per stride phase (shared-memory core), fused bias and activation',
-  preferredOn: ['hardware'],
-});
-kernels.register('convTranspose2d.backwardInput', 'gemm', backwardInputWith('gemm'), {
-  description: 'conv2d forward, implicit GEMM on the register core',
-  preferredOn: ['software'],
-});
-kernels.register('convTranspose2d.backwardInput', 'gemm-tiled', backwardInputWith('gemm-tiled'), {
-  description: 'conv2d forward, implicit GEMM on the shared-memory core',
-  preferredOn: ['hardware'],
-});
+for (const [name, core] of [['gemm', 'register'], ['gemm-subgroup', 'subgroup'], ['gemm-tiled', 'tiled']] as const) {
+  kernels.register('convTranspose2d.forward', name, forwardWith(name), info(core, 'conv2d input-gradient GEMM per stride phase, fused bias and activation'));
+  kernels.register('convTranspose2d.backwardInput', name, backwardInputWith(name), info(core, 'a conv2d forward (implicit GEMM)'));
+  kernels.register('convTranspose2d.backwardWeight', name, backwardWeightWith(name), info(core, 'the conv2d weight-gradient GEMM with x and dy exchanged'));
+}
 kernels.register('convTranspose2d.backwardInput', 'direct', backwardInputWith('direct'), {
-  description: 'conv2d forward, direct kernel',
-});
-kernels.register('convTranspose2d.backwardWeight', 'gemm', backwardWeightWith('gemm'), {
-  description: 'conv2d weight-gradient GEMM with x and dy exchanged (register core)',
-  preferredOn: ['software'],
-});
-kernels.register('convTranspose2d.backwardWeight', 'gemm-tiled', backwardWeightWith('gemm-tiled'), {
-  description: 'conv2d weight-gradient GEMM with x and dy exchanged (shared-memory core)',
-  preferredOn: ['hardware'],
+  description: 'a conv2d forward (direct kernel)',
 });

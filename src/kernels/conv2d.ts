@@ -21,6 +21,8 @@ import {
   C_NCHW,
   C_PHASE,
   C_PLAIN,
+  CORE_INFO,
+  checkF32,
   coreOf,
   gemm,
   type ConvGeometry,
@@ -165,6 +167,7 @@ type ForwardParams = Conv2dParams & Epilogue;
 
 function forwardWith(variant: string) {
   return (x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, p: ForwardParams): DeviceTensor => {
+    checkF32('conv2d.forward', x, w, b);
     const g = convGeometry('conv2d.forward', x.shape, w.shape, p);
     const label = `conv2d.forward x ${str(x.shape)} w ${str(w.shape)} s${str(p.stride)} p${str(p.padding)}`;
     checkBias(label, b, g.yc);
@@ -175,6 +178,7 @@ function forwardWith(variant: string) {
 
 function backwardInputWith(variant: string) {
   return (dy: DeviceTensor, w: DeviceTensor, xShape: readonly number[], p: Conv2dParams): DeviceTensor => {
+    checkF32('conv2d.backwardInput', dy, w);
     const g = convGeometry('conv2d.backwardInput', xShape, w.shape, p, dy.shape);
     const label = `conv2d.backwardInput dy ${str(dy.shape)} w ${str(w.shape)} s${str(p.stride)} p${str(p.padding)}`;
     return convBackwardInputGemm(coreOf(variant), dy, w, g, null, {}, label);
@@ -183,6 +187,7 @@ function backwardInputWith(variant: string) {
 
 function backwardWeightWith(variant: string) {
   return (x: DeviceTensor, dy: DeviceTensor, wShape: readonly number[], p: Conv2dParams): DeviceTensor => {
+    checkF32('conv2d.backwardWeight', x, dy);
     const g = convGeometry('conv2d.backwardWeight', x.shape, wShape, p, dy.shape);
     const label = `conv2d.backwardWeight x ${str(x.shape)} dy ${str(dy.shape)} s${str(p.stride)} p${str(p.padding)}`;
     return convBackwardWeightGemm(coreOf(variant), x, dy, g, label);
@@ -208,30 +213,17 @@ export function conv2dBackwardWeight(x: DeviceTensor, dy: DeviceTensor, wShape: 
   return kernels.get<BackwardWeightFn>('conv2d.backwardWeight', x.engine)(x, dy, wShape, p);
 }
 
-kernels.register('conv2d.forward', 'gemm', forwardWith('gemm'), {
-  description: 'implicit GEMM on the register-tiled core (8 channels x 4 pixels per invocation)',
-  preferredOn: ['software'],
+const conv = (core: 'register' | 'subgroup' | 'tiled', what: string) => ({
+  description: `${what}; ${CORE_INFO[core].description}`,
+  preferredOn: CORE_INFO[core].preferredOn,
 });
-kernels.register('conv2d.forward', 'gemm-tiled', forwardWith('gemm-tiled'), {
-  description: 'implicit GEMM on the shared-memory tiled core',
-  preferredOn: ['hardware'],
-});
+kernels.register('conv2d.forward', 'gemm', forwardWith('gemm'), conv('register', 'implicit GEMM'));
+kernels.register('conv2d.forward', 'gemm-subgroup', forwardWith('gemm-subgroup'), conv('subgroup', 'implicit GEMM'));
+kernels.register('conv2d.forward', 'gemm-tiled', forwardWith('gemm-tiled'), conv('tiled', 'implicit GEMM'));
 kernels.register('conv2d.forward', 'direct', forwardWith('direct'), {
-  description: 'direct convolution: 8 channels x 4 pixels per invocation, loops over (c, u, v)',
+  description: 'direct convolution: 16 channels x 8 adjacent pixels per invocation, loops over (c, u, v)',
 });
-kernels.register('conv2d.backwardInput', 'gemm', backwardInputWith('gemm'), {
-  description: 'implicit GEMM per stride phase, register-tiled core',
-  preferredOn: ['software'],
-});
-kernels.register('conv2d.backwardInput', 'gemm-tiled', backwardInputWith('gemm-tiled'), {
-  description: 'implicit GEMM per stride phase, shared-memory tiled core',
-  preferredOn: ['hardware'],
-});
-kernels.register('conv2d.backwardWeight', 'gemm', backwardWeightWith('gemm'), {
-  description: 'implicit GEMM (split-K over images and pixels), register-tiled core',
-  preferredOn: ['software'],
-});
-kernels.register('conv2d.backwardWeight', 'gemm-tiled', backwardWeightWith('gemm-tiled'), {
-  description: 'implicit GEMM (split-K over images and pixels), shared-memory tiled core',
-  preferredOn: ['hardware'],
-});
+for (const [name, core] of [['gemm', 'register'], ['gemm-subgroup', 'subgroup'], ['gemm-tiled', 'tiled']] as const) {
+  kernels.register('conv2d.backwardInput', name, backwardInputWith(name), conv(core, 'implicit GEMM per stride phase'));
+  kernels.register('conv2d.backwardWeight', name, backwardWeightWith(name), conv(core, 'implicit GEMM, split-K over images and pixels'));
+}

@@ -3,7 +3,7 @@
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import type { Activation } from './activation.js';
-import { plainGemm, type GemmCore } from './matmul.js';
+import { CORE_INFO, checkF32, plainGemm, type GemmCore } from './matmul.js';
 import { kernels } from './registry.js';
 
 const s = (t: DeviceTensor) => `[${t.shape.join(', ')}]`;
@@ -16,6 +16,7 @@ function linearForwardWith(
   opts: { activation?: Activation; slope?: number } = {},
 ): DeviceTensor {
   const what = `linear.forward: x ${s(x)}, w ${s(w)}${b ? `, b ${s(b)}` : ''}`;
+  checkF32('linear.forward', x, w, b);
   if (x.shape.length !== 2 || w.shape.length !== 2) throw new ShapeError(`${what}: x must be [N,in] and w [out,in]`);
   const [n, inF] = x.shape;
   const [outF, inW] = w.shape;
@@ -31,6 +32,7 @@ function linearForwardWith(
 
 function linearBackwardInputWith(core: GemmCore, dy: DeviceTensor, w: DeviceTensor): DeviceTensor {
   const what = `linear.backwardInput: dy ${s(dy)}, w ${s(w)}`;
+  checkF32('linear.backwardInput', dy, w);
   if (dy.shape.length !== 2 || w.shape.length !== 2) throw new ShapeError(`${what}: dy must be [N,out] and w [out,in]`);
   const [n, outF] = dy.shape;
   const [outW, inF] = w.shape;
@@ -43,6 +45,7 @@ function linearBackwardInputWith(core: GemmCore, dy: DeviceTensor, w: DeviceTens
 
 function linearBackwardWeightWith(core: GemmCore, x: DeviceTensor, dy: DeviceTensor): DeviceTensor {
   const what = `linear.backwardWeight: x ${s(x)}, dy ${s(dy)}`;
+  checkF32('linear.backwardWeight', x, dy);
   if (x.shape.length !== 2 || dy.shape.length !== 2) throw new ShapeError(`${what}: x must be [N,in] and dy [N,out]`);
   const [n, inF] = x.shape;
   const [nd, outF] = dy.shape;
@@ -53,14 +56,11 @@ function linearBackwardWeightWith(core: GemmCore, x: DeviceTensor, dy: DeviceTen
   return dw;
 }
 
-type Fwd = typeof linearForwardRegister;
-export const linearForwardRegister = (x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, opts?: { activation?: Activation; slope?: number }) =>
-  linearForwardWith('register', x, w, b, opts);
-export const linearForwardTiled: Fwd = (x, w, b, opts) => linearForwardWith('tiled', x, w, b, opts);
-export const linearBackwardInputRegister = (dy: DeviceTensor, w: DeviceTensor) => linearBackwardInputWith('register', dy, w);
-export const linearBackwardInputTiled = (dy: DeviceTensor, w: DeviceTensor) => linearBackwardInputWith('tiled', dy, w);
-export const linearBackwardWeightRegister = (x: DeviceTensor, dy: DeviceTensor) => linearBackwardWeightWith('register', x, dy);
-export const linearBackwardWeightTiled = (x: DeviceTensor, dy: DeviceTensor) => linearBackwardWeightWith('tiled', x, dy);
+const forwardWith = (core: GemmCore) => (x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, opts?: { activation?: Activation; slope?: number }) =>
+  linearForwardWith(core, x, w, b, opts);
+const backwardInputWith = (core: GemmCore) => (dy: DeviceTensor, w: DeviceTensor) => linearBackwardInputWith(core, dy, w);
+const backwardWeightWith = (core: GemmCore) => (x: DeviceTensor, dy: DeviceTensor) => linearBackwardWeightWith(core, x, dy);
+type Fwd = ReturnType<typeof forwardWith>;
 
 /** y = act(x w^T + b): x [N,in], w [out,in], b [out] or null -> [N,out]. */
 export function linearForward(
@@ -74,19 +74,17 @@ export function linearForward(
 
 /** dx = dy w: dy [N,out], w [out,in] -> [N,in]. */
 export function linearBackwardInput(dy: DeviceTensor, w: DeviceTensor): DeviceTensor {
-  return kernels.get<typeof linearBackwardInputRegister>('linear.backwardInput', dy.engine)(dy, w);
+  return kernels.get<ReturnType<typeof backwardInputWith>>('linear.backwardInput', dy.engine)(dy, w);
 }
 
 /** dw = dy^T x: x [N,in], dy [N,out] -> [out,in]. */
 export function linearBackwardWeight(x: DeviceTensor, dy: DeviceTensor): DeviceTensor {
-  return kernels.get<typeof linearBackwardWeightRegister>('linear.backwardWeight', x.engine)(x, dy);
+  return kernels.get<ReturnType<typeof backwardWeightWith>>('linear.backwardWeight', x.engine)(x, dy);
 }
 
-const REG = { description: 'GEMM core, register tiles (no shared memory)', preferredOn: ['software' as const] };
-const TILED = { description: 'GEMM core, shared-memory tiles', preferredOn: ['hardware' as const] };
-kernels.register('linear.forward', 'register', linearForwardRegister, REG);
-kernels.register('linear.forward', 'tiled', linearForwardTiled, TILED);
-kernels.register('linear.backwardInput', 'register', linearBackwardInputRegister, REG);
-kernels.register('linear.backwardInput', 'tiled', linearBackwardInputTiled, TILED);
-kernels.register('linear.backwardWeight', 'register', linearBackwardWeightRegister, REG);
-kernels.register('linear.backwardWeight', 'tiled', linearBackwardWeightTiled, TILED);
+const VARIANTS: [string, GemmCore][] = [['register', 'register'], ['register-subgroup', 'subgroup'], ['tiled', 'tiled']];
+for (const [name, core] of VARIANTS) {
+  kernels.register('linear.forward', name, forwardWith(core), CORE_INFO[core]);
+  kernels.register('linear.backwardInput', name, backwardInputWith(core), CORE_INFO[core]);
+  kernels.register('linear.backwardWeight', name, backwardWeightWith(core), CORE_INFO[core]);
+}

@@ -2,14 +2,24 @@
 // also run on. `gemm()` records one GEMM with a given operand reader/writer mode; the public kernels
 // (matmul here, linear* in dense.ts, conv* in conv2d.ts / conv-transpose2d.ts) only describe their
 // problem as a GemmProblem.
-import { f32 } from '../gpu/engine.js';
+import { f32, type Engine } from '../gpu/engine.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import { ACTIVATION_CODE, type Activation } from './activation.js';
 import { kernels } from './registry.js';
 
-/** Which kernel of shaders/matmul.wgsl runs a GEMM. */
-export type GemmCore = 'register' | 'tiled';
+/**
+ * Which kernel runs a GEMM: gemm_register or gemm_tiled of shaders/matmul.wgsl, or gemm_subgroup of
+ * shaders/matmul_subgroups.wgsl ('subgroup': the register kernel with its A loads shared by subgroup
+ * broadcasts; on devices without the 'subgroups' feature it runs as 'register').
+ */
+export type GemmCore = 'register' | 'subgroup' | 'tiled';
+
+/** True when the engine's device can run shaders/matmul_subgroups.wgsl (subgroups of >= 8 invocations). */
+export function hasSubgroups(e: Engine): boolean {
+  const info = e.adapter.info as GPUAdapterInfo & { subgroupMinSize?: number };
+  return e.device.features.has('subgroups') && (info.subgroupMinSize ?? 0) >= 8;
+}
 
 // Operand modes: must match the constants in shaders/matmul.wgsl.
 export const A_PLAIN = 0;
@@ -110,6 +120,7 @@ function plan(core: GemmCore, M: number, N: number, K: number, canSplit: boolean
     return { splits, wg: 256, splitLanes: false };
   }
   const blocks = Math.ceil(M / tmFor(M)) * Math.ceil(N / TN);
+  // (register and subgroup cores)
   if (canSplit && blocks < REGISTER_TARGET_LANES) {
     const want = Math.min(Math.ceil(REGISTER_TARGET_LANES / blocks), Math.floor(K / 64));
     if (want >= 8) {
@@ -154,11 +165,15 @@ export function gemm(core: GemmCore, pr: GemmProblem): void {
     B_MODE: pr.bMode ?? B_PLAIN,
     C_MODE: cMode,
   };
-  if (core === 'register') {
+  // The subgroup kernel covers the 16-row blocks without SPLIT_LANES; the rest runs on gemm_register.
+  const subgroup = core === 'subgroup' && !pl.splitLanes && tmFor(pr.M) === 16 && hasSubgroups(e);
+  if (core !== 'tiled') {
     const tm = tmFor(pr.M);
     constants.WG = pl.wg;
-    constants.TM = tm;
-    constants.SPLIT_LANES = pl.splitLanes;
+    if (!subgroup) {
+      constants.TM = tm;
+      constants.SPLIT_LANES = pl.splitLanes;
+    }
     grid = pl.splitLanes
       ? [Math.ceil(pr.N / TN), Math.ceil(pr.M / tm), Math.ceil(pl.splits / pl.wg)]
       : [Math.ceil(pr.N / (pl.wg * TN)), Math.ceil(pr.M / tm), batch * pl.splits];
@@ -168,8 +183,8 @@ export function gemm(core: GemmCore, pr: GemmProblem): void {
   // The shader loops over its grid with the grid's stride, so clamping only serialises work.
   const workgroups = grid.map((n) => Math.min(n, max)) as [number, number, number];
   e.dispatch({
-    shader: 'matmul',
-    entry: core === 'register' ? 'gemm_register' : 'gemm_tiled',
+    shader: subgroup ? 'matmul_subgroups' : 'matmul',
+    entry: subgroup ? 'gemm_subgroup' : core === 'tiled' ? 'gemm_tiled' : 'gemm_register',
     constants,
     uniforms: uniforms(split ? [pr.M * pr.N, pr.N, 1] : [csb, csm, csn], !split),
     bindings: [pr.a, pr.b, target, pr.bias ?? pr.a],
@@ -207,7 +222,7 @@ export function plainGemm(
   allowSplit = true,
 ): void {
   const { M, N, K, batch } = dims;
-  const swap = core === 'register' && N < 16 * TN && M > 2 * N;
+  const swap = core !== 'tiled' && N < 16 * TN && M > 2 * N;
   const biasPerRow = epi.biasPerRow ?? false;
   if (!swap) {
     gemm(core, {
@@ -243,9 +258,16 @@ function shp(t: DeviceTensor): string {
   return `[${t.shape.join(', ')}]`;
 }
 
+/** Throws a ShapeError unless every tensor given is float32 (the GEMM kernels read f32 only). */
+export function checkF32(op: string, ...ts: (DeviceTensor | null | undefined)[]): void {
+  for (const t of ts)
+    if (t && t.dtype !== 'f32') throw new ShapeError(`${op}: tensor ${shp(t)} has dtype ${t.dtype}; f32 is required`);
+}
+
 function matmulWith(core: GemmCore, a: DeviceTensor, b: DeviceTensor, opts: MatmulOptions = {}): DeviceTensor {
   const { transA = false, transB = false } = opts;
   const what = () => `matmul: a ${shp(a)}${transA ? ' (transA)' : ''}, b ${shp(b)}${transB ? ' (transB)' : ''}`;
+  checkF32('matmul', a, b, opts.bias);
   if (a.shape.length < 2 || a.shape.length > 3 || b.shape.length < 2 || b.shape.length > 3)
     throw new ShapeError(`${what()}: operands must be 2-D or 3-D`);
   const ab = a.shape.length === 3 ? a.shape[0] : 0;
@@ -274,6 +296,7 @@ function matmulWith(core: GemmCore, a: DeviceTensor, b: DeviceTensor, opts: Matm
 }
 
 export const matmulRegister = (a: DeviceTensor, b: DeviceTensor, opts?: MatmulOptions) => matmulWith('register', a, b, opts);
+export const matmulSubgroup = (a: DeviceTensor, b: DeviceTensor, opts?: MatmulOptions) => matmulWith('subgroup', a, b, opts);
 export const matmulTiled = (a: DeviceTensor, b: DeviceTensor, opts?: MatmulOptions) => matmulWith('tiled', a, b, opts);
 
 /**
@@ -285,16 +308,28 @@ export function matmul(a: DeviceTensor, b: DeviceTensor, opts?: MatmulOptions): 
   return kernels.get<typeof matmulRegister>('matmul', a.engine)(a, b, opts);
 }
 
-kernels.register('matmul', 'register', matmulRegister, {
-  description: 'register-blocked GEMM (16x8 outputs per invocation, no shared memory or barriers)',
-  preferredOn: ['software'],
-});
-kernels.register('matmul', 'tiled', matmulTiled, {
-  description: 'shared-memory tiled GEMM (64x64 tiles, 16x16 invocations of 4x4)',
-  preferredOn: ['hardware'],
-});
+/** Registry descriptions shared by the GEMM-based ops. */
+export const CORE_INFO = {
+  register: {
+    description: 'register-blocked GEMM core (16x8 outputs per invocation, no shared memory or barriers)',
+    preferredOn: [] as ('software' | 'hardware')[],
+  },
+  subgroup: {
+    description:
+      "register-blocked GEMM core with A loads shared by subgroup broadcasts (needs the device feature 'subgroups'; runs as the register core without it)",
+    preferredOn: ['software'] as ('software' | 'hardware')[],
+  },
+  tiled: {
+    description: 'shared-memory tiled GEMM core (64x64 tiles, 16x16 invocations of 4x4)',
+    preferredOn: ['hardware'] as ('software' | 'hardware')[],
+  },
+};
 
-/** The core a variant name stands for ('register'/'gemm' or 'tiled'/'gemm-tiled'). */
+kernels.register('matmul', 'register', matmulRegister, CORE_INFO.register);
+kernels.register('matmul', 'register-subgroup', matmulSubgroup, CORE_INFO.subgroup);
+kernels.register('matmul', 'tiled', matmulTiled, CORE_INFO.tiled);
+
+/** The core a variant name stands for ('register'/'gemm', 'register-subgroup'/'gemm-subgroup', 'tiled'/'gemm-tiled'). */
 export function coreOf(variant: string): GemmCore {
-  return variant.includes('tiled') ? 'tiled' : 'register';
+  return variant.includes('tiled') ? 'tiled' : variant.includes('subgroup') ? 'subgroup' : 'register';
 }

@@ -169,29 +169,43 @@ function uniformParam(engine: Engine, shape: number[], bound: number): Tensor {
 type Pair = number | [number, number];
 
 // PyTorch's default init for Conv/Linear: kaiming_uniform_(a=√5) on the weight, i.e. U(±1/√fan_in),
-// and U(±1/√fan_in) on the bias; fan_in = weight.shape[1] * kH * kW (for ConvTranspose2d, whose weight
-// is [Cin, Cout, kH, kW], that is Cout * kH * kW, as torch computes it).
+// and U(±1/√fan_in) on the bias, with fan_in = weight.shape[1] * kH * kW.
 
-export class Conv2d extends Module {
+type ConvModuleOptions = ModuleOptions & { stride?: Pair; padding?: Pair; bias?: boolean };
+
+/** What Conv2d and ConvTranspose2d share: hyper-parameters, weight and bias creation. */
+abstract class ConvModule extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor | null;
   readonly stride: Pair;
   readonly padding: Pair;
 
+  /** `weightShape` from (kH, kW); `fanIn` as torch computes it for this weight layout. */
   constructor(
     readonly inChannels: number,
     readonly outChannels: number,
     readonly kernelSize: Pair,
-    options: ModuleOptions & { stride?: Pair; padding?: Pair; bias?: boolean } = {},
+    options: ConvModuleOptions,
+    weightShape: (kh: number, kw: number) => number[],
+    fanIn: (kh: number, kw: number) => number,
   ) {
     super();
     const e = engineOf(options);
     const [kh, kw] = typeof kernelSize === 'number' ? [kernelSize, kernelSize] : kernelSize;
     this.stride = options.stride ?? 1;
     this.padding = options.padding ?? 0;
-    const bound = 1 / Math.sqrt(inChannels * kh * kw);
-    this.weight = this.registerParameter('weight', uniformParam(e, [outChannels, inChannels, kh, kw], bound));
+    const bound = 1 / Math.sqrt(fanIn(kh, kw));
+    this.weight = this.registerParameter('weight', uniformParam(e, weightShape(kh, kw), bound));
     this.bias = options.bias === false ? null : this.registerParameter('bias', uniformParam(e, [outChannels], bound));
+  }
+
+  abstract override forward(x: Tensor, activation?: Activation, slope?: number): Tensor;
+}
+
+/** Weight [out, in, kH, kW] (OIHW); fan_in = in * kH * kW. */
+export class Conv2d extends ConvModule {
+  constructor(inChannels: number, outChannels: number, kernelSize: Pair, options: ConvModuleOptions = {}) {
+    super(inChannels, outChannels, kernelSize, options, (kh, kw) => [outChannels, inChannels, kh, kw], (kh, kw) => inChannels * kh * kw);
   }
 
   forward(x: Tensor, activation?: Activation, slope?: number): Tensor {
@@ -199,26 +213,10 @@ export class Conv2d extends Module {
   }
 }
 
-export class ConvTranspose2d extends Module {
-  readonly weight: Tensor;
-  readonly bias: Tensor | null;
-  readonly stride: Pair;
-  readonly padding: Pair;
-
-  constructor(
-    readonly inChannels: number,
-    readonly outChannels: number,
-    readonly kernelSize: Pair,
-    options: ModuleOptions & { stride?: Pair; padding?: Pair; bias?: boolean } = {},
-  ) {
-    super();
-    const e = engineOf(options);
-    const [kh, kw] = typeof kernelSize === 'number' ? [kernelSize, kernelSize] : kernelSize;
-    this.stride = options.stride ?? 1;
-    this.padding = options.padding ?? 0;
-    const bound = 1 / Math.sqrt(outChannels * kh * kw);
-    this.weight = this.registerParameter('weight', uniformParam(e, [inChannels, outChannels, kh, kw], bound));
-    this.bias = options.bias === false ? null : this.registerParameter('bias', uniformParam(e, [outChannels], bound));
+/** Weight [in, out, kH, kW] (PyTorch's layout); torch's fan_in for it is out * kH * kW. */
+export class ConvTranspose2d extends ConvModule {
+  constructor(inChannels: number, outChannels: number, kernelSize: Pair, options: ConvModuleOptions = {}) {
+    super(inChannels, outChannels, kernelSize, options, (kh, kw) => [inChannels, outChannels, kh, kw], (kh, kw) => outChannels * kh * kw);
   }
 
   forward(x: Tensor, activation?: Activation, slope?: number): Tensor {
