@@ -75,6 +75,7 @@ async function train(opts: Record<string, any>, extra: Partial<TrainOptions> = {
       epochs,
       batchSize: opts.batchSize,
       lr: opts.lr,
+      lrSchedule: opts.lrSchedule,
       seed: opts.seed,
       augment: opts.augment,
       patience: opts.patience,
@@ -123,6 +124,7 @@ program
   .option('--epochs <n>', 'epochs', int('--epochs'), 20)
   .option('--batch-size <n>', 'batch size', int('--batch-size'), 32)
   .option('--lr <lr>', 'Adam learning rate', num('--lr'), 1e-3)
+  .addOption(new Option('--lr-schedule <s>', 'constant, or cosine decay over the epochs').choices(['constant', 'cosine']).default('constant'))
   .option('--seed <n>', 'seed of split, init, shuffling and augmentation', int('--seed'), 1)
   .option('--patience <n>', 'early stop after n epochs without a better validation result', int('--patience'))
   .option('--test-fraction <f>', 'fraction of each class held out for the test split', num('--test-fraction'), 0.2)

@@ -41,6 +41,7 @@ export interface ModelMetadata {
     bestEpoch: number;
     batchSize: number;
     lr: number;
+    lrSchedule: 'constant' | 'cosine';
     augment: boolean;
     seconds: number;
     imagesPerSecond: number;

@@ -39,6 +39,8 @@ export interface TrainOptions {
   /** Fraction of the rest kept for validation (default 0.2, the seed's validation split). */
   valFraction?: number;
   augment?: boolean | AugmentOptions;
+  /** 'constant' (the seed) or 'cosine': lr * (1 + cos(pi * (epoch - 1) / epochs)) / 2 per epoch. */
+  lrSchedule?: 'constant' | 'cosine';
   /** Stop after this many epochs without a better validation result (default: never). */
   patience?: number;
   resume?: boolean;
@@ -181,6 +183,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   for (let epoch = state.epoch + 1; epoch <= epochs; epoch++) {
     // Each epoch reseeds from (seed, epoch), so a resumed run continues exactly as an uninterrupted one.
     manualSeed(seed * 1000003 + epoch);
+    optimizer.lr = opts.lrSchedule === 'cosine' ? (lr * (1 + Math.cos((Math.PI * (epoch - 1)) / epochs))) / 2 : lr;
     const record = await runEpoch(model, optimizer, data.cache, labels, split, { epoch, batchSize, seed, augment, opts });
     const score = record.valAccuracy - 1e-6 * record.valLoss;
     const improved = score > state.bestScore;
@@ -222,6 +225,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       bestEpoch: state.bestEpoch,
       batchSize,
       lr,
+      lrSchedule: opts.lrSchedule ?? 'constant',
       augment: augment !== null,
       seconds: trainSeconds,
       imagesPerSecond,
