@@ -20,9 +20,9 @@ import {
 import { biasGradRef } from '../src/kernels/reference/dense.js';
 import { matmulRef } from '../src/kernels/reference/matmul.js';
 import '../src/kernels/matmul.js';
-import { dot, expectClose, numericalGrad, randArray, rng, testEngine } from './helpers.js';
+import { dot, expectClose, numericalGrad, randArray, rng } from './helpers.js';
 import { expectRef, refCases, refData, refTol } from './torch-ref.js';
-import { subgroupTestEngine, variantRuns, type DeviceKind } from './gemm-helpers.js';
+import { plainTestEngine, subgroupTestEngine, variantRuns, type DeviceKind } from './gemm-helpers.js';
 
 // Tolerances:
 // - GPU kernels vs the float64 reference: relative error (max |diff| / max |expected|) <= 1e-4; the
@@ -37,7 +37,7 @@ const TOL = 1e-4;
 let engine: Engine;
 let sgEngine: Engine;
 beforeAll(async () => {
-  engine = await testEngine();
+  engine = await plainTestEngine();
   sgEngine = await subgroupTestEngine();
 });
 afterAll(() => {

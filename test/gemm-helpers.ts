@@ -1,26 +1,16 @@
 // Test helpers shared by the GEMM-family tests (matmul, dense, conv2d, conv-transpose2d).
-import type { Engine } from '../src/gpu/engine.js';
+import { Engine } from '../src/gpu/engine.js';
 import { hasSubgroups } from '../src/kernels/matmul.js';
 import { kernels } from '../src/kernels/registry.js';
-import { testEngine } from './helpers.js';
 
-/**
- * A poisoned test engine whose device has the 'subgroups' feature when the adapter offers it.
- * Engine.create() does not request that feature, so requestDevice is wrapped while the engine is made;
- * the '*-subgroup' variants then run their subgroup kernel (shaders/matmul_subgroups.wgsl) there.
- */
-export async function subgroupTestEngine(): Promise<Engine> {
-  const proto = (globalThis as unknown as { GPUAdapter: { prototype: GPUAdapter } }).GPUAdapter.prototype;
-  const original = proto.requestDevice;
-  proto.requestDevice = function (this: GPUAdapter, d?: GPUDeviceDescriptor) {
-    const extra: GPUFeatureName[] = this.features.has('subgroups') ? ['subgroups'] : [];
-    return original.call(this, { ...d, requiredFeatures: [...(d?.requiredFeatures ?? []), ...extra] });
-  };
-  try {
-    return await testEngine();
-  } finally {
-    proto.requestDevice = original;
-  }
+/** A poisoned test engine with the 'subgroups' feature when the adapter offers it (the '*-subgroup' variants then run their subgroup kernel). */
+export function subgroupTestEngine(): Promise<Engine> {
+  return Engine.create({ poisonAllocations: true, subgroups: true });
+}
+
+/** A poisoned test engine without subgroups: the '*-subgroup' variants take their fallback path. */
+export function plainTestEngine(): Promise<Engine> {
+  return Engine.create({ poisonAllocations: true, subgroups: false });
 }
 
 export type DeviceKind = 'default' | 'subgroups';

@@ -7,8 +7,8 @@ import { hasSubgroups, matmul, type MatmulOptions } from '../src/kernels/matmul.
 import { kernels } from '../src/kernels/registry.js';
 import { matmulRef } from '../src/kernels/reference/matmul.js';
 import type { ActivationName } from '../src/kernels/reference/activation.js';
-import { expectClose, randArray, rng, testEngine } from './helpers.js';
-import { subgroupTestEngine, variantRuns, type DeviceKind } from './gemm-helpers.js';
+import { expectClose, randArray, rng } from './helpers.js';
+import { plainTestEngine, subgroupTestEngine, variantRuns, type DeviceKind } from './gemm-helpers.js';
 
 // Tolerance: float32 accumulation of K <= 5000 products of values in [-1, 1) against float64:
 // relative error (max |diff| / max |expected|) <= 1e-4.
@@ -17,7 +17,7 @@ const TOL = 1e-4;
 let engine: Engine;
 let sgEngine: Engine;
 beforeAll(async () => {
-  engine = await testEngine();
+  engine = await plainTestEngine();
   sgEngine = await subgroupTestEngine();
 });
 afterAll(() => {

@@ -34,6 +34,11 @@ export interface EngineOptions {
   maxDispatchesPerSubmit?: number;
   /** Make this engine the default one (the first engine created always is). */
   makeDefault?: boolean;
+  /**
+   * Request the 'subgroups' feature when the adapter offers it (default true). The GEMM kernels'
+   * subgroup variants use it (1.3-2x faster on lavapipe) and fall back to plain code without it.
+   */
+  subgroups?: boolean;
 }
 
 export interface AdapterDescription {
@@ -169,7 +174,9 @@ export class Engine {
     const a = adapter.limits;
     // Ask explicitly for what the adapter offers; the defaults (128 MiB bindings, 16 KiB workgroup
     // storage, 256 invocations) would silently cap kernels on bigger hardware.
+    const requiredFeatures: GPUFeatureName[] = options.subgroups !== false && adapter.features.has('subgroups') ? ['subgroups'] : [];
     const device = await adapter.requestDevice({
+      requiredFeatures,
       requiredLimits: {
         maxStorageBufferBindingSize: a.maxStorageBufferBindingSize,
         maxBufferSize: a.maxBufferSize,

@@ -137,7 +137,7 @@ export function convBackwardWeightGemm(core: GemmCore, x: DeviceTensor, dy: Devi
 // ------------------------------------------------------------------------------------ direct forward
 
 /** Output channels x adjacent output pixels per invocation of shaders/conv2d.wgsl (OT x PT there). */
-const DIRECT_OT = 16;
+const DIRECT_OT = 8;
 const DIRECT_PT = 8;
 const DIRECT_WG = 64;
 const DIRECT_SPAN_MAX = 32;

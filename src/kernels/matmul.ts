@@ -116,11 +116,12 @@ function plan(core: GemmCore, M: number, N: number, K: number, canSplit: boolean
     const invocations = Math.ceil(M / TILE) * Math.ceil(N / TILE) * 256;
     let splits = 1;
     if (canSplit && K >= 2048 && invocations < TILED_TARGET_INVOCATIONS)
-      splits = Math.max(1, Math.min(Math.ceil(TILED_TARGET_INVOCATIONS / invocations), Math.floor(K / 512), 64));
+      // (at most 64 chunks, and at most 2^24 floats of partial sums)
+      splits = Math.max(1, Math.min(Math.ceil(TILED_TARGET_INVOCATIONS / invocations), Math.floor(K / 512), 64, Math.floor(2 ** 24 / (M * N))));
     return { splits, wg: 256, splitLanes: false };
   }
+  // Register and subgroup cores: one block of tmFor(M) x TN outputs per invocation.
   const blocks = Math.ceil(M / tmFor(M)) * Math.ceil(N / TN);
-  // (register and subgroup cores)
   if (canSplit && blocks < REGISTER_TARGET_LANES) {
     const want = Math.min(Math.ceil(REGISTER_TARGET_LANES / blocks), Math.floor(K / 64));
     if (want >= 8) {

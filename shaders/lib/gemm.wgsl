@@ -1,0 +1,406 @@
+// The GEMM core shared by shaders/matmul.wgsl and shaders/matmul_subgroups.wgsl: operand readers,
+// output writer, epilogue and the register-block write-out. See shaders/matmul.wgsl for the design.
+
+override A_MODE: u32 = 0u;
+override B_MODE: u32 = 0u;
+override C_MODE: u32 = 0u;
+// Invocations per workgroup of gemm_register (the host picks it from the number of columns).
+override WG: u32 = 64u;
+// gemm_register: invocations of a workgroup take different k chunks instead of different columns.
+override SPLIT_LANES: bool = false;
+
+const A_PLAIN: u32 = 0u;
+const A_CONV_W_T: u32 = 1u;
+const A_NCHW_ROWS: u32 = 2u;
+const B_PLAIN: u32 = 0u;
+const B_IM2COL: u32 = 1u;
+const B_PHASE: u32 = 2u;
+const B_IM2COL_T: u32 = 3u;
+const C_PLAIN: u32 = 0u;
+const C_NCHW: u32 = 1u;
+const C_PHASE: u32 = 2u;
+
+struct Params {
+  M: u32,
+  N: u32,        // columns (for B_PHASE: the largest phase's count, for grid sizing only)
+  K: u32,
+  batch: u32,    // batch of plain GEMMs, or number of stride phases
+  splits: u32,   // split-K chunks per batch entry
+  k_chunk: u32,  // k per chunk
+  slope: f32,    // leaky ReLU slope
+  act: u32,      // ACT_* code of the activation applied after the bias
+  bias_mode: u32,  // 0: none; 1: bias[j] (per column, dense); 2: bias[m] (per row, conv channels)
+  a_sb: i32, a_sm: i32, a_sk: i32,
+  b_sb: i32, b_sk: i32, b_sn: i32,
+  c_sb: i32, c_sm: i32, c_sn: i32,
+  nimg: i32, xc: i32, xh: i32, xw: i32,
+  yc: i32, yh: i32, yw: i32,
+  kh: i32, kw: i32, sh: i32, sw: i32, ph: i32, pw: i32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+// Always bound (the host binds `a` again when there is no bias, bias_mode 0) so that every pipeline
+// of this shader has the same bindings.
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
+
+struct Ix {
+  off: i32,
+  h: i32,
+  w: i32,
+}
+
+// One z slice: a batch entry (or stride phase) and a k range.
+struct Slice {
+  z: u32,       // full z index (selects the output slab in C_PLAIN)
+  zb: u32,      // batch entry / phase
+  n: u32,       // columns in this slice
+  k0: u32,
+  k1: u32,
+  // stride-phase geometry (B_PHASE / A_CONV_W_T / C_PHASE only)
+  rh: i32, rw: i32,    // phase
+  th0: i32, tw0: i32,  // first t = (ih + p) div s of the phase
+  nth: i32, ntw: i32,  // number of output rows / columns in the phase
+  khp: i32, kwp: i32,  // taps u' / v' in the phase
+}
+
+// ceil(a / b) for b > 0 and any sign of a.
+fn ceil_div(a: i32, b: i32) -> i32 {
+  return select(-((-a) / b), (a + b - 1) / b, a > 0);
+}
+
+fn make_slice(z: u32) -> Slice {
+  var s: Slice;
+  s.z = z;
+  s.zb = z / p.splits;
+  let zs = z % p.splits;
+  s.n = p.N;
+  s.k0 = zs * p.k_chunk;
+  s.k1 = min(p.K, s.k0 + p.k_chunk);
+  if (B_MODE == B_PHASE) {
+    s.rh = i32(s.zb) / p.sw;
+    s.rw = i32(s.zb) % p.sw;
+    s.th0 = ceil_div(p.ph - s.rh, p.sh);
+    s.tw0 = ceil_div(p.pw - s.rw, p.sw);
+    s.nth = max(ceil_div(p.xh + p.ph - s.rh, p.sh) - s.th0, 0);
+    s.ntw = max(ceil_div(p.xw + p.pw - s.rw, p.sw) - s.tw0, 0);
+    s.khp = max(ceil_div(p.kh - s.rh, p.sh), 0);
+    s.kwp = max(ceil_div(p.kw - s.rw, p.sw), 0);
+    s.n = u32(p.nimg * s.nth * s.ntw);
+    s.k0 = 0u;
+    s.k1 = u32(p.yc * s.khp * s.kwp);
+  }
+  return s;
+}
+
+// ------------------------------------------------------------------------------------ A operand
+
+fn a_row(m: u32, s: Slice) -> Ix {
+  let mi = i32(m);
+  switch A_MODE {
+    case 1u: { return Ix(mi * p.kh * p.kw, 0, 0); }                   // A_CONV_W_T: row = input channel
+    case 2u: { return Ix(mi * p.yh * p.yw, 0, 0); }                   // A_NCHW_ROWS: row = output channel
+    default: { return Ix(i32(s.zb) * p.a_sb + mi * p.a_sm, 0, 0); }
+  }
+}
+
+fn a_k(k: u32, s: Slice) -> Ix {
+  let ki = i32(k);
+  switch A_MODE {
+    case 1u: {
+      // k = (o, u', v'); tap (u, v) = (rh + sh*u', rw + sw*v')
+      let taps = s.khp * s.kwp;
+      let o = ki / taps;
+      let r = ki % taps;
+      let uq = r / s.kwp;
+      let vq = r % s.kwp;
+      let u = s.rh + p.sh * uq;
+      let v = s.rw + p.sw * vq;
+      return Ix(o * p.xc * p.kh * p.kw + u * p.kw + v, uq, vq);
+    }
+    case 2u: {
+      // k = (n, pix)
+      let hw = p.yh * p.yw;
+      let n = ki / hw;
+      let pix = ki % hw;
+      return Ix(n * p.yc * hw + pix, pix, 0);
+    }
+    default: { return Ix(ki * p.a_sk, 0, 0); }
+  }
+}
+
+fn a_next(k: Ix, s: Slice) -> Ix {
+  var r = k;
+  switch A_MODE {
+    case 1u: {
+      r.w += 1;
+      r.off += p.sw;
+      if (r.w == s.kwp) {
+        r.w = 0;
+        r.h += 1;
+        r.off += p.sh * p.kw - p.sw * s.kwp;
+        if (r.h == s.khp) {
+          r.h = 0;
+          r.off += p.xc * p.kh * p.kw - p.sh * p.kw * s.khp;
+        }
+      }
+    }
+    case 2u: {
+      r.h += 1;
+      r.off += 1;
+      if (r.h == p.yh * p.yw) {
+        r.h = 0;
+        r.off += (p.yc - 1) * p.yh * p.yw;
+      }
+    }
+    default: { r.off += p.a_sk; }
+  }
+  return r;
+}
+
+fn a_read(row: Ix, k: Ix) -> f32 {
+  return a[row.off + k.off];
+}
+
+// ------------------------------------------------------------------------------------ B operand
+
+fn b_col(j: u32, s: Slice) -> Ix {
+  let ji = i32(j);
+  switch B_MODE {
+    case 1u: {
+      // B_IM2COL: j = (n, oh, ow); the window's top-left corner in x
+      let hw = p.yh * p.yw;
+      let n = ji / hw;
+      let r = ji % hw;
+      let h = (r / p.yw) * p.sh - p.ph;
+      let w = (r % p.yw) * p.sw - p.pw;
+      return Ix(n * p.xc * p.xh * p.xw + h * p.xw + w, h, w);
+    }
+    case 2u: {
+      // B_PHASE: j = (n, qh, qw) -> t = t0 + q
+      let per = s.nth * s.ntw;
+      let n = ji / per;
+      let r = ji % per;
+      let th = s.th0 + r / s.ntw;
+      let tw = s.tw0 + r % s.ntw;
+      return Ix(n * p.yc * p.yh * p.yw + th * p.yw + tw, th, tw);
+    }
+    case 3u: {
+      // B_IM2COL_T: j = (c, u, v)
+      let taps = p.kh * p.kw;
+      let ch = ji / taps;
+      let r = ji % taps;
+      let u = r / p.kw;
+      let v = r % p.kw;
+      return Ix(ch * p.xh * p.xw + u * p.xw + v, u, v);
+    }
+    default: { return Ix(i32(s.zb) * p.b_sb + ji * p.b_sn, 0, 0); }
+  }
+}
+
+fn b_k(k: u32, s: Slice) -> Ix {
+  let ki = i32(k);
+  switch B_MODE {
+    case 1u: {
+      // k = (c, u, v)
+      let taps = p.kh * p.kw;
+      let ch = ki / taps;
+      let r = ki % taps;
+      let u = r / p.kw;
+      let v = r % p.kw;
+      return Ix(ch * p.xh * p.xw + u * p.xw + v, u, v);
+    }
+    case 2u: {
+      // k = (o, u', v'): dy[n, o, t_h - u', t_w - v']
+      let taps = s.khp * s.kwp;
+      let o = ki / taps;
+      let r = ki % taps;
+      let uq = r / s.kwp;
+      let vq = r % s.kwp;
+      return Ix(o * p.yh * p.yw - uq * p.yw - vq, -uq, -vq);
+    }
+    case 3u: {
+      // k = (n, oh, ow)
+      let hw = p.yh * p.yw;
+      let n = ki / hw;
+      let r = ki % hw;
+      let h = (r / p.yw) * p.sh - p.ph;
+      let w = (r % p.yw) * p.sw - p.pw;
+      return Ix(n * p.xc * p.xh * p.xw + h * p.xw + w, h, w);
+    }
+    default: { return Ix(ki * p.b_sk, 0, 0); }
+  }
+}
+
+fn b_next(k: Ix, s: Slice) -> Ix {
+  var r = k;
+  switch B_MODE {
+    case 1u: {
+      r.w += 1;
+      r.off += 1;
+      if (r.w == p.kw) {
+        r.w = 0;
+        r.h += 1;
+        r.off += p.xw - p.kw;
+        if (r.h == p.kh) {
+          r.h = 0;
+          r.off += (p.xh - p.kh) * p.xw;
+        }
+      }
+    }
+    case 2u: {
+      r.w -= 1;
+      r.off -= 1;
+      if (r.w == -s.kwp) {
+        r.w = 0;
+        r.h -= 1;
+        r.off += s.kwp - p.yw;
+        if (r.h == -s.khp) {
+          r.h = 0;
+          r.off += (s.khp + p.yh) * p.yw;
+        }
+      }
+    }
+    case 3u: {
+      r.w += p.sw;
+      r.off += p.sw;
+      if (r.w == p.yw * p.sw - p.pw) {
+        r.w = -p.pw;
+        r.h += p.sh;
+        r.off += p.sh * p.xw - p.yw * p.sw;
+        if (r.h == p.yh * p.sh - p.ph) {
+          r.h = -p.ph;
+          r.off += (p.xc * p.xh - p.yh * p.sh) * p.xw;
+        }
+      }
+    }
+    default: { r.off += p.b_sk; }
+  }
+  return r;
+}
+
+fn b_read(col: Ix, k: Ix) -> f32 {
+  if (B_MODE == B_PLAIN) {
+    return b[col.off + k.off];
+  }
+  // Bounded readers: the element exists iff the summed coordinates are inside the image read
+  // (x for the im2col readers, dy for the phase reader); outside is zero padding. The index is
+  // clamped to 0 there so the load itself stays in bounds.
+  let bh = select(p.xh, p.yh, B_MODE == B_PHASE);
+  let bw = select(p.xw, p.yw, B_MODE == B_PHASE);
+  let inside = u32(col.h + k.h) < u32(bh) && u32(col.w + k.w) < u32(bw);
+  let v = b[select(0, col.off + k.off, inside)];
+  return select(0.0, v, inside);
+}
+
+// ------------------------------------------------------------------------------------ C (epilogue)
+
+// Where column j of row 0 goes, and the distance between consecutive rows.
+struct CCol {
+  base: i32,
+  row_stride: i32,
+}
+
+fn c_col(j: u32, s: Slice) -> CCol {
+  let ji = i32(j);
+  switch C_MODE {
+    case 1u: {
+      // C_NCHW: j = (n, pix) -> y[n, m, pix]
+      let hw = p.yh * p.yw;
+      let n = ji / hw;
+      return CCol(n * p.yc * hw + ji % hw, hw);
+    }
+    case 2u: {
+      // C_PHASE: j = (n, qh, qw) -> dx[n, m, sh*t_h + rh - ph, sw*t_w + rw - pw]
+      let per = s.nth * s.ntw;
+      let n = ji / per;
+      let r = ji % per;
+      let ih = p.sh * (s.th0 + r / s.ntw) + s.rh - p.ph;
+      let iw = p.sw * (s.tw0 + r % s.ntw) + s.rw - p.pw;
+      return CCol(n * p.xc * p.xh * p.xw + ih * p.xw + iw, p.xh * p.xw);
+    }
+    default: { return CCol(i32(s.z) * p.c_sb + ji * p.c_sn, p.c_sm); }
+  }
+}
+
+// The bias of row m / column j (0 without bias). Loaded once per row or column by the callers.
+fn bias_row(m: u32) -> f32 {
+  if (p.bias_mode == 2u) {
+    return bias[m];
+  }
+  return 0.0;
+}
+
+fn bias_col(j: u32) -> f32 {
+  if (p.bias_mode == 1u) {
+    return bias[j];
+  }
+  return 0.0;
+}
+
+fn epilogue(v: f32) -> f32 {
+  return activate(p.act, v, p.slope);
+}
+
+// ------------------------------------------------------------------------------------ register blocks
+
+// Register block per invocation: TM rows x TN = 8 columns (two vec4 per row). Per k step that is
+// TM + 8 loads for 8*TM multiply-adds. TM is 16, or 4 for GEMMs with at most 4 rows (conv d/dx of an
+// RGB or grey input, batch-1 dense layers); the arrays are sized for TM_MAX and the unused part is
+// optimised away once TM is known.
+override TM: u32 = 16u;
+const TM_MAX: u32 = 16u;
+const TN: u32 = 8u;
+
+// Column t of an invocation: lanes side by side (j0 + t*WG) normally, or 8 adjacent columns (j0 + t)
+// when the lanes split k instead.
+fn col_of(j0: u32, t: u32) -> u32 {
+  return select(j0 + t * WG, j0 + t, SPLIT_LANES);
+}
+
+// The first column descriptors of an invocation's block (out-of-range columns read a valid neighbour).
+fn block_cols(s: Slice, j0: u32) -> array<Ix, TN> {
+  var cols: array<Ix, TN>;
+  for (var t = 0u; t < TN; t++) {
+    cols[t] = b_col(min(col_of(j0, t), s.n - 1u), s);
+  }
+  return cols;
+}
+
+// Writes an invocation's TM x TN block (rows m0.., columns col_of(j0, t)) through the epilogue.
+fn write_block(s: Slice, m0: u32, j0: u32, acc_lo: array<vec4f, TM_MAX>, acc_hi: array<vec4f, TM_MAX>) {
+  let jl = s.n - 1u;
+  // The rows are a run-time loop (not unrolled): a fully unrolled epilogue of TM*TN scattered
+  // stores makes lavapipe's shader compile several times slower.
+  var out_cols: array<CCol, TN>;
+  var col_ok: array<bool, TN>;
+  var cb_lo: vec4f;
+  var cb_hi: vec4f;
+  for (var t = 0u; t < TN; t++) {
+    let j = col_of(j0, t);
+    col_ok[t] = j < s.n;
+    out_cols[t] = c_col(min(j, jl), s);
+    let cb = bias_col(min(j, jl));
+    if (t < 4u) {
+      cb_lo[t] = cb;
+    } else {
+      cb_hi[t - 4u] = cb;
+    }
+  }
+  let rows_left = min(TM, p.M - m0);
+  for (var i = 0u; i < rows_left; i++) {
+    let m = m0 + i;
+    let br = bias_row(m);
+    let lo = acc_lo[i] + cb_lo + br;
+    let hi = acc_hi[i] + cb_hi + br;
+    for (var t = 0u; t < TN; t++) {
+      if (col_ok[t]) {
+        let v = select(hi[t % 4u], lo[t % 4u], t < 4u);
+        c[out_cols[t].base + i32(m) * out_cols[t].row_stride] = epilogue(v);
+      }
+    }
+  }
+}
+
