@@ -13,6 +13,7 @@ import { formatReport } from './cnn/metrics.js';
 import { generateSynthetic } from './data/synthetic.js';
 import { isImageFile } from './data/images.js';
 import { runSelfCheck } from './selfcheck.js';
+import { loadTuned } from './kernels/autotune.js';
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
@@ -56,6 +57,7 @@ function progressCallbacks(epochs: number, quiet: boolean): Pick<TrainOptions, '
 
 async function withEngine<T>(fn: (e: Engine) => Promise<T>): Promise<T> {
   const engine = await Engine.create();
+  loadTuned(engine); // kernel variants measured fastest on this adapter by `npm run autotune`, if any
   try {
     return await fn(engine);
   } finally {

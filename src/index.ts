@@ -14,3 +14,4 @@ export { computeMetrics, type MetricsReport } from './cnn/metrics.js';
 export { ImageDecodeError, decodeImage } from './data/images.js';
 export { DatasetError, ClassMismatchError, scanDataset } from './data/dataset.js';
 export { generateSynthetic } from './data/synthetic.js';
+export { autotune, loadTuned } from './kernels/autotune.js';

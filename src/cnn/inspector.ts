@@ -9,6 +9,7 @@
 import { Engine } from '../gpu/engine.js';
 import { WgslNnError } from '../gpu/errors.js';
 import { noGrad } from '../nn/tensor.js';
+import { loadTuned } from '../kernels/autotune.js';
 import { decodeImage } from '../data/images.js';
 import type { DefectClassifier } from './model.js';
 import { loadModelDir, type ModelMetadata } from './model-dir.js';
@@ -43,6 +44,7 @@ export class Inspector {
   static async load(modelDir: string, options: InspectorOptions = {}): Promise<Inspector> {
     const ownsEngine = !options.engine;
     const engine = options.engine ?? (await Engine.create());
+    if (ownsEngine) loadTuned(engine); // measured variant choices for this adapter, if cached
     try {
       const { model, meta } = loadModelDir(modelDir, engine);
       return new Inspector(engine, model, meta, ownsEngine, options.batchSize ?? 32);
