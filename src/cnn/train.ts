@@ -12,10 +12,9 @@ import { Adam } from '../nn/optim.js';
 import { readSafetensors, writeFileAtomic, writeSafetensors } from '../nn/serialize.js';
 import type { StateDict } from '../nn/modules.js';
 import { iterateBatches, type Batch } from '../data/batch.js';
-import { ImageCache, type ImageSource } from '../data/cache.js';
-import { scanDataset, type DatasetItem } from '../data/dataset.js';
-import { ImageDecodeError } from '../data/images.js';
-import { stratifiedSplit, type SplitResult } from '../data/split.js';
+import type { ImageSource } from '../data/cache.js';
+import { prepareDataset } from '../data/prepare.js';
+import type { SplitResult } from '../data/split.js';
 import type { AugmentOptions } from '../data/augment.js';
 import { computeMetrics, type MetricsReport } from './metrics.js';
 import { DefectClassifier, type Task } from './model.js';
@@ -80,56 +79,6 @@ interface CheckpointState {
   optionsDigest: string;
 }
 
-/** Loads and decodes a dataset, dropping (or failing on) unreadable images. */
-export async function loadDataset(
-  root: string,
-  task: Task,
-  size: number,
-  opts: { onBadImage?: 'skip' | 'fail'; fit?: 'fill' | 'cover'; log?: (s: string) => void; classes?: string[] } = {},
-): Promise<{ classes: string[]; items: DatasetItem[]; cache: ImageSource; hashes: string[]; skipped: { path: string; reason: string }[] }> {
-  const scanned = await scanDataset(root, task);
-  const probe = new ImageCache(scanned.items.map((it) => it.path), { size, fit: opts.fit });
-  const skipped: { path: string; reason: string }[] = [];
-  const good: number[] = [];
-  await Promise.all(
-    Array.from({ length: 4 }, async (_, w) => {
-      for (let i = w; i < scanned.items.length; i += 4) {
-        try {
-          await probe.get(i);
-          good.push(i);
-        } catch (e) {
-          if (!(e instanceof ImageDecodeError) || opts.onBadImage !== 'skip') throw e;
-          skipped.push({ path: scanned.items[i].path, reason: e.message });
-          opts.log?.(`warning: skipping ${e.message}`);
-        }
-      }
-    }),
-  );
-  good.sort((a, b) => a - b);
-  const items = good.map((i) => scanned.items[i]);
-  const cache = new IndexedSource(probe, good);
-  const hashes: string[] = [];
-  for (const i of good) hashes.push((await probe.get(i)).hash);
-  return { classes: scanned.classes, items, cache, hashes, skipped };
-}
-
-/** A view of another source through an index map (the decoded images are shared, not decoded again). */
-class IndexedSource implements ImageSource {
-  constructor(
-    private readonly inner: ImageSource,
-    private readonly map: readonly number[],
-  ) {}
-  get size(): number {
-    return this.inner.size;
-  }
-  get length(): number {
-    return this.map.length;
-  }
-  get(i: number) {
-    return this.inner.get(this.map[i]);
-  }
-}
-
 function digest(o: unknown): string {
   return JSON.stringify(o);
 }
@@ -146,13 +95,17 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   const augment: AugmentOptions | null = opts.augment === false ? null : opts.augment === true || opts.augment === undefined ? {} : opts.augment;
   const started = Date.now();
 
-  const data = await loadDataset(opts.data, opts.task, size, { onBadImage: opts.onBadImage, fit: opts.fit, log });
-  const split: SplitResult = stratifiedSplit(
-    data.items.map((it) => ({ path: it.path, label: it.label, rel: it.rel })),
-    data.classes,
-    { seed, test: opts.testFraction ?? 0.2, val: opts.valFraction ?? 0.2, groups: data.hashes },
-  );
-  const labels = Int32Array.from(data.items.map((it) => it.label));
+  const prepared = await prepareDataset(opts.data, opts.task, {
+    size,
+    seed,
+    test: opts.testFraction ?? 0.2,
+    val: opts.valFraction ?? 0.2,
+    fit: opts.fit,
+    onBadImage: opts.onBadImage,
+    onSkip: (_path, reason) => log(`warning: skipping ${reason}`),
+  });
+  const { split, labels } = prepared;
+  const data = { classes: prepared.dataset.classes, items: prepared.dataset.items, cache: prepared.cache };
   log(`data: ${data.items.length} images, classes ${data.classes.join(', ')}; train ${split.train.length}, val ${split.val.length}, test ${split.test.length}`);
   if (split.train.length === 0) throw new WgslNnError('the training split is empty: the dataset is too small');
 
