@@ -14,6 +14,7 @@ import { generateSynthetic } from './data/synthetic.js';
 import { isImageFile } from './data/images.js';
 import { runSelfCheck } from './selfcheck.js';
 import { loadTuned } from './kernels/autotune.js';
+import type { AugmentOptions } from './data/augment.js';
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
@@ -65,6 +66,15 @@ async function withEngine<T>(fn: (e: Engine) => Promise<T>): Promise<T> {
   }
 }
 
+/** Augmentation from the CLI flags: only the options given override the defaults. */
+function augmentOptions(opts: Record<string, any>): false | AugmentOptions {
+  if (opts.augment === false) return false;
+  const a: AugmentOptions = {};
+  if (opts.cropScale !== undefined) a.cropScale = [opts.cropScale, 1];
+  if (opts.maxRotation !== undefined) a.maxRotationDeg = opts.maxRotation;
+  return a;
+}
+
 async function train(opts: Record<string, any>, extra: Partial<TrainOptions> = {}): Promise<void> {
   await withEngine(async (engine) => {
     console.error(`adapter: ${engine.describe()}`);
@@ -79,11 +89,12 @@ async function train(opts: Record<string, any>, extra: Partial<TrainOptions> = {
       lr: opts.lr,
       lrSchedule: opts.lrSchedule,
       seed: opts.seed,
-      augment: opts.augment,
+      augment: augmentOptions(opts),
       patience: opts.patience,
       resume: opts.resume,
       onBadImage: opts.onBadImage,
       fit: opts.fit,
+      normalize: opts.normalize,
       channels: opts.channels,
       testFraction: opts.testFraction,
       valFraction: opts.valFraction,
@@ -132,7 +143,10 @@ program
   .option('--test-fraction <f>', 'fraction of each class held out for the test split', num('--test-fraction'), 0.2)
   .option('--val-fraction <f>', 'fraction of the rest used for validation', num('--val-fraction'), 0.2)
   .option('--no-augment', 'disable random crop / rotation / flips')
+  .option('--crop-scale <min>', 'random crops keep this fraction of the side or more (default 0.8; 1 = no crop)', num('--crop-scale'))
+  .option('--max-rotation <deg>', 'random rotation within +-deg (default 30)', num('--max-rotation'))
   .addOption(new Option('--fit <fit>', 'how non-square images become square').choices(['fill', 'cover']).default('fill'))
+  .addOption(new Option('--normalize <how>', "standardise inputs by the training set's statistics, or each image by its own").choices(['dataset', 'image']).default('dataset'))
   .option('--channels <a,b,c>', 'conv widths (default the seed: 32,64,128)', (v) => v.split(',').map(Number) as [number, number, number])
   .option('--resume', 'continue from <out>/checkpoint')
   .addOption(new Option('--on-bad-image <mode>', 'skip unreadable images with a warning, or fail').choices(['skip', 'fail']).default('fail'))

@@ -198,3 +198,25 @@ describe('bad data', () => {
     expect(viaCli.stderr).toMatch(/rust/);
   });
 });
+
+describe('input standardisation', () => {
+  it("normalize 'image' gives each image zero mean and unit variance; 'dataset' uses the stored statistics", async () => {
+    const { DefectClassifier } = await import('../src/cnn/model.js');
+    const s = 24;
+    const pixels = new Float32Array(2 * s * s).map((_, i) => (i < s * s ? 0.2 + 0.1 * Math.sin(i) : 0.7 + 0.3 * Math.cos(i)));
+    for (const normalize of ['image', 'dataset'] as const) {
+      const m = new DefectClassifier({ task: 'binary', classes: ['good', 'defect'], inputSize: s, channels: [2, 2, 2], inputMean: 0.5, inputStd: 0.25, normalize }, engine);
+      const x = (await m.inputTensor(pixels, 2).toArray()) as Float32Array;
+      for (let img = 0; img < 2; img++) {
+        const part = x.subarray(img * s * s, (img + 1) * s * s);
+        const mean = part.reduce((a, b) => a + b, 0) / part.length;
+        const std = Math.sqrt(part.reduce((a, b) => a + (b - mean) ** 2, 0) / part.length);
+        if (normalize === 'image') {
+          expect(mean).toBeCloseTo(0, 5);
+          expect(std).toBeCloseTo(1, 4);
+        } else expect(part[0]).toBeCloseTo((pixels[img * s * s] - 0.5) / 0.25, 5);
+      }
+      m.dispose();
+    }
+  });
+});

@@ -29,7 +29,8 @@ export interface ModelMetadata {
   inputSize: number;
   /**
    * How an image becomes the input tensor: grayscale, resized to inputSize x inputSize by `resize`,
-   * pixel / 255, then (v - architecture.inputMean) / architecture.inputStd.
+   * pixel / 255, then (v - architecture.inputMean) / architecture.inputStd, or with
+   * architecture.normalize 'image', (v - mean of the image) / max(std of the image, 0.01).
    */
   preprocessing: { grayscale: true; resize: 'fill' | 'cover'; scale: number; offset: number };
   /** Where training data came from and how it was split (seed, counts, files). */

@@ -30,6 +30,12 @@ export interface ModelConfig {
    */
   inputMean?: number;
   inputStd?: number;
+  /**
+   * 'dataset' (default): the fixed inputMean/inputStd above. 'image': each image by its own mean and
+   * standard deviation, which removes illumination differences between images (subtle defects on
+   * unevenly lit parts, e.g. magnetic tiles).
+   */
+  normalize?: 'dataset' | 'image';
 }
 
 /** Spatial size after the three conv(3x3, no padding) + pool(2) blocks. */
@@ -51,6 +57,7 @@ export class DefectClassifier {
       dropout: config.dropout ?? 0.5,
       inputMean: config.inputMean ?? 0,
       inputStd: config.inputStd ?? 1,
+      normalize: config.normalize ?? 'dataset',
     };
     if (!(c.inputStd > 0)) throw new WgslNnError(`inputStd must be > 0, got ${c.inputStd}`);
     if (c.task === 'binary' && c.classes.length !== 2) throw new WgslNnError(`binary model needs 2 classes, got ${c.classes.length}`);
@@ -72,10 +79,25 @@ export class DefectClassifier {
 
   /** The input tensor [n,1,S,S] for images given as [0,1] pixels (standardised here). */
   inputTensor(pixels: Float32Array, n: number): Tensor {
-    const { inputMean, inputStd, inputSize: s } = this.config;
+    const { inputMean, inputStd, inputSize: s, normalize } = this.config;
     const x = new Float32Array(pixels.length);
-    const k = 1 / inputStd;
-    for (let i = 0; i < x.length; i++) x[i] = (pixels[i] - inputMean) * k;
+    const area = s * s;
+    for (let img = 0; img < n; img++) {
+      let mean = inputMean;
+      let std = inputStd;
+      if (normalize === 'image') {
+        let sum = 0;
+        let sumSq = 0;
+        for (let i = img * area; i < (img + 1) * area; i++) {
+          sum += pixels[i];
+          sumSq += pixels[i] * pixels[i];
+        }
+        mean = sum / area;
+        std = Math.max(Math.sqrt(Math.max(sumSq / area - mean * mean, 0)), 1e-2); // flat images stay finite
+      }
+      const k = 1 / std;
+      for (let i = img * area; i < (img + 1) * area; i++) x[i] = (pixels[i] - mean) * k;
+    }
     return this.net.parameters()[0].engine.tensor(x, [n, 1, s, s]);
   }
 

@@ -45,6 +45,8 @@ export interface TrainOptions {
   resume?: boolean;
   /** 'skip' drops unreadable images with a warning; 'fail' stops at the first (default 'fail'). */
   onBadImage?: 'skip' | 'fail';
+  /** Input standardisation: by the training split's statistics (default) or per image. */
+  normalize?: 'dataset' | 'image';
   /** Channel widths of the conv blocks (default the seed's 32, 64, 128). */
   channels?: [number, number, number];
   /** Resize rule for non-square images. */
@@ -112,13 +114,13 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   const stats = await pixelStats(data.cache, labels, split.train);
   manualSeed(seed);
   const model = new DefectClassifier(
-    { task: opts.task, classes: data.classes, inputSize: size, channels: opts.channels, inputMean: stats.mean, inputStd: stats.std },
+    { task: opts.task, classes: data.classes, inputSize: size, channels: opts.channels, inputMean: stats.mean, inputStd: stats.std, normalize: opts.normalize },
     engine,
   );
   const optimizer = new Adam(model.parameters(), { lr });
   const ckptDir = join(opts.out, 'checkpoint');
   // What must match for --resume to continue the same run (the learning rate may change).
-  const optionsDigest = digest({ data: opts.data, task: opts.task, size, batchSize, seed, channels: model.config.channels });
+  const optionsDigest = digest({ data: opts.data, task: opts.task, size, batchSize, seed, channels: model.config.channels, normalize: model.config.normalize });
   let state: CheckpointState = { epoch: 0, bestEpoch: 0, bestScore: -Infinity, history: [], adamStep: 0, optionsDigest };
 
   if (opts.resume && existsSync(join(ckptDir, 'state.json'))) {
