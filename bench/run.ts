@@ -1,5 +1,5 @@
 // The benchmark suite: `npm run bench -- [--filter <substring>] [--quick] [--out <file.json>] [--no-tfjs]
-//                                       [--no-tuned] [--subgroups] [--variants a,b]`
+//                                       [--no-tuned] [--no-subgroups] [--variants a,b]`
 //
 // For every kernel case (bench/cases.ts) and every registered variant of its op, it compiles (one
 // warm-up call), checks the output against the first working variant's, then times the op with the
@@ -25,7 +25,7 @@ const { values: args } = parseArgs({
     out: { type: 'string' },
     'no-tfjs': { type: 'boolean', default: false },
     'no-tuned': { type: 'boolean', default: false },
-    subgroups: { type: 'boolean', default: false },
+    'no-subgroups': { type: 'boolean', default: false },
     variants: { type: 'string' },
     note: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
@@ -40,7 +40,7 @@ if (args.help) {
                  (<adapter>.quick.json with --quick, <adapter>.partial.json with --filter or --variants)
   --no-tfjs      skip the TensorFlow.js WebGPU side-by-side
   --no-tuned     ignore the autotune cache (default: apply it, as an application would, before end-to-end cases)
-  --subgroups    request the 'subgroups' device feature (so *-subgroup variants use subgroup operations)
+  --no-subgroups do not request the 'subgroups' device feature (the engine requests it when offered)
   --variants <a,b>  only these variant names (the first one timed is the reference for the error column)
   --note <text>  a remark stored in the results (e.g. other load on the machine)`);
   process.exit(0);
@@ -154,16 +154,6 @@ function matches(c: { group: string; op: string; shape: string }, filter: string
   return !filter || `${c.group} ${c.op} ${c.shape}`.toLowerCase().includes(filter.toLowerCase());
 }
 
-/** Wraps GPUAdapter.requestDevice so the engine's device gets the 'subgroups' feature when the adapter has it. */
-function requestSubgroups(): void {
-  const proto = (globalThis as unknown as { GPUAdapter: { prototype: GPUAdapter } }).GPUAdapter.prototype;
-  const original = proto.requestDevice;
-  proto.requestDevice = function (this: GPUAdapter, d?: GPUDeviceDescriptor) {
-    const features = this.features.has('subgroups') ? ['subgroups' as GPUFeatureName] : [];
-    return original.call(this, { ...d, requiredFeatures: [...(d?.requiredFeatures ?? []), ...features] });
-  };
-}
-
 // ------------------------------------------------------------------------------------ kernel cases
 
 async function runKernelCase(engine: Engine, c: BenchKernelCase, tf: TfjsBench | undefined): Promise<KernelResult> {
@@ -239,9 +229,8 @@ async function runKernelCase(engine: Engine, c: BenchKernelCase, tf: TfjsBench |
 // ------------------------------------------------------------------------------------ main
 
 async function main(): Promise<void> {
-  if (args.subgroups) requestSubgroups();
   const t0 = Date.now();
-  const engine = await Engine.create();
+  const engine = await Engine.create({ subgroups: !args['no-subgroups'] });
   const tuned = args['no-tuned'] ? {} : loadTuned(engine);
   console.log(`adapter: ${engine.describe()}${engine.device.features.has('subgroups') ? ' [subgroups]' : ''}`);
   console.log(`node ${process.version}, ${cpus().length} CPU(s); ${args.quick ? 'quick' : 'full'} timing (maxTime ${LIMITS.maxTime}s, >= ${LIMITS.minSamples} samples)`);
@@ -332,7 +321,7 @@ async function main(): Promise<void> {
     platform: `${process.platform} ${process.arch}`,
     cpus: cpus().length,
     cpuModel: cpus()[0]?.model,
-    options: { quick: args.quick, filter: args.filter || undefined, variants: args.variants, tuned: !args['no-tuned'], subgroups: args.subgroups, ...LIMITS },
+    options: { quick: args.quick, filter: args.filter || undefined, variants: args.variants, tuned: !args['no-tuned'], subgroups: !args['no-subgroups'], ...LIMITS },
     tunedChoices: tuned,
     endToEndVariants: used,
     tfjs: tfStatus,
