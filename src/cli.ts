@@ -205,7 +205,7 @@ program
   .option('--out <dir>', 'where to write everything', 'runs/demo')
   .option('--size <px>', 'input size', int('--size'), 40)
   .option('--per-class <n>', 'synthetic images per class', int('--per-class'), 120)
-  .option('--epochs <n>', 'epochs', int('--epochs'), 15)
+  .option('--epochs <n>', 'epochs', int('--epochs'), 25)
   .option('--seed <n>', 'seed', int('--seed'), 1)
   .option('--quiet', 'no progress bar')
   .action(async (opts) => {
@@ -221,7 +221,8 @@ program
       size: opts.size,
       epochs: opts.epochs,
       batchSize: 32,
-      lr: 1e-3,
+      lr: 2e-3,
+      lrSchedule: 'cosine',
       seed: opts.seed,
       augment: true,
       onBadImage: 'fail',
