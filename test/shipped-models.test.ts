@@ -11,11 +11,10 @@ import { readModelMetadata } from '../src/cnn/model-dir.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const DATASETS = join(ROOT, '..', 'shared', 'datasets');
-// minAccuracy: the target for NEU (0.95). The magnetic-tile model does not reach its 0.90
-// target yet (README, "Shipped models"); 0.85 guards what it does reach against regressions.
+// minAccuracy: the targets on the test split (NEU 0.95, magnetic tile 0.90).
 const shipped = [
   { dir: 'models/neu', dataset: 'neu', task: 'multiclass', minAccuracy: 0.95, classes: 6 },
-  { dir: 'models/magnetic-tile', dataset: 'magnetic-tile', task: 'binary', minAccuracy: 0.85, classes: 2 },
+  { dir: 'models/magnetic-tile', dataset: 'magnetic-tile', task: 'binary', minAccuracy: 0.9, classes: 2 },
 ] as const;
 
 let engine: Engine;
