@@ -16,7 +16,7 @@ import type { ImageSource } from '../data/cache.js';
 import { prepareDataset } from '../data/prepare.js';
 import type { SplitResult } from '../data/split.js';
 import type { AugmentOptions } from '../data/augment.js';
-import { computeMetrics, type MetricsReport } from './metrics.js';
+import { argmaxRows, computeMetrics, type MetricsReport } from './metrics.js';
 import { DefectClassifier, type Task } from './model.js';
 import { saveModelDir, type EpochRecord } from './model-dir.js';
 import { writeConfusionPng, writeCurvesPng } from './plots.js';
@@ -239,18 +239,8 @@ function batchTensors(model: DefectClassifier, b: Batch): { x: Tensor; labels: T
 
 /** Predicted classes from read-back logits ([B,1] binary or [B,K]). */
 function predictions(logits: Float32Array, b: number, task: Task): Int32Array {
-  const out = new Int32Array(b);
-  if (task === 'binary') {
-    for (let i = 0; i < b; i++) out[i] = logits[i] > 0 ? 1 : 0;
-    return out;
-  }
-  const k = logits.length / b;
-  for (let i = 0; i < b; i++) {
-    let best = 0;
-    for (let j = 1; j < k; j++) if (logits[i * k + j] > logits[i * k + best]) best = j;
-    out[i] = best;
-  }
-  return out;
+  if (task === 'binary') return Int32Array.from(logits.subarray(0, b), (z) => (z > 0 ? 1 : 0));
+  return argmaxRows(logits, logits.length / b);
 }
 
 async function runEpoch(
@@ -376,17 +366,8 @@ export async function predictIndices(model: DefectClassifier, source: ImageSourc
 /** Metrics of a model on the images of `indices`. */
 export async function evaluateIndices(model: DefectClassifier, source: ImageSource, labels: ArrayLike<number>, indices: number[], classes: string[], batchSize = 32): Promise<MetricsReport> {
   const { probs, yTrue } = await predictIndices(model, source, labels, indices, batchSize);
-  const binary = model.config.task === 'binary';
-  const k = binary ? 1 : classes.length;
-  const yPred = new Int32Array(yTrue.length);
-  for (let i = 0; i < yTrue.length; i++) {
-    if (binary) yPred[i] = probs[i] > 0.5 ? 1 : 0;
-    else {
-      let best = 0;
-      for (let j = 1; j < k; j++) if (probs[i * k + j] > probs[i * k + best]) best = j;
-      yPred[i] = best;
-    }
-  }
+  const yPred =
+    model.config.task === 'binary' ? Int32Array.from(probs, (p) => (p > 0.5 ? 1 : 0)) : argmaxRows(probs, classes.length);
   return computeMetrics({ yTrue, yPred, classes, scores: probs });
 }
 
