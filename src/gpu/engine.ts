@@ -14,9 +14,18 @@ import {
   ShapeError,
   TensorTooLargeError,
 } from './errors.js';
+import { GpuWaiter, type WaitMode } from './gpu-wait.js';
 import { loadShader, type ShaderSource } from './shaders.js';
 
 Object.assign(globalThis, globals);
+
+/** WGSL_NN_WAIT=poll|sleep overrides the default wait mode (for measurements). */
+function waitModeFromEnv(): WaitMode {
+  const v = process.env.WGSL_NN_WAIT;
+  if (v === undefined || v === '') return 'sleep';
+  if (v === 'poll' || v === 'sleep') return v;
+  throw new Error(`wgsl-nn: WGSL_NN_WAIT must be 'sleep' or 'poll', not '${v}'`);
+}
 
 const STORAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
 const UNIFORM = 0x40 | 0x08; // UNIFORM | COPY_DST
@@ -39,6 +48,12 @@ export interface EngineOptions {
    * subgroup variants use it (1.3-2x faster on lavapipe) and fall back to plain code without it.
    */
   subgroups?: boolean;
+  /**
+   * How the host waits for the GPU (readback, sync): 'sleep' (default) sleeps the main thread in short
+   * slices instead of letting dawn.node poll in a tight loop; 'poll' is dawn.node's own behaviour.
+   * See src/gpu/gpu-wait.ts.
+   */
+  waitMode?: WaitMode;
 }
 
 export interface AdapterDescription {
@@ -118,6 +133,8 @@ export class Engine {
   private lost: DeviceLostError | undefined;
   private readonly maxDispatchesPerSubmit: number;
   private readonly poison: boolean;
+  /** Every wait for the GPU goes through it (see gpu-wait.ts). */
+  readonly waiter: GpuWaiter;
   private readonly scopes: Set<Disposable>[] = [];
   /** Dispatches recorded since creation (for benchmarks and tests). */
   dispatchCount = 0;
@@ -139,6 +156,7 @@ export class Engine {
     };
     this.maxDispatchesPerSubmit = options.maxDispatchesPerSubmit ?? 128;
     this.poison = options.poisonAllocations ?? false;
+    this.waiter = new GpuWaiter({ mode: options.waitMode ?? waitModeFromEnv() });
     this.uniformSlotSize = Math.max(256, l.minUniformBufferOffsetAlignment);
     this.pool = new BufferPool(device, l.maxBufferSize, (bytes, max) => {
       throw new TensorTooLargeError(
@@ -473,7 +491,7 @@ export class Engine {
   /** Flushes, waits for the GPU to finish, and throws any error the device reported. */
   async sync(): Promise<void> {
     this.flush();
-    await this.device.queue.onSubmittedWorkDone();
+    await this.waiter.wait(this.device.queue.onSubmittedWorkDone());
     await this.checkErrors();
   }
 
@@ -486,7 +504,7 @@ export class Engine {
     this.commandEncoder().copyBufferToBuffer(buffer, offset, staging.buffer, 0, padded);
     this.flush();
     try {
-      await staging.buffer.mapAsync(GPUMapMode.READ, 0, padded);
+      await this.waiter.wait(staging.buffer.mapAsync(GPUMapMode.READ, 0, padded));
     } catch (e) {
       await this.checkErrors();
       throw this.lost ?? new GpuError('internal', `readback failed: ${(e as Error).message}`, this.context());
