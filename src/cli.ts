@@ -3,16 +3,17 @@
 import { mkdirSync, existsSync, statSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import cliProgress from 'cli-progress';
 import { Engine } from './gpu/engine.js';
 import { WgslNnError } from './gpu/errors.js';
 import { trainClassifier, type TrainOptions } from './cnn/train.js';
 import { evaluateModel } from './cnn/evaluate.js';
 import { Inspector } from './cnn/inspector.js';
-import { formatReport } from './cnn/metrics.js';
+import { formatReport } from './eval/metrics.js';
+import { TrainingProgress } from './train/progress.js';
 import { generateSynthetic } from './data/synthetic.js';
 import { isImageFile } from './data/images.js';
 import { runSelfCheck } from './selfcheck.js';
+import { registerGanCommands } from './gan/cli.js';
 import { loadTuned } from './kernels/autotune.js';
 import type { AugmentOptions } from './data/augment.js';
 
@@ -28,26 +29,20 @@ const num = (name: string) => (v: string) => {
 };
 
 function progressCallbacks(epochs: number, quiet: boolean): Pick<TrainOptions, 'onEpochStart' | 'onBatch' | 'onEpochEnd' | 'log'> {
-  const tty = process.stderr.isTTY && !quiet;
-  const bar = new cliProgress.SingleBar(
-    {
-      format: 'epoch {epoch}/{epochs} |{bar}| {value}/{total} batches | loss {loss} | acc {acc} | {ips} img/s | ETA {eta_formatted}',
-      hideCursor: true,
-      clearOnComplete: true,
-      stream: process.stderr,
-    },
-    cliProgress.Presets.shades_classic,
-  );
+  const bar = new TrainingProgress({
+    epochs,
+    fields: [
+      { key: 'loss', label: 'loss', digits: 4 },
+      { key: 'accuracy', label: 'acc', digits: 3 },
+    ],
+    enabled: process.stderr.isTTY && !quiet,
+  });
   return {
     log: (line) => console.error(line),
-    onEpochStart: (epoch, batches) => {
-      if (tty) bar.start(batches, 0, { epoch, epochs, loss: '-', acc: '-', ips: '-' });
-    },
-    onBatch: (b) => {
-      if (tty) bar.update(b.batch, { loss: b.loss.toFixed(4), acc: b.accuracy.toFixed(3), ips: b.imagesPerSecond.toFixed(1) });
-    },
+    onEpochStart: (epoch, batches) => bar.start(epoch, batches),
+    onBatch: (b) => bar.update(b.batch, { loss: b.loss, accuracy: b.accuracy }, b.imagesPerSecond),
     onEpochEnd: (r, improved) => {
-      if (tty) bar.stop();
+      bar.stop();
       console.error(
         `epoch ${r.epoch}/${epochs}: train loss ${r.trainLoss.toFixed(4)} acc ${r.trainAccuracy.toFixed(3)} | ` +
           `val loss ${r.valLoss.toFixed(4)} acc ${r.valAccuracy.toFixed(3)} | ${r.imagesPerSecond.toFixed(1)} img/s, ${r.seconds.toFixed(1)} s${improved ? ' *best' : ''}`,
@@ -240,6 +235,8 @@ program
     const ok = await runSelfCheck();
     if (!ok) process.exitCode = 1;
   });
+
+registerGanCommands(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   // Known problems get one clear line; anything else keeps its stack for a bug report.

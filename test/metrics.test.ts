@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { argmaxRows, computeMetrics, confusionMatrix, formatReport, rocAuc } from '../src/cnn/metrics.js';
-import { confusionSvg, curvesSvg, escapeXml, niceTicks, writeConfusionPng, writeCurvesPng } from '../src/cnn/plots.js';
+import { argmaxRows, computeMetrics, confusionMatrix, formatReport, rocAuc } from '../src/eval/metrics.js';
+import { confusionSvg, curvesSvg, escapeXml, niceTicks, writeConfusionPng, writeCurvesPng } from '../src/eval/plots.js';
 
 describe('computeMetrics', () => {
   // 3 classes, 10 samples:

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../src/gpu/engine.js';
 import { Inspector } from '../src/cnn/inspector.js';
-import { computeMetrics } from '../src/cnn/metrics.js';
+import { computeMetrics } from '../src/eval/metrics.js';
 import { readModelMetadata } from '../src/cnn/model-dir.js';
 
 const ROOT = join(import.meta.dirname, '..');

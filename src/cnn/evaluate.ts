@@ -2,7 +2,7 @@
 import type { Engine } from '../gpu/engine.js';
 import { mapToModelClasses, scanDataset } from '../data/dataset.js';
 import { ImageDecodeError } from '../data/images.js';
-import { computeMetrics, type MetricsReport } from './metrics.js';
+import { computeMetrics, type MetricsReport } from '../eval/metrics.js';
 import { Inspector } from './inspector.js';
 
 export interface EvaluateOptions {

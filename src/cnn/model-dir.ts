@@ -1,13 +1,13 @@
-// The model format: a directory with
+// The classifier's model directory (the common format is in src/model-dir.ts):
 //   model.safetensors  weights with PyTorch's names and layouts (loads into the seed's nn.Sequential)
-//   model.json         architecture, classes, task, input size, normalisation, split, training metrics
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+//   model.json         format 'wgsl-nn-classifier/1', architecture, classes, task, input size,
+//                      normalisation, split, training metrics
 import type { Engine } from '../gpu/engine.js';
-import { WgslNnError } from '../gpu/errors.js';
-import { readSafetensors, writeFileAtomic, writeSafetensors } from '../nn/serialize.js';
-import type { MetricsReport } from './metrics.js';
+import { readModelJson, readModelWeights, writeModelDir } from '../model-dir.js';
+import type { MetricsReport } from '../eval/metrics.js';
 import { DefectClassifier, type ModelConfig } from './model.js';
+
+export { ModelFormatError } from '../model-dir.js';
 
 export const MODEL_FORMAT = 'wgsl-nn-classifier/1';
 
@@ -53,15 +53,10 @@ export interface ModelMetadata {
   createdAt: string;
 }
 
-export class ModelFormatError extends WgslNnError {}
-
 /** Writes model.safetensors then model.json (each atomically; the JSON last, so a reader never sees new JSON with old weights). */
 export async function saveModelDir(dir: string, model: DefectClassifier, meta: Omit<ModelMetadata, 'format' | 'architecture' | 'task' | 'classes' | 'inputSize' | 'createdAt'>): Promise<void> {
-  mkdirSync(dir, { recursive: true });
   const state = await model.net.stateDict();
-  writeSafetensors(join(dir, 'model.safetensors'), state, { format: MODEL_FORMAT });
-  const full: ModelMetadata = {
-    format: MODEL_FORMAT,
+  const fields: Omit<ModelMetadata, 'format'> = {
     architecture: { name: 'seed-cnn', ...model.config },
     task: model.config.task,
     classes: model.config.classes,
@@ -69,21 +64,11 @@ export async function saveModelDir(dir: string, model: DefectClassifier, meta: O
     createdAt: new Date().toISOString(),
     ...meta,
   };
-  writeFileAtomic(join(dir, 'model.json'), [new TextEncoder().encode(JSON.stringify(full, null, 2) + '\n')]);
+  writeModelDir(dir, MODEL_FORMAT, { model: state }, fields);
 }
 
 export function readModelMetadata(dir: string): ModelMetadata {
-  const path = join(dir, 'model.json');
-  if (!existsSync(dir)) throw new ModelFormatError(`model directory not found: ${dir}`);
-  if (!existsSync(path)) throw new ModelFormatError(`not a model directory (no model.json): ${dir}`);
-  let meta: ModelMetadata;
-  try {
-    meta = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new ModelFormatError(`corrupt model.json in ${dir}: ${(e as Error).message}`);
-  }
-  if (meta.format !== MODEL_FORMAT) throw new ModelFormatError(`${path}: unknown format '${meta.format}' (expected ${MODEL_FORMAT})`);
-  return meta;
+  return readModelJson<ModelMetadata>(dir, MODEL_FORMAT);
 }
 
 /** Builds the model described by `dir` and loads its weights. */
@@ -91,8 +76,7 @@ export function loadModelDir(dir: string, engine?: Engine): { model: DefectClass
   const meta = readModelMetadata(dir);
   const { name: _name, ...config } = meta.architecture;
   const model = new DefectClassifier(config, engine);
-  const { tensors } = readSafetensors(join(dir, 'model.safetensors'));
-  model.net.loadStateDict(tensors);
+  model.net.loadStateDict(readModelWeights(dir, 'model'));
   model.eval();
   return { model, meta };
 }

@@ -111,6 +111,15 @@ export class DefectClassifier {
     return this.net.forward(x, last);
   }
 
+  /**
+   * The penultimate-layer activations [N, hidden]: the ReLU output of the hidden dense layer, before
+   * dropout and the head. This is the embedding that image-quality metrics (Fréchet distance, KID) compare.
+   */
+  features(x: Tensor): Tensor {
+    const end = this.net.layers.findIndex((l) => l instanceof nn.Dropout);
+    return this.net.forward(x, end);
+  }
+
   /** Class probabilities: [N,K] for multiclass; [N,1] defect probability for binary. */
   probabilities(x: Tensor): Tensor {
     const z = this.logits(x);

@@ -1,7 +1,7 @@
-// Training the surface-defect classifier: data loading and split, the epoch loop with validation,
-// best-checkpoint keeping, atomic checkpoints with --resume, early stopping, NaN detection, and the
-// final test-split evaluation with a JSON report and PNG plots.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+// Training the surface-defect classifier on the shared training machinery (src/train/): data loading
+// and split, the classifier's step (loss and running accuracy), validation and model selection by
+// validation accuracy (ties: lower loss), and the final test-split evaluation with a JSON report and
+// PNG plots. The epoch loop, checkpoints with --resume, early stopping and the NaN stop are src/train/loop.ts.
 import { join } from 'node:path';
 import { Engine } from '../gpu/engine.js';
 import { WgslNnError } from '../gpu/errors.js';
@@ -9,19 +9,19 @@ import * as F from '../nn/functional.js';
 import { manualSeed } from '../nn/seed.js';
 import { noGrad, Tensor } from '../nn/tensor.js';
 import { Adam } from '../nn/optim.js';
-import { readSafetensors, writeFileAtomic, writeSafetensors } from '../nn/serialize.js';
-import type { StateDict } from '../nn/modules.js';
-import { iterateBatches, type Batch } from '../data/batch.js';
+import { writeFileAtomic } from '../nn/serialize.js';
+import { iterateBatches, numBatches, type Batch } from '../data/batch.js';
 import type { ImageSource } from '../data/cache.js';
 import { prepareDataset } from '../data/prepare.js';
-import type { SplitResult } from '../data/split.js';
 import type { AugmentOptions } from '../data/augment.js';
-import { argmaxRows, computeMetrics, type MetricsReport } from './metrics.js';
+import { argmaxRows, computeMetrics, type MetricsReport } from '../eval/metrics.js';
+import { historySeries, writeConfusionPng, writeCurvesPng } from '../eval/plots.js';
+import { runTrainingLoop, type TrainingLoopResult } from '../train/loop.js';
+import type { LrSchedule } from '../train/schedule.js';
 import { DefectClassifier, type Task } from './model.js';
-import { saveModelDir, type EpochRecord } from './model-dir.js';
-import { writeConfusionPng, writeCurvesPng } from './plots.js';
+import { loadModelDir, saveModelDir, type EpochRecord } from './model-dir.js';
 
-export class TrainingDivergedError extends WgslNnError {}
+export { TrainingDivergedError } from '../train/loop.js';
 
 export interface TrainOptions {
   data: string;
@@ -39,7 +39,7 @@ export interface TrainOptions {
   valFraction?: number;
   augment?: boolean | AugmentOptions;
   /** 'constant' (the seed) or 'cosine': lr * (1 + cos(pi * (epoch - 1) / epochs)) / 2 per epoch. */
-  lrSchedule?: 'constant' | 'cosine';
+  lrSchedule?: LrSchedule;
   /** Stop after this many epochs without a better validation result (default: never). */
   patience?: number;
   resume?: boolean;
@@ -70,19 +70,6 @@ export interface TrainResult {
   seconds: number;
   imagesPerSecond: number;
   stoppedEarly: boolean;
-}
-
-interface CheckpointState {
-  epoch: number;
-  bestEpoch: number;
-  bestScore: number;
-  history: EpochRecord[];
-  adamStep: number;
-  optionsDigest: string;
-}
-
-function digest(o: unknown): string {
-  return JSON.stringify(o);
 }
 
 /** Trains, keeps the best model by validation accuracy (ties: lower loss), evaluates it on the test split. */
@@ -118,57 +105,87 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     engine,
   );
   const optimizer = new Adam(model.parameters(), { lr });
-  const ckptDir = join(opts.out, 'checkpoint');
-  // What must match for --resume to continue the same run (the learning rate may change).
-  const optionsDigest = digest({ data: opts.data, task: opts.task, size, batchSize, seed, channels: model.config.channels, normalize: model.config.normalize });
-  let state: CheckpointState = { epoch: 0, bestEpoch: 0, bestScore: -Infinity, history: [], adamStep: 0, optionsDigest };
+  const task = model.config.task;
+  // Running accuracy of the epoch, counted as the steps' logits come back.
+  let correct = 0;
+  let counted = 0;
 
-  if (opts.resume && existsSync(join(ckptDir, 'state.json'))) {
-    const saved = JSON.parse(readFileSync(join(ckptDir, 'state.json'), 'utf8')) as CheckpointState;
-    if (saved.optionsDigest !== optionsDigest)
-      throw new WgslNnError(`--resume: the checkpoint in ${ckptDir} was made with other options (${saved.optionsDigest})`);
-    model.net.loadStateDict(readSafetensors(join(ckptDir, 'model.safetensors')).tensors);
-    loadAdamState(optimizer, readSafetensors(join(ckptDir, 'optimizer.safetensors')).tensors, model);
-    optimizer.stepCount = saved.adamStep;
-    state = saved;
-    log(`resumed from epoch ${state.epoch} (best ${state.bestEpoch})`);
+  let loop: TrainingLoopResult<EpochRecord>;
+  try {
+    loop = await runTrainingLoop<Batch, EpochRecord>({
+      epochs,
+      seed,
+      lrSchedule: opts.lrSchedule ?? 'constant',
+      baseLr: { model: lr },
+      patience: opts.patience,
+      scoreName: 'validation result',
+      divergedHint: 'lower --lr, or check the data',
+      engine,
+      modules: { model: model.net },
+      optimizers: { model: optimizer },
+      checkpoint: {
+        dir: join(opts.out, 'checkpoint'),
+        // What must match for --resume to continue the same run (the learning rate may change).
+        options: { data: opts.data, task: opts.task, size, batchSize, seed, channels: model.config.channels, normalize: model.config.normalize },
+        resume: opts.resume,
+      },
+      batchesPerEpoch: numBatches(split.train.length, batchSize),
+      batches: (epoch) => iterateBatches(data.cache, labels, split.train, { batchSize, seed, epoch, augment }),
+      onEpochStart: (epoch, batches) => {
+        correct = counted = 0;
+        opts.onEpochStart?.(epoch, batches);
+      },
+      step: (b) => {
+        const t = batchTensors(model, b);
+        optimizer.zeroGrad();
+        const z = model.logits(t.x);
+        const loss = lossFromLogits(z, t);
+        loss.backward();
+        optimizer.step();
+        return {
+          losses: { loss },
+          outputs: { logits: z },
+          samples: b.size,
+          onValues: ({ outputs }) => {
+            const pred = predictions(outputs.logits as Float32Array, b.size, task);
+            for (let i = 0; i < b.size; i++) if (pred[i] === b.labels[i]) correct++;
+            counted += b.size;
+            return { accuracy: correct / counted };
+          },
+        };
+      },
+      onBatch: (p) =>
+        opts.onBatch?.({ epoch: p.epoch, batch: p.batch, batches: p.batches, loss: p.losses.loss, accuracy: p.metrics.accuracy, imagesPerSecond: p.samplesPerSecond }),
+      evaluateEpoch: async (s) => {
+        const val = split.val.length ? await lossAndAccuracy(model, data.cache, labels, split.val, batchSize) : { loss: NaN, accuracy: NaN };
+        const record: EpochRecord = {
+          epoch: s.epoch,
+          trainLoss: s.losses.loss,
+          trainAccuracy: correct / counted,
+          valLoss: val.loss,
+          valAccuracy: val.accuracy,
+          imagesPerSecond: s.samplesPerSecond,
+          seconds: s.seconds,
+        };
+        return { record, score: val.accuracy, tiebreak: val.loss };
+      },
+      onImproved: () => saveModelDir(opts.out, model, { preprocessing: preprocessing(opts.fit), split: split.description }),
+      onEpochEnd: (record, improved) => opts.onEpochEnd?.(record, improved),
+      log,
+    });
+  } finally {
+    optimizer.dispose();
+    model.dispose();
   }
-
-  let stoppedEarly = false;
-  for (let epoch = state.epoch + 1; epoch <= epochs; epoch++) {
-    // Each epoch reseeds from (seed, epoch), so a resumed run continues exactly as an uninterrupted one.
-    manualSeed(seed * 1000003 + epoch);
-    optimizer.lr = opts.lrSchedule === 'cosine' ? (lr * (1 + Math.cos((Math.PI * (epoch - 1)) / epochs))) / 2 : lr;
-    const record = await runEpoch(model, optimizer, data.cache, labels, split, { epoch, batchSize, seed, augment, opts });
-    const score = record.valAccuracy - 1e-6 * record.valLoss;
-    const improved = score > state.bestScore;
-    if (improved) {
-      state.bestScore = score;
-      state.bestEpoch = epoch;
-      await saveModelDir(opts.out, model, { preprocessing: preprocessing(opts.fit), split: split.description });
-    }
-    state.history.push(record);
-    state.epoch = epoch;
-    state.adamStep = optimizer.stepCount;
-    await writeCheckpoint(ckptDir, model, optimizer, state);
-    opts.onEpochEnd?.(record, improved);
-    if (opts.patience !== undefined && epoch - state.bestEpoch >= opts.patience) {
-      log(`early stop: no better validation result for ${opts.patience} epochs`);
-      stoppedEarly = true;
-      break;
-    }
-  }
-  optimizer.dispose();
-  model.dispose();
 
   // Evaluate the best model on validation and test, write the report, the plots and model.json.
-  const { loadModelDir } = await import('./model-dir.js');
   const best = loadModelDir(opts.out, engine).model;
   const validation = split.val.length ? await evaluateIndices(best, data.cache, labels, split.val, data.classes, batchSize) : null;
   const test = split.test.length ? await evaluateIndices(best, data.cache, labels, split.test, data.classes, batchSize) : null;
   const seconds = (Date.now() - started) / 1000;
-  const trainImages = state.history.reduce((n, h) => n + h.imagesPerSecond * h.seconds, 0);
-  const trainSeconds = state.history.reduce((n, h) => n + h.seconds, 0);
+  const history = loop.history;
+  const trainImages = history.reduce((n, h) => n + h.imagesPerSecond * h.seconds, 0);
+  const trainSeconds = history.reduce((n, h) => n + h.seconds, 0);
   const imagesPerSecond = trainSeconds > 0 ? trainImages / trainSeconds : 0;
   await saveModelDir(opts.out, best, {
     preprocessing: preprocessing(opts.fit),
@@ -176,8 +193,8 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     training: {
       command: opts.command,
       seed,
-      epochs: state.epoch,
-      bestEpoch: state.bestEpoch,
+      epochs: loop.epoch,
+      bestEpoch: loop.bestEpoch,
       batchSize,
       lr,
       lrSchedule: opts.lrSchedule ?? 'constant',
@@ -185,25 +202,21 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       seconds: trainSeconds,
       imagesPerSecond,
       adapter: engine.describe(),
-      history: state.history,
+      history,
     },
     metrics: { validation: validation ?? undefined, test: test ?? undefined },
   });
   best.dispose();
-  const report = { validation, test, history: state.history, bestEpoch: state.bestEpoch };
+  const report = { validation, test, history, bestEpoch: loop.bestEpoch };
   writeFileAtomic(join(opts.out, 'report.json'), [new TextEncoder().encode(JSON.stringify(report, null, 2) + '\n')]);
-  const epochsAxis = state.history;
-  await writeCurvesPng(join(opts.out, 'loss.png'), [
-    { name: 'train', values: epochsAxis.map((h) => h.trainLoss) },
-    { name: 'validation', values: epochsAxis.map((h) => h.valLoss) },
-  ], { title: 'Loss', yLabel: 'loss' });
-  await writeCurvesPng(join(opts.out, 'accuracy.png'), [
-    { name: 'train', values: epochsAxis.map((h) => h.trainAccuracy) },
-    { name: 'validation', values: epochsAxis.map((h) => h.valAccuracy) },
-  ], { title: 'Accuracy', yLabel: 'accuracy' });
+  await writeCurvesPng(join(opts.out, 'loss.png'), historySeries(history, { train: 'trainLoss', validation: 'valLoss' }), { title: 'Loss', yLabel: 'loss' });
+  await writeCurvesPng(join(opts.out, 'accuracy.png'), historySeries(history, { train: 'trainAccuracy', validation: 'valAccuracy' }), {
+    title: 'Accuracy',
+    yLabel: 'accuracy',
+  });
   const cm = test ?? validation;
   if (cm) await writeConfusionPng(join(opts.out, 'confusion.png'), cm.confusion, cm.classes);
-  return { modelDir: opts.out, history: state.history, bestEpoch: state.bestEpoch, test, validation, seconds, imagesPerSecond, stoppedEarly };
+  return { modelDir: opts.out, history, bestEpoch: loop.bestEpoch, test, validation, seconds, imagesPerSecond, stoppedEarly: loop.stoppedEarly };
 }
 
 /** Mean and standard deviation of the (un-augmented) training images' pixels, in [0,1] units. */
@@ -241,75 +254,6 @@ function batchTensors(model: DefectClassifier, b: Batch): { x: Tensor; labels: T
 function predictions(logits: Float32Array, b: number, task: Task): Int32Array {
   if (task === 'binary') return Int32Array.from(logits.subarray(0, b), (z) => (z > 0 ? 1 : 0));
   return argmaxRows(logits, logits.length / b);
-}
-
-async function runEpoch(
-  model: DefectClassifier,
-  optimizer: Adam,
-  source: ImageSource,
-  labels: Int32Array,
-  split: SplitResult,
-  ctx: { epoch: number; batchSize: number; seed: number; augment: AugmentOptions | null; opts: TrainOptions },
-): Promise<EpochRecord> {
-  const { epoch, batchSize, seed, augment, opts } = ctx;
-  const engine = model.parameters()[0].engine;
-  const task = model.config.task;
-  const batches = Math.ceil(split.train.length / batchSize);
-  opts.onEpochStart?.(epoch, batches);
-  model.train();
-  const t0 = Date.now();
-  let lossSum = 0;
-  let correct = 0;
-  let seen = 0;
-  // The loss/logits of batch i are read back while batch i+1 runs on the GPU (no stall per batch).
-  let pending: Promise<void> | null = null;
-  let batchIndex = 0;
-  for await (const b of iterateBatches(source, labels, split.train, { batchSize, seed, epoch, augment })) {
-    const { loss, logits } = engine.tidy(() => {
-      const t = batchTensors(model, b);
-      optimizer.zeroGrad();
-      const z = model.logits(t.x);
-      const l = lossFromLogits(z, t);
-      l.backward();
-      optimizer.step();
-      return { loss: l, logits: z };
-    });
-    const readback = Promise.all([loss.item(), logits.toArray()]).then(([lv, zv]) => {
-      loss.dispose();
-      logits.dispose();
-      if (!Number.isFinite(lv))
-        throw new TrainingDivergedError(
-          `loss is ${lv} at epoch ${epoch}, batch ${b.batchIndex}: training stopped; the last good checkpoint is intact (lower --lr, or check the data)`,
-        );
-      lossSum += lv * b.size;
-      const pred = predictions(zv as Float32Array, b.size, task);
-      for (let i = 0; i < b.size; i++) if (pred[i] === b.labels[i]) correct++;
-      seen += b.size;
-      const secs = (Date.now() - t0) / 1000;
-      opts.onBatch?.({ epoch, batch: ++batchIndex, batches, loss: lossSum / seen, accuracy: correct / seen, imagesPerSecond: seen / Math.max(secs, 1e-3) });
-    });
-    const previous = pending;
-    pending = readback;
-    if (previous) {
-      // If the previous batch failed (NaN loss), let this batch's readback settle before throwing.
-      await previous.catch(async (e) => {
-        await readback.catch(() => undefined);
-        throw e;
-      });
-    }
-  }
-  if (pending) await pending;
-  const seconds = (Date.now() - t0) / 1000;
-  const val = split.val.length ? await lossAndAccuracy(model, source, labels, split.val, batchSize) : { loss: NaN, accuracy: NaN };
-  return {
-    epoch,
-    trainLoss: lossSum / seen,
-    trainAccuracy: correct / seen,
-    valLoss: val.loss,
-    valAccuracy: val.accuracy,
-    imagesPerSecond: seen / seconds,
-    seconds,
-  };
 }
 
 /** BCE with logits (binary, float 0/1 targets) or cross-entropy (multiclass, integer labels). */
@@ -369,31 +313,4 @@ export async function evaluateIndices(model: DefectClassifier, source: ImageSour
   const yPred =
     model.config.task === 'binary' ? Int32Array.from(probs, (p) => (p > 0.5 ? 1 : 0)) : argmaxRows(probs, classes.length);
   return computeMetrics({ yTrue, yPred, classes, scores: probs });
-}
-
-async function writeCheckpoint(dir: string, model: DefectClassifier, opt: Adam, state: CheckpointState): Promise<void> {
-  mkdirSync(dir, { recursive: true });
-  writeSafetensors(join(dir, 'model.safetensors'), await model.net.stateDict());
-  writeSafetensors(join(dir, 'optimizer.safetensors'), await adamState(opt, model));
-  // state.json last: a checkpoint is complete only once it names the epoch of the files above.
-  writeFileAtomic(join(dir, 'state.json'), [new TextEncoder().encode(JSON.stringify(state))]);
-}
-
-async function adamState(opt: Adam, model: DefectClassifier): Promise<StateDict> {
-  const out: StateDict = {};
-  for (const [name, p] of model.net.namedParameters()) {
-    const s = opt.moments(p);
-    if (!s) continue;
-    out[`${name}.exp_avg`] = { shape: [...p.shape], dtype: 'F32', data: (await s.m.toArray()) as Float32Array };
-    out[`${name}.exp_avg_sq`] = { shape: [...p.shape], dtype: 'F32', data: (await s.v.toArray()) as Float32Array };
-  }
-  return out;
-}
-
-function loadAdamState(opt: Adam, state: StateDict, model: DefectClassifier): void {
-  for (const [name, p] of model.net.namedParameters()) {
-    const m = state[`${name}.exp_avg`];
-    const v = state[`${name}.exp_avg_sq`];
-    if (m && v) opt.setMoments(p, p.engine.fromArray(m.data as Float32Array, p.shape), p.engine.fromArray(v.data as Float32Array, p.shape));
-  }
 }

@@ -14,6 +14,7 @@ import './batchnorm2d.js';
 import './dropout.js';
 import './optim.js';
 import './random.js';
+import './diffaugment.js';
 
 import { applyKernelEnv } from './registry.js';
 

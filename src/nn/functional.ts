@@ -23,6 +23,8 @@ import type * as ew from '../kernels/elementwise.js';
 import type * as red from '../kernels/reduce.js';
 import type * as bn from '../kernels/batchnorm2d.js';
 import type * as drop from '../kernels/dropout.js';
+import type * as aug from '../kernels/diffaugment.js';
+import { diffAugmentPlan, PARAMS_PER_SAMPLE, type DiffAugmentPolicy } from '../kernels/diffaugment.js';
 import { record, Tensor } from './tensor.js';
 import { globalRng } from './seed.js';
 
@@ -381,3 +383,87 @@ function reduction(x: Tensor, dim: number | number[] | undefined, keepDim: boole
 export const sum = (x: Tensor, dim?: number | number[], keepDim = false): Tensor => reduction(x, dim, keepDim, 'sum');
 /** Mean over `dim` (all dimensions when omitted: a 0-d tensor). */
 export const mean = (x: Tensor, dim?: number | number[], keepDim = false): Tensor => reduction(x, dim, keepDim, 'mean');
+
+// ------------------------------------------------------------------ DiffAugment (differentiable augmentation)
+
+/**
+ * Runs a DiffAugment op whose per-sample parameter table [N,k] is given on the host. The table is
+ * uploaded once and kept for the backward pass, so both use the same draw.
+ */
+function augmentOp(
+  x: Tensor,
+  name: DiffAugmentPolicy,
+  params: ArrayLike<number>,
+  forward: string,
+  backward: string,
+): Tensor {
+  expectDims(x, 4, name);
+  const perSample = PARAMS_PER_SAMPLE[name];
+  if (params.length !== x.shape[0] * perSample)
+    throw new ShapeError(
+      `${name}: ${params.length} parameters for the ${x.shape[0]} samples of ${shapeString(x.shape)}; expected ${perSample} per sample`,
+    );
+  if (name !== 'color' && !Array.from(params).every(Number.isInteger))
+    throw new RangeError(`${name}: parameters must be whole pixels, got [${Array.from(params).join(', ')}]`);
+  const e = x.engine;
+  const table = e.fromArray(Float32Array.from(params), [x.shape[0], perSample]);
+  // Every DiffAugment kernel, forward or backward, has the signature (a, table) => result.
+  type AugmentKernel = typeof aug.translateForward;
+  const y = k<AugmentKernel>(forward, e)(x.value, table);
+  return record(name, [x], y, (dy) => [k<AugmentKernel>(backward, e)(dy, table)], [table]);
+}
+
+/**
+ * Shifts sample n by whole pixels, shifts[2n] = dx along W and shifts[2n+1] = dy along H:
+ * y[n,c,i,j] = x[n,c,i-dy,j-dx], 0 where that pixel is outside the image.
+ */
+export function translate(x: Tensor, shifts: ArrayLike<number>): Tensor {
+  // d/dx: the adjoint, dy shifted back by (-dx, -dy), 0 where the source pixel fell outside.
+  return augmentOp(x, 'translation', shifts, 'diffAugment.translate', 'diffAugment.translateBackward');
+}
+
+/** Zeroes the box boxes[4n..4n+3] = (x0, y0, x1, y1) (half-open, may cross the border) of sample n. */
+export function cutout(x: Tensor, boxes: ArrayLike<number>): Tensor {
+  // d/dx: the same 0/1 mask applied to dy.
+  return augmentOp(x, 'cutout', boxes, 'diffAugment.cutout', 'diffAugment.cutoutBackward');
+}
+
+/**
+ * Brightness, saturation and contrast of sample n, params[3n..3n+2] = (b, s, c), in that order:
+ * x + b; (x - mean over C) s + mean over C; (x - mean over C,H,W) c + mean over C,H,W. s = 1: no saturation.
+ */
+export function adjustColor(x: Tensor, params: ArrayLike<number>): Tensor {
+  // d/dx: s, c scale deviations from the means and the means pass through; b has no derivative:
+  // dx = c s (dy - mean_C dy) + c (mean_C dy - mean dy) + mean dy  (for C = 1: c dy + (1 - c) mean dy).
+  return augmentOp(x, 'color', params, 'diffAugment.color', 'diffAugment.colorBackward');
+}
+
+export { diffAugmentPlan, type DiffAugmentPolicy };
+
+export interface DiffAugmentOptions {
+  /** The ops, applied in this order. Default ['color', 'translation', 'cutout']. */
+  policy?: readonly DiffAugmentPolicy[];
+  /** Seed of the per-sample parameters, an integer in [0, 2^32); by default the next value of the global generator (manualSeed). */
+  seed?: number;
+  /** Translation range as a fraction of the image size (default 1/8). */
+  translationRatio?: number;
+  /** Cutout side as a fraction of the image size (default 0.5). */
+  cutoutRatio?: number;
+}
+
+/**
+ * DiffAugment (Zhao et al. 2020) of an NCHW batch: the policy's ops with per-sample parameters drawn
+ * from the seed (see diffAugmentPlan in src/kernels/diffaugment.ts). Apply it to real and fake images
+ * alike; gradients flow through to the generator.
+ */
+export function diffAugment(x: Tensor, options: DiffAugmentOptions = {}): Tensor {
+  expectDims(x, 4, 'diffAugment');
+  const seed = options.seed ?? globalRng().int(2 ** 31);
+  const plan = diffAugmentPlan(x.shape, { ...options, seed });
+  if (plan.length === 0) return identity(x);
+  let y = x;
+  for (const { op, params } of plan) {
+    y = op === 'translation' ? translate(y, params) : op === 'cutout' ? cutout(y, params) : adjustColor(y, params);
+  }
+  return y;
+}

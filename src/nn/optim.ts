@@ -1,10 +1,30 @@
 // optim: Adam and SGD as in torch.optim, updating parameters in place on the GPU.
-import type { DeviceTensor } from '../gpu/device-tensor.js';
+//
+// stateDict()/loadStateDict() carry everything a step depends on (hyperparameters, Adam's step count,
+// the moment / momentum buffers bit for bit), so an optimizer restored into a fresh instance over
+// the same parameters continues exactly as the original would have (checkpoint resume).
+import { shapeString, type DeviceTensor } from '../gpu/device-tensor.js';
+import { ShapeError, WgslNnError } from '../gpu/errors.js';
 import { kernels } from '../kernels/registry.js';
 import type * as opt from '../kernels/optim.js';
+import type { StateDict } from './modules.js';
 import type { Tensor } from './tensor.js';
 
-abstract class Optimizer {
+/** An optimizer's state: JSON-serialisable hyperparameters and counters, plus host copies of its buffers. */
+export interface OptimizerState {
+  /** The optimizer class that wrote it; loading into another class is an error. */
+  type: 'Adam' | 'SGD';
+  /** Number of parameters of the optimizer that wrote it (buffers are keyed by parameter index). */
+  paramCount: number;
+  /** Hyperparameters and counters (Adam: lr, betas, eps, weightDecay, step; SGD: lr, momentum, ...). */
+  hyper: Record<string, number | boolean | number[]>;
+  /** Per-parameter buffers named '<parameter index>.<buffer>' with PyTorch's buffer names (exp_avg, exp_avg_sq, momentum_buffer). */
+  buffers: StateDict;
+}
+
+export abstract class Optimizer {
+  abstract lr: number;
+
   constructor(readonly params: Tensor[]) {}
 
   /** Drops the gradients (torch's zero_grad(set_to_none=True)). */
@@ -17,8 +37,44 @@ abstract class Optimizer {
 
   abstract step(): void;
 
+  /** Hyperparameters, counters and buffers, read back from the GPU. */
+  abstract stateDict(): Promise<OptimizerState>;
+
+  /** Restores a stateDict() into this optimizer (same parameter count and shapes); replaces its hyperparameters, as torch does. */
+  abstract loadStateDict(state: OptimizerState): void;
+
   /** Releases the optimizer's state buffers. */
   abstract dispose(): void;
+
+  /** Host copies of per-parameter buffers, keyed '<parameter index>.<name>' (read back concurrently). */
+  protected async readBuffers(entries: [index: number, name: string, buffer: DeviceTensor][]): Promise<StateDict> {
+    const data = await Promise.all(entries.map(([, , b]) => b.toArray()));
+    const out: StateDict = {};
+    entries.forEach(([i, name, b], k) => (out[`${i}.${name}`] = { shape: [...b.shape], dtype: 'F32', data: data[k] as Float32Array }));
+    return out;
+  }
+
+  /** Checks the state's class and parameter count; returns, per parameter index, its buffers by suffix. */
+  protected checkState(state: OptimizerState, type: OptimizerState['type'], suffixes: string[]): Map<number, Map<string, Float32Array>> {
+    if (state.type !== type) throw new WgslNnError(`${type}.loadStateDict: the state was written by ${state.type}`);
+    if (state.paramCount !== this.params.length)
+      throw new WgslNnError(`${type}.loadStateDict: the state is for ${state.paramCount} parameters, this optimizer has ${this.params.length}`);
+    const out = new Map<number, Map<string, Float32Array>>();
+    for (const [key, entry] of Object.entries(state.buffers)) {
+      const dot = key.indexOf('.');
+      const index = Number(key.slice(0, dot));
+      const suffix = key.slice(dot + 1);
+      const p = this.params[index];
+      if (dot < 1 || !Number.isInteger(index) || !p || !suffixes.includes(suffix))
+        throw new WgslNnError(`${type}.loadStateDict: unexpected buffer '${key}'`);
+      if (entry.dtype !== 'F32') throw new WgslNnError(`${type}.loadStateDict: '${key}' must be F32, got ${entry.dtype}`);
+      if (entry.shape.length !== p.shape.length || entry.shape.some((d, j) => d !== p.shape[j]))
+        throw new ShapeError(`${type}.loadStateDict: '${key}' has shape ${shapeString(entry.shape)}, parameter ${index} has ${shapeString(p.shape)}`);
+      if (!out.has(index)) out.set(index, new Map());
+      out.get(index)!.set(suffix, entry.data as Float32Array);
+    }
+    return out;
+  }
 }
 
 export interface AdamOptions {
@@ -30,9 +86,9 @@ export interface AdamOptions {
 
 export class Adam extends Optimizer {
   lr: number;
-  readonly betas: [number, number];
-  readonly eps: number;
-  readonly weightDecay: number;
+  betas: [number, number];
+  eps: number;
+  weightDecay: number;
   stepCount = 0;
   private readonly state = new Map<Tensor, { m: DeviceTensor; v: DeviceTensor }>();
 
@@ -75,6 +131,38 @@ export class Adam extends Optimizer {
     this.state.set(p, { m, v });
   }
 
+  async stateDict(): Promise<OptimizerState> {
+    const entries: [number, string, DeviceTensor][] = [];
+    for (const [i, p] of this.params.entries()) {
+      const s = this.state.get(p);
+      if (s) entries.push([i, 'exp_avg', s.m], [i, 'exp_avg_sq', s.v]);
+    }
+    const buffers = await this.readBuffers(entries);
+    return {
+      type: 'Adam',
+      paramCount: this.params.length,
+      hyper: { lr: this.lr, betas: [...this.betas], eps: this.eps, weightDecay: this.weightDecay, step: this.stepCount },
+      buffers,
+    };
+  }
+
+  loadStateDict(state: OptimizerState): void {
+    const perParam = this.checkState(state, 'Adam', ['exp_avg', 'exp_avg_sq']);
+    for (const [index, b] of perParam)
+      if (!b.has('exp_avg') || !b.has('exp_avg_sq')) throw new WgslNnError(`Adam.loadStateDict: parameter ${index} has only one of exp_avg, exp_avg_sq`);
+    const h = state.hyper;
+    this.dispose();
+    for (const [index, b] of perParam) {
+      const p = this.params[index];
+      this.state.set(p, { m: p.engine.fromArray(b.get('exp_avg')!, p.shape), v: p.engine.fromArray(b.get('exp_avg_sq')!, p.shape) });
+    }
+    this.lr = h.lr as number;
+    this.betas = [...(h.betas as [number, number])];
+    this.eps = h.eps as number;
+    this.weightDecay = h.weightDecay as number;
+    this.stepCount = h.step as number;
+  }
+
   dispose(): void {
     for (const s of this.state.values()) {
       s.m.dispose();
@@ -94,13 +182,13 @@ export interface SgdOptions {
 
 export class SGD extends Optimizer {
   lr: number;
+  /** A copy of the constructor's options (loadStateDict replaces its fields; `lr` above is the live rate). */
+  readonly options: SgdOptions;
   private readonly velocity = new Map<Tensor, DeviceTensor>();
 
-  constructor(
-    params: Tensor[],
-    readonly options: SgdOptions,
-  ) {
+  constructor(params: Tensor[], options: SgdOptions) {
     super(params);
+    this.options = { ...options };
     this.lr = options.lr;
   }
 
@@ -121,6 +209,40 @@ export class SGD extends Optimizer {
         firstStep,
       });
     }
+  }
+
+  async stateDict(): Promise<OptimizerState> {
+    const entries: [number, string, DeviceTensor][] = [];
+    for (const [i, p] of this.params.entries()) {
+      const v = this.velocity.get(p);
+      if (v) entries.push([i, 'momentum_buffer', v]);
+    }
+    const buffers = await this.readBuffers(entries);
+    const o = this.options;
+    return {
+      type: 'SGD',
+      paramCount: this.params.length,
+      hyper: { lr: this.lr, momentum: o.momentum ?? 0, dampening: o.dampening ?? 0, weightDecay: o.weightDecay ?? 0, nesterov: o.nesterov ?? false },
+      buffers,
+    };
+  }
+
+  loadStateDict(state: OptimizerState): void {
+    const perParam = this.checkState(state, 'SGD', ['momentum_buffer']);
+    const h = state.hyper;
+    this.dispose();
+    for (const [index, b] of perParam) {
+      const p = this.params[index];
+      this.velocity.set(p, p.engine.fromArray(b.get('momentum_buffer')!, p.shape));
+    }
+    this.lr = h.lr as number;
+    Object.assign(this.options, {
+      lr: h.lr as number,
+      momentum: h.momentum as number,
+      dampening: h.dampening as number,
+      weightDecay: h.weightDecay as number,
+      nesterov: h.nesterov as boolean,
+    });
   }
 
   dispose(): void {

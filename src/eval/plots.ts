@@ -1,5 +1,6 @@
-// Training plots as PNG: an SVG string rendered by sharp (librsvg). No other dependency.
-//   writeCurvesPng     lines vs epoch (e.g. train and validation loss, or accuracy)
+// Training plots as PNG, for every model: an SVG string rendered by sharp (librsvg). No other dependency.
+//   writeCurvesPng     any named series vs epoch (train and validation loss; a GAN's lossD, lossG, diversity);
+//                      historySeries picks them from per-epoch records
 //   writeConfusionPng  confusion-matrix heatmap, counts and row percentages in the cells
 // Text uses the generic sans-serif font; on a machine without fonts the labels are missing but
 // the PNG is still written.
@@ -47,6 +48,20 @@ export interface CurveSeries {
   name: string;
   /** values[i] is epoch i+1; NaN or non-finite values leave a gap. */
   values: number[];
+}
+
+/**
+ * Named series from per-epoch records (history[i] is epoch i+1): `fields` maps each series name to a record
+ * key or a function of the record, e.g. { lossD: 'lossD', lossG: 'lossG' }. Missing or non-numeric values are gaps.
+ */
+export function historySeries<R>(history: readonly R[], fields: Record<string, keyof R | ((record: R) => number)>): CurveSeries[] {
+  return Object.entries(fields).map(([name, field]) => ({
+    name,
+    values: history.map((r) => {
+      const v = typeof field === 'function' ? field(r) : r[field];
+      return typeof v === 'number' ? v : NaN;
+    }),
+  }));
 }
 
 export interface CurvesOptions {

@@ -1,0 +1,38 @@
+// What every wgsl-nn command shares: option parsers and the engine's lifetime.
+import { InvalidArgumentError } from 'commander';
+import { Engine } from './gpu/engine.js';
+import { loadTuned } from './kernels/autotune.js';
+
+export const int = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive integer`);
+  return n;
+};
+
+export const nonNegativeInt = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be an integer >= 0`);
+  return n;
+};
+
+export const num = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
+  return n;
+};
+
+/** Runs `fn` with a fresh engine (tuned kernel variants applied) and destroys it afterwards. */
+export async function withEngine<T>(fn: (e: Engine) => Promise<T>): Promise<T> {
+  const engine = await Engine.create();
+  loadTuned(engine); // kernel variants measured fastest on this adapter by `npm run autotune`, if any
+  try {
+    return await fn(engine);
+  } finally {
+    engine.destroy();
+  }
+}
+
+/** The command line as run, recorded in model.json. */
+export function commandLine(): string {
+  return `wgsl-nn ${process.argv.slice(2).join(' ')}`;
+}

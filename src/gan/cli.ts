@@ -1,0 +1,142 @@
+// `wgsl-nn gan ...`: train, sample, score.
+import { resolve } from 'node:path';
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { commandLine, int, nonNegativeInt, num, withEngine } from '../cli-common.js';
+import type { DiffAugmentPolicy } from '../nn/functional.js';
+import { TrainingProgress } from '../train/progress.js';
+import { loadGanDir } from './model-dir.js';
+import { writeSampleFolders } from './samples.js';
+import { formatGanScore, scoreGan } from './score.js';
+import { trainGan } from './train.js';
+
+const POLICIES: readonly DiffAugmentPolicy[] = ['color', 'translation', 'cutout'];
+
+function policyList(v: string): DiffAugmentPolicy[] {
+  if (v === 'none' || v === '') return [];
+  const ops = v.split(',').map((s) => s.trim());
+  for (const op of ops)
+    if (!POLICIES.includes(op as DiffAugmentPolicy)) throw new InvalidArgumentError(`unknown DiffAugment op '${op}' (use ${POLICIES.join(', ')} or none)`);
+  return ops as DiffAugmentPolicy[];
+}
+
+export function registerGanCommands(program: Command): void {
+  const gan = program.command('gan').description('generative adversarial networks for defect images: train, sample, score');
+
+  gan
+    .command('train')
+    .description('train a GAN on a class-per-folder dataset (all classes, class-conditional; or one class with --class)')
+    .requiredOption('--data <dir>', 'dataset root: one sub-folder per class')
+    .requiredOption('--out <dir>', 'GAN model directory to write (samples/, snapshots/, checkpoint/ inside)')
+    .addOption(new Option('--arch <arch>', "dense: the seed's MLP GAN (28x28 patches); dcgan: convolutional, 64x64").choices(['dense', 'dcgan']).default('dcgan'))
+    .option('--class <name>', 'train on this class only (an unconditional model)')
+    .option('--size <px>', 'image size (default: 28 dense, 64 dcgan)', int('--size'))
+    .option('--epochs <n>', 'epochs', int('--epochs'), 100)
+    .option('--batch-size <n>', 'batch size (default: 128 dense, as the seed; 64 dcgan)', int('--batch-size'))
+    .option('--lr-g <lr>', 'generator Adam learning rate', num('--lr-g'), 2e-4)
+    .option('--lr-d <lr>', 'discriminator Adam learning rate', num('--lr-d'), 2e-4)
+    .option('--beta1 <b>', "Adam's beta1", num('--beta1'), 0.5)
+    .option('--label-smoothing <s>', 'one-sided: real targets 1 - s', num('--label-smoothing'), 0)
+    .option('--diff-augment <ops>', 'DiffAugment ops on everything D sees: color,translation,cutout or none (default: none dense, all three dcgan)', policyList)
+    .option('--latent-dim <n>', 'noise dimension', int('--latent-dim'), 100)
+    .option('--ngf <n>', 'DCGAN generator base width', int('--ngf'), 32)
+    .option('--ndf <n>', 'DCGAN discriminator base width', int('--ndf'), 32)
+    .option('--no-d-batchnorm', 'no BatchNorm2d in the DCGAN discriminator')
+    .option('--save-every <n>', 'write a loadable snapshot every n epochs (0: never)', nonNegativeInt('--save-every'), 0)
+    .option('--sample-every <n>', 'write a sample grid PNG every n epochs', int('--sample-every'), 1)
+    .option('--limit-per-class <n>', 'use only n training images per class (scarce-data experiments)', int('--limit-per-class'))
+    .option('--seed <n>', 'seed of split, init, noise and augmentation', int('--seed'), 1)
+    .option('--test-fraction <f>', 'fraction of each class held out (never shown to the GAN)', num('--test-fraction'), 0.2)
+    .option('--val-fraction <f>', 'validation fraction of the rest, as `wgsl-nn train`', num('--val-fraction'), 0.2)
+    .option('--resume', 'continue from <out>/checkpoint')
+    .addOption(new Option('--on-bad-image <mode>', 'skip unreadable images with a warning, or fail').choices(['skip', 'fail']).default('fail'))
+    .option('--quiet', 'no progress bar')
+    .action(async (opts) => {
+      await withEngine(async (engine) => {
+        console.error(`adapter: ${engine.describe()}`);
+        const bar = new TrainingProgress({
+          epochs: opts.epochs,
+          fields: [
+            { key: 'lossD', label: 'D', digits: 3 },
+            { key: 'lossG', label: 'G', digits: 3 },
+          ],
+          enabled: process.stderr.isTTY && !opts.quiet,
+        });
+        const result = await trainGan({
+          data: opts.data,
+          out: opts.out,
+          arch: opts.arch,
+          className: opts.class,
+          imageSize: opts.size,
+          epochs: opts.epochs,
+          batchSize: opts.batchSize,
+          lrG: opts.lrG,
+          lrD: opts.lrD,
+          beta1: opts.beta1,
+          labelSmoothing: opts.labelSmoothing,
+          diffAugment: opts.diffAugment,
+          latentDim: opts.latentDim,
+          ngf: opts.ngf,
+          ndf: opts.ndf,
+          discriminatorBatchNorm: opts.dBatchnorm,
+          saveEvery: opts.saveEvery,
+          sampleEvery: opts.sampleEvery,
+          limitPerClass: opts.limitPerClass,
+          seed: opts.seed,
+          testFraction: opts.testFraction,
+          valFraction: opts.valFraction,
+          resume: opts.resume,
+          onBadImage: opts.onBadImage,
+          engine,
+          command: commandLine(),
+          log: (line) => console.error(line),
+          onEpochStart: (epoch, batches) => bar.start(epoch, batches),
+          onBatch: (p) => bar.update(p.batch, p.losses, p.samplesPerSecond),
+          onEpochEnd: (r) => {
+            bar.stop();
+            console.error(
+              `epoch ${r.epoch}/${opts.epochs}: D ${r.lossD.toFixed(4)} G ${r.lossG.toFixed(4)} | D(real) ${r.dReal.toFixed(3)} D(fake) ${r.dFake.toFixed(3)} | ` +
+                `diversity ${r.diversity.toFixed(3)} | ${r.imagesPerSecond.toFixed(1)} img/s, ${r.seconds.toFixed(1)} s`,
+            );
+          },
+        });
+        console.log(`\n${result.history.length} epochs; ${result.iterationsPerSecond.toFixed(2)} iterations/s, ${result.imagesPerSecond.toFixed(1)} images/s; ${result.seconds.toFixed(0)} s in all`);
+        console.log(`model:   ${resolve(result.modelDir)} (generator.safetensors, discriminator.safetensors, model.json)`);
+        console.log(`samples: ${resolve(result.modelDir, 'samples')}`);
+      });
+    });
+
+  gan
+    .command('sample')
+    .description('write generated PNGs: N per class, one sub-folder per class (a dataset `wgsl-nn train` reads)')
+    .requiredOption('--model <dir>', 'GAN model directory')
+    .requiredOption('--count <n>', 'images per class', int('--count'))
+    .requiredOption('--out <dir>', 'output folder')
+    .option('--seed <n>', 'noise seed', int('--seed'), 1)
+    .action(async (opts) => {
+      await withEngine(async (engine) => {
+        const { generator, meta } = loadGanDir(opts.model, engine);
+        try {
+          const files = await writeSampleFolders(generator, opts.out, opts.count, opts.seed);
+          console.log(`${files.length} images (${opts.count} per class: ${meta.classes.join(', ')}) in ${resolve(opts.out)}`);
+        } finally {
+          generator.dispose();
+        }
+      });
+    });
+
+  gan
+    .command('score')
+    .description("Fréchet distance and KID between generated and real images per class, on a classifier's features, beside the real-vs-real floor")
+    .requiredOption('--model <dir>', 'GAN model directory')
+    .requiredOption('--data <dir>', 'real images: one sub-folder per class, named as the GAN\'s classes')
+    .option('--classifier <dir>', 'classifier model directory whose penultimate features are compared', 'models/neu')
+    .option('--test-split', "score against the GAN's held-out test split of --data only (recomputed from its model.json)")
+    .option('--seed <n>', 'seed of the halves, the noise and the KID subsets', int('--seed'), 1)
+    .option('--json', 'print one JSON object')
+    .action(async (opts) => {
+      await withEngine(async (engine) => {
+        const report = await scoreGan({ model: opts.model, data: opts.data, classifier: opts.classifier, testSplit: opts.testSplit, seed: opts.seed, engine });
+        console.log(opts.json ? JSON.stringify(report) : formatGanScore(report));
+      });
+    });
+}

@@ -1,0 +1,224 @@
+// The GAN architectures: the seed's dense GAN (seed 000, reproduced as written) and a DCGAN for
+// 64x64 grayscale defect images, both optionally class-conditional.
+//
+// Conditioning (one model for all classes, the class as input):
+//   generator     the one-hot class is appended to the noise vector (Mirza & Osindero 2014);
+//   discriminator projection (Miyato & Koyama 2018): logit = head(phi(x)) + <embed(y), pool(phi(x))>,
+//                 which keeps the unconditional network intact and adds one inner product.
+// With a single class both reduce exactly to the unconditional seed/DCGAN networks.
+//
+// Every network is built from torch.nn-equivalent modules with torch's state-dict names, so the
+// weights load into the same PyTorch modules (documented per class below).
+import type { Engine } from '../gpu/engine.js';
+import { WgslNnError } from '../gpu/errors.js';
+import * as F from '../nn/functional.js';
+import { nn } from '../nn/index.js';
+import { globalRng } from '../nn/seed.js';
+import type { Tensor } from '../nn/tensor.js';
+
+export type GanArch = 'dense' | 'dcgan';
+
+export interface GanConfig {
+  arch: GanArch;
+  /** Side S of the square grayscale images (dense: any, default 28; dcgan: 4 * 2^k >= 16, default 64). */
+  imageSize: number;
+  /** Class names; more than one makes the model class-conditional. */
+  classes: string[];
+  /** Noise dimension (the seed's 100). */
+  latentDim?: number;
+  /** Dense GAN hidden width (the seed's 128). */
+  hidden?: number;
+  /** DCGAN generator / discriminator base widths. */
+  ngf?: number;
+  ndf?: number;
+  /** BatchNorm2d in the DCGAN discriminator's inner blocks (default true, as DCGAN). */
+  discriminatorBatchNorm?: boolean;
+}
+
+export type ResolvedGanConfig = Required<GanConfig>;
+
+export function resolveGanConfig(c: GanConfig): ResolvedGanConfig {
+  const r: ResolvedGanConfig = {
+    arch: c.arch,
+    imageSize: c.imageSize,
+    classes: c.classes,
+    latentDim: c.latentDim ?? 100,
+    hidden: c.hidden ?? 128,
+    ngf: c.ngf ?? 32,
+    ndf: c.ndf ?? 32,
+    discriminatorBatchNorm: c.discriminatorBatchNorm ?? true,
+  };
+  if (r.arch !== 'dense' && r.arch !== 'dcgan') throw new WgslNnError(`unknown GAN architecture '${String(r.arch)}' (dense or dcgan)`);
+  if (!Number.isInteger(r.imageSize) || r.imageSize < 4) throw new WgslNnError(`image size must be an integer >= 4, got ${r.imageSize}`);
+  if (r.arch === 'dcgan') dcganDepth(r.imageSize);
+  if (r.classes.length < 1) throw new WgslNnError('a GAN needs at least one class');
+  for (const [k, v] of [['latentDim', r.latentDim], ['hidden', r.hidden], ['ngf', r.ngf], ['ndf', r.ndf]] as const)
+    if (!Number.isInteger(v) || v < 1) throw new WgslNnError(`${k} must be a positive integer, got ${v}`);
+  return r;
+}
+
+/** Number of stride-2 up/down blocks k with S = 4 * 2^k. */
+export function dcganDepth(size: number): number {
+  const k = Math.log2(size / 4);
+  if (!Number.isInteger(k) || k < 2) throw new WgslNnError(`DCGAN image size must be 4 * 2^k with k >= 2 (16, 32, 64, 128, ...), got ${size}`);
+  return k;
+}
+
+/** Pixel range of the generator's output: the dense GAN ends in sigmoid, the DCGAN in tanh. */
+export function pixelRange(arch: GanArch): 'unit' | 'signed' {
+  return arch === 'dense' ? 'unit' : 'signed';
+}
+
+export const isConditional = (c: ResolvedGanConfig): boolean => c.classes.length > 1;
+
+/** DCGAN initialisation (Radford et al. 2016): conv and dense weights N(0, 0.02), BN weights N(1, 0.02), biases 0. */
+function dcganInit(m: nn.Module): void {
+  const rng = globalRng();
+  const set = (t: Tensor, mean: number, std: number): void => {
+    const data = new Float32Array(t.size);
+    for (let i = 0; i < data.length; i++) data[i] = mean + std * rng.normal();
+    t.setValue(t.engine.fromArray(data, t.shape));
+  };
+  if (m instanceof nn.Conv2d || m instanceof nn.ConvTranspose2d || m instanceof nn.Linear || m instanceof nn.BatchNorm2d) {
+    set(m.weight, m instanceof nn.BatchNorm2d ? 1 : 0, 0.02);
+    if (m.bias) set(m.bias, 0, 0);
+  }
+  for (const c of m.children()) dcganInit(c);
+}
+
+/**
+ * Generator: noise (+ one-hot class) [N, latentDim (+K)] -> images [N, 1, S, S].
+ *   dense: torch.nn.Sequential(Linear(nz, hidden), ReLU, Linear(hidden, S*S), Sigmoid)   (the seed)
+ *   dcgan: torch.nn.Sequential(ConvTranspose2d(nz, ngf*2^(k-1), 4, 1, 0, bias=False), BatchNorm2d, ReLU,
+ *          [ConvTranspose2d(c, c/2, 4, 2, 1, bias=False), BatchNorm2d, ReLU] x (k-1),
+ *          ConvTranspose2d(ngf, 1, 4, 2, 1, bias=False), Tanh)     on z viewed as [N, nz, 1, 1]
+ */
+export class Generator extends nn.Module {
+  readonly net: nn.Sequential;
+  readonly inputDim: number;
+
+  constructor(
+    readonly config: ResolvedGanConfig,
+    engine?: Engine,
+  ) {
+    super();
+    const o = { engine };
+    const c = config;
+    this.inputDim = c.latentDim + (isConditional(c) ? c.classes.length : 0);
+    const S = c.imageSize;
+    if (c.arch === 'dense') {
+      this.net = new nn.Sequential(new nn.Linear(this.inputDim, c.hidden, o), new nn.ReLU(), new nn.Linear(c.hidden, S * S, o), new nn.Sigmoid());
+    } else {
+      const k = dcganDepth(S);
+      const layers: nn.Module[] = [];
+      let ch = c.ngf * 2 ** (k - 1);
+      layers.push(new nn.ConvTranspose2d(this.inputDim, ch, 4, { ...o, stride: 1, padding: 0, bias: false }), new nn.BatchNorm2d(ch, o), new nn.ReLU());
+      for (let i = 0; i < k - 1; i++) {
+        layers.push(new nn.ConvTranspose2d(ch, ch / 2, 4, { ...o, stride: 2, padding: 1, bias: false }), new nn.BatchNorm2d(ch / 2, o), new nn.ReLU());
+        ch /= 2;
+      }
+      layers.push(new nn.ConvTranspose2d(ch, 1, 4, { ...o, stride: 2, padding: 1, bias: false }), new nn.Tanh());
+      this.net = new nn.Sequential(...layers);
+      dcganInit(this.net);
+    }
+    this.registerModule('net', this.net);
+  }
+
+  /** z: [N, inputDim] (noise with the one-hot class appended when conditional). */
+  forward(z: Tensor): Tensor {
+    const n = z.shape[0];
+    const S = this.config.imageSize;
+    if (this.config.arch === 'dense') return F.reshape(this.net.forward(z), [n, 1, S, S]);
+    return this.net.forward(F.reshape(z, [n, this.inputDim, 1, 1]));
+  }
+}
+
+/**
+ * Discriminator: images [N, 1, S, S] (+ one-hot class [N, K]) -> logits [N, 1].
+ *   dense: body = Sequential(Flatten, Linear(S*S, hidden), ReLU), head = Linear(hidden, 1) (+ the
+ *          seed's Sigmoid, folded into BCE-with-logits for stability: same loss, same gradients)
+ *   dcgan: body = Sequential(Conv2d(1, ndf, 4, 2, 1), LeakyReLU(0.2), [Conv2d(c, 2c, 4, 2, 1, bias=False),
+ *          BatchNorm2d(2c), LeakyReLU(0.2)] x (k-1)), head = Conv2d(ndf*2^(k-1), 1, 4, 1, 0, bias=False)
+ *   conditional: embed = Linear(K, width, bias=False); logit += sum(embed(y) * mean_hw(body(x)))
+ */
+export class Discriminator extends nn.Module {
+  readonly body: nn.Sequential;
+  readonly head: nn.Linear | nn.Conv2d;
+  readonly embed: nn.Linear | null;
+
+  constructor(
+    readonly config: ResolvedGanConfig,
+    engine?: Engine,
+  ) {
+    super();
+    const o = { engine };
+    const c = config;
+    const S = c.imageSize;
+    let width: number;
+    if (c.arch === 'dense') {
+      width = c.hidden;
+      this.body = new nn.Sequential(new nn.Flatten(), new nn.Linear(S * S, c.hidden, o), new nn.ReLU());
+      this.head = new nn.Linear(c.hidden, 1, o);
+    } else {
+      const k = dcganDepth(S);
+      let ch = c.ndf;
+      const layers: nn.Module[] = [new nn.Conv2d(1, ch, 4, { ...o, stride: 2, padding: 1 }), new nn.LeakyReLU(0.2)];
+      for (let i = 0; i < k - 1; i++) {
+        const bn = c.discriminatorBatchNorm;
+        layers.push(new nn.Conv2d(ch, ch * 2, 4, { ...o, stride: 2, padding: 1, bias: !bn }));
+        if (bn) layers.push(new nn.BatchNorm2d(ch * 2, o));
+        layers.push(new nn.LeakyReLU(0.2));
+        ch *= 2;
+      }
+      width = ch;
+      this.body = new nn.Sequential(...layers);
+      this.head = new nn.Conv2d(ch, 1, 4, { ...o, stride: 1, padding: 0, bias: false });
+    }
+    this.embed = isConditional(c) ? new nn.Linear(c.classes.length, width, { ...o, bias: false }) : null;
+    this.registerModule('body', this.body);
+    this.registerModule('head', this.head);
+    if (this.embed) this.registerModule('embed', this.embed);
+    if (c.arch === 'dcgan') dcganInit(this);
+  }
+
+  /** Logits [N, 1]; `onehot` [N, K] is required for a conditional model and ignored otherwise. */
+  logits(x: Tensor, onehot: Tensor | null = null): Tensor {
+    const n = x.shape[0];
+    const phi = this.body.forward(x);
+    const out = F.reshape(this.head.forward(phi), [n, 1]);
+    if (!this.embed) return out;
+    if (!onehot) throw new WgslNnError('this discriminator is class-conditional: pass the one-hot classes');
+    const pooled = phi.shape.length === 4 ? F.mean(phi, [2, 3]) : phi;
+    const projection = F.sum(F.mul(this.embed.forward(onehot), pooled), 1, true);
+    return F.add(out, projection);
+  }
+
+  forward(x: Tensor): Tensor {
+    return this.logits(x);
+  }
+}
+
+/** Generator input [n, latentDim (+K)] on the host: N(0,1) noise from `rng`, one-hot class appended. */
+export function latentBatch(
+  config: ResolvedGanConfig,
+  labels: ArrayLike<number>,
+  normal: () => number,
+): Float32Array {
+  const n = labels.length;
+  const K = isConditional(config) ? config.classes.length : 0;
+  const d = config.latentDim + K;
+  const z = new Float32Array(n * d);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < config.latentDim; j++) z[i * d + j] = normal();
+    if (K) z[i * d + config.latentDim + labels[i]] = 1;
+  }
+  return z;
+}
+
+/** One-hot rows [n, K] for the discriminator's projection. */
+export function oneHot(labels: ArrayLike<number>, classes: number): Float32Array {
+  const out = new Float32Array(labels.length * classes);
+  for (let i = 0; i < labels.length; i++) out[i * classes + labels[i]] = 1;
+  return out;
+}
+

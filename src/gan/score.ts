@@ -1,0 +1,154 @@
+// `wgsl-nn gan score`: how close a GAN's images are to real ones, per class, on the penultimate-layer
+// features of a trained classifier of this project (quality.ts), always beside the real-vs-real floor.
+//
+// At a few hundred images per class Fréchet distance is biased upwards by the sample size, so the
+// generated set is compared at the size of the floor: the real images of a class are split into two
+// disjoint halves A and B; the floor is FD(A, B); the GAN's number is FD(generated, B) with as many
+// generated images as A has. A GAN indistinguishable from real data scores about the floor.
+import { WgslNnError } from '../gpu/errors.js';
+import { loadModelDir } from '../cnn/model-dir.js';
+import { scanDataset, type ScannedDataset } from '../data/dataset.js';
+import { loadGray, type GrayImage } from '../data/images.js';
+import { stratifiedSplit } from '../data/split.js';
+import { pixelHash, loadGray8 } from '../data/images.js';
+import type { Engine } from '../gpu/engine.js';
+import { Rng } from '../util/rng.js';
+import { loadGanDir, type GanMetadata } from './model-dir.js';
+import {
+  extractFeaturesFromImages,
+  frechetDistance,
+  kernelInceptionDistance,
+  realFloor,
+  selectRows,
+  type FeatureMatrix,
+  type KidResult,
+} from './quality.js';
+import { generateImages } from './samples.js';
+
+export interface ClassScore {
+  className: string;
+  /** Real images of the class; each half holds half of them. */
+  realImages: number;
+  halfSize: number;
+  fd: number;
+  floorFd: number;
+  kid: KidResult;
+  floorKid: KidResult;
+}
+
+export interface GanScoreReport {
+  model: string;
+  classifier: string;
+  data: string;
+  /** 'all' images under data, or the 'test' split the GAN never saw. */
+  split: 'all' | 'test';
+  seed: number;
+  perClass: ClassScore[];
+  /** Means over the classes. */
+  meanFd: number;
+  meanFloorFd: number;
+}
+
+export interface GanScoreOptions {
+  model: string;
+  data: string;
+  /** A classifier model directory (e.g. models/neu) whose features are compared. */
+  classifier: string;
+  /** Use only the GAN's held-out test split of `data` (recomputed from the split recorded in the GAN's model.json). */
+  testSplit?: boolean;
+  seed?: number;
+  kidSubsets?: number;
+  engine?: Engine;
+}
+
+interface GanDataRecord {
+  root?: string;
+  splitSeed?: number;
+  testFraction?: number;
+  valFraction?: number;
+}
+
+/** The dataset items to score: everything, or the test split recorded by the GAN's trainer. */
+async function realItems(ds: ScannedDataset, meta: GanMetadata, testSplit: boolean): Promise<ScannedDataset['items']> {
+  if (!testSplit) return ds.items;
+  const d = meta.data as GanDataRecord | undefined;
+  if (!d || d.splitSeed === undefined) throw new WgslNnError('--test-split: this GAN directory records no training split');
+  // The same split as the trainer's: stratified, exact-duplicate groups by pixel hash, same seed and fractions.
+  const hashes = await Promise.all(ds.items.map(async (it) => pixelHash(await loadGray8(it.path))));
+  const split = stratifiedSplit(ds.items, ds.classes, { seed: d.splitSeed, test: d.testFraction ?? 0.2, val: d.valFraction ?? 0.2, groups: hashes });
+  return split.test.map((i) => ds.items[i]);
+}
+
+export async function scoreGan(opts: GanScoreOptions): Promise<GanScoreReport> {
+  const seed = opts.seed ?? 1;
+  const { generator, meta } = loadGanDir(opts.model, opts.engine);
+  const { model: classifier, meta: cmeta } = loadModelDir(opts.classifier, opts.engine);
+  try {
+    const ds = await scanDataset(opts.data, 'multiclass');
+    const missing = meta.classes.filter((c) => !ds.classes.includes(c));
+    if (missing.length) throw new WgslNnError(`the GAN's classes ${missing.join(', ')} have no folder in ${opts.data} (folders: ${ds.classes.join(', ')})`);
+    const items = await realItems(ds, meta, opts.testSplit ?? false);
+    const fit = cmeta.preprocessing.resize;
+    const rng = new Rng(seed);
+    const kid = { subsets: opts.kidSubsets ?? 100, seed };
+    const perClass: ClassScore[] = [];
+    for (let k = 0; k < meta.classes.length; k++) {
+      const name = meta.classes[k];
+      const label = ds.classes.indexOf(name);
+      const paths = items.filter((it) => it.label === label).map((it) => it.path);
+      if (paths.length < 8) throw new WgslNnError(`class '${name}' has ${paths.length} real images in ${opts.data}; at least 8 are needed`);
+      const real: GrayImage[] = await Promise.all(paths.map((p) => loadGray(p)));
+      const realFeat = await extractFeaturesFromImages(classifier, real, { fit });
+      const floor = realFloor(realFeat, { seed, kid });
+      const halfB = selectRows(realFeat, floor.halves.b);
+      const S = generator.config.imageSize;
+      const gen = await generateImages(generator, new Int32Array(floor.halfSize).fill(k), rng);
+      const genImages: GrayImage[] = Array.from({ length: floor.halfSize }, (_, i) => ({ width: S, height: S, data: gen.subarray(i * S * S, (i + 1) * S * S) }));
+      const genFeat: FeatureMatrix = await extractFeaturesFromImages(classifier, genImages, { fit });
+      perClass.push({
+        className: name,
+        realImages: paths.length,
+        halfSize: floor.halfSize,
+        fd: frechetDistance(genFeat, halfB),
+        floorFd: floor.fd,
+        kid: kernelInceptionDistance(genFeat, halfB, kid),
+        floorKid: floor.kid,
+      });
+    }
+    const mean = (f: (c: ClassScore) => number) => perClass.reduce((s, c) => s + f(c), 0) / perClass.length;
+    return {
+      model: opts.model,
+      classifier: opts.classifier,
+      data: opts.data,
+      split: opts.testSplit ? 'test' : 'all',
+      seed,
+      perClass,
+      meanFd: mean((c) => c.fd),
+      meanFloorFd: mean((c) => c.floorFd),
+    };
+  } finally {
+    generator.dispose();
+    classifier.dispose();
+  }
+}
+
+/** A plain-text table of a report. */
+export function formatGanScore(r: GanScoreReport): string {
+  const lines = [
+    `Fréchet distance (FD) and KID on ${r.classifier} features; ${r.split === 'test' ? 'the test split the GAN never saw' : 'all images'} of ${r.data}.`,
+    'Each class: real images split into halves A and B; floor = A vs B; GAN = as many generated images as A vs B.',
+    '',
+    'class               real  half      FD GAN   FD floor   FD ratio        KID GAN (mean ± std)     KID floor (mean ± std)',
+  ];
+  for (const c of r.perClass)
+    lines.push(
+      `${c.className.padEnd(18)} ${String(c.realImages).padStart(5)} ${String(c.halfSize).padStart(5)} ${c.fd.toFixed(1).padStart(10)} ${c.floorFd.toFixed(1).padStart(10)} ${(c.fd / c.floorFd).toFixed(2).padStart(10)}` +
+        `   ${fmtKid(c.kid).padStart(24)}   ${fmtKid(c.floorKid).padStart(24)}`,
+    );
+  lines.push(`${'mean'.padEnd(30)} ${r.meanFd.toFixed(1).padStart(10)} ${r.meanFloorFd.toFixed(1).padStart(10)} ${(r.meanFd / r.meanFloorFd).toFixed(2).padStart(10)}`);
+  return lines.join('\n');
+}
+
+function fmtKid(k: KidResult): string {
+  return `${k.mean.toExponential(2)} ± ${k.std.toExponential(1)}`;
+}

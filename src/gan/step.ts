@@ -1,0 +1,150 @@
+// One adversarial iteration: a discriminator step, then a generator step (Goodfellow et al. 2014,
+// with the non-saturating generator loss -log D(G(z))).
+//
+//   D step: loss_D = BCE(D(aug(x_real)), 1 - smoothing) + BCE(D(aug(G(z).detach())), 0); update D only.
+//   G step: loss_G = BCE(D(aug(G(z'))), 1); the discriminator's parameters are frozen for this
+//           backward (no weight-gradient GEMMs are run for them); update G only.
+//
+// `aug` is differentiable augmentation (DiffAugment, Zhao et al. 2020) applied to everything the
+// discriminator sees, real and fake alike, so D cannot memorise a few hundred real images and the
+// generator still gets gradients through the augmentation. Losses use BCE-with-logits: for the dense
+// seed GAN this equals the seed's sigmoid + BCE in value and gradient, without its log(0) hazard.
+import type { Engine } from '../gpu/engine.js';
+import { WgslNnError } from '../gpu/errors.js';
+import * as F from '../nn/functional.js';
+import { Adam } from '../nn/optim.js';
+import { noGrad, type Tensor } from '../nn/tensor.js';
+import { Rng } from '../util/rng.js';
+import { mixSeed } from '../data/split.js';
+import { type Discriminator, type Generator, isConditional, latentBatch, oneHot, pixelRange } from './models.js';
+
+/** A differentiable augmentation of discriminator inputs; the same `seed` gives the same draw. */
+export type DiscriminatorAugment = (x: Tensor, seed: number) => Tensor;
+
+export interface GanStepOptions {
+  /** Generator and discriminator learning rates (the seed: 2e-4 both). */
+  lrG?: number;
+  lrD?: number;
+  /** Adam's beta1 (the seed and DCGAN: 0.5) and beta2. */
+  beta1?: number;
+  beta2?: number;
+  /** One-sided label smoothing: real targets 1 - s (Salimans et al. 2016). Default 0. */
+  labelSmoothing?: number;
+  augment?: DiscriminatorAugment | null;
+  /** Seed of the noise and augmentation draws; iteration i draws from Rng(mixSeed(seed, i)), so a resumed run draws as an uninterrupted one. */
+  seed?: number;
+}
+
+export interface GanStepLosses {
+  lossD: Tensor;
+  lossG: Tensor;
+  /** Mean D(real) and D(fake) probabilities before the D update (diagnostics). */
+  dReal: Tensor;
+  dFake: Tensor;
+}
+
+export class GanStep {
+  readonly optG: Adam;
+  readonly optD: Adam;
+  private readonly seed: number;
+  private readonly smoothing: number;
+  private readonly augment: DiscriminatorAugment | null;
+  private readonly engine: Engine;
+
+  constructor(
+    readonly generator: Generator,
+    readonly discriminator: Discriminator,
+    options: GanStepOptions = {},
+  ) {
+    const betas: [number, number] = [options.beta1 ?? 0.5, options.beta2 ?? 0.999];
+    this.optG = new Adam(generator.parameters(), { lr: options.lrG ?? 2e-4, betas });
+    this.optD = new Adam(discriminator.parameters(), { lr: options.lrD ?? 2e-4, betas });
+    this.seed = options.seed ?? 1;
+    this.smoothing = options.labelSmoothing ?? 0;
+    if (!(this.smoothing >= 0 && this.smoothing < 0.5)) throw new WgslNnError(`label smoothing must be in [0, 0.5), got ${this.smoothing}`);
+    this.augment = options.augment ?? null;
+    this.engine = generator.parameters()[0].engine;
+  }
+
+  /** Converts [0,1] pixels to the generator's output range (the DCGAN's tanh range is [-1, 1]). */
+  toModelRange(pixels: Float32Array): Float32Array {
+    if (pixelRange(this.generator.config.arch) === 'unit') return pixels;
+    const out = new Float32Array(pixels.length);
+    for (let i = 0; i < pixels.length; i++) out[i] = pixels[i] * 2 - 1;
+    return out;
+  }
+
+  /**
+   * One D step and one G step on a real batch ([n,1,S,S] pixels in [0,1], labels [n]); `iteration`
+   * (a global step counter) seeds the noise and augmentation, so a resumed run draws as an
+   * uninterrupted one. Returns the scalar losses as tensors the caller owns (nothing is read back here).
+   */
+  step(real: Float32Array, labels: Int32Array, iteration: number): GanStepLosses {
+    const rng = new Rng(mixSeed(this.seed, iteration));
+    const d = this.discriminatorStep(real, labels, rng);
+    const lossG = this.generatorStep(labels, rng);
+    return { ...d, lossG };
+  }
+
+  /** Updates D on real images and detached fakes; G's parameters are not touched. */
+  discriminatorStep(real: Float32Array, labels: Int32Array, rng: Rng): Omit<GanStepLosses, 'lossG'> {
+    const e = this.engine;
+    const G = this.generator;
+    const D = this.discriminator;
+    const c = G.config;
+    const n = labels.length;
+    const S = c.imageSize;
+    if (real.length !== n * S * S) throw new WgslNnError(`GAN step: ${real.length} pixels for ${n} images of ${S}x${S}`);
+    return e.tidy(() => {
+      this.optD.zeroGrad();
+      const onehot = this.oneHotTensor(labels);
+      const x = e.tensor(this.toModelRange(real), [n, 1, S, S]);
+      const fake = noGrad(() => G.forward(e.tensor(latentBatch(c, labels, () => rng.normal()), [n, G.inputDim])));
+      const realLogits = D.logits(this.aug(x, rng), onehot);
+      const fakeLogits = D.logits(this.aug(fake, rng), onehot);
+      const lossReal = F.binaryCrossEntropyWithLogits(realLogits, e.tensor(new Float32Array(n).fill(1 - this.smoothing), [n, 1]));
+      const lossFake = F.binaryCrossEntropyWithLogits(fakeLogits, e.tensor(new Float32Array(n), [n, 1]));
+      const lossD = F.add(lossReal, lossFake);
+      lossD.backward();
+      this.optD.step();
+      const probs = noGrad(() => ({ dReal: F.mean(F.sigmoid(realLogits)), dFake: F.mean(F.sigmoid(fakeLogits)) }));
+      return { lossD: lossD.detach(), ...probs };
+    });
+  }
+
+  /** Updates G through a frozen D (no gradients are computed for D's parameters; D is not updated). */
+  generatorStep(labels: Int32Array, rng: Rng): Tensor {
+    const e = this.engine;
+    const G = this.generator;
+    const D = this.discriminator;
+    const n = labels.length;
+    return e.tidy(() => {
+      this.optG.zeroGrad();
+      const dParams = D.parameters();
+      for (const p of dParams) p.requiresGrad = false;
+      try {
+        const fake = G.forward(e.tensor(latentBatch(G.config, labels, () => rng.normal()), [n, G.inputDim]));
+        const l = F.binaryCrossEntropyWithLogits(D.logits(this.aug(fake, rng), this.oneHotTensor(labels)), e.tensor(new Float32Array(n).fill(1), [n, 1]));
+        l.backward();
+        this.optG.step();
+        return l.detach();
+      } finally {
+        for (const p of dParams) p.requiresGrad = true;
+      }
+    });
+  }
+
+  private aug(x: Tensor, rng: Rng): Tensor {
+    return this.augment ? this.augment(x, rng.int(2 ** 31)) : x;
+  }
+
+  private oneHotTensor(labels: Int32Array): Tensor | null {
+    const c = this.generator.config;
+    return isConditional(c) ? this.engine.tensor(oneHot(labels, c.classes.length), [labels.length, c.classes.length]) : null;
+  }
+
+  dispose(): void {
+    this.optG.dispose();
+    this.optD.dispose();
+  }
+}
