@@ -93,6 +93,10 @@ async function train(opts: Record<string, any>, extra: Partial<TrainOptions> = {
       channels: opts.channels,
       testFraction: opts.testFraction,
       valFraction: opts.valFraction,
+      augmentWith: opts.augmentWith,
+      syntheticRatio: opts.syntheticRatio,
+      syntheticSampling: opts.syntheticSampling,
+      limitPerClass: opts.limitPerClass,
       engine,
       command: `wgsl-nn ${process.argv.slice(2).join(' ')}`,
       ...progressCallbacks(epochs, opts.quiet),
@@ -145,6 +149,10 @@ program
   .option('--channels <a,b,c>', 'conv widths (default the seed: 32,64,128)', (v) => v.split(',').map(Number) as [number, number, number])
   .option('--resume', 'continue from <out>/checkpoint')
   .addOption(new Option('--on-bad-image <mode>', 'skip unreadable images with a warning, or fail').choices(['skip', 'fail']).default('fail'))
+  .option('--augment-with <gan-dir>', "mix a GAN's generated images into training (classes matched by name)")
+  .option('--synthetic-ratio <r>', 'generated images per real training image of the same class', num('--synthetic-ratio'), 1)
+  .addOption(new Option('--synthetic-sampling <how>', 'pool: generated images join the training set; balanced: every batch half real, half generated').choices(['pool', 'balanced']).default('pool'))
+  .option('--limit-per-class <n>', 'scarce-data experiments: train on the first n images per class of train+val, no validation', int('--limit-per-class'))
   .option('--quiet', 'no progress bar')
   .action((opts) => train(opts));
 

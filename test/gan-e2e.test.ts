@@ -15,6 +15,7 @@ import { writeSampleFolders } from '../src/gan/samples.js';
 import { trainGan, type GanTrainOptions } from '../src/gan/train.js';
 import { formatGanScore, scoreGan } from '../src/gan/score.js';
 import { trainClassifier } from '../src/cnn/train.js';
+import { readModelMetadata } from '../src/cnn/model-dir.js';
 import { testEngine } from './helpers.js';
 
 let engine: Engine;
@@ -129,6 +130,23 @@ describe('sampling and errors', () => {
     expect(t).toBeInstanceOf(Error);
     expect((t as Error).message).toMatch(/at least 8/);
     await expect(scoreGan({ model: join(dir, 'cond'), data: join(dir, 'sampled'), classifier: join(dir, 'nope'), engine })).rejects.toThrow(/model directory not found/);
+  });
+
+  it('wgsl-nn train --augment-with mixes generated images (pool and balanced); --limit-per-class trains on a scarce subset', async () => {
+    const base = { data, task: 'multiclass' as const, inputSize: 24, channels: [4, 8, 8] as [number, number, number], epochs: 2, batchSize: 8, engine };
+    const pool = await trainClassifier({ ...base, out: join(dir, 'mix-pool'), augmentWith: join(dir, 'cond'), syntheticRatio: 0.5 });
+    const metaPool = readModelMetadata(join(dir, 'mix-pool'));
+    // 10 images per class: test 2, val 2 (of 8), train 6 -> 3 generated per class at ratio 0.5.
+    expect(metaPool.training?.synthetic).toMatchObject({ ratio: 0.5, sampling: 'pool', perClass: { clean: 3, crack: 3, spot: 3 } });
+    expect(pool.test?.count).toBe(12); // the test split stays real
+    const scarce = await trainClassifier({ ...base, out: join(dir, 'mix-scarce'), augmentWith: join(dir, 'cond'), syntheticRatio: 2, syntheticSampling: 'balanced', limitPerClass: 3 });
+    const metaScarce = readModelMetadata(join(dir, 'mix-scarce'));
+    expect(metaScarce.training?.limitPerClass).toBe(3);
+    expect(metaScarce.training?.synthetic?.perClass.crack).toBe(6);
+    expect(scarce.validation).toBeNull(); // no validation split: the last epoch is the model
+    expect(scarce.bestEpoch).toBe(2);
+    expect(scarce.history.every((h) => Number.isFinite(h.trainLoss))).toBe(true);
+    await expect(trainClassifier({ ...base, out: join(dir, 'mix-bad'), augmentWith: join(dir, 'nope') })).rejects.toThrow(/model directory not found/);
   });
 
   it('bad input gets a clear error', async () => {

@@ -44,6 +44,10 @@ export interface ModelMetadata {
     lr: number;
     lrSchedule: 'constant' | 'cosine';
     augment: boolean;
+    /** Generated images mixed into training (`--augment-with`). */
+    synthetic?: { ganDir: string; ratio: number; sampling: 'pool' | 'balanced'; perClass: Record<string, number> };
+    /** Scarce-data limit: training images per class. */
+    limitPerClass?: number;
     seconds: number;
     imagesPerSecond: number;
     adapter: string;

@@ -19,6 +19,8 @@ import { historySeries, writeConfusionPng, writeCurvesPng } from '../eval/plots.
 import { runTrainingLoop, type TrainingLoopResult } from '../train/loop.js';
 import type { LrSchedule } from '../train/schedule.js';
 import { DefectClassifier, type Task } from './model.js';
+import { mixGeneratedImages, type SyntheticSampling } from './synthetic-mix.js';
+import { firstPerClass } from '../data/split.js';
 import { loadModelDir, saveModelDir, type EpochRecord } from './model-dir.js';
 
 export { TrainingDivergedError } from '../train/loop.js';
@@ -59,6 +61,18 @@ export interface TrainOptions {
   log?: (line: string) => void;
   /** Recorded in model.json. */
   command?: string;
+  /** A GAN model directory whose generated images are mixed into training (see synthetic-mix.ts). */
+  augmentWith?: string;
+  /** Generated images per real training image of the same class (default 1). */
+  syntheticRatio?: number;
+  /** 'pool' (default): generated images join the training set; 'balanced': every batch half real, half generated. */
+  syntheticSampling?: SyntheticSampling;
+  /**
+   * Scarce-data experiments: train on only the first n images per class of the training + validation
+   * splits (the same images a GAN trained with the same limit sees), with no validation split (the
+   * last epoch is kept). The test split is unchanged.
+   */
+  limitPerClass?: number;
 }
 
 export interface TrainResult {
@@ -93,12 +107,32 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     onBadImage: opts.onBadImage,
     onSkip: (_path, reason) => log(`warning: skipping ${reason}`),
   });
-  const { split, labels } = prepared;
-  const data = { classes: prepared.dataset.classes, items: prepared.dataset.items, cache: prepared.cache };
-  log(`data: ${data.items.length} images, classes ${data.classes.join(', ')}; train ${split.train.length}, val ${split.val.length}, test ${split.test.length}`);
-  if (split.train.length === 0) throw new WgslNnError('the training split is empty: the dataset is too small');
+  const { split } = prepared;
+  const classes = prepared.dataset.classes;
+  let labels = prepared.labels;
+  // The images trained on and validated on (a scarce-data limit takes the first n per class of both, and drops validation).
+  const limit = opts.limitPerClass;
+  const trainIdx = limit === undefined ? split.train : firstPerClass([...split.train, ...split.val], labels, classes.length, limit);
+  const valIdx = limit === undefined ? split.val : [];
+  log(`data: ${prepared.dataset.items.length} images, classes ${classes.join(', ')}; train ${trainIdx.length}, val ${valIdx.length}, test ${split.test.length}`);
+  if (trainIdx.length === 0) throw new WgslNnError('the training split is empty: the dataset is too small');
+  const stats = await pixelStats(prepared.cache, labels, trainIdx);
+  const mix = opts.augmentWith
+    ? await mixGeneratedImages(prepared.cache, labels, classes, trainIdx, {
+        ganDir: opts.augmentWith,
+        ratio: opts.syntheticRatio,
+        sampling: opts.syntheticSampling,
+        seed,
+        engine,
+      })
+    : null;
+  if (mix) {
+    labels = mix.labels;
+    log(`generated images from ${opts.augmentWith} (${opts.syntheticSampling ?? 'pool'}): ${Object.entries(mix.perClass).map(([c, n]) => `${c} ${n}`).join(', ')}`);
+  }
+  const data = { classes, items: prepared.dataset.items, cache: mix ? mix.source : prepared.cache };
+  const epochIndices = (epoch: number) => (mix ? mix.epochIndices(epoch) : { indices: trainIdx, shuffle: true });
 
-  const stats = await pixelStats(data.cache, labels, split.train);
   manualSeed(seed);
   const model = new DefectClassifier(
     { task: opts.task, classes: data.classes, inputSize: size, channels: opts.channels, inputMean: stats.mean, inputStd: stats.std, normalize: opts.normalize },
@@ -126,11 +160,26 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       checkpoint: {
         dir: join(opts.out, 'checkpoint'),
         // What must match for --resume to continue the same run (the learning rate may change).
-        options: { data: opts.data, task: opts.task, size, batchSize, seed, channels: model.config.channels, normalize: model.config.normalize },
+        options: {
+          data: opts.data,
+          task: opts.task,
+          size,
+          batchSize,
+          seed,
+          channels: model.config.channels,
+          normalize: model.config.normalize,
+          augmentWith: opts.augmentWith,
+          syntheticRatio: opts.augmentWith ? (opts.syntheticRatio ?? 1) : undefined,
+          syntheticSampling: opts.augmentWith ? (opts.syntheticSampling ?? 'pool') : undefined,
+          limitPerClass: limit,
+        },
         resume: opts.resume,
       },
-      batchesPerEpoch: numBatches(split.train.length, batchSize),
-      batches: (epoch) => iterateBatches(data.cache, labels, split.train, { batchSize, seed, epoch, augment }),
+      batchesPerEpoch: (epoch) => numBatches(epochIndices(epoch).indices.length, batchSize),
+      batches: (epoch) => {
+        const { indices, shuffle } = epochIndices(epoch);
+        return iterateBatches(data.cache, labels, indices, { batchSize, seed, epoch, augment, shuffle });
+      },
       onEpochStart: (epoch, batches) => {
         correct = counted = 0;
         opts.onEpochStart?.(epoch, batches);
@@ -157,7 +206,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       onBatch: (p) =>
         opts.onBatch?.({ epoch: p.epoch, batch: p.batch, batches: p.batches, loss: p.losses.loss, accuracy: p.metrics.accuracy, imagesPerSecond: p.samplesPerSecond }),
       evaluateEpoch: async (s) => {
-        const val = split.val.length ? await lossAndAccuracy(model, data.cache, labels, split.val, batchSize) : { loss: NaN, accuracy: NaN };
+        const val = valIdx.length ? await lossAndAccuracy(model, data.cache, labels, valIdx, batchSize) : { loss: NaN, accuracy: NaN };
         const record: EpochRecord = {
           epoch: s.epoch,
           trainLoss: s.losses.loss,
@@ -167,7 +216,8 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
           imagesPerSecond: s.samplesPerSecond,
           seconds: s.seconds,
         };
-        return { record, score: val.accuracy, tiebreak: val.loss };
+        // Without a validation split the latest epoch is kept.
+        return valIdx.length ? { record, score: val.accuracy, tiebreak: val.loss } : { record, score: s.epoch };
       },
       onImproved: () => saveModelDir(opts.out, model, { preprocessing: preprocessing(opts.fit), split: split.description }),
       onEpochEnd: (record, improved) => opts.onEpochEnd?.(record, improved),
@@ -180,7 +230,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
 
   // Evaluate the best model on validation and test, write the report, the plots and model.json.
   const best = loadModelDir(opts.out, engine).model;
-  const validation = split.val.length ? await evaluateIndices(best, data.cache, labels, split.val, data.classes, batchSize) : null;
+  const validation = valIdx.length ? await evaluateIndices(best, data.cache, labels, valIdx, data.classes, batchSize) : null;
   const test = split.test.length ? await evaluateIndices(best, data.cache, labels, split.test, data.classes, batchSize) : null;
   const seconds = (Date.now() - started) / 1000;
   const history = loop.history;
@@ -199,6 +249,8 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       lr,
       lrSchedule: opts.lrSchedule ?? 'constant',
       augment: augment !== null,
+      synthetic: mix ? { ganDir: opts.augmentWith!, ratio: opts.syntheticRatio ?? 1, sampling: opts.syntheticSampling ?? 'pool', perClass: mix.perClass } : undefined,
+      limitPerClass: limit,
       seconds: trainSeconds,
       imagesPerSecond,
       adapter: engine.describe(),

@@ -192,3 +192,18 @@ export function splitFromDescription(
   for (let i = 0; i < items.length; i++) if (!seen[i]) res.unassigned.push(i);
   return res;
 }
+
+/**
+ * The first `limit` indices of each class, in the given order (labels < 0 are skipped): deterministic
+ * subsets for scarce-data experiments, so a GAN and a classifier given the same limit see the same images.
+ */
+export function firstPerClass(indices: readonly number[], labels: ArrayLike<number>, classes: number, limit: number): number[] {
+  if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`the per-class limit must be a positive integer, got ${limit}`);
+  const taken = new Array<number>(classes).fill(0);
+  return indices.filter((i) => {
+    const k = labels[i];
+    if (k < 0 || taken[k] >= limit) return false;
+    taken[k]++;
+    return true;
+  });
+}

@@ -29,6 +29,7 @@ export function registerGanCommands(program: Command): void {
     .requiredOption('--out <dir>', 'GAN model directory to write (samples/, snapshots/, checkpoint/ inside)')
     .addOption(new Option('--arch <arch>', "dense: the seed's MLP GAN (28x28 patches); dcgan: convolutional, 64x64").choices(['dense', 'dcgan']).default('dcgan'))
     .option('--class <name>', 'train on this class only (an unconditional model)')
+    .option('--unconditional', "every class's images as one unlabelled set (the seed's GAN)")
     .option('--size <px>', 'image size (default: 28 dense, 64 dcgan)', int('--size'))
     .option('--epochs <n>', 'epochs', int('--epochs'), 100)
     .option('--batch-size <n>', 'batch size (default: 128 dense, as the seed; 64 dcgan)', int('--batch-size'))
@@ -66,6 +67,7 @@ export function registerGanCommands(program: Command): void {
           out: opts.out,
           arch: opts.arch,
           className: opts.class,
+          unconditional: opts.unconditional,
           imageSize: opts.size,
           epochs: opts.epochs,
           batchSize: opts.batchSize,

@@ -13,6 +13,7 @@ import type { AugmentOptions } from '../data/augment.js';
 import { iterateBatches, numBatches, type Batch } from '../data/batch.js';
 import { DatasetError } from '../data/dataset.js';
 import { prepareDataset } from '../data/prepare.js';
+import { firstPerClass } from '../data/split.js';
 import { Engine } from '../gpu/engine.js';
 import { WgslNnError } from '../gpu/errors.js';
 import * as F from '../nn/functional.js';
@@ -34,6 +35,8 @@ export interface GanTrainOptions {
   arch: GanArch;
   /** Train on this class only (an unconditional model); default: every class, class-conditional. */
   className?: string;
+  /** Every class's images as one unlabelled set (an unconditional model of the whole dataset, as the seed's GAN). */
+  unconditional?: boolean;
   imageSize?: number;
   epochs?: number;
   batchSize?: number;
@@ -134,7 +137,12 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
     classes = [opts.className];
     labels = Int32Array.from(labels, (l) => (l === k ? 0 : -1));
   }
-  if (opts.limitPerClass !== undefined) indices = limitPerClass(indices, labels, classes.length, opts.limitPerClass);
+  if (opts.unconditional) {
+    if (opts.className !== undefined) throw new WgslNnError('--unconditional and --class exclude each other');
+    classes = ['all'];
+    labels = new Int32Array(labels.length);
+  }
+  if (opts.limitPerClass !== undefined) indices = firstPerClass(indices, labels, classes.length, opts.limitPerClass);
   if (indices.length < 2) throw new DatasetError(`too few training images for a GAN in ${opts.data}${opts.className ? ` (class '${opts.className}')` : ''}: ${indices.length}`);
   log(`data: ${indices.length} training images (test split of ${prepared.split.test.length} kept out), classes ${classes.join(', ')}${classes.length > 1 ? ' (class-conditional)' : ''}`);
 
@@ -166,6 +174,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
   const dataDescription = {
     root: opts.data,
     className: opts.className ?? null,
+    unconditional: opts.unconditional ?? false,
     splitSeed: seed,
     testFraction: opts.testFraction ?? 0.2,
     valFraction: opts.valFraction ?? 0.2,
@@ -233,7 +242,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
     checkpoint: {
       dir: join(opts.out, 'checkpoint'),
       resume: opts.resume,
-      options: { data: opts.data, className: opts.className ?? null, config: resolved, batchSize, seed, diffAugment: policy, limitPerClass: opts.limitPerClass ?? null },
+      options: { data: opts.data, className: opts.className ?? null, unconditional: opts.unconditional ?? false, config: resolved, batchSize, seed, diffAugment: policy, limitPerClass: opts.limitPerClass ?? null },
       extraState: {
         save: () => ({ collapseAlarm: alarm.state }),
         load: (saved) => {
@@ -268,13 +277,6 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
   };
   writeFileAtomic(join(opts.out, 'history.json'), [new TextEncoder().encode(JSON.stringify(result, null, 2) + '\n')]);
   return result;
-}
-
-/** The first `limit` indices of each class, in the given order (deterministic subsets for the scarce-data experiment). */
-function limitPerClass(indices: number[], labels: Int32Array, classes: number, limit: number): number[] {
-  if (!Number.isInteger(limit) || limit < 1) throw new WgslNnError(`limitPerClass must be a positive integer, got ${limit}`);
-  const taken = new Array(classes).fill(0);
-  return indices.filter((i) => labels[i] >= 0 && taken[labels[i]] < limit && ++taken[labels[i]] > 0);
 }
 
 /** Up to `perClass` un-augmented real images of each class, for the diversity reference. */
