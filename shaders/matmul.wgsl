@@ -1,8 +1,8 @@
 //! import common
 //! import gemm
 // One GEMM core for dense layers, conv2d (implicit GEMM) and both conv2d backward passes. The core
-// (operand readers, writer, epilogue) lives in lib/gemm.wgsl, shared with matmul_subgroups.wgsl; this
-// file holds the kernels.
+// (operand readers, writer, epilogue) lives in lib/gemm.wgsl, shared with matmul_subgroups.wgsl and
+// matmul_vec4.wgsl; this file holds the kernels without subgroup operations.
 //
 //   C[z][m, j] = act( sum_{k in slice z} A[z][m, k] * B[z][k, j] + bias )
 //
@@ -19,6 +19,13 @@
 //    forward)           |                             |                                  |
 //   conv2d d/dw         | A_NCHW_ROWS: dy[n, m, pix]  | B_IM2COL_T: x[n, c, oh*s-p+u,..] | C_PLAIN: dw[m, (c,u,v)]
 //                       |   k = (n, pix)              |   k = (n,oh,ow), j = (c,u,v)     |
+//   conv2d forward,     | A_IM2COL: x[n, c, oh*s-p+u, | B_PLAIN: w as [C*kH*kW, O]      | C_NCHW_T: y[n, j, pix]
+//   transposed          |   ...], m = (n,oh,ow)       |   (b_sk = 1)                     |   (m = (n, pix))
+//   conv2d d/dw,        | A_IM2COL_T: x[n, c, oh*s-p  | B_NCHW_COLS: dy[n, j, pix]       | C_PLAIN: dw[j, m]
+//   transposed          |   +u, ...], m = (c,u,v)     |   k = (n, pix)                   |
+//
+// (The transposed forms put the im2col operand on the rows, which gemm_vec4 shares by subgroup
+// broadcasts; the host uses them on that kernel where they need fewer loads, see src/kernels/conv2d.ts.)
 //
 // Conv geometry (uniforms) is always that of the forward conv: input x [nimg, xc, xh, xw], output
 // y [nimg, yc, yh, yw], kernel kh x kw, stride sh/sw, padding ph/pw.
@@ -47,6 +54,9 @@
 //     multiply-adds (even when all lanes read one address): the larger the block, the fewer loads per
 //     multiply-add. 16 x 8 measured best; larger blocks spill and compile slowly.
 //   gemm_subgroup (matmul_subgroups.wgsl): the same with the A loads shared by subgroup broadcasts.
+//   gemm_vec4 (matmul_vec4.wgsl): 16 x 4 blocks, k in groups of 4 read as vec4 where the layout allows
+//     (the vec4 readers in lib/gemm.wgsl), A rows shared by subgroup broadcasts; the fastest on lavapipe
+//     where both operands are read as vec4 (matmul, dense layers).
 //   gemm_tiled: the classic shared-memory tiling for GPUs: 64x64 C tiles, 16x16 invocations each
 //     computing 4x4, k in steps of 16 staged in workgroup memory.
 //
@@ -164,7 +174,7 @@ fn tiled_tile(s: Slice, m0: u32, j0: u32, lx: u32, ly: u32) {
       for (var i = 0u; i < TR; i++) {
         let m = m0 + ly + i * TS;
         if (m < p.M) {
-          c[cc.base + i32(m) * cc.row_stride] = epilogue(acc[i][t] + bias_row(m) + bj);
+          c[c_at(cc, m)] = epilogue(acc[i][t] + bias_row(m) + bj);
         }
       }
     }

@@ -78,6 +78,14 @@ const cases: ConvCase[] = [
   { n: 1, c: 2, o: 3, h: 9, w: 8, k: [3, 2], stride: [2, 1], padding: [0, 1] },
   cc(2, 10, 17, 13, 11, 3, 1, 1, 'relu'),
   cc(4, 2, 3, 30, 30, 3, 1, 1),
+  // For the 'gemm-subgroup-vec4' forms (see convForwardGemm / convBackwardWeightGemm): channel rows with
+  // vec4 reads of w and of dy (4x4 outputs); pixel rows with vec4 reads of w (C*kH*kW = 36) and tap
+  // rows with scalar reads of dy; no vec4 read possible (C*kH*kW = 27, stride 2, padding 1).
+  cc(2, 8, 16, 6, 6, 3, 1, 0),
+  cc(2, 4, 40, 9, 7, 3, 1, 1, 'leakyRelu'),
+  cc(1, 3, 70, 11, 9, 3, 2, 1),
+  // An input of 2 floats padded to 4x4 outputs: an operand smaller than one vec4 beside vec4 reads.
+  cc(2, 1, 40, 1, 1, 2, 1, 2),
 ];
 
 const name = (c: ConvCase) =>

@@ -64,8 +64,20 @@ cases.push({ a: [3, 5000], b: [5000, 2], bias: true, activation: 'relu' });
 cases.push({ a: [5000, 3], b: [5000, 9], transA: true });
 cases.push({ a: [300, 40], b: [40, 2], bias: true, activation: 'sigmoid' });
 cases.push({ a: [300, 40], b: [3, 40], transB: true, bias: true, activation: 'leakyRelu' });
+// Row strides and K that are multiples of 4, for the vec4 reads of the 'subgroup-vec4' core (A rows
+// over k; B over k or over columns), with rows and columns that are not multiples of its 16 x 64
+// blocks; TT with M a multiple of 4 runs transposed there; a few rows with long K split K.
+for (const transA of [false, true])
+  for (const transB of [false, true]) cases.push({ ...shapes(33, 76, 68, transA, transB), transA, transB });
+cases.push({ ...shapes(36, 76, 68, true, true), transA: true, transB: true, bias: true, activation: 'relu' });
+cases.push({ ...shapes(20, 44, 36, false, false, 3, 3) });
+cases.push({ ...shapes(20, 44, 36, false, true, 0, 3), transB: true, bias: true, activation: 'tanh' });
+cases.push({ a: [20, 2000], b: [2000, 24], bias: true, activation: 'relu' });
+// (K not a multiple of 4 with vec4 reads of B: the last group of 4 k steps is partial.)
+cases.push({ a: [33, 17], b: [17, 76], bias: true, activation: 'sigmoid' });
 // Empty reduction (the result is the epilogue of 0) and an empty result.
 cases.push({ a: [3, 0], b: [0, 5], bias: true, activation: 'sigmoid' });
+cases.push({ a: [5, 0], b: [0, 7], bias: true, activation: 'tanh' });
 cases.push({ a: [0, 4], b: [4, 5] });
 
 describe.each(variantRuns('matmul'))('matmul (%s, %s device)', (variant, dev) => {

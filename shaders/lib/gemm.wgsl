@@ -1,5 +1,6 @@
-// The GEMM core shared by shaders/matmul.wgsl and shaders/matmul_subgroups.wgsl: operand readers,
-// output writer, epilogue and the register-block write-out. See shaders/matmul.wgsl for the design.
+// The GEMM core shared by shaders/matmul.wgsl, shaders/matmul_subgroups.wgsl and shaders/matmul_vec4.wgsl:
+// operand readers, output writer, epilogue and the register-block write-out. See shaders/matmul.wgsl for
+// the design.
 
 override A_MODE: u32 = 0u;
 override B_MODE: u32 = 0u;
@@ -12,13 +13,17 @@ override SPLIT_LANES: bool = false;
 const A_PLAIN: u32 = 0u;
 const A_CONV_W_T: u32 = 1u;
 const A_NCHW_ROWS: u32 = 2u;
+const A_IM2COL: u32 = 3u;
+const A_IM2COL_T: u32 = 4u;
 const B_PLAIN: u32 = 0u;
 const B_IM2COL: u32 = 1u;
 const B_PHASE: u32 = 2u;
 const B_IM2COL_T: u32 = 3u;
+const B_NCHW_COLS: u32 = 4u;
 const C_PLAIN: u32 = 0u;
 const C_NCHW: u32 = 1u;
 const C_PHASE: u32 = 2u;
+const C_NCHW_T: u32 = 3u;
 
 struct Params {
   M: u32,
@@ -95,13 +100,102 @@ fn make_slice(z: u32) -> Slice {
   return s;
 }
 
+// ------------------------------------------------------------------------------------ conv pieces
+
+// The conv readers are built from these: x read through im2col (pixel j = (n, oh, ow) gives the top-left
+// corner of its window, tap k = (c, u, v) the offset inside it; the element exists iff the summed
+// coordinates lie inside x, zero padding otherwise), and an NCHW tensor of the forward output's shape
+// (dy) read by channel o at k = (n, pixel).
+
+fn im2col_pixel(j: i32) -> Ix {
+  let hw = p.yh * p.yw;
+  let n = j / hw;
+  let r = j % hw;
+  let h = (r / p.yw) * p.sh - p.ph;
+  let w = (r % p.yw) * p.sw - p.pw;
+  return Ix(n * p.xc * p.xh * p.xw + h * p.xw + w, h, w);
+}
+
+// The pixel after `k` (incrementally: no division).
+fn im2col_next_pixel(k: Ix) -> Ix {
+  var r = k;
+  r.w += p.sw;
+  r.off += p.sw;
+  if (r.w == p.yw * p.sw - p.pw) {
+    r.w = -p.pw;
+    r.h += p.sh;
+    r.off += p.sh * p.xw - p.yw * p.sw;
+    if (r.h == p.yh * p.sh - p.ph) {
+      r.h = -p.ph;
+      r.off += (p.xc * p.xh - p.yh * p.sh) * p.xw;
+    }
+  }
+  return r;
+}
+
+fn im2col_tap(k: i32) -> Ix {
+  let taps = p.kh * p.kw;
+  let ch = k / taps;
+  let r = k % taps;
+  let u = r / p.kw;
+  let v = r % p.kw;
+  return Ix(ch * p.xh * p.xw + u * p.xw + v, u, v);
+}
+
+// The tap after `k` (incrementally).
+fn im2col_next_tap(k: Ix) -> Ix {
+  var r = k;
+  r.w += 1;
+  r.off += 1;
+  if (r.w == p.kw) {
+    r.w = 0;
+    r.h += 1;
+    r.off += p.xw - p.kw;
+    if (r.h == p.kh) {
+      r.h = 0;
+      r.off += (p.xh - p.kh) * p.xw;
+    }
+  }
+  return r;
+}
+
+// Whether pixel + tap lies inside x (both orders: the sum is symmetric).
+fn im2col_inside(i: Ix, k: Ix) -> bool {
+  return u32(i.h + k.h) < u32(p.xh) && u32(i.w + k.w) < u32(p.xw);
+}
+
+fn nchw_channel(o: i32) -> Ix {
+  return Ix(o * p.yh * p.yw, 0, 0);
+}
+
+// k = (n, pixel) -> dy[n, ., pixel]; h holds the pixel.
+fn nchw_k(k: i32) -> Ix {
+  let hw = p.yh * p.yw;
+  let n = k / hw;
+  let pix = k % hw;
+  return Ix(n * p.yc * hw + pix, pix, 0);
+}
+
+fn nchw_next(k: Ix) -> Ix {
+  var r = k;
+  r.h += 1;
+  r.off += 1;
+  if (r.h == p.yh * p.yw) {
+    r.h = 0;
+    r.off += (p.yc - 1) * p.yh * p.yw;
+  }
+  return r;
+}
+
 // ------------------------------------------------------------------------------------ A operand
 
 fn a_row(m: u32, s: Slice) -> Ix {
   let mi = i32(m);
   switch A_MODE {
     case 1u: { return Ix(mi * p.kh * p.kw, 0, 0); }                   // A_CONV_W_T: row = input channel
-    case 2u: { return Ix(mi * p.yh * p.yw, 0, 0); }                   // A_NCHW_ROWS: row = output channel
+    case 2u: { return nchw_channel(mi); }                             // A_NCHW_ROWS: row = output channel
+    case 3u: { return im2col_pixel(mi); }                             // A_IM2COL: row = pixel
+    case 4u: { return im2col_tap(mi); }                               // A_IM2COL_T: row = tap
     default: { return Ix(i32(s.zb) * p.a_sb + mi * p.a_sm, 0, 0); }
   }
 }
@@ -120,13 +214,9 @@ fn a_k(k: u32, s: Slice) -> Ix {
       let v = s.rw + p.sw * vq;
       return Ix(o * p.xc * p.kh * p.kw + u * p.kw + v, uq, vq);
     }
-    case 2u: {
-      // k = (n, pix)
-      let hw = p.yh * p.yw;
-      let n = ki / hw;
-      let pix = ki % hw;
-      return Ix(n * p.yc * hw + pix, pix, 0);
-    }
+    case 2u: { return nchw_k(ki); }
+    case 3u: { return im2col_tap(ki); }
+    case 4u: { return im2col_pixel(ki); }
     default: { return Ix(ki * p.a_sk, 0, 0); }
   }
 }
@@ -147,20 +237,21 @@ fn a_next(k: Ix, s: Slice) -> Ix {
         }
       }
     }
-    case 2u: {
-      r.h += 1;
-      r.off += 1;
-      if (r.h == p.yh * p.yw) {
-        r.h = 0;
-        r.off += (p.yc - 1) * p.yh * p.yw;
-      }
-    }
+    case 2u: { r = nchw_next(k); }
+    case 3u: { r = im2col_next_tap(k); }
+    case 4u: { r = im2col_next_pixel(k); }
     default: { r.off += p.a_sk; }
   }
   return r;
 }
 
 fn a_read(row: Ix, k: Ix) -> f32 {
+  if (A_MODE == A_IM2COL || A_MODE == A_IM2COL_T) {
+    // Bounded, as b_read: zero padding outside x; the index is clamped to 0 there.
+    let inside = im2col_inside(row, k);
+    let v = a[select(0, row.off + k.off, inside)];
+    return select(0.0, v, inside);
+  }
   return a[row.off + k.off];
 }
 
@@ -169,15 +260,7 @@ fn a_read(row: Ix, k: Ix) -> f32 {
 fn b_col(j: u32, s: Slice) -> Ix {
   let ji = i32(j);
   switch B_MODE {
-    case 1u: {
-      // B_IM2COL: j = (n, oh, ow); the window's top-left corner in x
-      let hw = p.yh * p.yw;
-      let n = ji / hw;
-      let r = ji % hw;
-      let h = (r / p.yw) * p.sh - p.ph;
-      let w = (r % p.yw) * p.sw - p.pw;
-      return Ix(n * p.xc * p.xh * p.xw + h * p.xw + w, h, w);
-    }
+    case 1u: { return im2col_pixel(ji); }                             // B_IM2COL: j = (n, oh, ow)
     case 2u: {
       // B_PHASE: j = (n, qh, qw) -> t = t0 + q
       let per = s.nth * s.ntw;
@@ -187,15 +270,8 @@ fn b_col(j: u32, s: Slice) -> Ix {
       let tw = s.tw0 + r % s.ntw;
       return Ix(n * p.yc * p.yh * p.yw + th * p.yw + tw, th, tw);
     }
-    case 3u: {
-      // B_IM2COL_T: j = (c, u, v)
-      let taps = p.kh * p.kw;
-      let ch = ji / taps;
-      let r = ji % taps;
-      let u = r / p.kw;
-      let v = r % p.kw;
-      return Ix(ch * p.xh * p.xw + u * p.xw + v, u, v);
-    }
+    case 3u: { return im2col_tap(ji); }                               // B_IM2COL_T: j = (c, u, v)
+    case 4u: { return nchw_channel(ji); }                             // B_NCHW_COLS: j = o
     default: { return Ix(i32(s.zb) * p.b_sb + ji * p.b_sn, 0, 0); }
   }
 }
@@ -203,15 +279,7 @@ fn b_col(j: u32, s: Slice) -> Ix {
 fn b_k(k: u32, s: Slice) -> Ix {
   let ki = i32(k);
   switch B_MODE {
-    case 1u: {
-      // k = (c, u, v)
-      let taps = p.kh * p.kw;
-      let ch = ki / taps;
-      let r = ki % taps;
-      let u = r / p.kw;
-      let v = r % p.kw;
-      return Ix(ch * p.xh * p.xw + u * p.xw + v, u, v);
-    }
+    case 1u: { return im2col_tap(ki); }                               // k = (c, u, v)
     case 2u: {
       // k = (o, u', v'): dy[n, o, t_h - u', t_w - v']
       let taps = s.khp * s.kwp;
@@ -221,15 +289,8 @@ fn b_k(k: u32, s: Slice) -> Ix {
       let vq = r % s.kwp;
       return Ix(o * p.yh * p.yw - uq * p.yw - vq, -uq, -vq);
     }
-    case 3u: {
-      // k = (n, oh, ow)
-      let hw = p.yh * p.yw;
-      let n = ki / hw;
-      let r = ki % hw;
-      let h = (r / p.yw) * p.sh - p.ph;
-      let w = (r % p.yw) * p.sw - p.pw;
-      return Ix(n * p.xc * p.xh * p.xw + h * p.xw + w, h, w);
-    }
+    case 3u: { return im2col_pixel(ki); }                             // k = (n, oh, ow)
+    case 4u: { return nchw_k(ki); }                                   // k = (n, pixel)
     default: { return Ix(ki * p.b_sk, 0, 0); }
   }
 }
@@ -237,19 +298,7 @@ fn b_k(k: u32, s: Slice) -> Ix {
 fn b_next(k: Ix, s: Slice) -> Ix {
   var r = k;
   switch B_MODE {
-    case 1u: {
-      r.w += 1;
-      r.off += 1;
-      if (r.w == p.kw) {
-        r.w = 0;
-        r.h += 1;
-        r.off += p.xw - p.kw;
-        if (r.h == p.kh) {
-          r.h = 0;
-          r.off += (p.xh - p.kh) * p.xw;
-        }
-      }
-    }
+    case 1u: { r = im2col_next_tap(k); }
     case 2u: {
       r.w -= 1;
       r.off -= 1;
@@ -263,26 +312,15 @@ fn b_next(k: Ix, s: Slice) -> Ix {
         }
       }
     }
-    case 3u: {
-      r.w += p.sw;
-      r.off += p.sw;
-      if (r.w == p.yw * p.sw - p.pw) {
-        r.w = -p.pw;
-        r.h += p.sh;
-        r.off += p.sh * p.xw - p.yw * p.sw;
-        if (r.h == p.yh * p.sh - p.ph) {
-          r.h = -p.ph;
-          r.off += (p.xc * p.xh - p.yh * p.sh) * p.xw;
-        }
-      }
-    }
+    case 3u: { r = im2col_next_pixel(k); }
+    case 4u: { r = nchw_next(k); }
     default: { r.off += p.b_sk; }
   }
   return r;
 }
 
 fn b_read(col: Ix, k: Ix) -> f32 {
-  if (B_MODE == B_PLAIN) {
+  if (B_MODE == B_PLAIN || B_MODE == B_NCHW_COLS) {
     return b[col.off + k.off];
   }
   // Bounded readers: the element exists iff the summed coordinates are inside the image read
@@ -295,9 +333,97 @@ fn b_read(col: Ix, k: Ix) -> f32 {
   return select(0.0, v, inside);
 }
 
+// ------------------------------------------------------------------------------------ vec4 readers
+
+// Four consecutive k of an operand at once, for gemm_vec4 (shaders/matmul_vec4.wgsl). On lavapipe each
+// load is emulated per lane (about 40 cycles for 8 lanes, plus a bounds-check branch per element), so
+// one vec4 load costs about as much as one scalar load: where the layout allows it, the readers fetch
+// four floats with one load from these vec4 views of the operands (the host binds the same buffers
+// again; a binding that is never read still needs 16 bytes, see gemm() in src/kernels/matmul.ts).
+// Elsewhere they make four scalar reads. The host chooses per problem (override constants):
+//   A_VEC4:  A is A_PLAIN with a_sk = 1 and a_sb, a_sm multiples of 4 (rows 16-byte aligned), so
+//            A[m, k..k+3] is one aligned vec4 for k a multiple of 4.
+//   B_VEC4:  B_VEC4_K:       B_PLAIN with b_sk = 1 (B^T rows), b_sb, b_sn multiples of 4: B[k..k+3, j]
+//                            is one vec4.
+//            B_VEC4_COLUMNS: B_PLAIN with b_sn = 1, b_sb, b_sk multiples of 4: B[k, j..j+3] is one vec4
+//                            for j a multiple of 4 (an invocation's 4 columns are then adjacent).
+//            B_SCALAR:       any other layout, including every conv reader.
+// K need not be a multiple of 4: the last, partial group of 4 steps takes the scalar reads, masked.
+override A_VEC4: bool = false;
+override B_VEC4: u32 = 0u;
+const B_SCALAR: u32 = 0u;
+const B_VEC4_K: u32 = 1u;
+const B_VEC4_COLUMNS: u32 = 2u;
+
+@group(0) @binding(5) var<storage, read> a4: array<vec4f>;
+@group(0) @binding(6) var<storage, read> b4: array<vec4f>;
+
+// The k descriptors of steps k, k+1, k+2, k+3, from that of step k.
+fn a_k4(k: Ix, s: Slice) -> array<Ix, 4> {
+  var ks: array<Ix, 4>;
+  ks[0] = k;
+  for (var kk = 1u; kk < 4u; kk++) {
+    ks[kk] = a_next(ks[kk - 1u], s);
+  }
+  return ks;
+}
+
+fn b_k4(k: Ix, s: Slice) -> array<Ix, 4> {
+  var ks: array<Ix, 4>;
+  ks[0] = k;
+  for (var kk = 1u; kk < 4u; kk++) {
+    ks[kk] = b_next(ks[kk - 1u], s);
+  }
+  return ks;
+}
+
+// A[row, k..k+3] for the steps ks; steps kk >= left (past the end of the slice, in its last group)
+// read as 0. That group always takes the scalar reads: a vec4 there could reach past the operand.
+fn a_read4(row: Ix, ks: array<Ix, 4>, left: u32) -> vec4f {
+  if (A_VEC4 && left >= 4u) {
+    return a4[(row.off + ks[0].off) >> 2u];
+  }
+  var v: vec4f;
+  for (var kk = 0u; kk < 4u; kk++) {
+    v[kk] = select(0.0, a_read(row, ks[kk]), kk < left);
+  }
+  return v;
+}
+
+// B at the steps ks and the 4 columns cols, as one vec4 over the columns per step:
+// result[kk][t] = B[k + kk, column t] (0 for steps kk >= left, as in a_read4). With B_VEC4_COLUMNS
+// the columns are adjacent and cols[0] is 16-byte aligned when in range (an out-of-range block reads
+// the aligned vec4 around its clamped column: harmless, such columns are never written).
+fn b_read4(cols: array<Ix, 4>, ks: array<Ix, 4>, left: u32) -> array<vec4f, 4> {
+  var r: array<vec4f, 4>;
+  if (B_VEC4 == B_VEC4_K && left >= 4u) {
+    // One vec4 over k per column, transposed in registers (free where each invocation is a SIMD lane).
+    let c0 = b4[(cols[0].off + ks[0].off) >> 2u];
+    let c1 = b4[(cols[1].off + ks[0].off) >> 2u];
+    let c2 = b4[(cols[2].off + ks[0].off) >> 2u];
+    let c3 = b4[(cols[3].off + ks[0].off) >> 2u];
+    r[0] = vec4f(c0.x, c1.x, c2.x, c3.x);
+    r[1] = vec4f(c0.y, c1.y, c2.y, c3.y);
+    r[2] = vec4f(c0.z, c1.z, c2.z, c3.z);
+    r[3] = vec4f(c0.w, c1.w, c2.w, c3.w);
+    return r;
+  }
+  if (B_VEC4 == B_VEC4_COLUMNS && left >= 4u) {
+    for (var kk = 0u; kk < 4u; kk++) {
+      r[kk] = b4[(cols[0].off + ks[kk].off) >> 2u];
+    }
+    return r;
+  }
+  for (var kk = 0u; kk < 4u; kk++) {
+    let v = vec4f(b_read(cols[0], ks[kk]), b_read(cols[1], ks[kk]), b_read(cols[2], ks[kk]), b_read(cols[3], ks[kk]));
+    r[kk] = select(vec4f(0.0), v, kk < left);
+  }
+  return r;
+}
+
 // ------------------------------------------------------------------------------------ C (epilogue)
 
-// Where column j of row 0 goes, and the distance between consecutive rows.
+// Where column j of row 0 goes, and the distance between consecutive rows (see c_at).
 struct CCol {
   base: i32,
   row_stride: i32,
@@ -321,8 +447,27 @@ fn c_col(j: u32, s: Slice) -> CCol {
       let iw = p.sw * (s.tw0 + r % s.ntw) + s.rw - p.pw;
       return CCol(n * p.xc * p.xh * p.xw + ih * p.xw + iw, p.xh * p.xw);
     }
+    case 3u: {
+      // C_NCHW_T: j = output channel; rows m = (n, pix) are placed by c_at
+      return CCol(ji * p.yh * p.yw, 0);
+    }
     default: { return CCol(i32(s.z) * p.c_sb + ji * p.c_sn, p.c_sm); }
   }
+}
+
+// Offset of row m in c, for a column whose rows are row_stride apart (the same for every column of a
+// GEMM). The element (m, column) is at col.base + c_row(m, col.row_stride), see c_at.
+fn c_row(m: u32, row_stride: i32) -> i32 {
+  if (C_MODE == C_NCHW_T) {
+    // m = (n, pix) -> y[n, column, pix]: rows are not evenly spaced (each image skips the other channels).
+    let hw = u32(p.yh * p.yw);
+    return i32((m / hw) * u32(p.yc) * hw + m % hw);
+  }
+  return i32(m) * row_stride;
+}
+
+fn c_at(col: CCol, m: u32) -> i32 {
+  return col.base + c_row(m, col.row_stride);
 }
 
 // The bias of row m / column j (0 without bias). Loaded once per row or column by the callers.
@@ -398,7 +543,7 @@ fn write_block(s: Slice, m0: u32, j0: u32, acc_lo: array<vec4f, TM_MAX>, acc_hi:
     for (var t = 0u; t < TN; t++) {
       if (col_ok[t]) {
         let v = select(hi[t % 4u], lo[t % 4u], t < 4u);
-        c[out_cols[t].base + i32(m) * out_cols[t].row_stride] = epilogue(v);
+        c[c_at(out_cols[t], m)] = epilogue(v);
       }
     }
   }

@@ -46,6 +46,7 @@ export function registerGanCommands(program: Command): void {
     .option('--sample-every <n>', 'write a sample grid PNG every n epochs', int('--sample-every'), 1)
     .option('--limit-per-class <n>', 'use only n training images per class (scarce-data experiments)', int('--limit-per-class'))
     .option('--seed <n>', 'seed of split, init, noise and augmentation', int('--seed'), 1)
+    .option('--split-seed <n>', 'seed of the split alone (default --seed), as `wgsl-nn train --split-seed`', int('--split-seed'))
     .option('--test-fraction <f>', 'fraction of each class held out (never shown to the GAN)', num('--test-fraction'), 0.2)
     .option('--val-fraction <f>', 'validation fraction of the rest, as `wgsl-nn train`', num('--val-fraction'), 0.2)
     .option('--resume', 'continue from <out>/checkpoint')
@@ -84,6 +85,7 @@ export function registerGanCommands(program: Command): void {
           sampleEvery: opts.sampleEvery,
           limitPerClass: opts.limitPerClass,
           seed: opts.seed,
+          splitSeed: opts.splitSeed,
           testFraction: opts.testFraction,
           valFraction: opts.valFraction,
           resume: opts.resume,

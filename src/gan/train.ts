@@ -51,6 +51,8 @@ export interface GanTrainOptions {
   ndf?: number;
   discriminatorBatchNorm?: boolean;
   seed?: number;
+  /** Seed of the split (default `seed`): the GAN trains on the train + validation parts of the split `wgsl-nn train --seed <splitSeed>` makes. */
+  splitSeed?: number;
   /** Split fractions, as `wgsl-nn train` (the test split is never used). */
   testFraction?: number;
   valFraction?: number;
@@ -117,9 +119,10 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
   const started = Date.now();
 
   // The dense GAN's patches are cut from images loaded at twice the patch size.
+  const splitSeed = opts.splitSeed ?? seed;
   const prepared = await prepareDataset(opts.data, 'multiclass', {
     size,
-    seed,
+    seed: splitSeed,
     test: opts.testFraction ?? 0.2,
     val: opts.valFraction ?? 0.2,
     workScale: opts.arch === 'dense' ? 2 : 1,
@@ -164,7 +167,9 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
   const gan = new GanStep(G, D, { lrG: opts.lrG, lrD: opts.lrD, beta1: opts.beta1, labelSmoothing: opts.labelSmoothing, augment, seed });
 
   // Fixed noise for the sample grids and the diversity measure; a fixed real batch to compare with.
-  const perClass = Math.max(2, Math.min(16, Math.floor(64 / classes.length)));
+  // One row per class (up to 16 samples each); an unconditional model gets an 8 x 8 grid.
+  const perClass = classes.length === 1 ? 64 : Math.max(2, Math.min(16, Math.floor(64 / classes.length)));
+  const gridColumns = classes.length === 1 ? 8 : perClass;
   const fixedLabels = gridLabels(classes.length, perClass);
   const realRef = await realReference(prepared.cache, labels, indices, classes.length, perClass, seed);
   const alarm = new CollapseAlarm();
@@ -175,7 +180,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
     root: opts.data,
     className: opts.className ?? null,
     unconditional: opts.unconditional ?? false,
-    splitSeed: seed,
+    splitSeed,
     testFraction: opts.testFraction ?? 0.2,
     valFraction: opts.valFraction ?? 0.2,
     limitPerClass: opts.limitPerClass ?? null,
@@ -216,7 +221,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
       const warning = alarm.check(diversity);
       if (warning) log(`warning: epoch ${s.epoch}: ${warning}`);
       if (sampleEvery > 0 && (s.epoch % sampleEvery === 0 || s.epoch === epochs))
-        await writeImageGrid(join(samplesDir, `epoch-${String(s.epoch).padStart(4, '0')}.png`), fixed, size, perClass);
+        await writeImageGrid(join(samplesDir, `epoch-${String(s.epoch).padStart(4, '0')}.png`), fixed, size, gridColumns);
       const record: GanEpochRecord = {
         epoch: s.epoch,
         lossD: s.losses.lossD,
@@ -242,7 +247,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
     checkpoint: {
       dir: join(opts.out, 'checkpoint'),
       resume: opts.resume,
-      options: { data: opts.data, className: opts.className ?? null, unconditional: opts.unconditional ?? false, config: resolved, batchSize, seed, diffAugment: policy, limitPerClass: opts.limitPerClass ?? null },
+      options: { data: opts.data, className: opts.className ?? null, unconditional: opts.unconditional ?? false, config: resolved, batchSize, seed, splitSeed, diffAugment: policy, limitPerClass: opts.limitPerClass ?? null },
       extraState: {
         save: () => ({ collapseAlarm: alarm.state }),
         load: (saved) => {

@@ -15,7 +15,7 @@ import {
   type Conv2dParams,
   type Epilogue,
 } from './conv2d.js';
-import { CORE_INFO, checkF32, coreOf } from './matmul.js';
+import { CORE_INFO, checkF32, coreOf, type GemmCore } from './matmul.js';
 import { kernels } from './registry.js';
 
 const str = (s: readonly number[]) => `[${s.join(', ')}]`;
@@ -97,11 +97,11 @@ export function convTranspose2dBackwardWeight(x: DeviceTensor, dy: DeviceTensor,
   return kernels.get<BackwardWeightFn>('convTranspose2d.backwardWeight', x.engine)(x, dy, wShape, p);
 }
 
-const info = (core: 'register' | 'subgroup' | 'tiled', what: string) => ({
+const info = (core: GemmCore, what: string) => ({
   description: `${what}; ${CORE_INFO[core].description}`,
   preferredOn: CORE_INFO[core].preferredOn,
 });
-for (const [name, core] of [['gemm', 'register'], ['gemm-subgroup', 'subgroup'], ['gemm-tiled', 'tiled']] as const) {
+for (const [name, core] of [['gemm', 'register'], ['gemm-subgroup', 'subgroup'], ['gemm-subgroup-vec4', 'subgroup-vec4'], ['gemm-tiled', 'tiled']] as const) {
   kernels.register('convTranspose2d.forward', name, forwardWith(name), info(core, 'conv2d input-gradient GEMM per stride phase, fused bias and activation'));
   kernels.register('convTranspose2d.backwardInput', name, backwardInputWith(name), info(core, 'a conv2d forward (implicit GEMM)'));
   kernels.register('convTranspose2d.backwardWeight', name, backwardWeightWith(name), info(core, 'the conv2d weight-gradient GEMM with x and dy exchanged'));

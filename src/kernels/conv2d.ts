@@ -5,6 +5,8 @@
 //   forward  y[n,o,pix]  = sum_{c,u,v} w[o,(c,u,v)] * im2col(x)[(c,u,v),(n,pix)]      (+ bias, act)
 //   d/dx     dx[n,c,pix] = per stride phase, sum_{o,u',v'} w[o,c,u,v] * dy[n,o,...]
 //   d/dw     dw[o,(c,u,v)] = sum_{n,pix} dy[n,o,pix] * im2col(x)[(n,pix),(c,u,v)]     (split-K)
+// The 'gemm-subgroup-vec4' variants may run forward and d/dw transposed (pixels or taps as rows), see
+// convForwardGemm and convBackwardWeightGemm.
 // The 'direct' forward (shaders/conv2d.wgsl) loops over (c, u, v) without the GEMM indirection.
 import { f32 } from '../gpu/engine.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
@@ -12,21 +14,29 @@ import { ShapeError } from '../gpu/errors.js';
 import { ACTIVATION_CODE, type Activation } from './activation.js';
 import {
   A_CONV_W_T,
+  A_IM2COL,
+  A_IM2COL_T,
   A_NCHW_ROWS,
   A_PLAIN,
   B_IM2COL,
   B_IM2COL_T,
+  B_NCHW_COLS,
   B_PHASE,
+  B_PLAIN,
+  BIAS_PER_COLUMN,
   BIAS_PER_ROW,
   C_NCHW,
+  C_NCHW_T,
   C_PHASE,
   C_PLAIN,
   CORE_INFO,
   checkF32,
+  cheaperForm,
   coreOf,
   gemm,
   type ConvGeometry,
   type GemmCore,
+  type GemmProblem,
 } from './matmul.js';
 import { kernels } from './registry.js';
 
@@ -87,15 +97,25 @@ function checkBias(what: string, b: DeviceTensor | null, n: number): void {
 
 // ------------------------------------------------------------------------------------ GEMM forms
 
-/** y = act(conv(x, w) + b) by implicit GEMM (rows = output channels, columns = (n, oh, ow)). */
+/**
+ * y = act(conv(x, w) + b) by implicit GEMM: rows = output channels, columns = (n, oh, ow); or, where
+ * gemm_vec4 runs it better (see cheaperForm), the transpose: rows = pixels (im2col of x, shared by
+ * subgroup broadcasts), columns = output channels (w rows, vec4 reads when C*kH*kW is a multiple of 4).
+ */
 export function convForwardGemm(core: GemmCore, x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, g: ConvGeometry, epi: Epilogue, label: string): DeviceTensor {
   const y = x.engine.empty([g.nimg, g.yc, g.yh, g.yw]);
   const K = g.xc * g.kh * g.kw;
-  gemm(core, {
-    label, a: w, b: x, out: y, bias: b, biasMode: BIAS_PER_ROW, activation: epi.activation, slope: epi.slope,
-    aMode: A_PLAIN, bMode: B_IM2COL, cMode: C_NCHW,
-    M: g.yc, N: g.nimg * g.yh * g.yw, K, aStrides: [0, K, 1], conv: g,
-  });
+  const pixels = g.nimg * g.yh * g.yw;
+  const shared = { out: y, bias: b, activation: epi.activation, slope: epi.slope, conv: g, K };
+  const channelRows: GemmProblem = {
+    ...shared, label, a: w, b: x, biasMode: BIAS_PER_ROW,
+    aMode: A_PLAIN, bMode: B_IM2COL, cMode: C_NCHW, M: g.yc, N: pixels, aStrides: [0, K, 1],
+  };
+  const pixelRows: GemmProblem = {
+    ...shared, label: `${label} (pixel rows)`, a: x, b: w, biasMode: BIAS_PER_COLUMN,
+    aMode: A_IM2COL, bMode: B_PLAIN, cMode: C_NCHW_T, M: pixels, N: g.yc, bStrides: [0, 1, K],
+  };
+  gemm(core, cheaperForm(core, channelRows, pixelRows, false));
   return y;
 }
 
@@ -123,14 +143,24 @@ export function convBackwardInputGemm(core: GemmCore, dy: DeviceTensor, w: Devic
   return dx;
 }
 
-/** dw[o, c, u, v] = sum_{n, oh, ow} dy[n, o, oh, ow] x[n, c, oh*s-p+u, ow*s-p+v]. */
+/**
+ * dw[o, c, u, v] = sum_{n, oh, ow} dy[n, o, oh, ow] x[n, c, oh*s-p+u, ow*s-p+v]: rows = output channels,
+ * columns = taps (c, u, v); or, where gemm_vec4 runs it better, the transpose (rows = taps, read from x
+ * and shared by subgroup broadcasts; columns = output channels of dy).
+ */
 export function convBackwardWeightGemm(core: GemmCore, x: DeviceTensor, dy: DeviceTensor, g: ConvGeometry, label: string): DeviceTensor {
   const dw = x.engine.empty([g.yc, g.xc, g.kh, g.kw]);
-  const N = g.xc * g.kh * g.kw;
-  gemm(core, {
-    label, a: dy, b: x, out: dw, aMode: A_NCHW_ROWS, bMode: B_IM2COL_T, cMode: C_PLAIN,
-    M: g.yc, N, K: g.nimg * g.yh * g.yw, cStrides: [0, N, 1], conv: g, allowSplit: true,
-  });
+  const taps = g.xc * g.kh * g.kw;
+  const shared = { out: dw, K: g.nimg * g.yh * g.yw, conv: g, allowSplit: true };
+  const channelRows: GemmProblem = {
+    ...shared, label, a: dy, b: x, aMode: A_NCHW_ROWS, bMode: B_IM2COL_T, cMode: C_PLAIN,
+    M: g.yc, N: taps, cStrides: [0, taps, 1],
+  };
+  const tapRows: GemmProblem = {
+    ...shared, label: `${label} (tap rows)`, a: x, b: dy, aMode: A_IM2COL_T, bMode: B_NCHW_COLS, cMode: C_PLAIN,
+    M: taps, N: g.yc, cStrides: [0, 1, taps],
+  };
+  gemm(core, cheaperForm(core, channelRows, tapRows, false));
   return dw;
 }
 
@@ -213,17 +243,18 @@ export function conv2dBackwardWeight(x: DeviceTensor, dy: DeviceTensor, wShape: 
   return kernels.get<BackwardWeightFn>('conv2d.backwardWeight', x.engine)(x, dy, wShape, p);
 }
 
-const conv = (core: 'register' | 'subgroup' | 'tiled', what: string) => ({
+const conv = (core: GemmCore, what: string) => ({
   description: `${what}; ${CORE_INFO[core].description}`,
   preferredOn: CORE_INFO[core].preferredOn,
 });
 kernels.register('conv2d.forward', 'gemm', forwardWith('gemm'), conv('register', 'implicit GEMM'));
 kernels.register('conv2d.forward', 'gemm-subgroup', forwardWith('gemm-subgroup'), conv('subgroup', 'implicit GEMM'));
+kernels.register('conv2d.forward', 'gemm-subgroup-vec4', forwardWith('gemm-subgroup-vec4'), conv('subgroup-vec4', 'implicit GEMM'));
 kernels.register('conv2d.forward', 'gemm-tiled', forwardWith('gemm-tiled'), conv('tiled', 'implicit GEMM'));
 kernels.register('conv2d.forward', 'direct', forwardWith('direct'), {
   description: 'direct convolution: 16 channels x 8 adjacent pixels per invocation, loops over (c, u, v)',
 });
-for (const [name, core] of [['gemm', 'register'], ['gemm-subgroup', 'subgroup'], ['gemm-tiled', 'tiled']] as const) {
+for (const [name, core] of [['gemm', 'register'], ['gemm-subgroup', 'subgroup'], ['gemm-subgroup-vec4', 'subgroup-vec4'], ['gemm-tiled', 'tiled']] as const) {
   kernels.register('conv2d.backwardInput', name, backwardInputWith(name), conv(core, 'implicit GEMM per stride phase'));
   kernels.register('conv2d.backwardWeight', name, backwardWeightWith(name), conv(core, 'implicit GEMM, split-K over images and pixels'));
 }

@@ -82,7 +82,12 @@ export function linearBackwardWeight(x: DeviceTensor, dy: DeviceTensor): DeviceT
   return kernels.get<ReturnType<typeof backwardWeightWith>>('linear.backwardWeight', x.engine)(x, dy);
 }
 
-const VARIANTS: [string, GemmCore][] = [['register', 'register'], ['register-subgroup', 'subgroup'], ['tiled', 'tiled']];
+const VARIANTS: [string, GemmCore][] = [
+  ['register', 'register'],
+  ['register-subgroup', 'subgroup'],
+  ['subgroup-vec4', 'subgroup-vec4'],
+  ['tiled', 'tiled'],
+];
 for (const [name, core] of VARIANTS) {
   kernels.register('linear.forward', name, forwardWith(core), CORE_INFO[core]);
   kernels.register('linear.backwardInput', name, backwardInputWith(core), CORE_INFO[core]);

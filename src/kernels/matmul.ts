@@ -9,11 +9,13 @@ import { ACTIVATION_CODE, type Activation } from './activation.js';
 import { kernels } from './registry.js';
 
 /**
- * Which kernel runs a GEMM: gemm_register or gemm_tiled of shaders/matmul.wgsl, or gemm_subgroup of
+ * Which kernel runs a GEMM: gemm_register or gemm_tiled of shaders/matmul.wgsl, gemm_subgroup of
  * shaders/matmul_subgroups.wgsl ('subgroup': the register kernel with its A loads shared by subgroup
- * broadcasts; on devices without the 'subgroups' feature it runs as 'register').
+ * broadcasts), or gemm_vec4 of shaders/matmul_vec4.wgsl ('subgroup-vec4': 16x4 outputs per invocation,
+ * k in groups of 4 read as vec4 where the layout allows, A rows shared by subgroup broadcasts). On
+ * devices without the 'subgroups' feature the subgroup cores run as 'register'.
  */
-export type GemmCore = 'register' | 'subgroup' | 'tiled';
+export type GemmCore = 'register' | 'subgroup' | 'subgroup-vec4' | 'tiled';
 
 /** True when the engine's device can run shaders/matmul_subgroups.wgsl (subgroups of >= 8 invocations). */
 export function hasSubgroups(e: Engine): boolean {
@@ -25,13 +27,17 @@ export function hasSubgroups(e: Engine): boolean {
 export const A_PLAIN = 0;
 export const A_CONV_W_T = 1;
 export const A_NCHW_ROWS = 2;
+export const A_IM2COL = 3;
+export const A_IM2COL_T = 4;
 export const B_PLAIN = 0;
 export const B_IM2COL = 1;
 export const B_PHASE = 2;
 export const B_IM2COL_T = 3;
+export const B_NCHW_COLS = 4;
 export const C_PLAIN = 0;
 export const C_NCHW = 1;
 export const C_PHASE = 2;
+export const C_NCHW_T = 3;
 export const BIAS_NONE = 0;
 export const BIAS_PER_COLUMN = 1;
 export const BIAS_PER_ROW = 2;
@@ -39,6 +45,21 @@ export const BIAS_PER_ROW = 2;
 /** Register block of gemm_register (TM x TN in the shader); TM is 4 for GEMMs of at most 4 rows. */
 const TN = 8;
 const tmFor = (M: number) => (M <= 4 ? 4 : 16);
+/** gemm_vec4 (shaders/matmul_vec4.wgsl): rows and columns of C per workgroup (16 invocations of 16 x 4). */
+const VEC4_ROWS = 16;
+const VEC4_BLOCK_COLS = 64;
+/**
+ * gemm_vec4 splits K when a GEMM has fewer workgroups than this (lavapipe runs each workgroup on one
+ * thread: a few per thread balance the load), in chunks of at least VEC4_MIN_CHUNK.
+ */
+const VEC4_TARGET_WORKGROUPS = 32;
+const VEC4_MIN_CHUNK = 256;
+/** gemm_vec4 steps k in groups of 4 (its K chunks are multiples of it). */
+const VEC4_K_GROUP = 4;
+/** B_VEC4 modes of shaders/lib/gemm.wgsl. */
+const B_SCALAR = 0;
+const B_VEC4_K = 1;
+const B_VEC4_COLUMNS = 2;
 /** C tile of gemm_tiled. */
 const TILE = 64;
 /** Invocations with real work that a GEMM should offer; fewer, and K gets split (when allowed). */
@@ -100,6 +121,8 @@ function laneUse(n: number, wg: number): number {
 
 interface Plan {
   splits: number;
+  /** k per split chunk. */
+  kChunk: number;
   wg: number;
   splitLanes: boolean;
 }
@@ -111,14 +134,26 @@ interface Plan {
  * chunks go to the invocations of a workgroup (SPLIT_LANES), which also keeps narrow results from
  * idling most of each workgroup.
  */
-function plan(core: GemmCore, M: number, N: number, K: number, canSplit: boolean): Plan {
+function plan(core: GemmCore, M: number, N: number, K: number, canSplit: boolean, batch: number): Plan {
+  const chunked = (splits: number, wg: number, splitLanes: boolean): Plan => ({ splits, kChunk: Math.max(1, Math.ceil(K / splits)), wg, splitLanes });
+  // (at most 64 chunks, and at most 2^24 floats of partial sums)
+  const maxSplits = Math.min(64, Math.floor(2 ** 24 / (M * N)));
   if (core === 'tiled') {
     const invocations = Math.ceil(M / TILE) * Math.ceil(N / TILE) * 256;
     let splits = 1;
     if (canSplit && K >= 2048 && invocations < TILED_TARGET_INVOCATIONS)
-      // (at most 64 chunks, and at most 2^24 floats of partial sums)
-      splits = Math.max(1, Math.min(Math.ceil(TILED_TARGET_INVOCATIONS / invocations), Math.floor(K / 512), 64, Math.floor(2 ** 24 / (M * N))));
-    return { splits, wg: 256, splitLanes: false };
+      splits = Math.max(1, Math.min(Math.ceil(TILED_TARGET_INVOCATIONS / invocations), Math.floor(K / 512), maxSplits));
+    return chunked(splits, 256, false);
+  }
+  if (core === 'subgroup-vec4') {
+    // gemm_vec4: workgroups of 16 x 64 outputs; K chunks are multiples of 4 (its k groups, and the
+    // alignment of its vec4 reads).
+    const workgroups = Math.ceil(M / VEC4_ROWS) * Math.ceil(N / VEC4_BLOCK_COLS) * batch;
+    let splits = 1;
+    if (canSplit && workgroups < VEC4_TARGET_WORKGROUPS)
+      splits = Math.max(1, Math.min(Math.ceil(VEC4_TARGET_WORKGROUPS / workgroups), Math.floor(K / VEC4_MIN_CHUNK), maxSplits));
+    const kChunk = Math.max(VEC4_K_GROUP, VEC4_K_GROUP * Math.ceil(K / (VEC4_K_GROUP * splits)));
+    return { splits: Math.max(1, Math.ceil(K / kChunk)), kChunk, wg: 16, splitLanes: false };
   }
   // Register and subgroup cores: one block of tmFor(M) x TN outputs per invocation.
   const blocks = Math.ceil(M / tmFor(M)) * Math.ceil(N / TN);
@@ -126,10 +161,53 @@ function plan(core: GemmCore, M: number, N: number, K: number, canSplit: boolean
     const want = Math.min(Math.ceil(REGISTER_TARGET_LANES / blocks), Math.floor(K / 64));
     if (want >= 8) {
       const wg = want >= 64 ? 64 : 16;
-      return { splits: Math.max(wg, Math.floor(want / wg) * wg), wg, splitLanes: true };
+      return chunked(Math.max(wg, Math.floor(want / wg) * wg), wg, true);
     }
   }
-  return { splits: 1, wg: laneUse(N, 16) > laneUse(N, 64) + 0.1 ? 16 : 64, splitLanes: false };
+  return chunked(1, laneUse(N, 16) > laneUse(N, 64) + 0.1 ? 16 : 64, false);
+}
+
+/**
+ * Whether gemm_vec4 runs a GEMM (otherwise the 'subgroup-vec4' core runs it as the 'subgroup' core,
+ * that is on gemm_subgroup or gemm_register). It needs subgroups; more than 4 rows (its row block is
+ * 16; gemm_register has a 4-row block for the smallest GEMMs); and an operand it can read as vec4:
+ * with scalar reads only, it loads more per multiply-add than gemm_subgroup (each A value it loads
+ * serves 4 columns instead of 8) and steps the k indices twice as often.
+ */
+export function runsVec4(e: Engine, pr: GemmProblem): boolean {
+  if (!hasSubgroups(e) || tmFor(pr.M) !== 16) return false;
+  const { aVec4, bVec4 } = vec4Reads(pr, VEC4_K_GROUP, 1);
+  return aVec4 || bVec4 !== B_SCALAR;
+}
+
+/**
+ * How gemm_vec4 may read the operands (the override constants A_VEC4 and B_VEC4 of shaders/lib/gemm.wgsl):
+ * a vec4 load needs 4 consecutive k (A) or k or columns (B) that start 16 bytes into the tensor's
+ * binding, for every row, column, batch entry and k group the kernel reads. k groups start at the
+ * slice's k0, a multiple of `kChunk`.
+ */
+function vec4Reads(pr: GemmProblem, kChunk: number, splits: number): { aVec4: boolean; bVec4: number } {
+  const m4 = (...xs: number[]) => xs.every((x) => x % 4 === 0);
+  const kGroupsAligned = splits === 1 || kChunk % 4 === 0;
+  // An image's pixel count: k = (n, pixel) groups of 4 stay in one image and are aligned iff it is a multiple of 4.
+  const imagePixels = pr.conv ? pr.conv.yh * pr.conv.yw : 1;
+  const [asb, asm, ask] = pr.aStrides ?? [0, 0, 0];
+  const [bsb, bsk, bsn] = pr.bStrides ?? [0, 0, 0];
+  const aMode = pr.aMode ?? A_PLAIN;
+  const bMode = pr.bMode ?? B_PLAIN;
+  let aVec4 = false;
+  // A_PLAIN: k-contiguous rows. A_NCHW_ROWS / B_NCHW_COLS (conv d/dw, k = (n, pixel)): see imagePixels.
+  if (aMode === A_PLAIN) aVec4 = ask === 1 && m4(asb, asm);
+  else if (aMode === A_NCHW_ROWS) aVec4 = m4(imagePixels);
+  let bVec4 = B_SCALAR;
+  if (bMode === B_PLAIN && bsk === 1 && m4(bsb, bsn)) bVec4 = B_VEC4_K;
+  else if (bMode === B_PLAIN && bsn === 1 && m4(bsb, bsk)) bVec4 = B_VEC4_COLUMNS;
+  else if (bMode === B_NCHW_COLS && m4(imagePixels)) bVec4 = B_VEC4_K;
+  // An operand smaller than one vec4 cannot be read as array<vec4f> (gemm() binds a scratch instead).
+  return {
+    aVec4: aVec4 && kGroupsAligned && pr.a.byteLength >= 16,
+    bVec4: kGroupsAligned && pr.b.byteLength >= 16 ? bVec4 : B_SCALAR,
+  };
 }
 
 /** Records one GEMM (plus a reduction of split-K partials when that pays off). */
@@ -139,8 +217,11 @@ export function gemm(core: GemmCore, pr: GemmProblem): void {
   const cMode = pr.cMode ?? C_PLAIN;
   if (pr.M === 0 || pr.N === 0 || batch === 0) return;
   const canSplit = !!pr.allowSplit && batch === 1 && cMode === C_PLAIN && (pr.bMode ?? B_PLAIN) !== B_PHASE;
-  const pl = plan(core, pr.M, pr.N, pr.K, canSplit);
-  const kChunk = Math.max(1, Math.ceil(pr.K / pl.splits));
+  // gemm_vec4 runs the 'subgroup-vec4' core where it can (see runsVec4); elsewhere the core runs as 'subgroup'.
+  const vec4 = core === 'subgroup-vec4' && runsVec4(e, pr);
+  const kernelCore: GemmCore = core === 'subgroup-vec4' && !vec4 ? 'subgroup' : core;
+  const pl = plan(kernelCore, pr.M, pr.N, pr.K, canSplit, batch);
+  const kChunk = pl.kChunk;
   const split = pl.splits > 1;
 
   const act = ACTIVATION_CODE[pr.activation ?? 'none'];
@@ -167,8 +248,19 @@ export function gemm(core: GemmCore, pr: GemmProblem): void {
     C_MODE: cMode,
   };
   // The subgroup kernel covers the 16-row blocks without SPLIT_LANES; the rest runs on gemm_register.
-  const subgroup = core === 'subgroup' && !pl.splitLanes && tmFor(pr.M) === 16 && hasSubgroups(e);
-  if (core !== 'tiled') {
+  const subgroup = kernelCore === 'subgroup' && !pl.splitLanes && tmFor(pr.M) === 16 && hasSubgroups(e);
+  // gemm_vec4 also binds the operands as vec4 arrays (bindings 5 and 6). Such a binding needs at least
+  // 16 bytes even where the kernel never reads it (scalar reads): a small scratch tensor stands in.
+  let vec4Bindings: DeviceTensor[] = [];
+  let scratch: DeviceTensor | undefined;
+  if (vec4) {
+    const { aVec4, bVec4 } = vec4Reads(pr, kChunk, pl.splits);
+    constants.A_VEC4 = aVec4;
+    constants.B_VEC4 = bVec4;
+    const bindable = (t: DeviceTensor) => (t.byteLength >= 16 ? t : (scratch ??= e.zeros([4])));
+    vec4Bindings = [bindable(pr.a), bindable(pr.b)];
+    grid = [Math.ceil(pr.N / VEC4_BLOCK_COLS), Math.ceil(pr.M / VEC4_ROWS), batch * pl.splits];
+  } else if (core !== 'tiled') {
     const tm = tmFor(pr.M);
     constants.WG = pl.wg;
     if (!subgroup) {
@@ -184,14 +276,15 @@ export function gemm(core: GemmCore, pr: GemmProblem): void {
   // The shader loops over its grid with the grid's stride, so clamping only serialises work.
   const workgroups = grid.map((n) => Math.min(n, max)) as [number, number, number];
   e.dispatch({
-    shader: subgroup ? 'matmul_subgroups' : 'matmul',
-    entry: subgroup ? 'gemm_subgroup' : core === 'tiled' ? 'gemm_tiled' : 'gemm_register',
+    shader: vec4 ? 'matmul_vec4' : subgroup ? 'matmul_subgroups' : 'matmul',
+    entry: vec4 ? 'gemm_vec4' : subgroup ? 'gemm_subgroup' : core === 'tiled' ? 'gemm_tiled' : 'gemm_register',
     constants,
     uniforms: uniforms(split ? [pr.M * pr.N, pr.N, 1] : [csb, csm, csn], !split),
-    bindings: [pr.a, pr.b, target, pr.bias ?? pr.a],
+    bindings: [pr.a, pr.b, target, pr.bias ?? pr.a, ...vec4Bindings],
     workgroups,
     label: pr.label,
   });
+  scratch?.dispose();
   if (split) {
     e.dispatch({
       shader: 'matmul',
@@ -206,8 +299,30 @@ export function gemm(core: GemmCore, pr: GemmProblem): void {
 }
 
 /**
- * A plain (strided) GEMM C[z] = A[z] B[z] (+ bias, activation). When the result is much narrower than
- * tall, the register kernel (which spreads columns over invocations) computes C^T = B^T A^T instead.
+ * Relative cost per multiply-add of a GEMM on gemm_vec4 (lower is better; Infinity where gemm_vec4
+ * does not run it), to choose between equivalent forms of a problem (C or C^T: plainGemm and the conv
+ * GEMMs). Both forms do the same multiply-adds, so the loads decide (on lavapipe each costs about as
+ * much as a dozen multiply-adds): per group of 4 k steps an invocation loads its 2 A rows and 4 B
+ * columns, each one vec4 or 4 scalars; a bounded conv read (zero padding) counts 1.5 for its index
+ * test. Divided by the share of the 16 x 64 workgroup blocks that holds real outputs.
+ */
+export function vec4Cost(e: Engine, pr: GemmProblem): number {
+  if (!runsVec4(e, pr)) return Infinity;
+  const { aVec4, bVec4 } = vec4Reads(pr, VEC4_K_GROUP, 1);
+  const aMode = pr.aMode ?? A_PLAIN;
+  const bMode = pr.bMode ?? B_PLAIN;
+  const aBounded = aMode === A_IM2COL || aMode === A_IM2COL_T;
+  const bBounded = bMode === B_IM2COL || bMode === B_IM2COL_T || bMode === B_PHASE;
+  const loads = (aVec4 ? 2 : 8 * (aBounded ? 1.5 : 1)) + (bVec4 !== B_SCALAR ? 4 : 16 * (bBounded ? 1.5 : 1));
+  const used = (pr.M * pr.N) / (Math.ceil(pr.M / VEC4_ROWS) * VEC4_ROWS * Math.ceil(pr.N / VEC4_BLOCK_COLS) * VEC4_BLOCK_COLS);
+  return loads / used;
+}
+
+/**
+ * A plain (strided) GEMM C[z] = A[z] B[z] (+ bias, activation), or C^T = B^T A^T where that runs
+ * better: on the register kernels (which spread columns over invocations) when the result is much
+ * narrower than tall; on gemm_vec4 when that form has the lower vec4Cost (more vec4 reads, fewer idle
+ * columns).
  */
 export function plainGemm(
   core: GemmCore,
@@ -223,25 +338,35 @@ export function plainGemm(
   allowSplit = true,
 ): void {
   const { M, N, K, batch } = dims;
-  const swap = core !== 'tiled' && N < 16 * TN && M > 2 * N;
   const biasPerRow = epi.biasPerRow ?? false;
-  if (!swap) {
-    gemm(core, {
-      label, a, b, out, M, N, K, batch, aStrides, bStrides, cStrides, allowSplit,
-      bias: epi.bias, biasMode: biasPerRow ? BIAS_PER_ROW : BIAS_PER_COLUMN,
-      activation: epi.activation, slope: epi.slope,
-    });
-    return;
-  }
+  const direct: GemmProblem = {
+    label, a, b, out, M, N, K, batch, aStrides, bStrides, cStrides, allowSplit,
+    bias: epi.bias, biasMode: biasPerRow ? BIAS_PER_ROW : BIAS_PER_COLUMN,
+    activation: epi.activation, slope: epi.slope,
+  };
   // C^T[j, m] = sum_k B[k, j] A[m, k]: A' = B^T (rows j), B' = A^T, output strides swapped.
-  gemm(core, {
+  const transposed: GemmProblem = {
     label: `${label} (transposed)`, a: b, b: a, out, M: N, N: M, K, batch, allowSplit,
     aStrides: [bStrides[0], bStrides[2], bStrides[1]],
     bStrides: [aStrides[0], aStrides[2], aStrides[1]],
     cStrides: [cStrides[0], cStrides[2], cStrides[1]],
     bias: epi.bias, biasMode: biasPerRow ? BIAS_PER_COLUMN : BIAS_PER_ROW,
     activation: epi.activation, slope: epi.slope,
-  });
+  };
+  gemm(core, cheaperForm(core, direct, transposed, core !== 'tiled' && N < 16 * TN && M > 2 * N));
+}
+
+/**
+ * The form of a GEMM to run on `core`: for 'subgroup-vec4', the one with the lower vec4Cost where
+ * gemm_vec4 runs either; otherwise (and on the other cores) `other` if `preferOther`.
+ */
+export function cheaperForm(core: GemmCore, direct: GemmProblem, other: GemmProblem, preferOther: boolean): GemmProblem {
+  if (core === 'subgroup-vec4') {
+    const e = direct.out.engine;
+    const [cd, co] = [vec4Cost(e, direct), vec4Cost(e, other)];
+    if (cd !== Infinity || co !== Infinity) return co < cd ? other : direct;
+  }
+  return preferOther ? other : direct;
 }
 
 // ------------------------------------------------------------------------------------ matmul
@@ -298,6 +423,7 @@ function matmulWith(core: GemmCore, a: DeviceTensor, b: DeviceTensor, opts: Matm
 
 export const matmulRegister = (a: DeviceTensor, b: DeviceTensor, opts?: MatmulOptions) => matmulWith('register', a, b, opts);
 export const matmulSubgroup = (a: DeviceTensor, b: DeviceTensor, opts?: MatmulOptions) => matmulWith('subgroup', a, b, opts);
+export const matmulSubgroupVec4 = (a: DeviceTensor, b: DeviceTensor, opts?: MatmulOptions) => matmulWith('subgroup-vec4', a, b, opts);
 export const matmulTiled = (a: DeviceTensor, b: DeviceTensor, opts?: MatmulOptions) => matmulWith('tiled', a, b, opts);
 
 /**
@@ -320,6 +446,11 @@ export const CORE_INFO = {
       "register-blocked GEMM core with A loads shared by subgroup broadcasts (needs the device feature 'subgroups'; runs as the register core without it)",
     preferredOn: ['software'] as ('software' | 'hardware')[],
   },
+  'subgroup-vec4': {
+    description:
+      "GEMM core for CPU adapters: 16x4 outputs per invocation, k in groups of 4 read as vec4 where the layout allows, A rows shared by subgroup broadcasts (needs the device feature 'subgroups'; where no operand can be read as vec4 it runs as the subgroup core, without subgroups as the register core)",
+    preferredOn: [] as ('software' | 'hardware')[],
+  },
   tiled: {
     description: 'shared-memory tiled GEMM core (64x64 tiles, 16x16 invocations of 4x4)',
     preferredOn: ['hardware'] as ('software' | 'hardware')[],
@@ -328,9 +459,15 @@ export const CORE_INFO = {
 
 kernels.register('matmul', 'register', matmulRegister, CORE_INFO.register);
 kernels.register('matmul', 'register-subgroup', matmulSubgroup, CORE_INFO.subgroup);
+kernels.register('matmul', 'subgroup-vec4', matmulSubgroupVec4, CORE_INFO['subgroup-vec4']);
 kernels.register('matmul', 'tiled', matmulTiled, CORE_INFO.tiled);
 
-/** The core a variant name stands for ('register'/'gemm', 'register-subgroup'/'gemm-subgroup', 'tiled'/'gemm-tiled'). */
+/**
+ * The core a variant name stands for ('register'/'gemm', 'register-subgroup'/'gemm-subgroup',
+ * 'subgroup-vec4'/'gemm-subgroup-vec4', 'tiled'/'gemm-tiled').
+ */
 export function coreOf(variant: string): GemmCore {
-  return variant.includes('tiled') ? 'tiled' : variant.includes('subgroup') ? 'subgroup' : 'register';
+  if (variant.includes('tiled')) return 'tiled';
+  if (variant.includes('vec4')) return 'subgroup-vec4';
+  return variant.includes('subgroup') ? 'subgroup' : 'register';
 }

@@ -1,0 +1,210 @@
+// The GAN experiments of the README, reproducible from one command each (npx tsx scripts/gan-experiments.ts ...):
+//
+//   tstr    Train-on-synthetic, test-on-real: the seed CNN trained only on a GAN's images of every class,
+//           evaluated on the real test split of a reference classifier (e.g. models/neu); the reference's
+//           own accuracy on that split beside it.
+//   scarce  The scarce-data augmentation experiment: n real images per class (n in --sizes); a GAN trained
+//           on exactly those images (no other real image); then the CNN trained, per seed, (a) with
+//           classic augmentation alone, (b) with GAN samples added to the pool, (c) with GAN samples in
+//           balanced batches (half real, half generated); accuracy on the full test split, mean ± std.
+//
+// Every run uses split seed 1 (the shipped models' split), so the test split is the same everywhere
+// and no test image reaches a GAN or a CNN. Results go to --out (JSON) and a markdown table (--doc).
+import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { Command } from 'commander';
+import { Engine } from '../src/gpu/engine.js';
+import { loadTuned } from '../src/kernels/autotune.js';
+import { evaluateModel } from '../src/cnn/evaluate.js';
+import { trainClassifier, type TrainOptions } from '../src/cnn/train.js';
+import { readModelMetadata } from '../src/cnn/model-dir.js';
+import { loadGanDir } from '../src/gan/model-dir.js';
+import { writeSampleFolders } from '../src/gan/samples.js';
+import { trainGan } from '../src/gan/train.js';
+import { scoreGan } from '../src/gan/score.js';
+import { writeCurvesPng } from '../src/eval/plots.js';
+
+const SPLIT_SEED = 1;
+
+/** The CNN recipe of models/neu (README), with fewer epochs where stated. */
+function cnnOptions(epochs: number): Partial<TrainOptions> {
+  return { task: 'multiclass', inputSize: 64, batchSize: 32, lr: 1e-3, lrSchedule: 'cosine', normalize: 'image', epochs, splitSeed: SPLIT_SEED };
+}
+
+/** A folder of links to the reference model's test-split images, one sub-folder per class. */
+function materialiseTestSplit(reference: string, data: string, out: string): number {
+  const meta = readModelMetadata(reference);
+  const files = (meta.split as { files?: { test?: string[] } } | undefined)?.files?.test;
+  if (!files?.length) throw new Error(`${reference}/model.json records no test split`);
+  rmSync(out, { recursive: true, force: true });
+  for (const f of files) {
+    const target = join(out, f);
+    mkdirSync(dirname(target), { recursive: true });
+    symlinkSync(resolve(data, f), target);
+  }
+  return files.length;
+}
+
+const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+const std = (v: number[]) => (v.length > 1 ? Math.sqrt(v.reduce((a, b) => a + (b - mean(v)) ** 2, 0) / (v.length - 1)) : 0);
+const pct = (v: number) => `${(100 * v).toFixed(1)} %`;
+
+async function withEngine<T>(fn: (e: Engine) => Promise<T>): Promise<T> {
+  const engine = await Engine.create();
+  loadTuned(engine);
+  try {
+    return await fn(engine);
+  } finally {
+    engine.destroy();
+  }
+}
+
+const program = new Command();
+
+program
+  .command('tstr')
+  .requiredOption('--gan <dir>', 'GAN model directory (class-conditional, or any with the classes of --data)')
+  .option('--data <dir>', 'real dataset', '../shared/datasets/neu')
+  .option('--reference <dir>', 'classifier whose recorded test split is used (and whose accuracy is shown beside)', 'models/neu')
+  .option('--per-class <n>', 'generated training images per class', (v) => Number(v), 300)
+  .option('--epochs <n>', 'CNN epochs', (v) => Number(v), 25)
+  .option('--seeds <list>', 'CNN seeds', '1')
+  .option('--out <dir>', 'work folder', 'runs/tstr')
+  .option('--doc <file>', 'markdown table to write', 'docs/tstr.md')
+  .action(async (o) => {
+    await withEngine(async (engine) => {
+      const testDir = join(o.out, 'real-test');
+      const nTest = materialiseTestSplit(o.reference, o.data, testDir);
+      const reference = await evaluateModel(o.reference, testDir, { engine });
+      const { meta } = loadGanDir(o.gan);
+      const rows: { seed: number; accuracy: number; macroF1: number; perClassRecall: Record<string, number> }[] = [];
+      for (const seed of String(o.seeds).split(',').map(Number)) {
+        const samples = join(o.out, `samples-${seed}`);
+        rmSync(samples, { recursive: true, force: true });
+        const { generator } = loadGanDir(o.gan, engine);
+        await writeSampleFolders(generator, samples, o.perClass, seed);
+        generator.dispose();
+        const model = join(o.out, `cnn-${seed}`);
+        // Trained on generated images only: 80 % for training, 20 % (generated) for model selection, no test split.
+        await trainClassifier({ ...cnnOptions(o.epochs), data: samples, out: model, seed, testFraction: 0, valFraction: 0.2, engine, log: console.error } as TrainOptions);
+        const r = await evaluateModel(model, testDir, { engine });
+        rows.push({ seed, accuracy: r.accuracy, macroF1: r.macroF1, perClassRecall: Object.fromEntries(Object.entries(r.perClass).map(([c, m]) => [c, m.recall])) });
+        console.error(`TSTR seed ${seed}: accuracy ${pct(r.accuracy)} on ${nTest} real test images`);
+      }
+      const result = { gan: o.gan, ganClasses: meta.classes, perClass: o.perClass, epochs: o.epochs, testImages: nTest, reference: { model: o.reference, accuracy: reference.accuracy, macroF1: reference.macroF1 }, rows };
+      mkdirSync(o.out, { recursive: true });
+      writeFileSync(join(o.out, 'tstr.json'), JSON.stringify(result, null, 2) + '\n');
+      const acc = rows.map((r) => r.accuracy);
+      const lines = [
+        `| training data | test data | accuracy | macro F1 |`,
+        `|---|---|---:|---:|`,
+        `| real (${o.reference}) | real test split, ${nTest} images | ${pct(reference.accuracy)} | ${reference.macroF1.toFixed(3)} |`,
+        `| generated only: ${o.perClass} per class from ${o.gan} (${rows.length} seed${rows.length > 1 ? 's' : ''}) | same | ${pct(mean(acc))}${rows.length > 1 ? ` ± ${pct(std(acc))}` : ''} | ${mean(rows.map((r) => r.macroF1)).toFixed(3)} |`,
+        '',
+        `Per-class recall (TSTR, mean over seeds): ${meta.classes.map((c) => `${c} ${pct(mean(rows.map((r) => r.perClassRecall[c] ?? NaN)))}`).join(', ')}`,
+      ];
+      mkdirSync(dirname(o.doc), { recursive: true });
+      writeFileSync(o.doc, lines.join('\n') + '\n');
+      console.log(lines.join('\n'));
+    });
+  });
+
+program
+  .command('scarce')
+  .option('--data <dir>', 'real dataset', '../shared/datasets/neu')
+  .option('--sizes <list>', 'real images per class', '10,20,50')
+  .option('--seeds <list>', 'CNN seeds', '1,2,3,4,5')
+  .option('--gan-iterations <n>', 'GAN iterations per size (epochs follow from the subset size)', (v) => Number(v), 1500)
+  .option('--gan-width <n>', 'DCGAN ngf = ndf', (v) => Number(v), 16)
+  .option('--ratio <r>', 'generated images per real image', (v) => Number(v), 4)
+  .option('--epochs <n>', 'CNN epochs', (v) => Number(v), 30)
+  .option('--out <dir>', 'work folder', 'runs/scarce')
+  .option('--doc <file>', 'markdown table to write', 'docs/scarce-data.md')
+  .action(async (o) => {
+    await withEngine(async (engine) => {
+      const sizes = String(o.sizes).split(',').map(Number);
+      const seeds = String(o.seeds).split(',').map(Number);
+      const resultsFile = join(o.out, 'scarce.json');
+      // Resumable: finished runs are kept in the JSON and skipped.
+      const results: Record<string, number> = existsSync(resultsFile) ? JSON.parse(readFileSync(resultsFile, 'utf8')) : {};
+      const save = () => {
+        mkdirSync(o.out, { recursive: true });
+        writeFileSync(resultsFile, JSON.stringify(results, null, 2) + '\n');
+      };
+      for (const n of sizes) {
+        const gan = join(o.out, `gan-${n}`);
+        const batchSize = Math.min(64, 6 * n);
+        const epochs = Math.ceil(o.ganIterations / Math.max(1, Math.floor((6 * n) / batchSize)));
+        if (!existsSync(join(gan, 'history.json')))
+          await trainGan({ data: o.data, out: gan, arch: 'dcgan', ngf: o.ganWidth, ndf: o.ganWidth, limitPerClass: n, splitSeed: SPLIT_SEED, seed: 1, epochs, batchSize, sampleEvery: Math.ceil(epochs / 10), resume: true, engine, log: console.error });
+        for (const seed of seeds)
+          for (const condition of ['classic', 'gan-pool', 'gan-balanced'] as const) {
+            const key = `${n}/${condition}/${seed}`;
+            if (key in results) continue;
+            const r = await trainClassifier({
+              ...cnnOptions(o.epochs),
+              data: o.data,
+              out: join(o.out, `cnn-${n}-${condition}-${seed}`),
+              seed,
+              limitPerClass: n,
+              augmentWith: condition === 'classic' ? undefined : gan,
+              syntheticRatio: o.ratio,
+              syntheticSampling: condition === 'gan-balanced' ? 'balanced' : 'pool',
+              engine,
+              log: console.error,
+            } as TrainOptions);
+            results[key] = r.test!.accuracy;
+            save();
+            console.error(`${key}: test accuracy ${pct(results[key])}`);
+          }
+      }
+      const lines = [
+        `| real images per class | classic augmentation | + GAN samples (pool, ratio ${o.ratio}) | + GAN samples (balanced batches) |`,
+        `|---:|---:|---:|---:|`,
+      ];
+      for (const n of sizes) {
+        const cell = (c: string) => {
+          const v = seeds.map((s) => results[`${n}/${c}/${s}`]).filter((x) => x !== undefined);
+          return v.length ? `${pct(mean(v))} ± ${pct(std(v))} (${v.length} seeds)` : '-';
+        };
+        lines.push(`| ${n} | ${cell('classic')} | ${cell('gan-pool')} | ${cell('gan-balanced')} |`);
+      }
+      mkdirSync(dirname(o.doc), { recursive: true });
+      writeFileSync(o.doc, lines.join('\n') + '\n');
+      console.log(lines.join('\n'));
+    });
+  });
+
+program
+  .command('curve')
+  .description("FD on the test split for every snapshot of a GAN run (the metric over training)")
+  .requiredOption('--run <dir>', 'GAN output folder with snapshots/epoch-NNNN')
+  .option('--data <dir>', 'real dataset', '../shared/datasets/neu')
+  .option('--classifier <dir>', 'feature classifier', 'models/neu')
+  .option('--test-split', "score against the GAN's held-out test split only (about 45 images per class on NEU: noisy); default all images of --data")
+  .option('--png <file>', 'plot to write', 'docs/gan-fd-over-training.png')
+  .option('--doc <file>', 'markdown table to write', 'docs/gan-fd-over-training.md')
+  .action(async (o) => {
+    await withEngine(async (engine) => {
+      const snapDir = join(o.run, 'snapshots');
+      const snaps = readdirSync(snapDir).filter((d) => /^epoch-\d+$/.test(d)).sort();
+      if (!snaps.length) throw new Error(`no snapshots in ${snapDir}`);
+      const rows: { epoch: number; fd: number; floor: number }[] = [];
+      for (const s of snaps) {
+        const r = await scoreGan({ model: join(snapDir, s), data: o.data, classifier: o.classifier, testSplit: !!o.testSplit, engine, kidSubsets: 20 });
+        rows.push({ epoch: Number(s.slice(6)), fd: r.meanFd, floor: r.meanFloorFd });
+        console.error(`${s}: mean FD ${r.meanFd.toFixed(1)} (floor ${r.meanFloorFd.toFixed(1)})`);
+      }
+      await writeCurvesPng(o.png, [{ name: `GAN vs real (${o.testSplit ? 'test split' : 'all images'})`, values: rows.map((r) => r.fd) }, { name: 'real vs real floor', values: rows.map((r) => r.floor) }], {
+        title: `Fréchet distance over training (${o.run})`,
+        yLabel: 'mean FD over classes',
+        xLabel: `snapshot: epochs ${rows.map((r) => r.epoch).join(', ')}`,
+        yMin: 0,
+      });
+      const lines = [`| epoch | mean FD (GAN vs real, ${o.testSplit ? 'test split' : 'all images'}) | real-vs-real floor |`, '|---:|---:|---:|', ...rows.map((r) => `| ${r.epoch} | ${r.fd.toFixed(1)} | ${r.floor.toFixed(1)} |`)];
+      writeFileSync(o.doc, lines.join('\n') + '\n');
+      console.log(lines.join('\n'));
+    });
+  });
+
+await program.parseAsync(process.argv);
