@@ -93,6 +93,7 @@ async function train(opts: Record<string, any>, extra: Partial<TrainOptions> = {
       channels: opts.channels,
       testFraction: opts.testFraction,
       valFraction: opts.valFraction,
+      splitSeed: opts.splitSeed,
       augmentWith: opts.augmentWith,
       syntheticRatio: opts.syntheticRatio,
       syntheticSampling: opts.syntheticSampling,
@@ -138,6 +139,7 @@ program
   .option('--lr <lr>', 'Adam learning rate', num('--lr'), 1e-3)
   .addOption(new Option('--lr-schedule <s>', 'constant, or cosine decay over the epochs').choices(['constant', 'cosine']).default('constant'))
   .option('--seed <n>', 'seed of split, init, shuffling and augmentation', int('--seed'), 1)
+  .option('--split-seed <n>', 'seed of the split alone (default --seed)', int('--split-seed'))
   .option('--patience <n>', 'early stop after n epochs without a better validation result', int('--patience'))
   .option('--test-fraction <f>', 'fraction of each class held out for the test split', num('--test-fraction'), 0.2)
   .option('--val-fraction <f>', 'fraction of the rest used for validation', num('--val-fraction'), 0.2)

@@ -35,6 +35,8 @@ export interface TrainOptions {
   batchSize?: number;
   lr?: number;
   seed?: number;
+  /** Seed of the train/validation/test split (default `seed`); fix it to vary only the training seed over one split. */
+  splitSeed?: number;
   /** Fraction of each class kept for the test split (default 0.2). */
   testFraction?: number;
   /** Fraction of the rest kept for validation (default 0.2, the seed's validation split). */
@@ -98,9 +100,10 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   const augment: AugmentOptions | null = opts.augment === false ? null : opts.augment === true || opts.augment === undefined ? {} : opts.augment;
   const started = Date.now();
 
+  const splitSeed = opts.splitSeed ?? seed;
   const prepared = await prepareDataset(opts.data, opts.task, {
     size,
-    seed,
+    seed: splitSeed,
     test: opts.testFraction ?? 0.2,
     val: opts.valFraction ?? 0.2,
     fit: opts.fit,
@@ -166,6 +169,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
           size,
           batchSize,
           seed,
+          splitSeed,
           channels: model.config.channels,
           normalize: model.config.normalize,
           augmentWith: opts.augmentWith,
