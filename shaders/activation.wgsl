@@ -4,6 +4,9 @@
 //   backward: dx = dy * act'(x), with act' written from the output y (see activate_grad_from_output)
 
 override ACT: u32 = 1u;
+// Consecutive elements per invocation: many on CPU implementations (lavapipe), where per-invocation
+// overhead dominates (as in elementwise.wgsl); 1 on real GPUs.
+override V: u32 = 1u;
 const WG: u32 = 256u;
 
 struct Params {
@@ -17,16 +20,16 @@ struct Params {
 
 @compute @workgroup_size(WG)
 fn forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = linear_index(gid, nwg, WG);
-  if (i >= p.n) { return; }
-  out[i] = activate(ACT, a[i], p.slope);
+  let start = linear_index(gid, nwg, WG) * V;
+  let end = min(p.n, start + V);
+  for (var i = start; i < end; i++) { out[i] = activate(ACT, a[i], p.slope); }
 }
 
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
 
 @compute @workgroup_size(WG)
 fn backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = linear_index(gid, nwg, WG);
-  if (i >= p.n) { return; }
-  out[i] = dy[i] * activate_grad_from_output(ACT, a[i], p.slope);
+  let start = linear_index(gid, nwg, WG) * V;
+  let end = min(p.n, start + V);
+  for (var i = start; i < end; i++) { out[i] = dy[i] * activate_grad_from_output(ACT, a[i], p.slope); }
 }

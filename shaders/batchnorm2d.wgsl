@@ -18,6 +18,10 @@
 // values, and the combine pass merges these with Chan et al.'s pairwise formula. No sum of squares of
 // raw values is ever formed.
 //
+// A batch over one storage binding is processed in ranges of images (src/kernels/batch-split.ts): the
+// partial and elementwise passes run per range (m, parts, planes of the range), the combine passes
+// once over the partials of all ranges (parts_total, m_total).
+//
 // Elementwise passes (normalize, grad_input) give each invocation `elems` consecutive elements of one
 // (n, c) plane, so the channel index is found once per `elems` elements (16 for lavapipe, 1 for GPUs).
 //
@@ -43,7 +47,12 @@ struct Params {
   elems: u32,            // elementwise passes: consecutive elements of one plane per invocation
   eps: f32,
   momentum: f32,
-  inv_m: f32,            // 1 / m
+  inv_m: f32,            // 1 / m_total
+  // A batch over one storage binding runs in ranges of images, each with its own m, parts and chunk;
+  // every range's partials go to one buffer, [C, parts_total] entries, this range's from part_offset on.
+  part_offset: u32,
+  parts_total: u32,
+  m_total: u32,          // elements per channel over the whole batch
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -147,9 +156,10 @@ fn stats_partial(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgro
     m2 -= sd * sd / count;
     mean = k0 + shifted_mean;
   }
-  stat_parts[3u * id] = f32(start.count);
-  stat_parts[3u * id + 1u] = mean;
-  stat_parts[3u * id + 2u] = max(m2, 0.0);
+  let slot = 3u * (c * p.parts_total + p.part_offset + id % p.parts);
+  stat_parts[slot] = f32(start.count);
+  stat_parts[slot + 1u] = mean;
+  stat_parts[slot + 2u] = max(m2, 0.0);
 }
 
 // Chan's merge of (count, mean, M2) partials; then the normalisation statistics and the in-place
@@ -161,12 +171,12 @@ fn stats_combine(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgro
   if (c >= p.channels) { return; }
   // Means are merged relative to the first partial's mean k0 (as in the partial pass, so the running
   // mean holds small numbers and does not drift by an ulp of |mean| per merge).
-  let k0 = stat_parts_in[3u * c * p.parts + 1u];
+  let k0 = stat_parts_in[3u * c * p.parts_total + 1u];
   var count = 0.0;
   var mean = 0.0; // of the values minus k0
   var m2 = 0.0;
-  for (var t = 0u; t < p.parts; t++) {
-    let base = 3u * (c * p.parts + t);
+  for (var t = 0u; t < p.parts_total; t++) {
+    let base = 3u * (c * p.parts_total + t);
     let nb = stat_parts_in[base];
     if (nb == 0.0) { continue; }
     let total = count + nb;
@@ -179,8 +189,8 @@ fn stats_combine(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgro
   m2 = max(m2, 0.0);
   let biased = m2 * p.inv_m;
   var unbiased = biased;
-  if (p.m > 1u) {
-    unbiased = m2 / f32(p.m - 1u);
+  if (p.m_total > 1u) {
+    unbiased = m2 / f32(p.m_total - 1u);
   }
   mean_out[c] = mean;
   inv_std_out[c] = 1.0 / sqrt(biased + p.eps);
@@ -235,8 +245,9 @@ fn grad_partial(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgrou
     }
     walk_advance(&w);
   }
-  grad_parts[2u * id] = s1;
-  grad_parts[2u * id + 1u] = s2;
+  let slot = 2u * (c * p.parts_total + p.part_offset + id % p.parts);
+  grad_parts[slot] = s1;
+  grad_parts[slot + 1u] = s2;
 }
 
 // dbeta = sum dy, dgamma = inv_std * sum dy (x - center) = sum dy * xhat.
@@ -246,8 +257,8 @@ fn grad_combine(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgrou
   if (c >= p.channels) { return; }
   var s1 = 0.0;
   var s2 = 0.0;
-  for (var t = 0u; t < p.parts; t++) {
-    let base = 2u * (c * p.parts + t);
+  for (var t = 0u; t < p.parts_total; t++) {
+    let base = 2u * (c * p.parts_total + t);
     s1 += grad_parts_in[base];
     s2 += grad_parts_in[base + 1u];
   }

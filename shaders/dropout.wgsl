@@ -16,12 +16,13 @@ struct Params {
   seed_lo: u32,
   seed_hi: u32,
   scale: f32,      // 1 / (1 - p)
+  first_block: u32, // Philox block of element 0 of the bound range (a tensor over one binding runs in ranges)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 
 fn block_words(block: u32) -> vec4u {
-  return philox4x32(vec4u(block, PHILOX_DOMAIN_DROPOUT, 0u, 0u), vec2u(p.seed_lo, p.seed_hi));
+  return philox4x32(vec4u(p.first_block + block, PHILOX_DOMAIN_DROPOUT, 0u, 0u), vec2u(p.seed_lo, p.seed_hi));
 }
 
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;

@@ -1,19 +1,22 @@
 #!/usr/bin/env node
 // wgsl-nn command line: train, eval, inspect, demo, selfcheck.
 import { mkdirSync, existsSync, statSync, readdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { Engine } from './gpu/engine.js';
 import { WgslNnError } from './gpu/errors.js';
 import { trainClassifier, type TrainOptions } from './cnn/train.js';
-import { evaluateModel } from './cnn/evaluate.js';
+import { evaluateModel, formatOperatingPoints } from './cnn/evaluate.js';
 import { Inspector } from './cnn/inspector.js';
+import { calibrateModelDir, parseOperatingPoint, type DecisionRates } from './cnn/calibration.js';
+import { writeHeatmapPng } from './cnn/gradcam.js';
 import { formatReport } from './eval/metrics.js';
 import { TrainingProgress } from './train/progress.js';
 import { generateSynthetic } from './data/synthetic.js';
-import { isImageFile } from './data/images.js';
+import { isImageFile, loadGray8 } from './data/images.js';
 import { runSelfCheck } from './selfcheck.js';
 import { registerGanCommands } from './gan/cli.js';
+import { registerServeCommand } from './serve/cli.js';
 import { loadTuned } from './kernels/autotune.js';
 import type { AugmentOptions } from './data/augment.js';
 
@@ -27,6 +30,16 @@ const num = (name: string) => (v: string) => {
   if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
   return n;
 };
+const operatingPoint = (v: string) => {
+  try {
+    return parseOperatingPoint(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+};
+const pct = (v: number) => `${(100 * v).toFixed(1)} %`;
+const describeRates = (r: DecisionRates) =>
+  `good called good ${pct(r.goodRecall)} (${r.good - r.falseAlarms}/${r.good}), defect recall ${pct(r.defectRecall)} (${r.defect - r.missed}/${r.defect})`;
 
 function progressCallbacks(epochs: number, quiet: boolean): Pick<TrainOptions, 'onEpochStart' | 'onBatch' | 'onEpochEnd' | 'log'> {
   const bar = new TrainingProgress({
@@ -98,6 +111,7 @@ async function train(opts: Record<string, any>, extra: Partial<TrainOptions> = {
       syntheticRatio: opts.syntheticRatio,
       syntheticSampling: opts.syntheticSampling,
       limitPerClass: opts.limitPerClass,
+      operatingPoint: opts.operatingPoint,
       engine,
       command: `wgsl-nn ${process.argv.slice(2).join(' ')}`,
       ...progressCallbacks(epochs, opts.quiet),
@@ -107,6 +121,11 @@ async function train(opts: Record<string, any>, extra: Partial<TrainOptions> = {
       console.log(`\nTest split (${result.test.count} images never used for training or model selection):`);
       console.log(formatReport(result.test));
     }
+    if (result.decision)
+      console.log(
+        `\ndecision threshold ${result.decision.threshold.toFixed(4)} (${result.decision.operatingPoint} on the validation split; defect when P(defect) >= it)` +
+          (result.decision.test ? `\n  test split at it: ${describeRates(result.decision.test)}` : ''),
+      );
     console.log(`\nbest epoch ${result.bestEpoch}; ${result.imagesPerSecond.toFixed(1)} images/s; ${result.seconds.toFixed(0)} s in all`);
     console.log(`model:   ${resolve(result.modelDir)} (model.safetensors + model.json)`);
     console.log(`report:  ${resolve(result.modelDir, 'report.json')}`);
@@ -122,6 +141,15 @@ function collectImages(inputs: string[]): string[] {
     } else out.push(p);
   }
   return out;
+}
+
+/** <dir>/<image name without extension>.heatmap.png, with -2, -3, ... when two images share a name. */
+function heatmapFile(dir: string, image: string, taken: Set<string>): string {
+  const stem = basename(image).replace(/\.[^.]*$/, '');
+  let file = join(dir, `${stem}.heatmap.png`);
+  for (let k = 2; taken.has(file); k++) file = join(dir, `${stem}-${k}.heatmap.png`);
+  taken.add(file);
+  return file;
 }
 
 const program = new Command();
@@ -155,8 +183,26 @@ program
   .option('--synthetic-ratio <r>', 'generated images per real training image of the same class', num('--synthetic-ratio'), 1)
   .addOption(new Option('--synthetic-sampling <how>', 'pool: generated images join the training set; balanced: every batch half real, half generated').choices(['pool', 'balanced']).default('pool'))
   .option('--limit-per-class <n>', 'scarce-data experiments: train on the first n images per class of train+val, no validation', int('--limit-per-class'))
+  .option('--operating-point <far=x|recall=x>', 'binary: choose the decision threshold on the validation split for a false-alarm rate or a defect recall (default far=0.05)', operatingPoint)
   .option('--quiet', 'no progress bar')
   .action((opts) => train(opts));
+
+program
+  .command('calibrate')
+  .description("binary models: choose the decision threshold on the model's recorded validation split and store it in model.json")
+  .requiredOption('--model <dir>', 'model directory (its model.json records the split)')
+  .requiredOption('--data <dir>', 'the dataset the model was trained on')
+  .requiredOption('--operating-point <far=x|recall=x>', 'target false-alarm rate (share of good parts called defect) or defect recall', operatingPoint)
+  .option('--json', 'print one JSON object')
+  .action(async (opts) => {
+    const r = await withEngine((engine) => calibrateModelDir(opts.model, opts.data, opts.operatingPoint, { engine, command: `wgsl-nn ${process.argv.slice(2).join(' ')}` }));
+    if (opts.json) return console.log(JSON.stringify(r));
+    const d = r.decision;
+    console.log(`decision threshold ${d.threshold.toFixed(6)} for ${d.operatingPoint} (was ${r.previousThreshold === null ? 'none: 0.5' : r.previousThreshold.toFixed(6)}); defect when P(defect) >= threshold`);
+    console.log(`  validation (chosen on): ${describeRates(d.validation)}, false alarms ${pct(d.validation.falseAlarmRate)}`);
+    if (d.test) console.log(`  test (held out):        ${describeRates(d.test)}, false alarms ${pct(d.test.falseAlarmRate)}`);
+    console.log(`written to ${resolve(opts.model, 'model.json')}`);
+  });
 
 program
   .command('eval')
@@ -171,6 +217,7 @@ program
     if (opts.json) console.log(JSON.stringify(r));
     else {
       console.log(formatReport(r));
+      if (r.operatingPoints) console.log('\n' + formatOperatingPoints(r.operatingPoints));
       for (const s of r.skipped) console.log(`skipped: ${s.reason}`);
     }
   });
@@ -181,16 +228,25 @@ program
   .requiredOption('--model <dir>', 'model directory')
   .argument('<images...>', 'image files or folders')
   .option('--json', 'print one JSON object per line')
+  .option('--heatmap <dir>', 'also write each image with its Grad-CAM heatmap overlaid to <dir>/<name>.heatmap.png')
   .addOption(new Option('--on-bad-image <mode>', 'report unreadable images and go on, or stop').choices(['skip', 'fail']).default('skip'))
   .action(async (images: string[], opts) => {
     const insp = await Inspector.load(opts.model);
     let failed = 0;
+    const written = new Set<string>();
     try {
       for (const path of collectImages(images)) {
         try {
-          const r = await insp.inspect(path);
-          if (opts.json) console.log(JSON.stringify({ path, ...r }));
-          else console.log(`${path}\t${r.label}\t${r.score.toFixed(4)}`);
+          let r;
+          let heatmap: string | undefined;
+          if (opts.heatmap) {
+            const { heatmap: map, ...inspection } = await insp.inspect(path, { heatmap: true });
+            r = inspection;
+            heatmap = heatmapFile(opts.heatmap, path, written);
+            await writeHeatmapPng(heatmap, await loadGray8(path), map);
+          } else r = await insp.inspect(path);
+          if (opts.json) console.log(JSON.stringify({ path, ...r, ...(heatmap ? { heatmap } : {}) }));
+          else console.log(`${path}\t${r.label}\t${r.score.toFixed(4)}${heatmap ? `\t${heatmap}` : ''}`);
         } catch (e) {
           if (!(e instanceof WgslNnError) || opts.onBadImage === 'fail') throw e;
           failed++;
@@ -247,6 +303,7 @@ program
   });
 
 registerGanCommands(program);
+registerServeCommand(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   // Known problems get one clear line; anything else keeps its stack for a bug report.

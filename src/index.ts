@@ -5,7 +5,9 @@ export * from './gpu/errors.js';
 export type { MemoryStats } from './gpu/buffer-pool.js';
 export { kernels, KernelRegistry } from './kernels/registry.js';
 export * from './nn/index.js';
-export { Inspector, type Inspection, type InspectorOptions } from './cnn/inspector.js';
+export { Inspector, InspectionFailedError, type Inspection, type InspectorOptions, type InspectorStats } from './cnn/inspector.js';
+export { BatchQueue, BatchQueueClosedError, type BatchQueueOptions, type BatchQueueStats } from './cnn/batch-queue.js';
+export { startServer, type ServeOptions, type RunningServer, type ServerMetrics, type InspectResponse } from './serve/server.js';
 export { DefectClassifier, type ModelConfig } from './cnn/model.js';
 export { trainClassifier, TrainingDivergedError, type TrainOptions, type TrainResult } from './cnn/train.js';
 export { evaluateModel, type EvaluationResult } from './cnn/evaluate.js';
@@ -34,3 +36,21 @@ export { ImageDecodeError, decodeImage } from './data/images.js';
 export { DatasetError, ClassMismatchError, scanDataset } from './data/dataset.js';
 export { generateSynthetic } from './data/synthetic.js';
 export { autotune, loadTuned } from './kernels/autotune.js';
+export {
+  calibrateModelDir,
+  chooseThreshold,
+  parseOperatingPoint,
+  ratesAt,
+  OperatingPointError,
+  DEFAULT_OPERATING_POINT,
+  type OperatingPoint,
+  type DecisionRates,
+} from './cnn/calibration.js';
+export { gradCam, upsampleCam, writeHeatmapPng, type Heatmap, type GradCamOptions } from './cnn/gradcam.js';
+export { Generator, Discriminator, resolveGanConfig, type GanConfig, type GanArch } from './gan/models.js';
+export { GanStep, type GanStepOptions } from './gan/step.js';
+export { trainGan, type GanTrainOptions, type GanTrainResult, type GanEpochRecord } from './gan/train.js';
+export { saveGanDir, loadGanDir, readGanMetadata, GAN_FORMAT, type GanMetadata } from './gan/model-dir.js';
+export { generateImages, writeImageGrid, writeSampleFolders } from './gan/samples.js';
+export { scoreGan, formatGanScore, type GanScoreReport } from './gan/score.js';
+export { frechetDistance, kernelInceptionDistance, realFloor, extractFeatures, extractFeaturesFromImages, type FeatureMatrix } from './gan/quality.js';

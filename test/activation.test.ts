@@ -31,7 +31,7 @@ describe.each(kernels.variants('activation.forward'))('activation kernels (%s)',
         const xt = engine.fromArray(x, shape);
         const dyt = engine.fromArray(dy, shape);
         const y = kernels.get('activation.forward', engine, variant)(xt, act, 0.2);
-        const dx = kernels.get('activation.backward', engine, 'elementwise')(y, dyt, act, 0.2);
+        const dx = kernels.get('activation.backward', engine, variant)(y, dyt, act, 0.2);
         expectClose(await y.toArray(), activationRef(x, act, 0.2), TOL, `${act} y`);
         expectClose(await dx.toArray(), activationBackwardRef(x, dy, act, 0.2), TOL, `${act} dx`, DX_ATOL);
         for (const t of [xt, dyt, y, dx]) t.dispose();

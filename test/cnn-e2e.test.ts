@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkpointPartPath } from '../src/train/checkpoint.js';
 import { Engine } from '../src/gpu/engine.js';
 import { Inspector } from '../src/cnn/inspector.js';
 import { trainClassifier, TrainingDivergedError } from '../src/cnn/train.js';
@@ -66,21 +67,21 @@ describe('train / eval / inspect', () => {
     await trainClassifier({ ...common, out: a, epochs: 2 });
     await trainClassifier({ ...common, out: b, epochs: 1 });
     await trainClassifier({ ...common, out: b, epochs: 2, resume: true });
-    expect(readFileSync(join(b, 'checkpoint', 'model.safetensors')).equals(readFileSync(join(a, 'checkpoint', 'model.safetensors')))).toBe(true);
+    expect(readFileSync(checkpointPartPath(join(b, 'checkpoint'), 'model.safetensors')).equals(readFileSync(checkpointPartPath(join(a, 'checkpoint'), 'model.safetensors')))).toBe(true);
   });
 
   it('a NaN/infinite loss stops training with a clear error and leaves the last good checkpoint intact', async () => {
     const out = join(dir, 'diverge');
     const common = { data, task: 'multiclass' as const, out, inputSize: 24, batchSize: 8, seed: 9, channels: [4, 8, 8] as [number, number, number], engine };
     await trainClassifier({ ...common, epochs: 1 });
-    const weights = readFileSync(join(out, 'checkpoint', 'model.safetensors'));
+    const weights = readFileSync(checkpointPartPath(join(out, 'checkpoint'), 'model.safetensors'));
     const best = readFileSync(join(out, 'model.safetensors'));
     const err = await trainClassifier({ ...common, epochs: 3, resume: true, lr: 1e30 }).catch((e) => e);
     expect(err).toBeInstanceOf(TrainingDivergedError);
     expect(err.message).toMatch(/loss is (NaN|Infinity|-Infinity) at epoch 2/);
     expect(err.message).toMatch(/last good checkpoint is intact/);
     expect(JSON.parse(readFileSync(join(out, 'checkpoint', 'state.json'), 'utf8')).epoch).toBe(1);
-    expect(readFileSync(join(out, 'checkpoint', 'model.safetensors')).equals(weights)).toBe(true);
+    expect(readFileSync(checkpointPartPath(join(out, 'checkpoint'), 'model.safetensors')).equals(weights)).toBe(true);
     expect(readFileSync(join(out, 'model.safetensors')).equals(best)).toBe(true);
   });
 

@@ -2,11 +2,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../src/gpu/engine.js';
 import type { DeviceTensor } from '../src/gpu/device-tensor.js';
 import { ShapeError } from '../src/gpu/errors.js';
-import type { AdamParams, SgdParams } from '../src/kernels/optim.js';
+import { adamMultiSlots, adamMultiStep, type AdamParams, type SgdParams } from '../src/kernels/optim.js';
 import '../src/kernels/optim.js';
 import { kernels } from '../src/kernels/registry.js';
+import type { Tensor } from '../src/nn/tensor.js';
 import { adamStepRef, sgdStepRef, type AdamRefState } from '../src/kernels/reference/optim.js';
 import { expectClose, randArray, rng, testEngine } from './helpers.js';
+import * as F from '../src/nn/functional.js';
+import { Conv2d, Linear, MaxPool2d, ReLU, Sequential, Flatten } from '../src/nn/modules.js';
+import { Adam as AdamOptimizer } from '../src/nn/optim.js';
+import { manualSeed } from '../src/nn/seed.js';
 import { refCases, refData, type RefTensor } from './torch-ref.js';
 
 // Tolerances:
@@ -107,6 +112,96 @@ describe.each(kernels.variants('optim.adam'))('adamStep (%s)', (variant) => {
     const o = { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: 1 };
     expect(() => adam()(p, engine.zeros([3]), engine.zeros([2]), engine.zeros([2]), o)).toThrow(ShapeError);
     expect(() => adam()(p, engine.zeros([2]), engine.zeros([2]), engine.zeros([2]), { ...o, step: 0 })).toThrow(RangeError);
+  });
+});
+
+describe('multi-tensor Adam (optim.adamMulti)', () => {
+  // Bit-identical to adamStep: the same float32 operations per element, whatever the grouping.
+  const shapes = [[1], [4], [3, 5], [5, 3, 3, 3], [3, 5, 7, 9], [257], [2, 2], [7], [300, 11]];
+  for (const slots of [3, 7]) {
+    it(`${shapes.length} parameters, ${slots} per dispatch, 3 steps with weight decay: bit for bit adamStep`, async () => {
+      if (slots > adamMultiSlots(engine)) return; // this device binds fewer storage buffers: 3 per dispatch only
+      const r = rng(slots);
+      const o = { lr: 3e-3, beta1: 0.8, beta2: 0.99, eps: 1e-8, weightDecay: 0.01 };
+      const sizes = shapes.map((s) => s.reduce((a, b) => a * b, 1));
+      const total = sizes.reduce((a, b) => a + b, 0) + 5;
+      const offsets = sizes.map((_, i) => 5 + sizes.slice(0, i).reduce((a, b) => a + b, 0)); // 5 unused elements first
+      const init = shapes.map((s, i) => randArray(r, sizes[i]));
+      const single = shapes.map((s, i) => ({ p: engine.fromArray(init[i], s), m: engine.zeros(s), v: engine.zeros(s) }));
+      const multi = shapes.map((s, i) => engine.fromArray(init[i], s));
+      const m = engine.zeros([total]);
+      const v = engine.zeros([total]);
+      const d0 = engine.dispatchCount;
+      for (let t = 1; t <= 3; t++) {
+        const grads = shapes.map((s, i) => engine.fromArray(randArray(r, sizes[i], t === 2 ? 30 : 1), s));
+        shapes.forEach((_, i) => kernels.get<Adam>('optim.adam', engine)(single[i].p, grads[i], single[i].m, single[i].v, { ...o, step: t }));
+        adamMultiStep(shapes.map((_, i) => ({ param: multi[i], grad: grads[i], offset: offsets[i] })), m, v, { ...o, step: t }, slots);
+        grads.forEach((g) => g.dispose());
+      }
+      expect(engine.dispatchCount - d0).toBe(3 * (shapes.length + Math.ceil(shapes.length / slots)));
+      const [mAll, vAll] = [await m.toArray(), await v.toArray()];
+      for (let i = 0; i < shapes.length; i++) {
+        const what = `parameter ${i} ${JSON.stringify(shapes[i])}`;
+        expect(Array.from(await multi[i].toArray()), `${what} param`).toEqual(Array.from(await single[i].p.toArray()));
+        expect(Array.from(mAll.subarray(offsets[i], offsets[i] + sizes[i])), `${what} exp_avg`).toEqual(Array.from(await single[i].m.toArray()));
+        expect(Array.from(vAll.subarray(offsets[i], offsets[i] + sizes[i])), `${what} exp_avg_sq`).toEqual(Array.from(await single[i].v.toArray()));
+      }
+      expect(Array.from(mAll.subarray(0, 5))).toEqual([0, 0, 0, 0, 0]);
+      for (const t of [...single.flatMap((x) => [x.p, x.m, x.v]), ...multi, m, v]) t.dispose();
+    });
+  }
+
+  it('nn Adam: a training step of a small CNN updates its 6 parameters in ceil(6 / slots) dispatches and reads nothing back', async () => {
+    manualSeed(5);
+    const net = new Sequential(
+      new Conv2d(1, 4, 3, { engine }), new ReLU(), new MaxPool2d(2),
+      new Conv2d(4, 8, 3, { engine }), new ReLU(), new Flatten(), new Linear(8 * 3 * 3, 3, { engine }),
+    );
+    const params = net.parameters();
+    expect(params.length).toBe(6);
+    const opt = new AdamOptimizer(params, { lr: 1e-2 });
+    const r = rng(3);
+    const read = engine.read.bind(engine);
+    let reads = 0;
+    engine.read = (...args: Parameters<typeof engine.read>) => {
+      reads++;
+      return read(...args);
+    };
+    const losses: Tensor[] = [];
+    try {
+      for (let step = 0; step < 3; step++) {
+        losses.push(engine.tidy(() => {
+          const x = engine.tensor(randArray(r, 5 * 12 * 12), [5, 1, 12, 12]);
+          const labels = engine.tensor(Int32Array.from([0, 1, 2, 1, 0]), [5]);
+          opt.zeroGrad();
+          const loss = F.crossEntropy(net.forward(x), labels);
+          loss.backward();
+          const d0 = engine.dispatchCount;
+          opt.step();
+          expect(engine.dispatchCount - d0).toBe(Math.ceil(6 / adamMultiSlots(engine)));
+          return loss;
+        }));
+      }
+      expect(reads).toBe(0);
+    } finally {
+      engine.read = read;
+    }
+    const values = await Promise.all(losses.map((l) => l.item()));
+    expect(values.every(Number.isFinite)).toBe(true);
+    expect(values[2]).toBeLessThan(values[0]);
+    losses.forEach((l) => l.dispose());
+    opt.dispose();
+  });
+
+  it('checks sizes, offsets and the step', () => {
+    const p = engine.zeros([4]);
+    const m = engine.zeros([6]);
+    const v = engine.zeros([6]);
+    const o = { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: 1 };
+    expect(() => adamMultiStep([{ param: p, grad: engine.zeros([3]), offset: 0 }], m, v, o)).toThrow(ShapeError);
+    expect(() => adamMultiStep([{ param: p, grad: engine.zeros([4]), offset: 3 }], m, v, o)).toThrow(/outside the state buffers/);
+    expect(() => adamMultiStep([{ param: p, grad: engine.zeros([4]), offset: 0 }], m, engine.zeros([5]), o)).toThrow(ShapeError);
+    expect(() => adamMultiStep([{ param: p, grad: engine.zeros([4]), offset: 0 }], m, v, { ...o, step: 0 })).toThrow(RangeError);
   });
 });
 

@@ -12,7 +12,7 @@ import * as F from '../src/nn/functional.js';
 import { Linear } from '../src/nn/modules.js';
 import { Adam, SGD } from '../src/nn/optim.js';
 import { globalRng, manualSeed } from '../src/nn/seed.js';
-import { CheckpointError, CheckpointMismatchError, loadCheckpoint } from '../src/train/checkpoint.js';
+import { checkpointPartPath, CheckpointError, CheckpointMismatchError, loadCheckpoint } from '../src/train/checkpoint.js';
 import { runTrainingLoop, TrainingDivergedError, type BatchProgress, type TrainingLoopOptions } from '../src/train/loop.js';
 import { TrainingProgress } from '../src/train/progress.js';
 import { scheduledLr } from '../src/train/schedule.js';
@@ -105,12 +105,15 @@ function loopOptions(run: Run, out: string, more: Partial<TrainingLoopOptions<Ba
 }
 
 const read = (path: string) => readFileSync(path);
-const checkpointFiles = (out: string) =>
-  Object.fromEntries(
-    readdirSync(join(out, 'checkpoint'))
-      .sort()
-      .map((f) => [f, read(join(out, 'checkpoint', f))]),
-  );
+/** The checkpoint's files by part name ('a.safetensors', ...; on disk each name carries a hash), and state.json. */
+const checkpointFiles = (out: string): Record<string, Buffer> => {
+  const ck = join(out, 'checkpoint');
+  const state = JSON.parse(read(join(ck, 'state.json')).toString()) as { checkpoint: { files: Record<string, { file: string }> } };
+  const parts = Object.entries(state.checkpoint.files).map(([part, r]) => [part, r.file] as const);
+  // Nothing else stays in the directory: the previous save's files and temporaries are removed.
+  expect(readdirSync(ck).sort()).toEqual([...parts.map(([, f]) => f), 'state.json'].sort());
+  return Object.fromEntries([...parts.map(([part, f]) => [part, read(join(ck, f))] as const), ['state.json', read(join(ck, 'state.json'))] as const].sort(([a], [b]) => (a < b ? -1 : 1)));
+};
 
 describe('runTrainingLoop', () => {
   it('runs several named losses and optimizers, reports running values, checkpoints every module and optimizer', async () => {
@@ -280,16 +283,18 @@ describe('runTrainingLoop', () => {
 
     const flipped = Buffer.from(good['b.optim.safetensors']);
     flipped[flipped.length - 3] ^= 0x40; // one bit of a momentum value: the file still parses
-    writeFileSync(join(ck, 'b.optim.safetensors'), flipped);
+    const bOptim = checkpointPartPath(ck, 'b.optim.safetensors');
+    const bWeights = checkpointPartPath(ck, 'b.safetensors');
+    writeFileSync(bOptim, flipped);
     expect(() => loadCheckpoint(ck, parts)).toThrow(CheckpointError);
-    expect(() => loadCheckpoint(ck, parts)).toThrow(/b\.optim\.safetensors does not match state\.json .*incomplete or corrupt/);
-    writeFileSync(join(ck, 'b.optim.safetensors'), good['b.optim.safetensors']);
+    expect(() => loadCheckpoint(ck, parts)).toThrow(/b\.optim\.[0-9a-f]{16}\.safetensors does not match state\.json .*incomplete or corrupt/);
+    writeFileSync(bOptim, good['b.optim.safetensors']);
 
-    writeFileSync(join(ck, 'b.safetensors'), good['b.safetensors'].subarray(0, 40));
-    expect(() => loadCheckpoint(ck, parts)).toThrow(/b\.safetensors does not match state\.json \(40 bytes/);
-    rmSync(join(ck, 'b.safetensors'));
-    expect(() => loadCheckpoint(ck, parts)).toThrow(/b\.safetensors is missing/);
-    writeFileSync(join(ck, 'b.safetensors'), good['b.safetensors']);
+    writeFileSync(bWeights, good['b.safetensors'].subarray(0, 40));
+    expect(() => loadCheckpoint(ck, parts)).toThrow(/b\.[0-9a-f]{16}\.safetensors does not match state\.json \(40 bytes/);
+    rmSync(bWeights);
+    expect(() => loadCheckpoint(ck, parts)).toThrow(/b\.[0-9a-f]{16}\.safetensors is missing/);
+    writeFileSync(bWeights, good['b.safetensors']);
 
     writeFileSync(join(ck, 'state.json'), good['state.json'].subarray(0, 50));
     expect(() => loadCheckpoint(ck, parts)).toThrow(/corrupt checkpoint .*state\.json/);

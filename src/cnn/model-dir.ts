@@ -1,10 +1,11 @@
 // The classifier's model directory (the common format is in src/model-dir.ts):
 //   model.safetensors  weights with PyTorch's names and layouts (loads into the seed's nn.Sequential)
 //   model.json         format 'wgsl-nn-classifier/1', architecture, classes, task, input size,
-//                      normalisation, split, training metrics
+//                      normalisation, split, training metrics; binary models: the decision threshold
 import type { Engine } from '../gpu/engine.js';
-import { readModelJson, readModelWeights, writeModelDir } from '../model-dir.js';
+import { ModelFormatError, readModelJson, readModelWeights, writeModelDir } from '../model-dir.js';
 import type { MetricsReport } from '../eval/metrics.js';
+import type { StoredDecision } from './calibration.js';
 import { DefectClassifier, type ModelConfig } from './model.js';
 
 export { ModelFormatError } from '../model-dir.js';
@@ -53,8 +54,26 @@ export interface ModelMetadata {
     adapter: string;
     history: EpochRecord[];
   };
+  /** Binary models: at decision.threshold (0.5 without one), the rule P(defect) >= threshold. */
   metrics?: { validation?: MetricsReport; test?: MetricsReport };
+  /**
+   * Binary models: the decision threshold, chosen on the validation split for an operating point
+   * (src/cnn/calibration.ts). Absent in models made before thresholds: DEFAULT_THRESHOLD applies.
+   */
+  decision?: StoredDecision;
   createdAt: string;
+}
+
+/** The decision threshold of binary models that store none. */
+export const DEFAULT_THRESHOLD = 0.5;
+
+/** The threshold a binary model decides with: P(defect) >= it is 'defect'. Null for multiclass models. */
+export function decisionThreshold(meta: Pick<ModelMetadata, 'task' | 'decision'>): number | null {
+  if (meta.task !== 'binary') return null;
+  const t = meta.decision?.threshold;
+  if (t === undefined) return DEFAULT_THRESHOLD;
+  if (typeof t !== 'number' || !(t >= 0 && t <= 1)) throw new ModelFormatError(`model.json: decision.threshold must be a number in [0, 1], got ${JSON.stringify(t)}`);
+  return t;
 }
 
 /** Writes model.safetensors then model.json (each atomically; the JSON last, so a reader never sees new JSON with old weights). */

@@ -22,6 +22,7 @@ import { DefectClassifier, type Task } from './model.js';
 import { mixGeneratedImages, type SyntheticSampling } from './synthetic-mix.js';
 import { firstPerClass } from '../data/split.js';
 import { loadModelDir, saveModelDir, type EpochRecord } from './model-dir.js';
+import { binaryMetricsAt, chooseThreshold, DEFAULT_OPERATING_POINT, formatOperatingPoint, ratesAt, storedDecision, type OperatingPoint, type StoredDecision } from './calibration.js';
 
 export { TrainingDivergedError } from '../train/loop.js';
 
@@ -75,6 +76,11 @@ export interface TrainOptions {
    * last epoch is kept). The test split is unchanged.
    */
   limitPerClass?: number;
+  /**
+   * Binary models: the operating point whose decision threshold is chosen on the validation split and
+   * stored in model.json (default far=0.05; see calibration.ts). Without a validation split none is stored.
+   */
+  operatingPoint?: OperatingPoint;
 }
 
 export interface TrainResult {
@@ -86,6 +92,8 @@ export interface TrainResult {
   seconds: number;
   imagesPerSecond: number;
   stoppedEarly: boolean;
+  /** Binary models: the stored decision threshold (null: none could be chosen, 0.5 applies). */
+  decision?: StoredDecision | null;
 }
 
 /** Trains, keeps the best model by validation accuracy (ties: lower loss), evaluates it on the test split. */
@@ -99,6 +107,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   const lr = opts.lr ?? 1e-3;
   const augment: AugmentOptions | null = opts.augment === false ? null : opts.augment === true || opts.augment === undefined ? {} : opts.augment;
   const started = Date.now();
+  if (opts.operatingPoint && opts.task !== 'binary') throw new WgslNnError('an operating point (decision threshold) is for binary models; train with task binary');
 
   const splitSeed = opts.splitSeed ?? seed;
   const prepared = await prepareDataset(opts.data, opts.task, {
@@ -234,8 +243,28 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
 
   // Evaluate the best model on validation and test, write the report, the plots and model.json.
   const best = loadModelDir(opts.out, engine).model;
-  const validation = valIdx.length ? await evaluateIndices(best, data.cache, labels, valIdx, data.classes, batchSize) : null;
-  const test = split.test.length ? await evaluateIndices(best, data.cache, labels, split.test, data.classes, batchSize) : null;
+  // Binary models: the decision threshold for the operating point, chosen on validation; both splits' metrics at it.
+  let decision: StoredDecision | null | undefined;
+  let threshold = 0.5;
+  if (task === 'binary') {
+    decision = null;
+    const op = opts.operatingPoint ?? DEFAULT_OPERATING_POINT;
+    if (valIdx.length) {
+      const { probs, yTrue } = await predictIndices(best, data.cache, labels, valIdx, batchSize);
+      try {
+        const chosen = chooseThreshold(probs, yTrue, op);
+        threshold = chosen.threshold;
+        const testRates = split.test.length ? await predictIndices(best, data.cache, labels, split.test, batchSize).then((t) => ratesAt(t.probs, t.yTrue, threshold)) : undefined;
+        decision = storedDecision(op, chosen, testRates, 'train');
+        log(`decision threshold ${threshold.toFixed(4)} for ${formatOperatingPoint(op)} on validation: false alarms ${chosen.falseAlarms}/${chosen.good}, defect recall ${chosen.defectRecall.toFixed(3)}`);
+      } catch (e) {
+        if (!(e instanceof WgslNnError)) throw e;
+        log(`warning: no decision threshold stored (0.5 applies): ${e.message}`);
+      }
+    } else log('warning: no validation split, so no decision threshold is chosen (0.5 applies); run `wgsl-nn calibrate` on a model with one');
+  }
+  const validation = valIdx.length ? await evaluateIndices(best, data.cache, labels, valIdx, data.classes, batchSize, threshold) : null;
+  const test = split.test.length ? await evaluateIndices(best, data.cache, labels, split.test, data.classes, batchSize, threshold) : null;
   const seconds = (Date.now() - started) / 1000;
   const history = loop.history;
   const trainImages = history.reduce((n, h) => n + h.imagesPerSecond * h.seconds, 0);
@@ -261,6 +290,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       history,
     },
     metrics: { validation: validation ?? undefined, test: test ?? undefined },
+    decision: decision ?? undefined,
   });
   best.dispose();
   const report = { validation, test, history, bestEpoch: loop.bestEpoch };
@@ -272,7 +302,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
   });
   const cm = test ?? validation;
   if (cm) await writeConfusionPng(join(opts.out, 'confusion.png'), cm.confusion, cm.classes);
-  return { modelDir: opts.out, history, bestEpoch: loop.bestEpoch, test, validation, seconds, imagesPerSecond, stoppedEarly: loop.stoppedEarly };
+  return { modelDir: opts.out, history, bestEpoch: loop.bestEpoch, test, validation, seconds, imagesPerSecond, stoppedEarly: loop.stoppedEarly, decision };
 }
 
 /** Mean and standard deviation of the (un-augmented) training images' pixels, in [0,1] units. */
@@ -363,10 +393,9 @@ export async function predictIndices(model: DefectClassifier, source: ImageSourc
   return { probs, yTrue };
 }
 
-/** Metrics of a model on the images of `indices`. */
-export async function evaluateIndices(model: DefectClassifier, source: ImageSource, labels: ArrayLike<number>, indices: number[], classes: string[], batchSize = 32): Promise<MetricsReport> {
+/** Metrics of a model on the images of `indices` (binary models: 'defect' when P(defect) >= threshold). */
+export async function evaluateIndices(model: DefectClassifier, source: ImageSource, labels: ArrayLike<number>, indices: number[], classes: string[], batchSize = 32, threshold = 0.5): Promise<MetricsReport> {
   const { probs, yTrue } = await predictIndices(model, source, labels, indices, batchSize);
-  const yPred =
-    model.config.task === 'binary' ? Int32Array.from(probs, (p) => (p > 0.5 ? 1 : 0)) : argmaxRows(probs, classes.length);
-  return computeMetrics({ yTrue, yPred, classes, scores: probs });
+  if (model.config.task === 'binary') return binaryMetricsAt(probs, yTrue, threshold, classes);
+  return computeMetrics({ yTrue, yPred: argmaxRows(probs, classes.length), classes, scores: probs });
 }

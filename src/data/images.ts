@@ -7,6 +7,11 @@
 // file named .png is reported as such.
 // Supported: PNG, JPEG, TIFF, WebP. Anything else, an empty file or a corrupt/truncated file
 // raises ImageDecodeError naming the file and the problem; sharp's own exceptions never leak.
+// Hostile input: the declared size is read from the header before anything is decoded, and images
+// over `maxPixels` (default MAX_IMAGE_PIXELS) or with a side over MAX_IMAGE_SIDE are refused, so a
+// header claiming 100000x100000 or a decompression bomb (a few KB of deflated zeros declaring 10^9
+// pixels) costs a header parse, not gigabytes or minutes. test/fuzz-images.test.ts feeds 10^4
+// mutated files through this module.
 
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
@@ -73,7 +78,22 @@ export type Fit = 'fill' | 'cover';
 export interface LoadOptions {
   /** Name used in error messages when the input is a Buffer (default '<buffer>'). */
   name?: string;
+  /** Largest image accepted, width x height in pixels (default MAX_IMAGE_PIXELS). */
+  maxPixels?: number;
 }
+
+/**
+ * Default pixel limit: 100 megapixels (e.g. 10000x10000), beyond any inspection camera frame. At the
+ * limit loadGray8 returns 100 MB and loadGray 400 MB; sharp's own default would allow 268 megapixels.
+ */
+export const MAX_IMAGE_PIXELS = 100_000_000;
+
+/**
+ * Longest side accepted. Resizing cost grows with the longer side times the output size whatever
+ * the pixel count: a 1 x 3,000,000 strip (3 KB as PNG) took 1.3 s to resize to 64x64 on 2 cores, and
+ * libvips cannot shrink by a factor over 10^6 at all (1 x 10^8 failed with a GLib warning).
+ */
+export const MAX_IMAGE_SIDE = 100_000;
 
 /** Read the bytes of a path (or take the Buffer) and check they hold a supported format. */
 async function readChecked(input: string | Buffer, name: string): Promise<{ buf: Buffer; format: ImageFormat }> {
@@ -111,17 +131,53 @@ function decodeFailure(name: string, format: ImageFormat, e: unknown): ImageDeco
   return new ImageDecodeError(name, `corrupt ${FORMAT_NAME[format]} (${msg})`, { cause: e });
 }
 
+function maxPixelsOf(opts: LoadOptions): number {
+  const max = opts.maxPixels ?? MAX_IMAGE_PIXELS;
+  if (!Number.isInteger(max) || max < 1) throw new RangeError(`maxPixels must be a positive integer, got ${max}`);
+  return max;
+}
+
+const megapixels = (n: number) => {
+  const mp = n / 1e6;
+  if (mp < 1) return `${n.toLocaleString('en-US')} pixels`;
+  return `${mp >= 100 ? Math.round(mp).toLocaleString('en-US') : mp.toPrecision(2)} megapixels`;
+};
+
+/**
+ * Reads the declared size from the header (nothing is decoded) and refuses images too large to decode
+ * safely. Returns sharp's input options for the decode, with the same pixel limit as a second guard.
+ */
+async function checkDeclaredSize(buf: Buffer, name: string, format: ImageFormat, maxPixels: number): Promise<sharp.SharpOptions> {
+  let meta: sharp.Metadata;
+  try {
+    meta = await sharp(buf, { failOn: 'truncated', limitInputPixels: false }).metadata();
+  } catch (e) {
+    throw decodeFailure(name, format, e);
+  }
+  const { width, height } = meta;
+  const what = FORMAT_NAME[format];
+  if (!width || !height || !Number.isFinite(width) || !Number.isFinite(height))
+    throw new ImageDecodeError(name, `corrupt ${what} (the header declares no image size)`);
+  if (width * height > maxPixels)
+    throw new ImageDecodeError(name, `image too large: the ${what} header declares ${width}x${height} pixels (${megapixels(width * height)}), over the limit of ${megapixels(maxPixels)}`);
+  if (Math.max(width, height) > MAX_IMAGE_SIDE)
+    throw new ImageDecodeError(name, `image too large: the ${what} header declares ${width}x${height} pixels, a side over the limit of ${MAX_IMAGE_SIDE}`);
+  return { failOn: 'truncated', limitInputPixels: maxPixels };
+}
+
 /** A sharp pipeline that yields 8-bit single-channel pixels: EXIF orientation applied, alpha flattened on black. */
-function grayPipeline(buf: Buffer): sharp.Sharp {
-  return sharp(buf, { failOn: 'truncated' }).autoOrient().flatten({ background: '#000000' }).toColourspace('b-w');
+function grayPipeline(buf: Buffer, input: sharp.SharpOptions): sharp.Sharp {
+  return sharp(buf, input).autoOrient().flatten({ background: '#000000' }).toColourspace('b-w');
 }
 
 /** Decode to 8-bit grayscale at the image's own size. */
 export async function loadGray8(input: string | Buffer, opts: LoadOptions = {}): Promise<GrayImage8> {
   const name = opts.name ?? (typeof input === 'string' ? input : '<buffer>');
+  const maxPixels = maxPixelsOf(opts);
   const { buf, format } = await readChecked(input, name);
+  const decodeOptions = await checkDeclaredSize(buf, name, format, maxPixels);
   try {
-    const { data, info } = await grayPipeline(buf).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    const { data, info } = await grayPipeline(buf, decodeOptions).raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
     if (info.channels !== 1) throw new Error(`expected 1 channel after grayscale conversion, got ${info.channels}`);
     return { width: info.width, height: info.height, data: new Uint8Array(data.buffer, data.byteOffset, data.length) };
   } catch (e) {
@@ -156,9 +212,11 @@ export async function decodeImage8(input: string | Buffer, opts: DecodeOptions):
   const w = opts.size;
   const h = opts.height ?? opts.size;
   if (!Number.isInteger(w) || w < 1 || !Number.isInteger(h) || h < 1) throw new RangeError(`decodeImage: size must be a positive integer, got ${w}x${h}`);
+  const maxPixels = maxPixelsOf(opts);
   const { buf, format } = await readChecked(input, name);
+  const decodeOptions = await checkDeclaredSize(buf, name, format, maxPixels);
   try {
-    const { data, info } = await grayPipeline(buf)
+    const { data, info } = await grayPipeline(buf, decodeOptions)
       .resize(w, h, { fit: opts.fit ?? 'fill', position: 'centre', kernel: 'lanczos3' })
       .raw({ depth: 'uchar' })
       .toBuffer({ resolveWithObject: true });

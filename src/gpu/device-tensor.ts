@@ -27,10 +27,12 @@ export class DeviceTensor {
     readonly storage: PooledBuffer,
     readonly shape: readonly number[],
     readonly dtype: DType = 'f32',
+    /** Where the data start in the buffer: 0, or a range of another tensor's buffer (see view()). */
+    readonly byteOffset = 0,
   ) {
     this.size = sizeOf(shape);
-    if (this.size * 4 > storage.byteLength)
-      throw new ShapeError(`shape ${shapeString(shape)} needs ${this.size * 4} bytes, buffer has ${storage.byteLength}`);
+    if (byteOffset + this.size * 4 > storage.byteLength)
+      throw new ShapeError(`shape ${shapeString(shape)} at byte ${byteOffset} needs ${byteOffset + this.size * 4} bytes, buffer has ${storage.byteLength}`);
   }
 
   get buffer(): GPUBuffer {
@@ -51,12 +53,26 @@ export class DeviceTensor {
     if (sizeOf(shape) !== this.size)
       throw new ShapeError(`cannot reshape ${shapeString(this.shape)} (${this.size} elements) to ${shapeString(shape)}`);
     this.storage.refs++;
-    return new DeviceTensor(this.engine, this.storage, shape, this.dtype);
+    return new DeviceTensor(this.engine, this.storage, shape, this.dtype, this.byteOffset);
+  }
+
+  /**
+   * The elements [offset, offset + size(shape)) of this tensor as a tensor of `shape`, sharing (and
+   * retaining) the buffer: kernels bind just that range. Made by the batch-split kernels
+   * (src/kernels/batch-split.ts); a view bound in a dispatch must start at a multiple of the device's
+   * minStorageBufferOffsetAlignment (engine.limits), which engine.dispatch checks.
+   */
+  view(offset: number, shape: readonly number[]): DeviceTensor {
+    const n = sizeOf(shape);
+    if (!Number.isInteger(offset) || offset < 0 || offset + n > this.size)
+      throw new ShapeError(`view of ${n} elements at ${offset} is outside tensor ${shapeString(this.shape)} (${this.size} elements)`);
+    this.storage.refs++;
+    return new DeviceTensor(this.engine, this.storage, shape, this.dtype, this.byteOffset + offset * 4);
   }
 
   /** Reads the data back (flushes pending GPU work first). */
   async toArray(): Promise<Float32Array | Int32Array> {
-    const bytes = await this.engine.read(this.buffer, 0, this.byteLength);
+    const bytes = await this.engine.read(this.buffer, this.byteOffset, this.byteLength);
     return this.dtype === 'i32' ? new Int32Array(bytes) : new Float32Array(bytes);
   }
 

@@ -9,6 +9,7 @@ import { DeviceTensor, sizeOf, shapeString, type DType } from './device-tensor.j
 import {
   DeviceLostError,
   GpuError,
+  InvalidArgumentError,
   NoAdapterError,
   ShaderCompileError,
   ShapeError,
@@ -54,6 +55,17 @@ export interface EngineOptions {
    * See src/gpu/gpu-wait.ts.
    */
   waitMode?: WaitMode;
+  /**
+   * Bind at most this many bytes per storage binding (default: the device's maxStorageBufferBindingSize;
+   * a larger value is capped to it). For tests: with a small value the kernels' batch-splitting paths
+   * (src/kernels/batch-split.ts) run on small tensors. A positive multiple of 4.
+   */
+  maxBindingBytes?: number;
+  /**
+   * Offset alignment of storage-buffer ranges (default: the device's minStorageBufferOffsetAlignment; a
+   * smaller value is raised to it). For tests: 256, the usual hardware value, on an adapter that allows less.
+   */
+  bindingOffsetAlignment?: number;
 }
 
 export interface AdapterDescription {
@@ -109,6 +121,8 @@ export class Engine {
   readonly info: AdapterDescription;
   readonly limits: {
     maxStorageBufferBindingSize: number;
+    /** Storage ranges bound at an offset (batch-split kernels) start at a multiple of this. */
+    minStorageBufferOffsetAlignment: number;
     maxBufferSize: number;
     maxComputeWorkgroupStorageSize: number;
     maxComputeInvocationsPerWorkgroup: number;
@@ -131,11 +145,18 @@ export class Engine {
   private recentLabels: string[] = [];
   private destroyed = false;
   private lost: DeviceLostError | undefined;
+  private readonly lostListeners = new Set<(error: DeviceLostError) => void>();
   private readonly maxDispatchesPerSubmit: number;
   private readonly poison: boolean;
   /** Every wait for the GPU goes through it (see gpu-wait.ts). */
   readonly waiter: GpuWaiter;
   private readonly scopes: Set<Disposable>[] = [];
+  /**
+   * Smallest and largest value of i32 tensors whose contents the host knows (made by fromArray, zeros or
+   * full), keyed by their storage so that reshaped views share it: ops that index with them (class labels)
+   * check the range without reading the GPU back. Forgotten when a copy or clear overwrites the storage.
+   */
+  private readonly i32Ranges = new WeakMap<PooledBuffer, { min: number; max: number }>();
   /** Dispatches recorded since creation (for benchmarks and tests). */
   dispatchCount = 0;
   submitCount = 0;
@@ -146,8 +167,15 @@ export class Engine {
     this.device = device;
     this.info = info;
     const l = device.limits;
+    const bindingCap = options.maxBindingBytes ?? l.maxStorageBufferBindingSize;
+    if (!(Number.isInteger(bindingCap) && bindingCap > 0 && bindingCap % 4 === 0))
+      throw new InvalidArgumentError(`maxBindingBytes must be a positive multiple of 4, got ${describeValue(options.maxBindingBytes)}`);
+    const alignment = Math.max(l.minStorageBufferOffsetAlignment, options.bindingOffsetAlignment ?? 0);
+    if (!Number.isInteger(Math.log2(alignment)))
+      throw new InvalidArgumentError(`bindingOffsetAlignment must be a power of 2, got ${describeValue(options.bindingOffsetAlignment)}`);
     this.limits = {
-      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxStorageBufferBindingSize: Math.min(l.maxStorageBufferBindingSize, bindingCap),
+      minStorageBufferOffsetAlignment: alignment,
       maxBufferSize: l.maxBufferSize,
       maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
       maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
@@ -172,6 +200,7 @@ export class Engine {
     void device.lost.then((i) => {
       if (i.reason === 'destroyed' && this.destroyed) return;
       this.lost = new DeviceLostError(`GPU device lost (${i.reason}): ${i.message}`);
+      for (const listener of [...this.lostListeners]) this.notifyLost(listener, this.lost);
     });
   }
 
@@ -252,6 +281,8 @@ export class Engine {
   /** A new tensor with undefined contents (NaN when poisonAllocations is on). */
   empty(shape: readonly number[], dtype: DType = 'f32'): DeviceTensor {
     this.assertAlive();
+    checkShape(shape);
+    if (dtype !== 'f32' && dtype !== 'i32') throw new InvalidArgumentError(`dtype must be 'f32' or 'i32', got ${describeValue(dtype)}`);
     const bytes = Math.max(4, sizeOf(shape) * 4);
     const storage = this.pool.acquire(bytes, STORAGE);
     if (this.poison) this.fillBuffer(storage.buffer, 0, storage.capacity, dtype === 'f32' ? NaN : -0x7fffffff, dtype);
@@ -260,10 +291,14 @@ export class Engine {
 
   /** A tensor holding a copy of `data`. */
   fromArray(data: ArrayLike<number> | Float32Array | Int32Array, shape: readonly number[], dtype?: DType): DeviceTensor {
+    checkData(data);
+    checkShape(shape);
     const n = sizeOf(shape);
     if (data.length !== n)
       throw new ShapeError(`data has ${data.length} elements but shape ${shapeString(shape)} needs ${n}`);
     const type: DType = dtype ?? (data instanceof Int32Array ? 'i32' : 'f32');
+    // NaN and Inf are valid f32 data; an i32 tensor can hold only int32 values (no silent truncation).
+    const range = type === 'i32' ? int32Range(data, data instanceof Int32Array ? '' : 'data') : undefined;
     const t = this.empty(shape, type);
     const typed =
       type === 'i32'
@@ -274,6 +309,7 @@ export class Engine {
           ? data
           : Float32Array.from(data);
     if (n > 0) this.device.queue.writeBuffer(t.buffer, 0, typed.buffer, typed.byteOffset, n * 4);
+    if (range) this.i32Ranges.set(t.storage, range);
     return t;
   }
 
@@ -281,27 +317,41 @@ export class Engine {
   zeros(shape: readonly number[], dtype: DType = 'f32'): DeviceTensor {
     const t = this.empty(shape, dtype);
     this.clear(t);
+    if (dtype === 'i32') this.i32Ranges.set(t.storage, { min: 0, max: 0 });
     return t;
   }
 
   /** A tensor filled with `value`. */
   full(shape: readonly number[], value: number, dtype: DType = 'f32'): DeviceTensor {
+    if (typeof value !== 'number') throw new InvalidArgumentError(`fill value must be a number, got ${describeValue(value)}`);
+    if (dtype === 'i32' && !isInt32(value)) throw new InvalidArgumentError(`fill value ${value} cannot be stored in an i32 tensor (int32 integers only)`);
     const t = this.empty(shape, dtype);
     this.fillBuffer(t.buffer, 0, Math.max(4, t.byteLength), value, dtype);
+    if (dtype === 'i32') this.i32Ranges.set(t.storage, { min: value, max: value });
     return t;
+  }
+
+  /**
+   * Smallest and largest value of an i32 tensor whose contents the host knows (it came from fromArray,
+   * zeros or full, possibly through reshapes); undefined for tensors computed on the GPU.
+   */
+  knownRange(t: DeviceTensor): { min: number; max: number } | undefined {
+    return t.dtype === 'i32' ? this.i32Ranges.get(t.storage) : undefined;
   }
 
   /** Sets a tensor to zero, ordered with the dispatches recorded so far. */
   clear(t: DeviceTensor): void {
+    this.i32Ranges.delete(t.storage);
     const enc = this.commandEncoder();
-    enc.clearBuffer(t.buffer, 0, Math.ceil(Math.max(4, t.byteLength) / 4) * 4);
+    enc.clearBuffer(t.buffer, t.byteOffset, Math.ceil(Math.max(4, t.byteLength) / 4) * 4);
   }
 
-  /** Copies `src` into `dst` (same size), ordered with recorded dispatches. */
+  /** Copies `src` into `dst` (same size; either may be a view at an offset), ordered with recorded dispatches. */
   copy(src: DeviceTensor, dst: DeviceTensor): void {
     if (src.size !== dst.size) throw new Error(`wgsl-nn: copy of ${src.size} elements into ${dst.size}`);
     if (src.size === 0) return;
-    this.commandEncoder().copyBufferToBuffer(src.buffer, 0, dst.buffer, 0, src.byteLength);
+    this.i32Ranges.delete(dst.storage);
+    this.commandEncoder().copyBufferToBuffer(src.buffer, src.byteOffset, dst.buffer, dst.byteOffset, src.byteLength);
   }
 
   private fillBuffer(buffer: GPUBuffer, offset: number, bytes: number, value: number, dtype: DType): void {
@@ -419,12 +469,18 @@ export class Engine {
     const [x, y = 1, z = 1] = spec.workgroups;
     if (x === 0 || y === 0 || z === 0) return;
     const label = spec.label ?? `${spec.shader}:${spec.entry ?? 'main'}`;
+    // A buffer of another device would make the whole batch's command buffer invalid at submit,
+    // losing every other dispatch in it: refuse it here, before anything is recorded.
+    for (const b of spec.bindings)
+      if (b instanceof DeviceTensor && b.engine !== this)
+        throw new InvalidArgumentError(`${label}: a tensor of shape ${shapeString(b.shape)} belongs to another engine; create it on this one (or copy it through the host)`);
     const maxWg = this.limits.maxComputeWorkgroupsPerDimension;
     if (x > maxWg || y > maxWg || z > maxWg)
       throw new TensorTooLargeError(
         `${label}: grid [${x}, ${y}, ${z}] exceeds ${maxWg} workgroups per dimension; the tensor is too large for this kernel`,
       );
     const maxBinding = this.limits.maxStorageBufferBindingSize;
+    const alignment = this.limits.minStorageBufferOffsetAlignment;
     const entries: GPUBindGroupEntry[] = [];
     let uniform: PooledBuffer | undefined;
     if (spec.uniforms) {
@@ -453,7 +509,11 @@ export class Engine {
             `maxStorageBufferBindingSize of ${formatBytes(maxBinding)}; split the batch into smaller parts`,
         );
       }
-      entries.push({ binding: i + 1, resource: { buffer, size: Math.ceil(size / 4) * 4 } });
+      // A view (DeviceTensor.view) binds its range of the buffer; batch-split kernels make only aligned ones.
+      const offset = b instanceof DeviceTensor ? b.byteOffset : 0;
+      if (offset % alignment !== 0)
+        throw new InvalidArgumentError(`${label}: binding ${i + 1} starts at byte ${offset} of its buffer, not a multiple of ${alignment} (minStorageBufferOffsetAlignment)`);
+      entries.push({ binding: i + 1, resource: { buffer, offset, size: Math.ceil(size / 4) * 4 } });
     });
     const pipeline = this.pipeline(spec.shader, spec.entry, spec.constants);
     const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label });
@@ -549,6 +609,35 @@ export class Engine {
     return this.destroyed;
   }
 
+  /** True once the device was lost other than by destroy(); every later call on this engine throws DeviceLostError. */
+  get isLost(): boolean {
+    return this.lost !== undefined;
+  }
+
+  /**
+   * Calls `listener` once when the device is lost other than by destroy() (driver reset, or a test's
+   * `engine.device.destroy()`); at once (in a microtask) if it already was. The engine cannot be
+   * revived: the owner creates a new one. Returns a function that removes the listener.
+   */
+  onLost(listener: (error: DeviceLostError) => void): () => void {
+    if (this.lost) {
+      const lost = this.lost;
+      queueMicrotask(() => this.notifyLost(listener, lost));
+      return () => {};
+    }
+    this.lostListeners.add(listener);
+    return () => this.lostListeners.delete(listener);
+  }
+
+  private notifyLost(listener: (error: DeviceLostError) => void, error: DeviceLostError): void {
+    this.lostListeners.delete(listener);
+    try {
+      listener(error);
+    } catch (e) {
+      console.error('wgsl-nn: an onLost listener threw:', e); // one bad listener must not hide the loss from the others
+    }
+  }
+
   /** Releases the device and every buffer; the Node process can then exit by itself. */
   destroy(): void {
     if (this.destroyed) return;
@@ -579,6 +668,16 @@ export class Engine {
     try {
       result = fn();
       if (result instanceof Promise) throw new Error('wgsl-nn: tidy() takes a synchronous function');
+    } catch (e) {
+      // A failing op (bad arguments, a limit) must not leak what the scope made before it failed.
+      for (const d of scope) {
+        try {
+          d.dispose();
+        } catch {
+          /* keep the original error */
+        }
+      }
+      throw e;
     } finally {
       this.scopes.pop();
     }
@@ -618,6 +717,52 @@ export class Engine {
     const y = Math.ceil(groups / max);
     return [Math.ceil(groups / y), y];
   }
+}
+
+/** A value as it reads in an error message: strings quoted, the type named for objects. */
+function describeValue(v: unknown): string {
+  if (typeof v === 'string') return `the string ${JSON.stringify(v)}`;
+  if (v === null || v === undefined || typeof v !== 'object') return String(v);
+  return Array.isArray(v) ? 'an array' : `a ${v.constructor?.name ?? 'object'}`;
+}
+
+/** Every dimension a non-negative integer (a better message than sizeOf's for the public API). */
+function checkShape(shape: readonly number[]): void {
+  if (!Array.isArray(shape)) throw new ShapeError(`shape must be an array of dimensions, got ${describeValue(shape)}`);
+  shape.forEach((d, i) => {
+    if (typeof d !== 'number' || !Number.isInteger(d) || d < 0)
+      throw new ShapeError(`invalid shape [${shape.join(', ')}]: dimension ${i} is ${describeValue(d)}; dimensions must be integers >= 0`);
+  });
+}
+
+/** Host data must be an array-like of numbers (a typed array, or an array whose every element is a number). */
+function checkData(data: unknown): void {
+  const got = () => (typeof data === 'string' ? 'a string' : describeValue(data));
+  if (typeof data !== 'object' || data === null || typeof (data as ArrayLike<unknown>).length !== 'number')
+    throw new InvalidArgumentError(`data must be an array or a typed array of numbers, got ${got()}`);
+  if (ArrayBuffer.isView(data)) {
+    if (data instanceof BigInt64Array || data instanceof BigUint64Array || data instanceof DataView)
+      throw new InvalidArgumentError(`data must be an array or a typed array of numbers, got ${describeValue(data)}`);
+    return;
+  }
+  const a = data as ArrayLike<unknown>;
+  for (let i = 0; i < a.length; i++)
+    if (typeof a[i] !== 'number') throw new InvalidArgumentError(`data[${i}] is ${describeValue(a[i])}, not a number`);
+}
+
+const isInt32 = (v: number) => Number.isInteger(v) && v >= -0x80000000 && v <= 0x7fffffff;
+
+/** Min and max of data bound for an i32 tensor; throws for a value an int32 cannot hold (when `what` names the data). */
+function int32Range(data: ArrayLike<number>, what: string): { min: number; max: number } {
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (what && !isInt32(v)) throw new InvalidArgumentError(`${what}[${i}] = ${v} cannot be stored in an i32 tensor (int32 integers only)`);
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  return { min, max };
 }
 
 function collectDisposables(v: unknown, out: Set<Disposable>, depth = 0): void {

@@ -56,3 +56,10 @@ export class TensorTooLargeError extends WgslNnError {}
 
 /** Inputs whose shapes do not fit an op. */
 export class ShapeError extends WgslNnError {}
+
+/**
+ * An argument an op or a tensor factory cannot take, found before anything runs on the GPU: host data
+ * that are not numbers, values an i32 tensor cannot hold, an unknown dtype, class labels out of range,
+ * a tensor of another engine.
+ */
+export class InvalidArgumentError extends WgslNnError {}

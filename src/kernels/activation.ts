@@ -1,8 +1,11 @@
 // ReLU, leaky ReLU, sigmoid and tanh: forward and backward (shaders/activation.wgsl).
+// Tensors over one storage binding run per range of elements (src/kernels/batch-split.ts).
 import { f32 } from '../gpu/engine.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import { kernels } from './registry.js';
+import { forEachSplit } from './batch-split.js';
+import { perInvocation, SOFTWARE_PER_INVOCATION } from './elementwise.js';
 
 export type Activation = 'none' | 'relu' | 'leakyRelu' | 'sigmoid' | 'tanh';
 
@@ -13,36 +16,70 @@ const WG = 256;
 
 /** y = act(x). `slope` is leaky ReLU's negative slope (must be > 0). */
 export function activationForward(x: DeviceTensor, act: Activation, slope = 0.01): DeviceTensor {
-  const e = x.engine;
-  const y = e.empty(x.shape);
-  e.dispatch({
-    shader: 'activation',
-    entry: 'forward',
-    constants: { ACT: ACTIVATION_CODE[act] },
-    uniforms: [x.size, f32(slope)],
-    bindings: [x, y],
-    workgroups: e.grid(x.size, WG),
-    label: `${act}.forward ${JSON.stringify(x.shape)}`,
-  });
-  return y;
+  return forwardWith(x, act, slope, perInvocation(x.engine));
 }
 
 /** dx = dy * act'(x), computed from the forward OUTPUT y. */
 export function activationBackward(y: DeviceTensor, dy: DeviceTensor, act: Activation, slope = 0.01): DeviceTensor {
+  return backwardWith(y, dy, act, slope, perInvocation(y.engine));
+}
+
+/** activationForward with v consecutive elements per invocation. */
+function forwardWith(x: DeviceTensor, act: Activation, slope: number, v: number): DeviceTensor {
+  const e = x.engine;
+  const y = e.empty(x.shape);
+  const label = `${act}.forward ${JSON.stringify(x.shape)}`;
+  const operands = [{ tensor: x, name: 'x', unit: 1 }, { tensor: y, name: 'y', unit: 1, output: true }];
+  forEachSplit(e, label, x.size, operands, (r, [xs, ys]) => {
+    e.dispatch({
+      shader: 'activation',
+      entry: 'forward',
+      constants: { ACT: ACTIVATION_CODE[act], V: v },
+      uniforms: [r.count, f32(slope)],
+      bindings: [xs, ys],
+      workgroups: e.grid(Math.ceil(r.count / v), WG),
+      label,
+    });
+  }, { unitName: 'element' });
+  return y;
+}
+
+function backwardWith(y: DeviceTensor, dy: DeviceTensor, act: Activation, slope: number, v: number): DeviceTensor {
   if (y.size !== dy.size) throw new ShapeError(`${act} backward: y has ${y.size} elements, dy has ${dy.size}`);
   const e = y.engine;
   const dx = e.empty(y.shape);
-  e.dispatch({
-    shader: 'activation',
-    entry: 'backward',
-    constants: { ACT: ACTIVATION_CODE[act] },
-    uniforms: [y.size, f32(slope)],
-    bindings: [y, dx, dy],
-    workgroups: e.grid(y.size, WG),
-    label: `${act}.backward ${JSON.stringify(y.shape)}`,
-  });
+  const label = `${act}.backward ${JSON.stringify(y.shape)}`;
+  const operands = [{ tensor: y, name: 'y', unit: 1 }, { tensor: dx, name: 'dx', unit: 1, output: true }, { tensor: dy, name: 'dy', unit: 1 }];
+  forEachSplit(e, label, y.size, operands, (r, [ys, dxs, dys]) => {
+    e.dispatch({
+      shader: 'activation',
+      entry: 'backward',
+      constants: { ACT: ACTIVATION_CODE[act], V: v },
+      uniforms: [r.count, f32(slope)],
+      bindings: [ys, dxs, dys],
+      workgroups: e.grid(Math.ceil(r.count / v), WG),
+      label,
+    });
+  }, { unitName: 'element' });
   return dx;
 }
 
-kernels.register('activation.forward', 'elementwise', activationForward);
-kernels.register('activation.backward', 'elementwise', activationBackward);
+const V_SW = SOFTWARE_PER_INVOCATION;
+type Fwd = (x: DeviceTensor, act: Activation, slope?: number) => DeviceTensor;
+type Bwd = (y: DeviceTensor, dy: DeviceTensor, act: Activation, slope?: number) => DeviceTensor;
+kernels.register<Fwd>('activation.forward', 'elementwise', (x, act, slope = 0.01) => forwardWith(x, act, slope, 1), {
+  description: 'one element per invocation (coalesced on real GPUs)',
+  preferredOn: ['hardware'],
+});
+kernels.register<Fwd>('activation.forward', 'chunked', (x, act, slope = 0.01) => forwardWith(x, act, slope, V_SW), {
+  description: `${V_SW} consecutive elements per invocation`,
+  preferredOn: ['software'],
+});
+kernels.register<Bwd>('activation.backward', 'elementwise', (y, dy, act, slope = 0.01) => backwardWith(y, dy, act, slope, 1), {
+  description: 'one element per invocation (coalesced on real GPUs)',
+  preferredOn: ['hardware'],
+});
+kernels.register<Bwd>('activation.backward', 'chunked', (y, dy, act, slope = 0.01) => backwardWith(y, dy, act, slope, V_SW), {
+  description: `${V_SW} consecutive elements per invocation`,
+  preferredOn: ['software'],
+});

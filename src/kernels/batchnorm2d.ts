@@ -12,10 +12,14 @@
 //                 addresses (coalesced loads).
 // The batch statistics use the two-pass algorithm (on shifted values) per share and Chan's merge, so
 // the mean and variance stay accurate for large m and for means far from zero.
+// A batch over one storage binding runs in ranges of images (src/kernels/batch-split.ts): the partial
+// reductions and elementwise passes per range, each range's partials into its own slots of one buffer,
+// and the combine passes once over all of them.
 import { f32, type Engine, type UniformValue } from '../gpu/engine.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import { kernels } from './registry.js';
+import { forEachSplit, splitRanges, type SplitOperand } from './batch-split.js';
 
 export interface BatchNormParams {
   momentum: number;
@@ -56,15 +60,30 @@ function sameShape(op: string, x: DeviceTensor, dy: DeviceTensor): void {
     throw new ShapeError(`${op}: dy ${sh(dy)} does not match x ${sh(x)}`);
 }
 
-/** The uniform block of batchnorm2d.wgsl (`Params`) for x's dimensions and a variant. */
+/** Partial reductions per channel for m elements per channel. */
+const partsFor = (m: number) => Math.max(1, Math.min(MAX_PARTS, Math.ceil(m / TARGET_SHARE)));
+
+/** Where a range's partials go among those of the whole batch (see the shader's part_offset). */
+interface PartialSlots {
+  mTotal: number;
+  partOffset: number;
+  partsTotal: number;
+}
+
+/**
+ * The uniform block of batchnorm2d.wgsl (`Params`) for a range of d.n images and a variant; `slots`
+ * places its partials among those of the whole batch (default: the range is the whole batch).
+ */
 function params(
   d: { n: number; c: number; hw: number },
   variant: BatchNormVariant,
   eps: number,
   momentum = 0,
+  slots?: PartialSlots,
 ): { uniforms: UniformValue[]; parts: number; partials: number; elementGrid: number } {
   const m = d.n * d.hw;
-  const parts = Math.max(1, Math.min(MAX_PARTS, Math.ceil(m / TARGET_SHARE)));
+  const parts = partsFor(m);
+  const mTotal = slots?.mTotal ?? m;
   const chunk = Math.max(1, Math.ceil(m / parts));
   const startMul = variant === 'chunked' ? chunk : 1;
   const step = variant === 'chunked' ? 1 : parts;
@@ -86,10 +105,44 @@ function params(
     elems,
     f32(eps),
     f32(momentum),
-    f32(m > 0 ? 1 / m : 0),
+    f32(mTotal > 0 ? 1 / mTotal : 0),
+    slots?.partOffset ?? 0,
+    slots?.partsTotal ?? parts,
+    mTotal,
   ];
   return { uniforms, parts, partials: d.c * parts, elementGrid: d.n * d.c * chunksPerPlane };
 }
+
+/**
+ * The ranges of images a batch runs in (one when x fits a binding; x, y, dy and dx have the same size per
+ * image, so the same ranges serve every pass), each with its partial slots and uniforms.
+ */
+function batchRanges(
+  label: string,
+  x: DeviceTensor,
+  d: { n: number; c: number; hw: number },
+  variant: BatchNormVariant,
+  eps: number,
+  momentum = 0,
+): { operand: SplitOperand; ranges: ReturnType<typeof params>[]; whole: ReturnType<typeof params> } {
+  const operand: SplitOperand = { tensor: x, name: 'x', unit: d.c * d.hw };
+  const split = splitRanges(x.engine, label, d.n, [operand]);
+  const mTotal = d.n * d.hw;
+  const partsTotal = split.reduce((t, r) => t + partsFor(r.count * d.hw), 0);
+  let partOffset = 0;
+  const ranges = split.map((r) => {
+    const u = params({ ...d, n: r.count }, variant, eps, momentum, { mTotal, partOffset, partsTotal });
+    partOffset += u.parts;
+    return u;
+  });
+  // The combine passes' uniforms: the whole batch (parts = parts_total).
+  const whole = split.length === 1 ? ranges[0] : params(d, variant, eps, momentum, { mTotal, partOffset: 0, partsTotal });
+  return { operand, ranges, whole: { ...whole, partials: d.c * partsTotal } };
+}
+
+/** The per-image operands (x's shape) of a pass. */
+const sameShapeOperands = (unit: number, ...ts: [DeviceTensor, string, boolean?][]): SplitOperand[] =>
+  ts.map(([tensor, name, output]) => ({ tensor, name, unit, output }));
 
 function checkEps(op: string, eps: number): void {
   if (!(eps >= 0) || !Number.isFinite(eps)) throw new RangeError(`${op}: eps = ${eps} must be a finite number >= 0`);
@@ -112,37 +165,42 @@ function trainForward(variant: BatchNormVariant) {
     if (d.n * d.hw === 0 && d.c > 0)
       throw new ShapeError(`${op}: x ${sh(x)} has no elements per channel to take statistics over`);
     const e = x.engine;
-    const u = params(d, variant, bn.eps, bn.momentum);
     const label = `${op} ${sh(x)} (${variant})`;
-    const partials = e.empty([u.partials * 3]);
-    e.dispatch({
-      shader: 'batchnorm2d',
-      entry: 'stats_partial',
-      uniforms: u.uniforms,
-      bindings: [x, partials],
-      workgroups: e.grid(u.partials, WG),
-      label: `${label} stats_partial`,
+    const { operand, ranges, whole } = batchRanges(label, x, d, variant, bn.eps, bn.momentum);
+    const partials = e.empty([whole.partials * 3]);
+    forEachSplit(e, label, d.n, [operand], (_r, [xs], i) => {
+      const u = ranges[i];
+      e.dispatch({
+        shader: 'batchnorm2d',
+        entry: 'stats_partial',
+        uniforms: u.uniforms,
+        bindings: [xs, partials],
+        workgroups: e.grid(u.partials, WG),
+        label: `${label} stats_partial`,
+      });
     });
     const mean = e.empty([d.c]);
     const invStd = e.empty([d.c]);
     e.dispatch({
       shader: 'batchnorm2d',
       entry: 'stats_combine',
-      uniforms: u.uniforms,
+      uniforms: whole.uniforms,
       bindings: [partials, mean, invStd, runningMean, runningVar],
       workgroups: e.grid(d.c, WG),
       label: `${label} stats_combine`,
     });
     partials.dispose();
     const y = e.empty(x.shape);
-    e.dispatch({
-      shader: 'batchnorm2d',
-      entry: 'normalize',
-      constants: { SPREAD_IS_VAR: false },
-      uniforms: u.uniforms,
-      bindings: [x, y, mean, invStd, gamma, beta],
-      workgroups: e.grid(u.elementGrid, WG),
-      label: `${label} normalize`,
+    forEachSplit(e, label, d.n, sameShapeOperands(operand.unit, [x, 'x'], [y, 'y', true]), (_r, [xs, ys], i) => {
+      e.dispatch({
+        shader: 'batchnorm2d',
+        entry: 'normalize',
+        constants: { SPREAD_IS_VAR: false },
+        uniforms: ranges[i].uniforms,
+        bindings: [xs, ys, mean, invStd, gamma, beta],
+        workgroups: e.grid(ranges[i].elementGrid, WG),
+        label: `${label} normalize`,
+      });
     });
     return { y, mean, invStd };
   };
@@ -163,16 +221,19 @@ function evalForward(variant: BatchNormVariant) {
     const d = dims(op, x, { gamma, beta, runningMean, runningVar });
     checkEps(op, eps);
     const e = x.engine;
-    const u = params(d, variant, eps);
+    const label = `${op} ${sh(x)} (${variant})`;
+    const { operand, ranges } = batchRanges(label, x, d, variant, eps);
     const y = e.empty(x.shape);
-    e.dispatch({
-      shader: 'batchnorm2d',
-      entry: 'normalize',
-      constants: { SPREAD_IS_VAR: true },
-      uniforms: u.uniforms,
-      bindings: [x, y, runningMean, runningVar, gamma, beta],
-      workgroups: e.grid(u.elementGrid, WG),
-      label: `${op} ${sh(x)} (${variant})`,
+    forEachSplit(e, label, d.n, sameShapeOperands(operand.unit, [x, 'x'], [y, 'y', true]), (_r, [xs, ys], i) => {
+      e.dispatch({
+        shader: 'batchnorm2d',
+        entry: 'normalize',
+        constants: { SPREAD_IS_VAR: true },
+        uniforms: ranges[i].uniforms,
+        bindings: [xs, ys, runningMean, runningVar, gamma, beta],
+        workgroups: e.grid(ranges[i].elementGrid, WG),
+        label,
+      });
     });
     return y;
   };
@@ -189,20 +250,25 @@ function paramGrads(
   center: DeviceTensor,
   spread: DeviceTensor,
   dx: DeviceTensor,
-  u: ReturnType<typeof params>,
+  b: ReturnType<typeof batchRanges>,
   c: number,
   evalMode: boolean,
   label: string,
 ): { dgamma: DeviceTensor; dbeta: DeviceTensor } {
-  const partials = e.empty([u.partials * 2]);
-  e.dispatch({
-    shader: 'batchnorm2d',
-    entry: 'grad_partial',
-    constants: { SPREAD_IS_VAR: evalMode },
-    uniforms: u.uniforms,
-    bindings: [x, dy, center, spread, gamma, dx, partials],
-    workgroups: e.grid(u.partials, WG),
-    label: `${label} grad_partial`,
+  const partials = e.empty([b.whole.partials * 2]);
+  // In training mode grad_partial does not write dx (grad_input does, afterwards).
+  const operands = sameShapeOperands(b.operand.unit, [x, 'x'], [dy, 'dy'], [dx, 'dx', evalMode]);
+  forEachSplit(e, label, x.shape[0], operands, (_r, [xs, dys, dxs], i) => {
+    const u = b.ranges[i];
+    e.dispatch({
+      shader: 'batchnorm2d',
+      entry: 'grad_partial',
+      constants: { SPREAD_IS_VAR: evalMode },
+      uniforms: u.uniforms,
+      bindings: [xs, dys, center, spread, gamma, dxs, partials],
+      workgroups: e.grid(u.partials, WG),
+      label: `${label} grad_partial`,
+    });
   });
   const dgamma = e.empty([c]);
   const dbeta = e.empty([c]);
@@ -210,7 +276,7 @@ function paramGrads(
     shader: 'batchnorm2d',
     entry: 'grad_combine',
     constants: { SPREAD_IS_VAR: evalMode },
-    uniforms: u.uniforms,
+    uniforms: b.whole.uniforms,
     bindings: [partials, dgamma, dbeta, spread],
     workgroups: e.grid(c, WG),
     label: `${label} grad_combine`,
@@ -231,18 +297,21 @@ function trainBackward(variant: BatchNormVariant) {
     const d = dims(op, x, { gamma, mean, invStd });
     sameShape(op, x, dy);
     const e = x.engine;
-    const u = params(d, variant, 0);
     const label = `${op} ${sh(x)} (${variant})`;
+    const b = batchRanges(label, x, d, variant, 0);
     const dx = e.empty(x.shape);
-    const { dgamma, dbeta } = paramGrads(e, x, dy, gamma, mean, invStd, dx, u, d.c, false, label);
-    e.dispatch({
-      shader: 'batchnorm2d',
-      entry: 'grad_input',
-      constants: { SPREAD_IS_VAR: false },
-      uniforms: u.uniforms,
-      bindings: [x, dy, mean, invStd, gamma, dx, dgamma, dbeta],
-      workgroups: e.grid(u.elementGrid, WG),
-      label: `${label} grad_input`,
+    const { dgamma, dbeta } = paramGrads(e, x, dy, gamma, mean, invStd, dx, b, d.c, false, label);
+    const operands = sameShapeOperands(b.operand.unit, [x, 'x'], [dy, 'dy'], [dx, 'dx', true]);
+    forEachSplit(e, label, d.n, operands, (_r, [xs, dys, dxs], i) => {
+      e.dispatch({
+        shader: 'batchnorm2d',
+        entry: 'grad_input',
+        constants: { SPREAD_IS_VAR: false },
+        uniforms: b.ranges[i].uniforms,
+        bindings: [xs, dys, mean, invStd, gamma, dxs, dgamma, dbeta],
+        workgroups: e.grid(b.ranges[i].elementGrid, WG),
+        label: `${label} grad_input`,
+      });
     });
     return { dx, dgamma, dbeta };
   };
@@ -262,9 +331,10 @@ function evalBackward(variant: BatchNormVariant) {
     sameShape(op, x, dy);
     checkEps(op, eps);
     const e = x.engine;
-    const u = params(d, variant, eps);
+    const label = `${op} ${sh(x)} (${variant})`;
+    const b = batchRanges(label, x, d, variant, eps);
     const dx = e.empty(x.shape);
-    const { dgamma, dbeta } = paramGrads(e, x, dy, gamma, runningMean, runningVar, dx, u, d.c, true, `${op} ${sh(x)} (${variant})`);
+    const { dgamma, dbeta } = paramGrads(e, x, dy, gamma, runningMean, runningVar, dx, b, d.c, true, label);
     return { dx, dgamma, dbeta };
   };
 }

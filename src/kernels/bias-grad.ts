@@ -1,8 +1,10 @@
 // Bias gradient for linear, conv2d and conv-transpose2d: the sum of dy over every axis except axis 1
-// (shaders/bias_grad.wgsl).
+// (shaders/bias_grad.wgsl). A dy over one storage binding is summed per range of axis 0 and the
+// partial sums added (src/kernels/batch-split.ts).
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import { kernels } from './registry.js';
+import { forEachSplit, sumParts } from './batch-split.js';
 
 const WG = 64;
 
@@ -12,23 +14,29 @@ function biasGradGather(dy: DeviceTensor): DeviceTensor {
   const e = dy.engine;
   const [A, C] = dy.shape;
   const B = dy.shape.slice(2).reduce((x, y) => x * y, 1);
-  const db = e.empty([C]);
-  if (C === 0) return db;
+  if (C === 0) return e.empty([C]);
   if (A * B === 0) {
+    const db = e.empty([C]);
     e.clear(db);
     return db;
   }
   const max = e.limits.maxComputeWorkgroupsPerDimension;
   const spatial = B > 1;
-  e.dispatch({
-    shader: 'bias_grad',
-    entry: spatial ? 'sum_spatial' : 'sum_rows',
-    uniforms: [A, C, B],
-    bindings: [dy, db],
-    workgroups: [Math.min(spatial ? C : Math.ceil(C / WG), max)],
-    label: `bias.backward dy [${dy.shape.join(', ')}]`,
+  const label = `bias.backward dy [${dy.shape.join(', ')}]`;
+  const parts: DeviceTensor[] = [];
+  forEachSplit(e, label, A, [{ tensor: dy, name: 'dy', unit: C * B }], (r, [dys]) => {
+    const db = e.empty([C]);
+    parts.push(db);
+    e.dispatch({
+      shader: 'bias_grad',
+      entry: spatial ? 'sum_spatial' : 'sum_rows',
+      uniforms: [r.count, C, B],
+      bindings: [dys, db],
+      workgroups: [Math.min(spatial ? C : Math.ceil(C / WG), max)],
+      label,
+    });
   });
-  return db;
+  return sumParts(parts);
 }
 
 /** Sum of dy over every axis except axis 1: [N,C] -> [C]; [N,C,H,W] -> [C]. */

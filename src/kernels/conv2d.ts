@@ -8,6 +8,8 @@
 // The 'gemm-subgroup-vec4' variants may run forward and d/dw transposed (pixels or taps as rows), see
 // convForwardGemm and convBackwardWeightGemm.
 // The 'direct' forward (shaders/conv2d.wgsl) loops over (c, u, v) without the GEMM indirection.
+// Tensors over one storage binding are split along the batch (src/kernels/batch-split.ts): forward
+// and d/dx run per range of images, d/dw adds the ranges' partial gradients.
 import { f32 } from '../gpu/engine.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
@@ -39,6 +41,7 @@ import {
   type GemmProblem,
 } from './matmul.js';
 import { kernels } from './registry.js';
+import { forEachSplit, sumParts, type SplitOperand } from './batch-split.js';
 
 export interface Conv2dParams {
   stride: [number, number];
@@ -105,18 +108,29 @@ function checkBias(what: string, b: DeviceTensor | null, n: number): void {
 export function convForwardGemm(core: GemmCore, x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, g: ConvGeometry, epi: Epilogue, label: string): DeviceTensor {
   const y = x.engine.empty([g.nimg, g.yc, g.yh, g.yw]);
   const K = g.xc * g.kh * g.kw;
-  const pixels = g.nimg * g.yh * g.yw;
-  const shared = { out: y, bias: b, activation: epi.activation, slope: epi.slope, conv: g, K };
-  const channelRows: GemmProblem = {
-    ...shared, label, a: w, b: x, biasMode: BIAS_PER_ROW,
-    aMode: A_PLAIN, bMode: B_IM2COL, cMode: C_NCHW, M: g.yc, N: pixels, aStrides: [0, K, 1],
-  };
-  const pixelRows: GemmProblem = {
-    ...shared, label: `${label} (pixel rows)`, a: x, b: w, biasMode: BIAS_PER_COLUMN,
-    aMode: A_IM2COL, bMode: B_PLAIN, cMode: C_NCHW_T, M: pixels, N: g.yc, bStrides: [0, 1, K],
-  };
-  gemm(core, cheaperForm(core, channelRows, pixelRows, false));
+  forEachSplit(x.engine, label, g.nimg, imageOperands(g, { tensor: x, name: 'x', side: 'x' }, { tensor: y, name: 'y', side: 'y', output: true }), (r, [xs, ys]) => {
+    const gs = { ...g, nimg: r.count };
+    const pixels = gs.nimg * gs.yh * gs.yw;
+    const shared = { out: ys, bias: b, activation: epi.activation, slope: epi.slope, conv: gs, K };
+    const channelRows: GemmProblem = {
+      ...shared, label, a: w, b: xs, biasMode: BIAS_PER_ROW,
+      aMode: A_PLAIN, bMode: B_IM2COL, cMode: C_NCHW, M: gs.yc, N: pixels, aStrides: [0, K, 1],
+    };
+    const pixelRows: GemmProblem = {
+      ...shared, label: `${label} (pixel rows)`, a: xs, b: w, biasMode: BIAS_PER_COLUMN,
+      aMode: A_IM2COL, bMode: B_PLAIN, cMode: C_NCHW_T, M: pixels, N: gs.yc, bStrides: [0, 1, K],
+    };
+    gemm(core, cheaperForm(core, channelRows, pixelRows, false));
+  });
   return y;
+}
+
+/**
+ * The split operands of a conv over images: tensors of the input's shape [n, xc, xh, xw] ('x' side)
+ * and of the output's shape [n, yc, yh, yw] ('y' side), split along n.
+ */
+function imageOperands(g: ConvGeometry, ...ops: { tensor: DeviceTensor; name: string; side: 'x' | 'y'; output?: boolean }[]): SplitOperand[] {
+  return ops.map((o) => ({ tensor: o.tensor, name: o.name, output: o.output, unit: o.side === 'x' ? g.xc * g.xh * g.xw : g.yc * g.yh * g.yw }));
 }
 
 /** Number of output positions t (ih = s*t + r - p in [0, size)) of stride phase r. */
@@ -131,14 +145,17 @@ function phaseCount(size: number, s: number, p: number, r: number): number {
  */
 export function convBackwardInputGemm(core: GemmCore, dy: DeviceTensor, w: DeviceTensor, g: ConvGeometry, b: DeviceTensor | null, epi: Epilogue, label: string): DeviceTensor {
   const dx = dy.engine.empty([g.nimg, g.xc, g.xh, g.xw]);
-  let maxCols = 0;
-  for (let rh = 0; rh < g.sh; rh++)
-    for (let rw = 0; rw < g.sw; rw++)
-      maxCols = Math.max(maxCols, g.nimg * phaseCount(g.xh, g.sh, g.ph, rh) * phaseCount(g.xw, g.sw, g.pw, rw));
-  gemm(core, {
-    label, a: w, b: dy, out: dx, bias: b, biasMode: BIAS_PER_ROW, activation: epi.activation, slope: epi.slope,
-    aMode: A_CONV_W_T, bMode: B_PHASE, cMode: C_PHASE,
-    M: g.xc, N: maxCols, K: 0, batch: g.sh * g.sw, conv: g,
+  forEachSplit(dy.engine, label, g.nimg, imageOperands(g, { tensor: dy, name: 'dy', side: 'y' }, { tensor: dx, name: 'dx', side: 'x', output: true }), (r, [dys, dxs]) => {
+    const gs = { ...g, nimg: r.count };
+    let maxCols = 0;
+    for (let rh = 0; rh < gs.sh; rh++)
+      for (let rw = 0; rw < gs.sw; rw++)
+        maxCols = Math.max(maxCols, gs.nimg * phaseCount(gs.xh, gs.sh, gs.ph, rh) * phaseCount(gs.xw, gs.sw, gs.pw, rw));
+    gemm(core, {
+      label, a: w, b: dys, out: dxs, bias: b, biasMode: BIAS_PER_ROW, activation: epi.activation, slope: epi.slope,
+      aMode: A_CONV_W_T, bMode: B_PHASE, cMode: C_PHASE,
+      M: gs.xc, N: maxCols, K: 0, batch: gs.sh * gs.sw, conv: gs,
+    });
   });
   return dx;
 }
@@ -149,19 +166,25 @@ export function convBackwardInputGemm(core: GemmCore, dy: DeviceTensor, w: Devic
  * and shared by subgroup broadcasts; columns = output channels of dy).
  */
 export function convBackwardWeightGemm(core: GemmCore, x: DeviceTensor, dy: DeviceTensor, g: ConvGeometry, label: string): DeviceTensor {
-  const dw = x.engine.empty([g.yc, g.xc, g.kh, g.kw]);
   const taps = g.xc * g.kh * g.kw;
-  const shared = { out: dw, K: g.nimg * g.yh * g.yw, conv: g, allowSplit: true };
-  const channelRows: GemmProblem = {
-    ...shared, label, a: dy, b: x, aMode: A_NCHW_ROWS, bMode: B_IM2COL_T, cMode: C_PLAIN,
-    M: g.yc, N: taps, cStrides: [0, taps, 1],
-  };
-  const tapRows: GemmProblem = {
-    ...shared, label: `${label} (tap rows)`, a: x, b: dy, aMode: A_IM2COL_T, bMode: B_NCHW_COLS, cMode: C_PLAIN,
-    M: taps, N: g.yc, cStrides: [0, 1, taps],
-  };
-  gemm(core, cheaperForm(core, channelRows, tapRows, false));
-  return dw;
+  // One partial dw per range of images (one range, the whole dw, when x and dy fit their bindings).
+  const parts: DeviceTensor[] = [];
+  forEachSplit(x.engine, label, g.nimg, imageOperands(g, { tensor: x, name: 'x', side: 'x' }, { tensor: dy, name: 'dy', side: 'y' }), (r, [xs, dys]) => {
+    const gs = { ...g, nimg: r.count };
+    const dw = x.engine.empty([g.yc, g.xc, g.kh, g.kw]);
+    parts.push(dw);
+    const shared = { out: dw, K: gs.nimg * gs.yh * gs.yw, conv: gs, allowSplit: true };
+    const channelRows: GemmProblem = {
+      ...shared, label, a: dys, b: xs, aMode: A_NCHW_ROWS, bMode: B_IM2COL_T, cMode: C_PLAIN,
+      M: gs.yc, N: taps, cStrides: [0, taps, 1],
+    };
+    const tapRows: GemmProblem = {
+      ...shared, label: `${label} (tap rows)`, a: xs, b: dys, aMode: A_IM2COL_T, bMode: B_NCHW_COLS, cMode: C_PLAIN,
+      M: taps, N: gs.yc, cStrides: [0, 1, taps],
+    };
+    gemm(core, cheaperForm(core, channelRows, tapRows, false));
+  });
+  return sumParts(parts);
 }
 
 // ------------------------------------------------------------------------------------ direct forward
@@ -177,16 +200,18 @@ function convForwardDirect(x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | n
   if ((DIRECT_PT - 1) * g.sw + g.kw > DIRECT_SPAN_MAX) return convForwardGemm('register', x, w, b, g, epi, label);
   const e = x.engine;
   const y = e.empty([g.nimg, g.yc, g.yh, g.yw]);
-  const blocks = g.nimg * g.yh * Math.ceil(g.yw / DIRECT_PT);
   const max = e.limits.maxComputeWorkgroupsPerDimension;
-  e.dispatch({
-    shader: 'conv2d',
-    entry: 'forward_direct',
-    constants: { KH: g.kh, KW: g.kw, SH: g.sh, SW: g.sw },
-    uniforms: [g.nimg, g.xc, g.xh, g.xw, g.yc, g.yh, g.yw, g.ph, g.pw, b ? 1 : 0, ACTIVATION_CODE[epi.activation ?? 'none'], f32(epi.slope ?? 0.01)],
-    bindings: [x, w, y, b ?? w],
-    workgroups: [Math.min(Math.ceil(blocks / DIRECT_WG), max), Math.min(Math.ceil(g.yc / DIRECT_OT), max)],
-    label,
+  forEachSplit(e, label, g.nimg, imageOperands(g, { tensor: x, name: 'x', side: 'x' }, { tensor: y, name: 'y', side: 'y', output: true }), (r, [xs, ys]) => {
+    const blocks = r.count * g.yh * Math.ceil(g.yw / DIRECT_PT);
+    e.dispatch({
+      shader: 'conv2d',
+      entry: 'forward_direct',
+      constants: { KH: g.kh, KW: g.kw, SH: g.sh, SW: g.sw },
+      uniforms: [r.count, g.xc, g.xh, g.xw, g.yc, g.yh, g.yw, g.ph, g.pw, b ? 1 : 0, ACTIVATION_CODE[epi.activation ?? 'none'], f32(epi.slope ?? 0.01)],
+      bindings: [xs, w, ys, b ?? w],
+      workgroups: [Math.min(Math.ceil(blocks / DIRECT_WG), max), Math.min(Math.ceil(g.yc / DIRECT_OT), max)],
+      label,
+    });
   });
   return y;
 }

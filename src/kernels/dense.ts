@@ -1,10 +1,13 @@
 // Dense (fully connected) layer kernels: x [N,in], w [out,in], b [out]. All three are plain GEMMs on
 // the shared core (shaders/matmul.wgsl); bias and activation fuse into the forward's write.
+// Tensors over one storage binding are split by rows (src/kernels/batch-split.ts): the forward and d/dx
+// run per range of rows, d/dw adds the ranges' partial gradients.
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import type { Activation } from './activation.js';
 import { CORE_INFO, checkF32, plainGemm, type GemmCore } from './matmul.js';
 import { kernels } from './registry.js';
+import { forEachSplit, sumParts } from './batch-split.js';
 
 const s = (t: DeviceTensor) => `[${t.shape.join(', ')}]`;
 
@@ -23,10 +26,13 @@ function linearForwardWith(
   if (inW !== inF) throw new ShapeError(`${what}: x has ${inF} features, w expects ${inW}`);
   if (b && (b.shape.length !== 1 || b.shape[0] !== outF)) throw new ShapeError(`${what}: b must be [${outF}]`);
   const y = x.engine.empty([n, outF]);
-  // y[n, o] = sum_i x[n, i] w[o, i]: A = x (row-major), B[i, o] = w[o, i].
-  plainGemm(core, what, x, w, y, { M: n, N: outF, K: inF, batch: 1 }, [0, inF, 1], [0, 1, inF], [0, outF, 1], {
-    bias: b, activation: opts.activation, slope: opts.slope,
-  });
+  const operands = [{ tensor: x, name: 'x', unit: inF }, { tensor: y, name: 'y', unit: outF, output: true }];
+  forEachSplit(x.engine, what, n, operands, (r, [xs, ys]) => {
+    // y[n, o] = sum_i x[n, i] w[o, i]: A = x (row-major), B[i, o] = w[o, i].
+    plainGemm(core, what, xs, w, ys, { M: r.count, N: outF, K: inF, batch: 1 }, [0, inF, 1], [0, 1, inF], [0, outF, 1], {
+      bias: b, activation: opts.activation, slope: opts.slope,
+    });
+  }, { unitName: 'row' });
   return y;
 }
 
@@ -38,8 +44,11 @@ function linearBackwardInputWith(core: GemmCore, dy: DeviceTensor, w: DeviceTens
   const [outW, inF] = w.shape;
   if (outW !== outF) throw new ShapeError(`${what}: dy has ${outF} features, w has ${outW} outputs`);
   const dx = dy.engine.empty([n, inF]);
-  // dx[n, i] = sum_o dy[n, o] w[o, i]
-  plainGemm(core, what, dy, w, dx, { M: n, N: inF, K: outF, batch: 1 }, [0, outF, 1], [0, inF, 1], [0, inF, 1], {});
+  const operands = [{ tensor: dy, name: 'dy', unit: outF }, { tensor: dx, name: 'dx', unit: inF, output: true }];
+  forEachSplit(dy.engine, what, n, operands, (r, [dys, dxs]) => {
+    // dx[n, i] = sum_o dy[n, o] w[o, i]
+    plainGemm(core, what, dys, w, dxs, { M: r.count, N: inF, K: outF, batch: 1 }, [0, outF, 1], [0, inF, 1], [0, inF, 1], {});
+  }, { unitName: 'row' });
   return dx;
 }
 
@@ -50,10 +59,15 @@ function linearBackwardWeightWith(core: GemmCore, x: DeviceTensor, dy: DeviceTen
   const [n, inF] = x.shape;
   const [nd, outF] = dy.shape;
   if (nd !== n) throw new ShapeError(`${what}: batch sizes differ`);
-  const dw = x.engine.empty([outF, inF]);
-  // dw[o, i] = sum_n dy[n, o] x[n, i]: A[o, n] = dy[n, o], B[n, i] = x[n, i].
-  plainGemm(core, what, dy, x, dw, { M: outF, N: inF, K: n, batch: 1 }, [0, 1, outF], [0, inF, 1], [0, inF, 1], {});
-  return dw;
+  const parts: DeviceTensor[] = [];
+  const operands = [{ tensor: x, name: 'x', unit: inF }, { tensor: dy, name: 'dy', unit: outF }];
+  forEachSplit(x.engine, what, n, operands, (r, [xs, dys]) => {
+    const dw = x.engine.empty([outF, inF]);
+    parts.push(dw);
+    // dw[o, i] = sum_n dy[n, o] x[n, i]: A[o, n] = dy[n, o], B[n, i] = x[n, i].
+    plainGemm(core, what, dys, xs, dw, { M: outF, N: inF, K: r.count, batch: 1 }, [0, 1, outF], [0, inF, 1], [0, inF, 1], {});
+  }, { unitName: 'row' });
+  return sumParts(parts);
 }
 
 const forwardWith = (core: GemmCore) => (x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, opts?: { activation?: Activation; slope?: number }) =>

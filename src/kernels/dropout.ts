@@ -7,6 +7,7 @@ import { f32, type Engine } from '../gpu/engine.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import { kernels } from './registry.js';
+import { forEachSplit } from './batch-split.js';
 
 const WG = 256;
 
@@ -35,14 +36,19 @@ function applyMask(a: DeviceTensor, p: number, seed: number, op: string): Device
     return out;
   }
   const [lo, hi] = seedWords(seed);
-  e.dispatch({
-    shader: 'dropout',
-    entry: 'apply',
-    uniforms: [a.size, threshold(p), lo, hi, f32(1 / (1 - p))],
-    bindings: [out, a],
-    workgroups: e.grid(Math.ceil(a.size / 4), WG),
-    label: `${op} ${JSON.stringify(a.shape)} p=${p}`,
-  });
+  const label = `${op} ${JSON.stringify(a.shape)} p=${p}`;
+  // A tensor over one binding runs in ranges of whole Philox blocks (4 elements), each told its first block.
+  const operands = [{ tensor: out, name: 'out', unit: 1, output: true }, { tensor: a, name: 'a', unit: 1 }];
+  forEachSplit(e, label, a.size, operands, (r, [outs, as]) => {
+    e.dispatch({
+      shader: 'dropout',
+      entry: 'apply',
+      uniforms: [r.count, threshold(p), lo, hi, f32(1 / (1 - p)), r.start / 4],
+      bindings: [outs, as],
+      workgroups: e.grid(Math.ceil(r.count / 4), WG),
+      label,
+    });
+  }, { granule: 4, unitName: 'element' });
   return out;
 }
 
@@ -64,7 +70,7 @@ export function dropoutMask(engine: Engine, shape: readonly number[], p: number,
   engine.dispatch({
     shader: 'dropout',
     entry: 'mask',
-    uniforms: [m.size, threshold(p), lo, hi, f32(1)],
+    uniforms: [m.size, threshold(p), lo, hi, f32(1), 0],
     bindings: [m],
     workgroups: engine.grid(Math.ceil(m.size / 4), WG),
     label: `dropout.mask ${JSON.stringify(shape)} p=${p}`,

@@ -1,9 +1,11 @@
 // Elementwise arithmetic: broadcasting binary ops, affine scaling, scaling by a scalar tensor
-// (shaders/elementwise.wgsl).
+// (shaders/elementwise.wgsl). Tensors over one storage binding run per range of the outermost
+// (merged) dimension, or of elements (src/kernels/batch-split.ts).
 import { f32, type Engine } from '../gpu/engine.js';
 import { shapeString, type DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import { kernels } from './registry.js';
+import { forEachSplit, type SplitOperand } from './batch-split.js';
 
 export type BinaryOp = 'add' | 'sub' | 'mul' | 'div';
 
@@ -108,15 +110,30 @@ function binaryWith(a: DeviceTensor, b: DeviceTensor, op: BinaryOp, v: number): 
       `elementwise.binary: shapes ${shapeString(a.shape)} and ${shapeString(b.shape)} need ${c.shape.length} dims after merging; at most ${MAX_DIMS} are supported`,
     );
   const pad = (v: number[], fill: number) => [...v, ...new Array<number>(MAX_DIMS - v.length).fill(fill)];
-  e.dispatch({
-    shader: 'elementwise',
-    entry: 'binary',
-    constants: { OP: OP_CODE[op], V: v },
-    uniforms: [...pad(c.shape, 1), ...pad(c.strideA, 0), ...pad(c.strideB, 0), out.size, c.shape.length],
-    bindings: [a, b, out],
-    workgroups: e.grid(Math.ceil(out.size / v), WG),
-    label: `elementwise.binary ${op} ${shapeString(a.shape)} ${shapeString(b.shape)}`,
-  });
+  const label = `elementwise.binary ${op} ${shapeString(a.shape)} ${shapeString(b.shape)}`;
+  // Split along the outermost merged dim: the output and each operand that steps along it (an operand
+  // broadcast along it is bound whole in every range).
+  const outer = c.shape.length - 1;
+  const units = outer >= 0 ? c.shape[outer] : 1;
+  const operands: SplitOperand[] = [{ tensor: out, name: 'out', unit: out.size / units, output: true }];
+  if (outer >= 0 && c.strideA[outer] !== 0) operands.push({ tensor: a, name: 'a', unit: c.strideA[outer] });
+  if (outer >= 0 && c.strideB[outer] !== 0) operands.push({ tensor: b, name: 'b', unit: c.strideB[outer] });
+  forEachSplit(e, label, units, operands, (r, parts) => {
+    const shape = outer >= 0 ? [...c.shape.slice(0, outer), r.count] : c.shape;
+    const outPart = parts[0];
+    let k = 1;
+    const aPart = outer >= 0 && c.strideA[outer] !== 0 ? parts[k++] : a;
+    const bPart = outer >= 0 && c.strideB[outer] !== 0 ? parts[k++] : b;
+    e.dispatch({
+      shader: 'elementwise',
+      entry: 'binary',
+      constants: { OP: OP_CODE[op], V: v },
+      uniforms: [...pad(shape, 1), ...pad(c.strideA, 0), ...pad(c.strideB, 0), outPart.size, c.shape.length],
+      bindings: [aPart, bPart, outPart],
+      workgroups: e.grid(Math.ceil(outPart.size / v), WG),
+      label,
+    });
+  }, { unitName: 'slice' });
   return out;
 }
 
@@ -129,15 +146,19 @@ function scaleWith(x: DeviceTensor, alpha: number, beta: number, v: number): Dev
   requireF32('elementwise.scale', x);
   const e = x.engine;
   const y = e.empty(x.shape);
-  e.dispatch({
-    shader: 'elementwise',
-    entry: 'scale',
-    constants: { V: v },
-    uniforms: [x.size, f32(alpha), f32(beta)],
-    bindings: [x, y],
-    workgroups: e.grid(Math.ceil(x.size / v), WG),
-    label: `elementwise.scale ${shapeString(x.shape)}`,
-  });
+  const label = `elementwise.scale ${shapeString(x.shape)}`;
+  const operands = [{ tensor: x, name: 'x', unit: 1 }, { tensor: y, name: 'y', unit: 1, output: true }];
+  forEachSplit(e, label, x.size, operands, (r, [xs, ys]) => {
+    e.dispatch({
+      shader: 'elementwise',
+      entry: 'scale',
+      constants: { V: v },
+      uniforms: [r.count, f32(alpha), f32(beta)],
+      bindings: [xs, ys],
+      workgroups: e.grid(Math.ceil(r.count / v), WG),
+      label,
+    });
+  }, { unitName: 'element' });
   return y;
 }
 
@@ -152,15 +173,19 @@ function scaleByScalarWith(x: DeviceTensor, s: DeviceTensor, alpha: number, v: n
     throw new ShapeError(`elementwise.scaleByScalar: the scalar must have 1 element, got shape ${shapeString(s.shape)}`);
   const e = x.engine;
   const y = e.empty(x.shape);
-  e.dispatch({
-    shader: 'elementwise',
-    entry: 'scale_by_scalar',
-    constants: { V: v },
-    uniforms: [x.size, f32(alpha), f32(0)],
-    bindings: [x, y, s],
-    workgroups: e.grid(Math.ceil(x.size / v), WG),
-    label: `elementwise.scaleByScalar ${shapeString(x.shape)}`,
-  });
+  const label = `elementwise.scaleByScalar ${shapeString(x.shape)}`;
+  const operands = [{ tensor: x, name: 'x', unit: 1 }, { tensor: y, name: 'y', unit: 1, output: true }];
+  forEachSplit(e, label, x.size, operands, (r, [xs, ys]) => {
+    e.dispatch({
+      shader: 'elementwise',
+      entry: 'scale_by_scalar',
+      constants: { V: v },
+      uniforms: [r.count, f32(alpha), f32(0)],
+      bindings: [xs, ys, s],
+      workgroups: e.grid(Math.ceil(r.count / v), WG),
+      label,
+    });
+  }, { unitName: 'element' });
   return y;
 }
 

@@ -1,12 +1,15 @@
 // Mean-reduced losses: BCE, BCE with logits, softmax cross-entropy; forward and backward
 // (shaders/loss.wgsl). Losses return 0-d tensors (shape [], size 1). Backward kernels take the
 // upstream gradient of the loss as a 0-d tensor read on the GPU (null means 1).
+// Inputs over one storage binding run per range of elements (rows for cross-entropy): the forward adds
+// the ranges' partial losses, the backward is elementwise (src/kernels/batch-split.ts).
 import { f32, type Engine } from '../gpu/engine.js';
 import { shapeString, type DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import { perInvocation } from './elementwise.js';
 import { reduceAxes } from './reduce.js';
 import { kernels } from './registry.js';
+import { forEachSplit, sumParts } from './batch-split.js';
 
 const WG = 64;
 /** Elements summed serially per invocation by the forward passes. */
@@ -69,20 +72,26 @@ function chunkedLoss(
   label: string,
 ): DeviceTensor {
   const e = a.engine;
-  const parts = Math.ceil(count / chunk);
-  const partial = e.empty(parts === 1 ? [] : [parts]);
-  e.dispatch({
-    shader: 'loss',
-    entry,
-    uniforms: [count, k, chunk, f32(1 / count)],
-    bindings: [a, b, partial],
-    workgroups: e.grid(parts, WG),
-    label,
-  });
-  if (parts === 1) return partial;
-  const loss = reduceAxes(partial, [true], [], 1, `${label} (sum of partials)`);
-  partial.dispose();
-  return loss;
+  const losses: DeviceTensor[] = [];
+  const operands = [{ tensor: a, name: 'input', unit: k }, { tensor: b, name: 'target', unit: 1 }];
+  forEachSplit(e, label, count, operands, (r, [as, bs]) => {
+    const parts = Math.ceil(r.count / chunk);
+    const partial = e.empty(parts === 1 ? [] : [parts]);
+    e.dispatch({
+      shader: 'loss',
+      entry,
+      uniforms: [r.count, k, chunk, f32(1 / count)],
+      bindings: [as, bs, partial],
+      workgroups: e.grid(parts, WG),
+      label,
+    });
+    if (parts === 1) losses.push(partial);
+    else {
+      losses.push(reduceAxes(partial, [true], [], 1, `${label} (sum of partials)`));
+      partial.dispose();
+    }
+  }, { unitName: k > 1 ? 'row' : 'element' });
+  return sumParts(losses);
 }
 
 function elementGrad(
@@ -100,15 +109,23 @@ function elementGrad(
   const da = e.empty(a.shape);
   // Elementwise entries take V elements per invocation (see elementwise.ts); cross-entropy one row.
   const v = perRow ? 1 : perInvocation(e);
-  e.dispatch({
-    shader: 'loss',
-    entry,
-    constants: perRow ? {} : { V: v },
-    uniforms: [n, k, 1, f32(alpha)],
-    bindings: [a, b, gradOut ?? unitScalar(e), da],
-    workgroups: e.grid(Math.ceil(n / v), WG),
-    label,
-  });
+  const g = gradOut ?? unitScalar(e);
+  const operands = [
+    { tensor: a, name: 'input', unit: k },
+    { tensor: b, name: 'target', unit: 1 },
+    { tensor: da, name: 'gradient', unit: k, output: true },
+  ];
+  forEachSplit(e, label, n, operands, (r, [as, bs, das]) => {
+    e.dispatch({
+      shader: 'loss',
+      entry,
+      constants: perRow ? {} : { V: v },
+      uniforms: [r.count, k, 1, f32(alpha)],
+      bindings: [as, bs, g, das],
+      workgroups: e.grid(Math.ceil(r.count / v), WG),
+      label,
+    });
+  }, { unitName: perRow ? 'row' : 'element' });
   return da;
 }
 

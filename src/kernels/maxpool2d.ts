@@ -3,10 +3,12 @@
 //
 // Tie rule: the FIRST maximum in row-major window order wins (strict `>`, as PyTorch's CPU kernel);
 // a NaN input wins (so it propagates to y).
+// Tensors over one storage binding run per range of images (src/kernels/batch-split.ts).
 import { shapeString, type DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import { perInvocation, SOFTWARE_PER_INVOCATION } from './elementwise.js';
 import { kernels } from './registry.js';
+import { forEachSplit } from './batch-split.js';
 
 export interface Pool2dParams {
   kernel: [number, number];
@@ -44,14 +46,24 @@ function forwardWith(x: DeviceTensor, p: Pool2dParams, v: number): { y: DeviceTe
   const e = x.engine;
   const y = e.empty(outShape);
   const argmax = e.empty(outShape, 'i32');
-  e.dispatch({
-    shader: 'maxpool2d',
-    entry: 'forward',
-    constants: { V: v },
-    uniforms: uniforms(x.shape, outShape, p),
-    bindings: [x, y, argmax],
-    workgroups: e.grid(Math.ceil(y.size / v), WG),
-    label: `maxPool2d.forward ${shapeString(x.shape)} k${p.kernel} s${p.stride}`,
+  const label = `maxPool2d.forward ${shapeString(x.shape)} k${p.kernel} s${p.stride}`;
+  const [n, c, h, w] = x.shape;
+  const yUnit = c * outShape[2] * outShape[3];
+  const operands = [
+    { tensor: x, name: 'x', unit: c * h * w },
+    { tensor: y, name: 'y', unit: yUnit, output: true },
+    { tensor: argmax, name: 'argmax', unit: yUnit, output: true },
+  ];
+  forEachSplit(e, label, n, operands, (r, [xs, ys, ams]) => {
+    e.dispatch({
+      shader: 'maxpool2d',
+      entry: 'forward',
+      constants: { V: v },
+      uniforms: uniforms(xs.shape, ys.shape, p),
+      bindings: [xs, ys, ams],
+      workgroups: e.grid(Math.ceil(ys.size / v), WG),
+      label,
+    });
   });
   return { y, argmax };
 }
@@ -79,14 +91,24 @@ function backwardWith(dy: DeviceTensor, argmax: DeviceTensor, xShape: readonly n
     );
   const e = dy.engine;
   const dx = e.empty(xShape);
-  e.dispatch({
-    shader: 'maxpool2d',
-    entry: 'backward',
-    constants: { V: v, NON_OVERLAPPING: p.kernel[0] <= p.stride[0] && p.kernel[1] <= p.stride[1] },
-    uniforms: uniforms(xShape, outShape, p),
-    bindings: [dy, argmax, dx],
-    workgroups: e.grid(Math.ceil(dx.size / v), WG),
-    label: `maxPool2d.backward ${shapeString(xShape)} k${p.kernel} s${p.stride}`,
+  const label = `maxPool2d.backward ${shapeString(xShape)} k${p.kernel} s${p.stride}`;
+  const [n, c, h, w] = xShape;
+  const yUnit = c * outShape[2] * outShape[3];
+  const operands = [
+    { tensor: dy, name: 'dy', unit: yUnit },
+    { tensor: argmax, name: 'argmax', unit: yUnit },
+    { tensor: dx, name: 'dx', unit: c * h * w, output: true },
+  ];
+  forEachSplit(e, label, n, operands, (r, [dys, ams, dxs]) => {
+    e.dispatch({
+      shader: 'maxpool2d',
+      entry: 'backward',
+      constants: { V: v, NON_OVERLAPPING: p.kernel[0] <= p.stride[0] && p.kernel[1] <= p.stride[1] },
+      uniforms: uniforms(dxs.shape, dys.shape, p),
+      bindings: [dys, ams, dxs],
+      workgroups: e.grid(Math.ceil(dxs.size / v), WG),
+      label,
+    });
   });
   return dx;
 }

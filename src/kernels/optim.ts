@@ -1,5 +1,8 @@
-// Optimizer updates (shaders/optim.wgsl): in place on the GPU, one dispatch per parameter tensor.
-import { f32 } from '../gpu/engine.js';
+// Optimizer updates (shaders/optim.wgsl): in place on the GPU. adamStep and sgdStep update one
+// parameter tensor per dispatch; adamMultiStep up to 3 or 7 per dispatch (as the device's storage-buffer
+// limit allows), with the moments of all of them in two flat state buffers (what nn.optim.Adam uses).
+import { f32, type Engine, type UniformValue } from '../gpu/engine.js';
+import type { PooledBuffer } from '../gpu/buffer-pool.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import { kernels } from './registry.js';
@@ -89,6 +92,107 @@ export function sgdStep(param: DeviceTensor, grad: DeviceTensor, velocity: Devic
   });
 }
 
+/** One parameter of a multi-tensor Adam step: its moments are exp_avg[offset .. offset + size) (and exp_avg_sq). */
+export interface AdamMultiItem {
+  param: DeviceTensor;
+  grad: DeviceTensor;
+  /** First element of the parameter's moments in the flat state buffers. */
+  offset: number;
+}
+
+/** Parameter tensors per dispatch of adamMultiStep on an engine: 7 where 16 storage buffers may be bound, else 3 (WebGPU's minimum is 8). */
+export function adamMultiSlots(e: Engine): number {
+  return e.limits.maxStorageBuffersPerShaderStage >= 16 ? 7 : 3;
+}
+
+const spares = new WeakMap<Engine, { params: DeviceTensor[]; grad: DeviceTensor }>();
+
+/**
+ * Tensors bound to a dispatch's unused slots. Each unused parameter slot needs a buffer of its own:
+ * WebGPU refuses a writable binding that aliases another binding of the same dispatch.
+ */
+function spareBindings(e: Engine): { params: DeviceTensor[]; grad: DeviceTensor } {
+  let s = spares.get(e);
+  if (!s || s.grad.isDisposed) {
+    s = { params: Array.from({ length: 6 }, () => e.zeros([1])), grad: e.zeros([1]) };
+    spares.set(e, s);
+  }
+  return s;
+}
+
+/**
+ * PyTorch's Adam step (as adamStep, bit for bit) for several parameters at once: each item's param is
+ * updated in place with its grad, its moments at `offset` in the flat expAvg / expAvgSq. Items are
+ * grouped into dispatches of adamMultiSlots(engine) parameters (items sharing a buffer go to different
+ * dispatches). `slots` (3, or 7 where the device allows) overrides the parameters per dispatch, for tests.
+ */
+export function adamMultiStep(items: readonly AdamMultiItem[], expAvg: DeviceTensor, expAvgSq: DeviceTensor, p: AdamParams, slots?: number): void {
+  if (!Number.isInteger(p.step) || p.step < 1) throw new RangeError(`optim.adamMulti: step ${p.step} must be an integer >= 1`);
+  if (expAvg.dtype !== 'f32' || expAvgSq.dtype !== 'f32' || expAvgSq.size !== expAvg.size)
+    throw new ShapeError(`optim.adamMulti: expAvg ${JSON.stringify(expAvg.shape)} and expAvgSq ${JSON.stringify(expAvgSq.shape)} must be f32 tensors of one size`);
+  for (const it of items) {
+    sameSize('optim.adamMulti', it.param, { grad: it.grad });
+    if (!Number.isInteger(it.offset) || it.offset < 0 || it.offset + it.param.size > expAvg.size)
+      throw new ShapeError(`optim.adamMulti: moments at ${it.offset} of a parameter ${JSON.stringify(it.param.shape)} lie outside the state buffers (${expAvg.size} elements)`);
+  }
+  if (items.length === 0) return;
+  const e = expAvg.engine;
+  const most = adamMultiSlots(e);
+  const perDispatch = slots ?? most;
+  if (perDispatch !== 3 && perDispatch !== most) throw new RangeError(`optim.adamMulti: ${perDispatch} parameters per dispatch; this device runs 3 or ${most}`);
+  const bc1 = 1 - p.beta1 ** p.step;
+  const bc2 = 1 - p.beta2 ** p.step;
+  const hyper: UniformValue[] = [
+    f32(p.beta1), f32(1 - p.beta1), f32(p.beta2), f32(1 - p.beta2), f32(p.lr / bc1), f32(Math.sqrt(bc2)), f32(p.eps), f32(p.weightDecay),
+  ];
+  let group: AdamMultiItem[] = [];
+  let storages = new Set<PooledBuffer>();
+  const flush = () => {
+    if (group.length) dispatchAdamMulti(e, group, perDispatch, expAvg, expAvgSq, hyper, p.step);
+    group = [];
+    storages = new Set();
+  };
+  for (const it of items) {
+    if (group.length === perDispatch || storages.has(it.param.storage) || storages.has(it.grad.storage)) flush();
+    group.push(it);
+    storages.add(it.param.storage);
+    storages.add(it.grad.storage);
+  }
+  flush();
+}
+
+function dispatchAdamMulti(e: Engine, group: AdamMultiItem[], slots: number, m: DeviceTensor, v: DeviceTensor, hyper: UniformValue[], step: number): void {
+  const n = new Array<number>(8).fill(0);
+  const off = new Array<number>(8).fill(0);
+  const start = new Array<number>(8).fill(0);
+  let workgroups = 0;
+  group.forEach((it, k) => {
+    n[k] = it.param.size;
+    off[k] = it.offset;
+    start[k] = workgroups;
+    workgroups += Math.ceil(it.param.size / WG);
+  });
+  start[group.length] = workgroups;
+  if (workgroups === 0) return;
+  const spare = spareBindings(e);
+  const bindings: DeviceTensor[] = [m, v];
+  for (let k = 0; k < slots; k++) {
+    const it = group[k];
+    bindings.push(it ? it.param : spare.params[k - 1], it ? it.grad : spare.grad);
+  }
+  e.dispatch({
+    shader: 'optim',
+    entry: slots === 7 ? 'adam_multi7' : 'adam_multi3',
+    uniforms: [...n, ...off, ...start, group.length, ...hyper],
+    bindings,
+    workgroups: e.grid(workgroups * WG, WG),
+    label: `optim.adamMulti ${group.map((it) => JSON.stringify(it.param.shape)).join(' ')} t=${step}`,
+  });
+}
+
+kernels.register('optim.adamMulti', 'slots', adamMultiStep, {
+  description: 'PyTorch Adam over several parameters per dispatch (3 or 7 as the storage-buffer limit allows), moments in flat state buffers',
+});
 kernels.register('optim.adam', 'elementwise', adamStep, { description: 'PyTorch Adam, one invocation per element, in place' });
 kernels.register('optim.sgd', 'elementwise', sgdStep, {
   description: 'PyTorch SGD (momentum, dampening, nesterov, weight decay), one invocation per element, in place',

@@ -5,10 +5,13 @@
 // partials ([M, parts], contiguous). No shared memory, no atomics. Accuracy: each level is a serial
 // float32 sum of <= 256 terms, so the error grows with log_256(R) levels rather than with R; the
 // tests check 32*224*224 elements to 1e-5 relative (see test/reduce.test.ts).
+// An x over one storage binding is split along its outermost (merged) dim (src/kernels/batch-split.ts):
+// a reduced one gives a partial result per range, added up; a kept one a range of the outputs.
 import { f32 } from '../gpu/engine.js';
 import { shapeString, type DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import { kernels } from './registry.js';
+import { forEachSplit, sumParts } from './batch-split.js';
 
 const WG = 64;
 /** Terms summed serially by one invocation at each level. */
@@ -75,7 +78,32 @@ export function reduceAxes(
   const out = e.empty(outShape);
   if (out.size !== m) throw new Error(`${label}: output shape ${shapeString(outShape)} does not hold ${m} results`);
   if (m === 0) return out;
-  run(x, kept, red, m, r, alpha, out, label);
+  // The outermost merged dim (the last one pushed) and whether it is reduced.
+  const outerReduced = last === true;
+  const outer = outerReduced ? red[red.length - 1] : kept[kept.length - 1];
+  if (!outer) {
+    run(x, kept, red, m, r, alpha, out, label);
+    return out;
+  }
+  const withOuter = (dims: Dim[], count: number): Dim[] => [...dims.slice(0, -1), { size: count, stride: outer.stride }];
+  if (outerReduced) {
+    // One partial result per range of the outer reduced dim (the whole result when x fits one binding).
+    const parts: DeviceTensor[] = [];
+    forEachSplit(e, label, outer.size, [{ tensor: x, name: 'x', unit: outer.stride }], (rg, [xs], i) => {
+      const target = i === 0 ? out : e.empty(outShape);
+      parts.push(target);
+      run(xs, kept, withOuter(red, rg.count), m, (r / outer.size) * rg.count, alpha, target, label);
+    }, { unitName: 'slice' });
+    return sumParts(parts);
+  }
+  const perOuter = m / outer.size;
+  const operands = [
+    { tensor: x, name: 'x', unit: outer.stride },
+    { tensor: out, name: 'out', unit: perOuter, output: true },
+  ];
+  forEachSplit(e, label, outer.size, operands, (rg, [xs, outs]) => {
+    run(xs, withOuter(kept, rg.count), red, perOuter * rg.count, r, alpha, outs, label);
+  }, { unitName: 'slice' });
   return out;
 }
 

@@ -1,7 +1,9 @@
-// Softmax over the last dimension, forward and backward (shaders/softmax.wgsl).
+// Softmax over the last dimension, forward and backward (shaders/softmax.wgsl). Tensors over one
+// storage binding run per range of rows (src/kernels/batch-split.ts).
 import { shapeString, type DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import { kernels } from './registry.js';
+import { forEachSplit } from './batch-split.js';
 
 const WG = 64;
 
@@ -17,14 +19,18 @@ export function softmaxForward(x: DeviceTensor): DeviceTensor {
   const { rows, k } = rowsOf('softmax.forward', x);
   const e = x.engine;
   const y = e.empty(x.shape);
-  e.dispatch({
-    shader: 'softmax',
-    entry: 'forward',
-    uniforms: [rows, k],
-    bindings: [x, y],
-    workgroups: e.grid(rows, WG),
-    label: `softmax.forward ${shapeString(x.shape)}`,
-  });
+  const label = `softmax.forward ${shapeString(x.shape)}`;
+  const operands = [{ tensor: x, name: 'x', unit: k }, { tensor: y, name: 'y', unit: k, output: true }];
+  forEachSplit(e, label, rows, operands, (r, [xs, ys]) => {
+    e.dispatch({
+      shader: 'softmax',
+      entry: 'forward',
+      uniforms: [r.count, k],
+      bindings: [xs, ys],
+      workgroups: e.grid(r.count, WG),
+      label,
+    });
+  }, { unitName: 'row' });
   return y;
 }
 
@@ -35,14 +41,18 @@ export function softmaxBackward(y: DeviceTensor, dy: DeviceTensor): DeviceTensor
     throw new ShapeError(`softmax.backward: dy ${dy.dtype} ${shapeString(dy.shape)} does not match y ${shapeString(y.shape)}`);
   const e = y.engine;
   const dx = e.empty(y.shape);
-  e.dispatch({
-    shader: 'softmax',
-    entry: 'backward',
-    uniforms: [rows, k],
-    bindings: [y, dx, dy],
-    workgroups: e.grid(rows, WG),
-    label: `softmax.backward ${shapeString(y.shape)}`,
-  });
+  const label = `softmax.backward ${shapeString(y.shape)}`;
+  const operands = [{ tensor: y, name: 'y', unit: k }, { tensor: dx, name: 'dx', unit: k, output: true }, { tensor: dy, name: 'dy', unit: k }];
+  forEachSplit(e, label, rows, operands, (r, [ys, dxs, dys]) => {
+    e.dispatch({
+      shader: 'softmax',
+      entry: 'backward',
+      uniforms: [r.count, k],
+      bindings: [ys, dxs, dys],
+      workgroups: e.grid(r.count, WG),
+      label,
+    });
+  }, { unitName: 'row' });
   return dx;
 }
 

@@ -6,7 +6,7 @@
 import type { Engine } from '../gpu/engine.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { shapeString, sizeOf } from '../gpu/device-tensor.js';
-import { ShapeError, WgslNnError } from '../gpu/errors.js';
+import { InvalidArgumentError, ShapeError, WgslNnError } from '../gpu/errors.js';
 import { kernels, type KernelFn } from '../kernels/registry.js';
 import '../kernels/index.js';
 import type { Activation } from '../kernels/activation.js';
@@ -37,6 +37,16 @@ type Pair = number | [number, number];
 const pair = (v: Pair | undefined, dflt: number): [number, number] =>
   v === undefined ? [dflt, dflt] : typeof v === 'number' ? [v, v] : [v[0], v[1]];
 
+/**
+ * Tensors of two engines cannot meet in one kernel. Checked before the kernel allocates its output
+ * (engine.dispatch would refuse the foreign buffer too, but after that allocation).
+ */
+function sameEngine(op: string, ...tensors: (Tensor | null | undefined)[]): void {
+  const e = tensors[0]!.engine;
+  for (const t of tensors)
+    if (t && t.engine !== e) throw new InvalidArgumentError(`${op}: a tensor of shape ${shapeString(t.shape)} belongs to another engine than ${shapeString(tensors[0]!.shape)}`);
+}
+
 function expectDims(x: Tensor, dims: number, op: string, what = 'input'): void {
   if (x.shape.length !== dims)
     throw new ShapeError(`${op}: ${what} must be ${dims}-D, got ${shapeString(x.shape)}`);
@@ -65,6 +75,7 @@ export interface ConvOptions {
 export function conv2d(x: Tensor, w: Tensor, b: Tensor | null = null, options: ConvOptions = {}): Tensor {
   expectDims(x, 4, 'conv2d');
   expectDims(w, 4, 'conv2d', 'weight');
+  sameEngine('conv2d', x, w, b);
   if (x.shape[1] !== w.shape[1])
     throw new ShapeError(`conv2d: input has ${x.shape[1]} channels but weight ${shapeString(w.shape)} expects ${w.shape[1]}`);
   const p: Conv2dParams = { stride: pair(options.stride, 1), padding: pair(options.padding, 0) };
@@ -90,6 +101,7 @@ export function conv2d(x: Tensor, w: Tensor, b: Tensor | null = null, options: C
 export function convTranspose2d(x: Tensor, w: Tensor, b: Tensor | null = null, options: ConvOptions = {}): Tensor {
   expectDims(x, 4, 'convTranspose2d');
   expectDims(w, 4, 'convTranspose2d', 'weight');
+  sameEngine('convTranspose2d', x, w, b);
   if (x.shape[1] !== w.shape[0])
     throw new ShapeError(`convTranspose2d: input has ${x.shape[1]} channels but weight ${shapeString(w.shape)} expects ${w.shape[0]}`);
   const p: Conv2dParams = { stride: pair(options.stride, 1), padding: pair(options.padding, 0) };
@@ -119,6 +131,7 @@ export function linear(
   options: { activation?: Activation; slope?: number; variant?: string } = {},
 ): Tensor {
   expectDims(w, 2, 'linear', 'weight');
+  sameEngine('linear', x, w, b);
   const inF = w.shape[1];
   if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== inF)
     throw new ShapeError(`linear: input ${shapeString(x.shape)} does not end in in_features=${inF} of weight ${shapeString(w.shape)}`);
@@ -159,6 +172,9 @@ export function maxPool2d(x: Tensor, options: { kernelSize: Pair; stride?: Pair 
 // ------------------------------------------------------------------ activations
 
 function activation(name: Activation, x: Tensor, slope = 0.01): Tensor {
+  // The activation kernels do not check dtypes: an i32 tensor would be read as float bits.
+  if (x.dtype !== 'f32') throw new ShapeError(`${name}: expected an f32 tensor, got ${x.dtype} ${shapeString(x.shape)}`);
+  if (name === 'leakyRelu' && !Number.isFinite(slope)) throw new InvalidArgumentError(`leakyRelu: negative slope must be a finite number, got ${slope}`);
   const e = x.engine;
   const y = k<typeof act.activationForward>('activation.forward', e)(x.value, name, slope);
   // d/dx = act'(x), computed from y: relu 1[y>0], leaky 1 or slope, sigmoid y(1-y), tanh 1-y².
@@ -190,6 +206,7 @@ function sameSize(a: Tensor, b: Tensor, op: string): void {
 /** mean(-(t log p + (1-t) log(1-p))), logs clamped at -100 as PyTorch. */
 export function binaryCrossEntropy(p: Tensor, target: Tensor): Tensor {
   sameSize(p, target, 'binaryCrossEntropy');
+  sameEngine('binaryCrossEntropy', p, target);
   const e = p.engine;
   const l = k<typeof loss.bceForward>('bce.forward', e)(p.value, target.value);
   // d/dp = (p - t) / max(p(1-p), 1e-12) / n.
@@ -199,6 +216,7 @@ export function binaryCrossEntropy(p: Tensor, target: Tensor): Tensor {
 /** mean(max(z,0) - z t + log(1 + e^-|z|)). */
 export function binaryCrossEntropyWithLogits(z: Tensor, target: Tensor): Tensor {
   sameSize(z, target, 'binaryCrossEntropyWithLogits');
+  sameEngine('binaryCrossEntropyWithLogits', z, target);
   const e = z.engine;
   const l = k<typeof loss.bceWithLogitsForward>('bceWithLogits.forward', e)(z.value, target.value);
   // d/dz = (sigmoid(z) - t) / n.
@@ -210,10 +228,19 @@ export function binaryCrossEntropyWithLogits(z: Tensor, target: Tensor): Tensor 
 /** Softmax cross-entropy with integer labels: mean_n(logsumexp(z_n) - z_n[label_n]). */
 export function crossEntropy(logits: Tensor, labels: Tensor): Tensor {
   expectDims(logits, 2, 'crossEntropy', 'logits');
+  sameEngine('crossEntropy', logits, labels);
   if (labels.dtype !== 'i32') throw new ShapeError('crossEntropy: labels must be an i32 tensor of class indices');
   if (labels.size !== logits.shape[0])
     throw new ShapeError(`crossEntropy: ${labels.size} labels for ${logits.shape[0]} rows of logits ${shapeString(logits.shape)}`);
   const e = logits.engine;
+  // The kernel clamps labels into range (no out-of-bounds read) but would compute a wrong loss: labels
+  // made from host data are checked here, without a readback (labels computed on the GPU are not).
+  const range = e.knownRange(labels.value);
+  const classes = logits.shape[1];
+  if (range && labels.size > 0 && (range.min < 0 || range.max >= classes))
+    throw new InvalidArgumentError(
+      `crossEntropy: labels must be class indices in [0, ${classes}) for logits ${shapeString(logits.shape)}, got labels from ${range.min} to ${range.max}`,
+    );
   const l = k<typeof loss.crossEntropyForward>('crossEntropy.forward', e)(logits.value, labels.value);
   // d/dz = (softmax(z) - onehot(label)) / N.
   return record('crossEntropy', [logits], l, (dy) => [
@@ -239,6 +266,7 @@ export function batchNorm2d(
   options: BatchNormOptions = {},
 ): Tensor {
   expectDims(x, 4, 'batchNorm2d');
+  sameEngine('batchNorm2d', x, runningMean, runningVar, gamma, beta);
   const c = x.shape[1];
   for (const [name, t] of [['runningMean', runningMean], ['runningVar', runningVar], ['weight', gamma], ['bias', beta]] as const)
     if (t.size !== c) throw new ShapeError(`batchNorm2d: ${name} has ${t.size} elements, input has ${c} channels`);
@@ -264,7 +292,7 @@ export function batchNorm2d(
 
 /** Inverted dropout with a GPU counter-based mask: same seed, same mask. Identity when not training. */
 export function dropout(x: Tensor, p = 0.5, options: { training?: boolean; seed?: number } = {}): Tensor {
-  if (p < 0 || p >= 1) throw new WgslNnError(`dropout: p must be in [0, 1), got ${p}`);
+  if (!(p >= 0 && p < 1)) throw new WgslNnError(`dropout: p must be in [0, 1), got ${p}`);
   if (!(options.training ?? true) || p === 0) return identity(x);
   const seed = options.seed ?? globalRng().int(2 ** 31);
   const e = x.engine;
@@ -304,6 +332,7 @@ function scalarOp(x: Tensor, alpha: number, beta: number, op: string): Tensor {
 }
 
 function binaryOp(a: Tensor, b: Tensor, op: ew.BinaryOp): Tensor {
+  sameEngine(op, a, b);
   const e = a.engine;
   const y = k<typeof ew.binary>('elementwise.binary', e)(a.value, b.value, op);
   const toShape = (g: DeviceTensor, shape: readonly number[]): DeviceTensor => {

@@ -84,13 +84,31 @@ export interface AdamOptions {
   weightDecay?: number;
 }
 
+/** Where a parameter's moments live in Adam's flat state: block (a pair of buffers) and first element. */
+interface StateSlot {
+  block: number;
+  offset: number;
+}
+
+/**
+ * torch.optim.Adam. The moments of all parameters live in flat state buffers (blocks of at most one
+ * storage binding each) so that a step updates several parameters per dispatch (optim.adamMulti in
+ * src/kernels/optim.ts, bit-identical to the per-parameter kernel). As in PyTorch, a parameter gets
+ * state (zero moments) at its first step with a gradient; stateDict() holds only those.
+ */
 export class Adam extends Optimizer {
   lr: number;
   betas: [number, number];
   eps: number;
   weightDecay: number;
   stepCount = 0;
-  private readonly state = new Map<Tensor, { m: DeviceTensor; v: DeviceTensor }>();
+  /** Flat moment buffers, made at the first step (or load) for all parameters; undefined before that and after dispose(). */
+  private blocks: { m: DeviceTensor; v: DeviceTensor }[] | undefined;
+  private readonly slots = new Map<Tensor, StateSlot>();
+  /** Parameters that have state (had a gradient, or were loaded). */
+  private readonly started = new Set<Tensor>();
+  /** moments() views, kept until dispose(). */
+  private readonly views = new Map<Tensor, { m: DeviceTensor; v: DeviceTensor }>();
 
   constructor(params: Tensor[], options: AdamOptions = {}) {
     super(params);
@@ -100,41 +118,85 @@ export class Adam extends Optimizer {
     this.weightDecay = options.weightDecay ?? 0;
   }
 
+  /** Makes the zeroed flat state of every parameter (once). */
+  private state(): { m: DeviceTensor; v: DeviceTensor }[] {
+    if (this.blocks) return this.blocks;
+    const e = this.params[0].engine;
+    // A block holds what one storage binding can; a larger parameter gets a block of its own.
+    const capacity = Math.floor(e.limits.maxStorageBufferBindingSize / 4);
+    const sizes: number[] = [];
+    for (const p of this.params) {
+      if (this.slots.has(p)) continue;
+      const last = sizes.length - 1;
+      if (last >= 0 && sizes[last] + p.size <= capacity) {
+        this.slots.set(p, { block: last, offset: sizes[last] });
+        sizes[last] += p.size;
+      } else {
+        this.slots.set(p, { block: sizes.length, offset: 0 });
+        sizes.push(p.size);
+      }
+    }
+    this.blocks = sizes.map((n) => ({ m: e.zeros([Math.max(n, 1)]), v: e.zeros([Math.max(n, 1)]) }));
+    return this.blocks;
+  }
+
   step(): void {
     this.stepCount++;
-    const adam = kernels.get<typeof opt.adamStep>('optim.adam', this.params[0]?.engine);
-    for (const p of this.params) {
-      if (!p.grad) continue;
-      let s = this.state.get(p);
-      if (!s) this.state.set(p, (s = { m: p.engine.zeros(p.shape), v: p.engine.zeros(p.shape) }));
-      adam(p.value, p.grad.value, s.m, s.v, {
-        lr: this.lr,
-        beta1: this.betas[0],
-        beta2: this.betas[1],
-        eps: this.eps,
-        weightDecay: this.weightDecay,
-        step: this.stepCount,
-      });
+    const withGrad = [...new Set(this.params.filter((p) => p.grad))];
+    if (withGrad.length === 0) return;
+    const blocks = this.state();
+    const adam = kernels.get<typeof opt.adamMultiStep>('optim.adamMulti', withGrad[0].engine);
+    const hyper = {
+      lr: this.lr,
+      beta1: this.betas[0],
+      beta2: this.betas[1],
+      eps: this.eps,
+      weightDecay: this.weightDecay,
+      step: this.stepCount,
+    };
+    blocks.forEach((b, index) => {
+      const items = withGrad
+        .filter((p) => this.slots.get(p)!.block === index)
+        .map((p) => ({ param: p.value, grad: p.grad!.value, offset: this.slots.get(p)!.offset }));
+      if (items.length) adam(items, b.m, b.v, hyper);
+    });
+    for (const p of withGrad) this.started.add(p);
+  }
+
+  /** The views of a parameter's moments in the flat state (made once, owned by the optimizer). */
+  private momentViews(p: Tensor): { m: DeviceTensor; v: DeviceTensor } {
+    let view = this.views.get(p);
+    if (!view) {
+      const b = this.state()[this.slots.get(p)!.block];
+      const offset = this.slots.get(p)!.offset;
+      view = { m: b.m.view(offset, p.shape), v: b.v.view(offset, p.shape) };
+      this.views.set(p, view);
     }
+    return view;
   }
 
-  /** First and second moment estimates of a parameter (for tests and checkpoints). */
+  /** First and second moment estimates of a parameter (for tests and checkpoints): views owned by the optimizer. */
   moments(p: Tensor): { m: DeviceTensor; v: DeviceTensor } | undefined {
-    return this.state.get(p);
+    return this.started.has(p) ? this.momentViews(p) : undefined;
   }
 
-  /** Restores a parameter's moment estimates (checkpoint resume); takes ownership of m and v. */
+  /** Restores a parameter's moment estimates (checkpoint resume); takes ownership of m and v (copied into the state, then released). */
   setMoments(p: Tensor, m: DeviceTensor, v: DeviceTensor): void {
-    const old = this.state.get(p);
-    old?.m.dispose();
-    old?.v.dispose();
-    this.state.set(p, { m, v });
+    if (!this.params.includes(p)) throw new WgslNnError('Adam.setMoments: not a parameter of this optimizer');
+    for (const [name, t] of [['m', m], ['v', v]] as const)
+      if (t.size !== p.size) throw new ShapeError(`Adam.setMoments: ${name} ${shapeString(t.shape)} does not match parameter ${shapeString(p.shape)}`);
+    const view = this.momentViews(p);
+    p.engine.copy(m, view.m);
+    p.engine.copy(v, view.v);
+    m.dispose();
+    v.dispose();
+    this.started.add(p);
   }
 
   async stateDict(): Promise<OptimizerState> {
     const entries: [number, string, DeviceTensor][] = [];
     for (const [i, p] of this.params.entries()) {
-      const s = this.state.get(p);
+      const s = this.moments(p);
       if (s) entries.push([i, 'exp_avg', s.m], [i, 'exp_avg_sq', s.v]);
     }
     const buffers = await this.readBuffers(entries);
@@ -154,7 +216,7 @@ export class Adam extends Optimizer {
     this.dispose();
     for (const [index, b] of perParam) {
       const p = this.params[index];
-      this.state.set(p, { m: p.engine.fromArray(b.get('exp_avg')!, p.shape), v: p.engine.fromArray(b.get('exp_avg_sq')!, p.shape) });
+      this.setMoments(p, p.engine.fromArray(b.get('exp_avg')!, p.shape), p.engine.fromArray(b.get('exp_avg_sq')!, p.shape));
     }
     this.lr = h.lr as number;
     this.betas = [...(h.betas as [number, number])];
@@ -164,11 +226,18 @@ export class Adam extends Optimizer {
   }
 
   dispose(): void {
-    for (const s of this.state.values()) {
-      s.m.dispose();
-      s.v.dispose();
+    for (const view of this.views.values()) {
+      view.m.dispose();
+      view.v.dispose();
     }
-    this.state.clear();
+    this.views.clear();
+    for (const b of this.blocks ?? []) {
+      b.m.dispose();
+      b.v.dispose();
+    }
+    this.blocks = undefined;
+    this.slots.clear();
+    this.started.clear();
   }
 }
 

@@ -1,14 +1,16 @@
 // Training checkpoints: a directory holding
-//   <module>.safetensors        each named module's state dict (PyTorch names)
-//   <optimizer>.optim.safetensors  each named optimizer's buffers (moments, momentum), keyed '<param index>.<buffer>'
+//   <module>.<hash>.safetensors        each named module's state dict (PyTorch names)
+//   <optimizer>.optim.<hash>.safetensors  each named optimizer's buffers (moments, momentum), keyed '<param index>.<buffer>'
 //   state.json                  the caller's JSON state (epoch, best, history, ...) at the top level, and under
 //                               "checkpoint": the format, the run's options, the optimizers' hyperparameters and
-//                               the byte length and SHA-256 of every file above
-// Every file is written atomically (temporary file, fsync, rename) and state.json last, so it only ever
-// describes complete files. A save interrupted between files leaves files that no longer match
-// state.json: loading checks lengths and hashes before touching any module and reports it.
+//                               the file name, byte length and SHA-256 of every file above
+// <hash> is the first 16 hex digits of the file's SHA-256, so a save never overwrites a file that the
+// current state.json names. Every file is written atomically (temporary file, fsync, rename), state.json
+// last, and the previous save's files are removed only after that: a process killed at any moment leaves
+// a state.json that describes complete files (the old checkpoint or the new one). Loading still checks
+// lengths and hashes before touching any module, and reports a damaged file.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { WgslNnError } from '../gpu/errors.js';
 import type { Module } from '../nn/modules.js';
@@ -46,6 +48,8 @@ export interface CheckpointParts {
 interface FileRecord {
   bytes: number;
   sha256: string;
+  /** The file on disk: '<part>.<first 16 hex of sha256>.safetensors' (absent in checkpoints that stored '<part>' itself). */
+  file?: string;
 }
 
 interface Manifest {
@@ -87,8 +91,12 @@ function writeRecorded(dir: string, file: string, chunks: Uint8Array[], files: R
     hash.update(c);
     bytes += c.byteLength;
   }
-  writeFileAtomic(join(dir, file), chunks);
-  files[file] = { bytes, sha256: hash.digest('hex') };
+  const sha256 = hash.digest('hex');
+  // A content-addressed name: a save never overwrites a file the current state.json names, so a kill
+  // between the renames of one save leaves the previous checkpoint whole.
+  const stored = file.replace(/\.safetensors$/, `.${sha256.slice(0, 16)}.safetensors`);
+  writeFileAtomic(join(dir, stored), chunks);
+  files[file] = { bytes, sha256, file: stored };
 }
 
 /**
@@ -115,6 +123,16 @@ export async function saveCheckpoint(dir: string, parts: CheckpointParts, state:
   // state.json last: the checkpoint is complete once it names the files above.
   writeFileAtomic(join(dir, STATE_FILE), [new TextEncoder().encode(JSON.stringify({ ...state, checkpoint: manifest }))]);
   syncDirectory(dir);
+  // Only now that state.json names the new files: remove the previous save's files and stray temporaries.
+  const keep = new Set(Object.values(files).map((f) => f.file));
+  for (const f of readdirSync(dir))
+    if ((f.endsWith('.safetensors') && !keep.has(f)) || (f.startsWith('.') && f.endsWith('.tmp'))) {
+      try {
+        unlinkSync(join(dir, f));
+      } catch {
+        /* already gone */
+      }
+    }
 }
 
 /** Makes the renames above durable (a no-op where directories cannot be opened for fsync). */
@@ -128,6 +146,14 @@ function syncDirectory(dir: string): void {
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
+}
+
+/** The path of a checkpoint part (e.g. 'model.safetensors') as the current state.json names it. */
+export function checkpointPartPath(dir: string, part: string): string {
+  const manifest = (JSON.parse(readFileSync(join(dir, STATE_FILE), 'utf8')) as { checkpoint?: Manifest }).checkpoint;
+  const record = manifest?.files[part];
+  if (!record) throw new CheckpointError(`the checkpoint in ${dir} has no part '${part}'`);
+  return join(dir, record.file ?? part);
 }
 
 /** Whether `dir` holds a checkpoint (its state.json). */
@@ -176,7 +202,10 @@ export function loadCheckpoint<S extends Record<string, unknown>>(dir: string, p
     );
 
   const decoded = new Map<string, ReturnType<typeof decodeSafetensors>>();
-  for (const file of expected) decoded.set(file, decodeSafetensors(readVerified(dir, file, manifest.files[file]), join(dir, file)));
+  for (const file of expected) {
+    const stored = manifest.files[file].file ?? file;
+    decoded.set(file, decodeSafetensors(readVerified(dir, stored, manifest.files[file]), join(dir, stored)));
+  }
 
   for (const [name, m] of Object.entries(parts.modules)) m.loadStateDict(decoded.get(moduleFile(name))!.tensors);
   for (const [name, o] of Object.entries(optimizers))

@@ -1,0 +1,177 @@
+// Soak test of the inspection station: many concurrent callers drive one Inspector over real images
+// for a long run, and the run fails (exit 1) unless resources stay bounded.
+//
+//   npm run soak -- --count 100000 [--concurrency 16] [--model models/neu] [--data ../shared/datasets/neu]
+//                   [--images 240] [--max-batch 16] [--max-wait-ms 2] [--rss-growth-mb 64]
+//
+// Images: --data (default ../shared/datasets/neu next to the repository) if it exists, else synthetic
+// surfaces (src/data/synthetic.ts) encoded as PNG; at most --images of them are held in memory and cycled.
+//
+// Bounds it holds (checked at start, middle and end; "start" is after a warm-up that runs one batch of
+// every size 1..maxBatch, so the buffer pool and pipeline cache have reached their steady state):
+//   - GPU memory flat: engine.memory().bytesAllocated and .bytesInUse identical at start, middle and end.
+//   - Host RSS: end - start <= --rss-growth-mb MiB (default 64), measured after a full GC.
+//   - No failed inspection.
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { parseArgs } from 'node:util';
+import sharp from 'sharp';
+import { Inspector } from '../src/cnn/inspector.js';
+import { formatBytes } from '../src/gpu/engine.js';
+import { isImageFile, floatToU8 } from '../src/data/images.js';
+import { SYNTHETIC_CLASSES, syntheticSample } from '../src/data/synthetic.js';
+import { Rng } from '../src/util/rng.js';
+import type { MemoryStats } from '../src/gpu/buffer-pool.js';
+
+const ROOT = resolve(import.meta.dirname, '..');
+
+const { values: args } = parseArgs({
+  options: {
+    count: { type: 'string', default: '10000' },
+    concurrency: { type: 'string', default: '16' },
+    model: { type: 'string', default: join(ROOT, 'models', 'neu') },
+    data: { type: 'string', default: join(ROOT, '..', 'shared', 'datasets', 'neu') },
+    images: { type: 'string', default: '240' },
+    'max-batch': { type: 'string', default: '16' },
+    'max-wait-ms': { type: 'string', default: '2' },
+    'rss-growth-mb': { type: 'string', default: '64' },
+  },
+});
+
+function positiveInt(name: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got '${v}'`);
+  return n;
+}
+const count = positiveInt('count', args.count!);
+const concurrency = positiveInt('concurrency', args.concurrency!);
+const maxImages = positiveInt('images', args.images!);
+const maxBatch = positiveInt('max-batch', args['max-batch']!);
+const maxWaitMs = Number(args['max-wait-ms']);
+const rssBoundMb = Number(args['rss-growth-mb']);
+if (!(maxWaitMs >= 0)) throw new Error(`--max-wait-ms must be >= 0`);
+if (!(rssBoundMb > 0)) throw new Error(`--rss-growth-mb must be > 0`);
+
+// A full GC before each snapshot, so RSS and heap reflect what is retained, not what awaits collection.
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
+/** Up to `max` images of the dataset, spread over its class folders; or synthetic PNGs if there is none. */
+async function loadImages(dir: string, max: number): Promise<{ source: string; images: Buffer[] }> {
+  if (existsSync(dir) && statSync(dir).isDirectory()) {
+    const classes = readdirSync(dir).filter((c) => statSync(join(dir, c)).isDirectory()).sort();
+    const lists = classes.map((c) => readdirSync(join(dir, c)).filter(isImageFile).sort().map((f) => join(dir, c, f)));
+    const files: string[] = [];
+    for (let i = 0; files.length < max && lists.some((l) => i < l.length); i++) for (const l of lists) if (i < l.length && files.length < max) files.push(l[i]);
+    if (files.length) return { source: `${dir} (${files.length} images from ${classes.length} classes)`, images: files.map((f) => readFileSync(f)) };
+  }
+  const rng = new Rng(7);
+  const images: Buffer[] = [];
+  for (let i = 0; i < Math.min(max, 120); i++) {
+    const u8 = floatToU8(syntheticSample(SYNTHETIC_CLASSES[i % SYNTHETIC_CLASSES.length], 128, rng));
+    images.push(await sharp(Buffer.from(u8.buffer, u8.byteOffset, u8.length), { raw: { width: 128, height: 128, channels: 1 } }).png().toBuffer());
+  }
+  return { source: `synthetic (${images.length} PNGs; ${dir} not found)`, images };
+}
+
+interface Snapshot {
+  at: string;
+  done: number;
+  gpu: MemoryStats;
+  rssBytes: number;
+  heapUsedBytes: number;
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)] : 0;
+}
+
+async function main(): Promise<number> {
+  const { source, images } = await loadImages(resolve(args.data!), maxImages);
+  const insp = await Inspector.load(resolve(args.model!), { maxBatch, maxWaitMs, batchSize: maxBatch });
+  try {
+    console.log(`soak: ${count} inspections, ${concurrency} concurrent callers, maxBatch ${maxBatch}, maxWaitMs ${maxWaitMs}`);
+    console.log(`model: ${resolve(args.model!)} (${insp.meta.task}, ${insp.classes.length} classes, ${insp.meta.inputSize}px)`);
+    console.log(`images: ${source}`);
+    console.log(`adapter: ${insp.engine.describe()}`);
+
+    // Warm-up: one GPU batch of every size the queue can form, then a short concurrent burst.
+    for (let n = 1; n <= maxBatch; n++) await insp.inspectBatch(images.slice(0, n).concat(Array(Math.max(0, n - images.length)).fill(images[0])));
+    await Promise.all(Array.from({ length: concurrency * 2 }, (_, i) => insp.inspect(images[i % images.length])));
+
+    const snapshots: Snapshot[] = [];
+    const snapshot = (at: string, done: number) => {
+      gc();
+      const m = process.memoryUsage();
+      snapshots.push({ at, done, gpu: insp.engine.memory(), rssBytes: m.rss, heapUsedBytes: m.heapUsed });
+    };
+    snapshot('start', 0);
+
+    // Two halves with a quiet moment between them, so the middle snapshot sees no batch in flight.
+    const latencies = new Float64Array(count);
+    let next = 0;
+    let failures = 0;
+    let firstFailure = '';
+    const t0 = performance.now();
+    const runUntil = (limit: number) => {
+      const caller = async () => {
+        while (next < limit) {
+          const i = next++;
+          const t = performance.now();
+          try {
+            await insp.inspect(images[i % images.length], `image #${i % images.length}`);
+          } catch (e) {
+            failures++;
+            firstFailure ||= (e as Error).message;
+          }
+          latencies[i] = performance.now() - t;
+        }
+      };
+      return Promise.all(Array.from({ length: concurrency }, caller));
+    };
+    await runUntil(Math.floor(count / 2));
+    snapshot('middle', next);
+    await runUntil(count);
+    const seconds = (performance.now() - t0) / 1000;
+    snapshot('end', next);
+
+    const sorted = latencies.slice().sort();
+    const q = insp.stats().queue;
+    console.log(
+      `\nthroughput: ${(count / seconds).toFixed(1)} images/s (${count} in ${seconds.toFixed(1)} s); ` +
+        `latency p50 ${percentile(sorted, 0.5).toFixed(1)} ms, p99 ${percentile(sorted, 0.99).toFixed(1)} ms, max ${sorted[sorted.length - 1].toFixed(1)} ms`,
+    );
+    console.log(`GPU batches: ${q.batches} (mean ${(q.items / Math.max(1, q.batches)).toFixed(1)} images, largest ${q.largestBatch}); device recoveries: ${insp.stats().deviceRecoveries}`);
+    console.log('\n        done      GPU allocated   GPU in use   buffers   host RSS     JS heap');
+    for (const s of snapshots)
+      console.log(
+        `${s.at.padEnd(7)} ${String(s.done).padStart(7)}   ${formatBytes(s.gpu.bytesAllocated).padStart(12)}   ${formatBytes(s.gpu.bytesInUse).padStart(10)}   ${String(s.gpu.liveBuffers + s.gpu.pooledBuffers).padStart(7)}   ${formatBytes(s.rssBytes).padStart(9)}   ${formatBytes(s.heapUsedBytes).padStart(9)}`,
+      );
+
+    const [start, , end] = snapshots;
+    const gpuFlat = snapshots.every((s) => s.gpu.bytesAllocated === start.gpu.bytesAllocated && s.gpu.bytesInUse === start.gpu.bytesInUse);
+    const rssGrowth = end.rssBytes - start.rssBytes;
+    const rssOk = rssGrowth <= rssBoundMb * 2 ** 20;
+    console.log('\nbounds:');
+    console.log(`  GPU bytes flat (allocated and in use identical at start, middle, end): ${gpuFlat ? 'held' : 'VIOLATED'}`);
+    console.log(`  host RSS growth start->end ${formatBytes(Math.max(0, rssGrowth))}${rssGrowth < 0 ? ` (shrank by ${formatBytes(-rssGrowth)})` : ''} <= ${rssBoundMb} MiB: ${rssOk ? 'held' : 'VIOLATED'}`);
+    console.log(`  failed inspections: ${failures}${failures ? ` (first: ${firstFailure})` : ''}`);
+    const ok = gpuFlat && rssOk && failures === 0;
+    console.log(ok ? '\nsoak: PASS' : '\nsoak: FAIL');
+    return ok ? 0 : 1;
+  } finally {
+    insp.dispose();
+  }
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    console.error(e);
+    process.exitCode = 1;
+  },
+);
