@@ -1,9 +1,14 @@
 // The benchmark cases: kernel cases (one op on one shape; every registered variant of the op is timed)
-// and end-to-end cases (the seed CNN's training step and inference).
+// and end-to-end cases (the public API with read-back: the seed CNN's training step and inference, the
+// seed dense GAN and a DCGAN iteration, and the issue's headline GEMM and convolution).
 //
 // Kernel cases come from the builders in src/kernels/autotune.ts (`opCases`), which autotune also
-// uses. To add a case, add a line to `kernelCases()` (see bench/README.md).
+// uses. To add a case, add a line to `kernelCases()` or `endToEndCases()` (see bench/README.md).
+// The peers: bench/tfjs.ts (TensorFlow.js WebGPU) and bench/torch_peer.py (PyTorch CPU) build the
+// same case from the kernel case's op, params and input specs, or from an end-to-end case's `peer`.
 import { DefectClassifier } from '../src/cnn/model.js';
+import { Discriminator, Generator, resolveGanConfig, type GanConfig } from '../src/gan/models.js';
+import { GanStep } from '../src/gan/step.js';
 import type { Engine } from '../src/gpu/engine.js';
 import { opCases, caseData, type KernelCase } from '../src/kernels/autotune.js';
 import * as F from '../src/nn/functional.js';
@@ -45,12 +50,23 @@ export function kernelCases(): BenchKernelCase[] {
   ];
 }
 
+/** The peer implementation of an end-to-end case: a key both peers know and its sizes. */
+export type PeerCase =
+  | { key: 'seed-train' | 'seed-infer'; params: { batch: number; size: number; classes: number } }
+  | { key: 'gan'; params: { arch: 'dense'; batch: number; size: number; latent: number; hidden: number } }
+  | { key: 'gan'; params: { arch: 'dcgan'; batch: number; size: number; latent: number; ngf: number; ndf: number } }
+  | { key: 'linear-readback'; params: { m: number; n: number; k: number } }
+  | { key: 'conv-readback'; params: { n: number; c: number; o: number; h: number; w: number; k: number } };
+
 /** An end-to-end case: `setup` builds the model; `step()` runs once and resolves when the GPU is done. */
 export interface EndToEndCase {
   name: string;
-  /** Images per step (for images/s). */
-  images: number;
-  tfjs: string;
+  /** Images per step (for images/s; a GAN iteration counts its real batch); none for a plain GEMM. */
+  images?: number;
+  /** Floating-point operations per step, for single-op cases (GFLOP/s). */
+  flops?: number;
+  /** What the peers (TensorFlow.js, PyTorch) run for this case. */
+  peer: PeerCase;
   setup(engine: Engine): { step(): Promise<void>; dispose(): void };
 }
 
@@ -59,54 +75,106 @@ const SIZE = 64;
 const CLASSES = ['clean', 'crack', 'inclusion', 'patch', 'scratch', 'spot'];
 
 /** The seed CNN's batch: pixels in [0,1) and integer labels (deterministic). */
-export function seedBatch(): { pixels: Float32Array; labels: Int32Array } {
-  const pixels = caseData(BATCH * SIZE * SIZE, 11, 0, 1);
-  const labels = Int32Array.from({ length: BATCH }, (_, i) => i % CLASSES.length);
+export function seedBatch(batch = BATCH, size = SIZE): { pixels: Float32Array; labels: Int32Array } {
+  const pixels = caseData(batch * size * size, 11, 0, 1);
+  const labels = Int32Array.from({ length: batch }, (_, i) => i % CLASSES.length);
   return { pixels, labels };
 }
 
 export const SEED_CNN = { batch: BATCH, size: SIZE, classes: CLASSES.length, channels: [32, 64, 128] as const, hidden: 128 };
 
-export function endToEndCases(): EndToEndCase[] {
-  return [
-    {
-      name: 'seed CNN training step (fwd + bwd + Adam), b32 64x64',
-      images: BATCH,
-      tfjs: 'train',
-      setup(engine) {
-        const model = new DefectClassifier({ task: 'multiclass', classes: CLASSES, inputSize: SIZE }, engine);
-        model.train();
-        const opt = new Adam(model.parameters(), { lr: 1e-3 });
-        const { pixels, labels } = seedBatch();
-        const x = engine.keep(model.inputTensor(pixels, BATCH));
-        const y = engine.keep(engine.tensor(labels, [BATCH]));
-        return {
-          async step() {
-            const loss = engine.tidy(() => {
-              opt.zeroGrad();
-              const l = F.crossEntropy(model.logits(x), y);
-              l.backward();
-              opt.step();
-              return l;
-            });
-            // Reading the loss waits for the whole step (as a training loop does).
-            await loss.item();
-            loss.dispose();
-          },
-          dispose() {
+/** The seed CNN's training step (zeroGrad, forward, cross-entropy, backward, Adam; the loss read back). */
+function seedTrainCase(batch: number, size: number): EndToEndCase {
+  return {
+    name: `seed CNN training step (fwd + bwd + Adam), b${batch} ${size}x${size}`,
+    images: batch,
+    peer: { key: 'seed-train', params: { batch, size, classes: CLASSES.length } },
+    setup(engine) {
+      const model = new DefectClassifier({ task: 'multiclass', classes: CLASSES, inputSize: size }, engine);
+      model.train();
+      const opt = new Adam(model.parameters(), { lr: 1e-3 });
+      const { pixels, labels } = seedBatch(batch, size);
+      const x = engine.keep(model.inputTensor(pixels, batch));
+      const y = engine.keep(engine.tensor(labels, [batch]));
+      return {
+        async step() {
+          const loss = engine.tidy(() => {
             opt.zeroGrad();
-            opt.dispose();
-            model.dispose();
-            x.dispose();
-            y.dispose();
-          },
-        };
-      },
+            const l = F.crossEntropy(model.logits(x), y);
+            l.backward();
+            opt.step();
+            return l;
+          });
+          // Reading the loss waits for the whole step (as a training loop does).
+          try {
+            const v = await loss.item();
+            if (!Number.isFinite(v)) throw new Error(`loss is ${v}`);
+          } finally {
+            loss.dispose();
+          }
+        },
+        dispose() {
+          opt.zeroGrad();
+          opt.dispose();
+          model.dispose();
+          x.dispose();
+          y.dispose();
+        },
+      };
     },
+  };
+}
+
+/**
+ * One GAN iteration of the project's trainer (src/gan/step.ts GanStep.step: a D step on real and
+ * detached fake images, then a G step through the frozen D; BCE with logits; Adam lr 2e-4, beta1 0.5;
+ * no augmentation), both losses read back.
+ */
+function ganCase(name: string, config: GanConfig, batch: number, peer: PeerCase): EndToEndCase {
+  return {
+    name,
+    images: batch,
+    peer,
+    setup(engine) {
+      const c = resolveGanConfig(config);
+      const G = new Generator(c, engine);
+      const D = new Discriminator(c, engine);
+      G.train();
+      D.train();
+      const gan = new GanStep(G, D, { lrG: 2e-4, lrD: 2e-4, beta1: 0.5, augment: null });
+      const real = caseData(batch * c.imageSize * c.imageSize, 11, 0, 1);
+      const labels = new Int32Array(batch);
+      let iteration = 0;
+      return {
+        async step() {
+          const l = gan.step(real, labels, iteration++);
+          try {
+            const [lossD, lossG] = await Promise.all([l.lossD.item(), l.lossG.item()]);
+            if (!Number.isFinite(lossD + lossG)) throw new Error(`losses ${lossD}, ${lossG}`);
+          } finally {
+            for (const t of Object.values(l)) t.dispose();
+          }
+        },
+        dispose() {
+          gan.dispose();
+          G.dispose();
+          D.dispose();
+        },
+      };
+    },
+  };
+}
+
+export function endToEndCases(): EndToEndCase[] {
+  const m = 1024;
+  const conv = { n: 8, c: 1, o: 32, h: 224, w: 224, k: 3 };
+  const convOut = (conv.h - conv.k + 1) * (conv.w - conv.k + 1);
+  return [
+    seedTrainCase(BATCH, SIZE),
     {
       name: 'seed CNN inference (probabilities), b32 64x64',
       images: BATCH,
-      tfjs: 'infer',
+      peer: { key: 'seed-infer', params: { batch: BATCH, size: SIZE, classes: CLASSES.length } },
       setup(engine) {
         const model = new DefectClassifier({ task: 'multiclass', classes: CLASSES, inputSize: SIZE }, engine);
         model.eval();
@@ -121,6 +189,60 @@ export function endToEndCases(): EndToEndCase[] {
           dispose() {
             model.dispose();
             x.dispose();
+          },
+        };
+      },
+    },
+    seedTrainCase(BATCH, 224),
+    // The seed's dense GAN: G Linear(100,128) ReLU Linear(128,784) Sigmoid; D Linear(784,128) ReLU Linear(128,1).
+    ganCase('seed dense GAN iteration (D + G step, Adam), b128 28x28', { arch: 'dense', imageSize: 28, classes: ['x'] }, 128, {
+      key: 'gan',
+      params: { arch: 'dense', batch: 128, size: 28, latent: 100, hidden: 128 },
+    }),
+    ganCase('DCGAN iteration (D + G step, BatchNorm, Adam), ngf=ndf=32, b64 64x64', { arch: 'dcgan', imageSize: 64, classes: ['x'], ngf: 32, ndf: 32 }, 64, {
+      key: 'gan',
+      params: { arch: 'dcgan', batch: 64, size: 64, latent: 100, ngf: 32, ndf: 32 },
+    }),
+    {
+      // The issue's headline GEMM through the public API: y = x wᵀ (F.linear, no bias), read back.
+      name: `matmul ${m}^3 via F.linear, read back`,
+      flops: 2 * m * m * m,
+      peer: { key: 'linear-readback', params: { m, n: m, k: m } },
+      setup(engine) {
+        const x = engine.keep(engine.tensor(caseData(m * m, 1), [m, m]));
+        const w = engine.keep(engine.tensor(caseData(m * m, 2), [m, m]));
+        return {
+          async step() {
+            const y = noGrad(() => F.linear(x, w));
+            await y.toArray();
+            y.dispose();
+          },
+          dispose() {
+            x.dispose();
+            w.dispose();
+          },
+        };
+      },
+    },
+    {
+      name: `conv2d b${conv.n} ${conv.c}x${conv.h}x${conv.w} -> ${conv.o} 3x3 + bias via F.conv2d, read back`,
+      images: conv.n,
+      flops: 2 * conv.n * conv.o * convOut * conv.c * conv.k * conv.k,
+      peer: { key: 'conv-readback', params: conv },
+      setup(engine) {
+        const x = engine.keep(engine.tensor(caseData(conv.n * conv.c * conv.h * conv.w, 1, 0, 1), [conv.n, conv.c, conv.h, conv.w]));
+        const w = engine.keep(engine.tensor(caseData(conv.o * conv.c * conv.k * conv.k, 2), [conv.o, conv.c, conv.k, conv.k]));
+        const b = engine.keep(engine.tensor(caseData(conv.o, 3), [conv.o]));
+        return {
+          async step() {
+            const y = noGrad(() => F.conv2d(x, w, b));
+            await y.toArray();
+            y.dispose();
+          },
+          dispose() {
+            x.dispose();
+            w.dispose();
+            b.dispose();
           },
         };
       },

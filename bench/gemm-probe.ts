@@ -15,6 +15,7 @@ import { Engine } from '../src/gpu/engine.js';
 import { caseData, opCases, type KernelCase } from '../src/kernels/autotune.js';
 import '../src/kernels/index.js';
 import { kernels } from '../src/kernels/registry.js';
+import { timeBatch } from './timing.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -69,20 +70,13 @@ async function msPerCall(engine: Engine, c: KernelCase, variant: string): Promis
   const prep = c.prepare(engine);
   try {
     const call = () => prep.run(fn).forEach((t) => t.dispose());
+    const sync = () => engine.sync();
     call(); // compile
-    await engine.sync();
-    const time = async (calls: number) => {
-      const cpu0 = process.cpuUsage();
-      const t0 = performance.now();
-      for (let i = 0; i < calls; i++) call();
-      await engine.sync();
-      const cpu = process.cpuUsage(cpu0);
-      return { wall: (performance.now() - t0) / calls, cpu: (cpu.user + cpu.system) / 1000 / calls };
-    };
-    const once = await time(1);
+    await sync();
+    const once = await timeBatch(call, sync, 1);
     const calls = Math.floor(budgetMs / 2 / once.wall);
     if (calls < 2) return once;
-    const runs = [await time(calls), await time(calls)];
+    const runs = [await timeBatch(call, sync, calls), await timeBatch(call, sync, calls)];
     return { wall: Math.min(...runs.map((r) => r.wall)), cpu: Math.min(...runs.map((r) => r.cpu)) };
   } finally {
     prep.dispose();

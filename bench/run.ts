@@ -1,29 +1,41 @@
-// The benchmark suite: `npm run bench -- [--filter <substring>] [--quick] [--out <file.json>] [--no-tfjs]
-//                                       [--no-tuned] [--no-subgroups] [--variants a,b]`
+// The benchmark suite: `npm run bench -- [--vs tfjs] [--vs torch] [--filter <substring>] [--quick]
+//                                       [--time <s>] [--samples <n>] [--out <file.json>] ...` (see --help)
 //
 // For every kernel case (bench/cases.ts) and every registered variant of its op, it compiles (one
 // warm-up call), checks the output against the first working variant's, then times the op with the
-// `benchmark` package (deferred tests that end with `await engine.sync()`). The TensorFlow.js WebGPU
-// backend runs the same conv / matmul / conv-transpose cases and the seed CNN's training step and
-// inference on the same adapter (bench/tfjs.ts). Results: a table on stdout and
-// bench/results/<adapter>.json + .md (see bench/README.md).
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+// `benchmark` package (deferred tests that end with `await engine.sync()`). The peers run the same
+// cases in the same invocation: TensorFlow.js's WebGPU backend on the same adapter (bench/tfjs.ts) and
+// PyTorch on the CPU (bench/torch.ts + bench/torch_peer.py, one Python process for all its cases, run
+// before the GPU work so the two never share the cores). End-to-end cases (training steps, GAN
+// iterations, the headline GEMM / convolution through the public API with read-back) are timed on
+// all three. Results: a table on stdout and bench/results/<adapter>.json + .md (see bench/README.md).
+import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import Benchmark from 'benchmark';
 import { Engine } from '../src/gpu/engine.js';
 import { loadTuned, outputsError, runOnce, TUNE_TOLERANCE } from '../src/kernels/autotune.js';
 import { adapterKey, kernels } from '../src/kernels/registry.js';
-import { endToEndCases, kernelCases, type BenchKernelCase } from './cases.js';
+import { endToEndCases, kernelCases, type BenchKernelCase, type EndToEndCase } from './cases.js';
 import { initTfjs, type TfjsBench } from './tfjs.js';
+import { findTorchPython, runTorch, sampledRelErr, torchKernelEntry, type TorchInfo, type TorchJob, type TorchRun } from './torch.js';
+import { firstLine, measure, timedOnce, withMainThreadCpu, type SamplingLimits, type Timing } from './timing.js';
+
+const PEERS = ['tfjs', 'torch'] as const;
+type Peer = (typeof PEERS)[number];
 
 const { values: args } = parseArgs({
   options: {
+    vs: { type: 'string', multiple: true },
     filter: { type: 'string', default: '' },
     quick: { type: 'boolean', default: false },
+    time: { type: 'string' },
+    samples: { type: 'string' },
     out: { type: 'string' },
     'no-tfjs': { type: 'boolean', default: false },
+    'no-torch': { type: 'boolean', default: false },
+    python: { type: 'string' },
+    'torch-threads': { type: 'string', default: '2' },
     'no-tuned': { type: 'boolean', default: false },
     'no-subgroups': { type: 'boolean', default: false },
     variants: { type: 'string' },
@@ -34,11 +46,17 @@ const { values: args } = parseArgs({
 
 if (args.help) {
   console.log(`usage: npm run bench -- [options]
+  --vs <peer>    a peer column: tfjs (TensorFlow.js WebGPU, same adapter) or torch (PyTorch CPU); repeat or
+                 comma-separate for both, 'none' for neither. Default: both, each when available
   --filter <s>   only cases whose group, op or shape contains <s> (case-insensitive)
-  --quick        shorter timing (about 1 minute on lavapipe instead of about 5)
+  --quick        shorter timing (about 1-2 minutes of wgsl-nn kernels on lavapipe instead of about 5)
+  --time <s>     seconds of sampling per measured item (default 1, quick 0.25); e.g. 0 for a smoke test
+  --samples <n>  minimum samples per measured item (default 5, quick 3; long calls at most 3 / 2)
   --out <file>   results JSON (a .md table is written beside it); default bench/results/<adapter>.json
-                 (<adapter>.quick.json with --quick, <adapter>.partial.json with --filter or --variants)
-  --no-tfjs      skip the TensorFlow.js WebGPU side-by-side
+                 (<adapter>.quick.json with --quick or --time/--samples, <adapter>.partial.json with --filter or --variants)
+  --no-tfjs, --no-torch   drop that peer (same as leaving it out of --vs)
+  --python <exe> the Python for the torch column (default: $WGSL_NN_BENCH_PYTHON, python3, /usr/bin/python3: the first that imports torch)
+  --torch-threads <n>  torch intra-op threads (default 2, the cores lavapipe gets on the reference machine)
   --no-tuned     ignore the autotune cache (default: apply it, as an application would, before end-to-end cases)
   --no-subgroups do not request the 'subgroups' device feature (the engine requests it when offered)
   --variants <a,b>  only these variant names (the first one timed is the reference for the error column)
@@ -46,25 +64,51 @@ if (args.help) {
   process.exit(0);
 }
 
-/** Timing limits per measured item (seconds of sampling after the warm-up, minimum samples). */
-const LIMITS = args.quick ? { maxTime: 0.25, minSamples: 3 } : { maxTime: 1, minSamples: 5 };
-/** Items whose single call takes longer than this (ms) get fewer samples. */
-const LONG_CALL_MS = args.quick ? 400 : 1000;
-const LONG_CALL_SAMPLES = args.quick ? 2 : 3;
+function selectedPeers(): Set<Peer> {
+  const asked = (args.vs ?? []).flatMap((v) => v.split(',')).map((v) => v.trim().toLowerCase()).filter(Boolean);
+  for (const p of asked)
+    if (p !== 'none' && !(PEERS as readonly string[]).includes(p)) {
+      console.error(`--vs ${p}: unknown peer (tfjs, torch or none)`);
+      process.exit(2);
+    }
+  const peers = new Set<Peer>(asked.length ? (asked.filter((p) => p !== 'none') as Peer[]) : PEERS);
+  if (args['no-tfjs']) peers.delete('tfjs');
+  if (args['no-torch']) peers.delete('torch');
+  return peers;
+}
+
+function numberArg(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const x = Number(value);
+  if (!Number.isFinite(x) || x < 0) {
+    console.error(`--${name} ${value}: expected a non-negative number`);
+    process.exit(2);
+  }
+  return x;
+}
+
+const peers = selectedPeers();
+const customTiming = args.time !== undefined || args.samples !== undefined;
+/** Sampling per measured item (all three frameworks use the same limits). */
+const LIMITS: SamplingLimits = {
+  ...(args.quick ? { maxTime: 0.25, minSamples: 3, longCallMs: 400, longCallSamples: 2 } : { maxTime: 1, minSamples: 5, longCallMs: 1000, longCallSamples: 3 }),
+};
+LIMITS.maxTime = numberArg('time', args.time) ?? LIMITS.maxTime;
+LIMITS.minSamples = Math.round(numberArg('samples', args.samples) ?? LIMITS.minSamples);
+LIMITS.longCallSamples = Math.min(LIMITS.longCallSamples, LIMITS.minSamples);
+const TORCH_THREADS = Math.max(1, Math.round(numberArg('torch-threads', args['torch-threads']) ?? 2));
 /**
  * A kernel variant whose warm call takes longer than max(floorMs, factor x the best variant so far) is
  * timed by that single call only (e.g. shared-memory kernels on lavapipe, seconds per call), to keep
  * the suite's run time bounded; it is marked "timed once".
  */
-const SLOW_VARIANT = args.quick ? { floorMs: 250, factor: 4 } : { floorMs: 1000, factor: 10 };
-
-interface Timing {
-  medianMs: number;
-  meanMs: number;
-  /** Relative margin of error of the mean, percent (from benchmark.js). */
-  rme: number;
-  samples: number;
-}
+const SLOW_VARIANT = args.quick || customTiming ? { floorMs: 250, factor: 4 } : { floorMs: 1000, factor: 10 };
+/**
+ * An end-to-end step slower than this (ms, its second call) is reported from that call ("timed once
+ * (slow)"): tfjs's DCGAN iteration takes minutes per step on lavapipe.
+ */
+const SLOW_STEP_MS = args.quick || customTiming ? 5_000 : 20_000;
+const SLOW_NOTE = 'timed once (slow)';
 
 interface VariantResult extends Partial<Timing> {
   variant: string;
@@ -72,7 +116,7 @@ interface VariantResult extends Partial<Timing> {
   note?: string;
   gflops?: number;
   gbps?: number;
-  /** Relative error against the reference (first working) variant. */
+  /** Relative error against the reference (first working wgsl-nn variant; torch: over sampled positions). */
   relErr?: number;
   error?: string;
 }
@@ -87,76 +131,57 @@ interface KernelResult {
   chosen: string;
   variants: VariantResult[];
   tfjs?: VariantResult;
+  torch?: VariantResult;
+}
+
+interface EndToEndTiming extends Timing {
+  stepsPerSec: number;
+  imagesPerSec?: number;
+  gflops?: number;
+  /** Node main thread's CPU time over the wall time of the timed steps, percent of one core (JS sides). */
+  mainThreadCpuPercent?: number;
+  dispatchesPerStep?: number;
+  note?: string;
 }
 
 interface EndToEndResult {
   name: string;
-  ours?: Timing & { imagesPerSec: number; dispatchesPerStep: number };
+  images?: number;
+  flops?: number;
+  ours?: EndToEndTiming;
   oursError?: string;
-  tfjs?: Timing & { imagesPerSec: number };
+  tfjs?: EndToEndTiming;
   tfjsError?: string;
+  torch?: EndToEndTiming;
+  torchError?: string;
 }
 
-/**
- * Times `step` (which must resolve when the GPU is done) with benchmark.js; returns per-call statistics.
- * `estimateMs` (one warm call) lowers the minimum sample count for long calls.
- */
-function measure(name: string, step: () => Promise<void>, estimateMs = 0): Promise<Timing> {
-  const minSamples = estimateMs > LONG_CALL_MS ? Math.min(LIMITS.minSamples, LONG_CALL_SAMPLES) : LIMITS.minSamples;
-  return new Promise((resolve, reject) => {
-    let failure: unknown;
-    const bench: Benchmark = new Benchmark(name, {
-      defer: true,
-      delay: 0,
-      initCount: 1,
-      maxTime: LIMITS.maxTime,
-      minSamples,
-      fn(deferred: Benchmark.Deferred) {
-        step().then(
-          () => deferred.resolve(),
-          (e) => {
-            failure = e;
-            bench.abort();
-            deferred.resolve();
-          },
-        );
-      },
-    });
-    let settled = false;
-    const done = () => {
-      if (settled) return;
-      settled = true;
-      if (failure !== undefined || bench.error) return reject(failure ?? bench.error);
-      const sample = bench.stats.sample.map((s) => s * 1000);
-      if (!sample.length) return reject(new Error('no samples'));
-      resolve({ medianMs: median(sample), meanMs: bench.stats.mean * 1000, rme: bench.stats.rme, samples: sample.length });
-    };
-    bench.on('complete', done);
-    bench.on('abort', done);
-    bench.on('error', done);
-    bench.run({ async: true });
-  });
-}
+type PeerStatus = { status: 'ok' | 'unavailable' | 'disabled'; reason?: string };
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-const firstLine = (e: unknown) => String((e as Error)?.message ?? e).split('\n')[0];
 const fmt = (x: number | undefined, digits = 2) => (x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(digits));
 const rate = (c: { flops?: number; bytes?: number }, ms: number) =>
   c.flops ? { gflops: c.flops / ms / 1e6 } : c.bytes ? { gbps: c.bytes / ms / 1e6 } : {};
 const rateText = (r: VariantResult) => (r.gflops !== undefined ? `${fmt(r.gflops, 1)} GFLOP/s` : r.gbps !== undefined ? `${fmt(r.gbps, 2)} GB/s` : '');
+const ratio = (peerMs: number | undefined, oursMs: number | undefined) => (peerMs && oursMs ? `${fmt(peerMs / oursMs, 2)}x` : '');
 
 function matches(c: { group: string; op: string; shape: string }, filter: string): boolean {
   return !filter || `${c.group} ${c.op} ${c.shape}`.toLowerCase().includes(filter.toLowerCase());
 }
 
+const kernelId = (i: number, c: BenchKernelCase) => `${i}:${c.group}:${c.op}`;
+
 // ------------------------------------------------------------------------------------ kernel cases
 
-async function runKernelCase(engine: Engine, c: BenchKernelCase, tf: TfjsBench | undefined): Promise<KernelResult> {
+function logRow(op: string, who: string, r: VariantResult, flag: string): void {
+  console.log(
+    `  ${op.padEnd(30)} ${who.padEnd(18)} ${fmt(r.medianMs, 3).padStart(10)} ms  ${rateText(r).padStart(15)}  ${r.relErr !== undefined && !r.error ? `err ${r.relErr.toExponential(1)}` : ''} ${flag}`,
+  );
+}
+
+const flagOf = (r: VariantResult) =>
+  r.error ? `FAILED: ${r.error}` : r.relErr !== undefined && r.relErr > TUNE_TOLERANCE ? `MISMATCH rel err ${r.relErr.toExponential(2)}` : (r.note ?? '');
+
+async function runKernelCase(engine: Engine, c: BenchKernelCase, id: string, tf: TfjsBench | undefined, torch: TorchRun | undefined): Promise<KernelResult> {
   const result: KernelResult = { group: c.group, op: c.op, shape: c.shape, flops: c.flops, bytes: c.bytes, chosen: kernels.chosen(c.op, engine), variants: [] };
   let ref: ArrayLike<number>[] | undefined;
   const only = args.variants?.split(',').map((v) => v.trim());
@@ -181,9 +206,9 @@ async function runKernelCase(engine: Engine, c: BenchKernelCase, tf: TfjsBench |
         const once = performance.now() - t0;
         const bestSoFar = Math.min(...result.variants.filter((v) => v.medianMs !== undefined && !v.error).map((v) => v.medianMs!));
         if (once > Math.max(SLOW_VARIANT.floorMs, SLOW_VARIANT.factor * bestSoFar)) {
-          Object.assign(r, { medianMs: once, meanMs: once, rme: 0, samples: 1, note: 'timed once (slow)' });
+          Object.assign(r, timedOnce(once), { note: 'timed once (slow)' });
         } else {
-          Object.assign(r, await measure(`${c.group} ${c.op} ${variant}`, step, once));
+          Object.assign(r, await measure(`${c.group} ${c.op} ${variant}`, step, LIMITS, once));
         }
       } finally {
         prep.dispose();
@@ -193,10 +218,7 @@ async function runKernelCase(engine: Engine, c: BenchKernelCase, tf: TfjsBench |
       r.error = firstLine(e);
       await engine.sync().catch(() => undefined);
     }
-    const flag = r.error ? `FAILED: ${r.error}` : r.relErr! > TUNE_TOLERANCE ? `MISMATCH rel err ${r.relErr!.toExponential(2)}` : r.note ?? '';
-    console.log(
-      `  ${c.op.padEnd(30)} ${variant.padEnd(18)} ${fmt(r.medianMs, 3).padStart(10)} ms  ${rateText(r).padStart(15)}  ${r.error ? '' : `err ${(r.relErr ?? 0).toExponential(1)}`} ${flag}`,
-    );
+    logRow(c.op, variant, r, flagOf(r));
   }
   engine.trim();
   if (tf && c.tfjs) {
@@ -210,7 +232,7 @@ async function runKernelCase(engine: Engine, c: BenchKernelCase, tf: TfjsBench |
         if (ref) r.relErr = outputsError([out], [ref[0]]);
         const t0 = performance.now();
         await k.step();
-        Object.assign(r, await measure(`${c.group} ${c.op} tfjs`, () => k!.step(), performance.now() - t0));
+        Object.assign(r, await measure(`${c.group} ${c.op} tfjs`, () => k!.step(), LIMITS, performance.now() - t0));
         Object.assign(r, rate(c, r.medianMs!));
       }
     } catch (e) {
@@ -218,27 +240,176 @@ async function runKernelCase(engine: Engine, c: BenchKernelCase, tf: TfjsBench |
     } finally {
       k?.dispose();
     }
-    const flag = r.error ? `FAILED: ${r.error}` : r.relErr !== undefined && r.relErr > TUNE_TOLERANCE ? `MISMATCH rel err ${r.relErr.toExponential(2)}` : '';
-    console.log(
-      `  ${c.op.padEnd(30)} ${'[tfjs-webgpu]'.padEnd(18)} ${fmt(r.medianMs, 3).padStart(10)} ms  ${rateText(r).padStart(15)}  ${r.relErr !== undefined ? `err ${r.relErr.toExponential(1)}` : ''} ${flag}`,
-    );
+    logRow(c.op, '[tfjs-webgpu]', r, flagOf(r));
+  }
+  const t = torch?.ok ? torch.kernels[id] : undefined;
+  if (t) {
+    const r: VariantResult = { variant: 'torch-cpu' };
+    result.torch = r;
+    if (t.error) r.error = t.error;
+    else {
+      Object.assign(r, { medianMs: t.medianMs, meanMs: t.meanMs, samples: t.samples }, rate(c, t.medianMs!));
+      if (ref) r.relErr = sampledRelErr(t, ref[0]);
+    }
+    logRow(c.op, '[torch-cpu]', r, flagOf(r));
   }
   return result;
+}
+
+// ------------------------------------------------------------------------------------ end-to-end cases
+
+function endToEndTiming(c: EndToEndCase, t: Timing, extra: Partial<EndToEndTiming> = {}): EndToEndTiming {
+  return {
+    ...t,
+    stepsPerSec: 1000 / t.medianMs,
+    imagesPerSec: c.images ? (c.images * 1000) / t.medianMs : undefined,
+    gflops: c.flops ? c.flops / t.medianMs / 1e6 : undefined,
+    ...extra,
+  };
+}
+
+function e2eLine(who: string, t: EndToEndTiming): string {
+  const parts = [`${fmt(t.medianMs, 1).padStart(9)} ms/step`, `${fmt(t.stepsPerSec, 2).padStart(7)} steps/s`];
+  if (t.imagesPerSec !== undefined) parts.push(`${fmt(t.imagesPerSec, 1).padStart(8)} images/s`);
+  if (t.gflops !== undefined) parts.push(`${fmt(t.gflops, 1)} GFLOP/s`);
+  if (t.mainThreadCpuPercent !== undefined) parts.push(`main thread ${fmt(t.mainThreadCpuPercent, 1)} % CPU`);
+  if (t.dispatchesPerStep !== undefined) parts.push(`${t.dispatchesPerStep} dispatches/step`);
+  if (t.note) parts.push(t.note);
+  return `  ${who.padEnd(13)} ${parts.join('  ')}`;
+}
+
+async function runEndToEnd(engine: Engine, c: EndToEndCase, id: string, tf: TfjsBench | undefined, torch: TorchRun | undefined): Promise<EndToEndResult> {
+  console.log(`\n${c.name}`);
+  const r: EndToEndResult = { name: c.name, images: c.images, flops: c.flops };
+  try {
+    const s = c.setup(engine);
+    try {
+      await s.step(); // compile (and create the optimizer state)
+      const d0 = engine.dispatchCount;
+      const m0 = await withMainThreadCpu(() => s.step());
+      const dispatchesPerStep = engine.dispatchCount - d0;
+      const once = m0.wallMs;
+      if (once > SLOW_STEP_MS) r.ours = endToEndTiming(c, timedOnce(once), { mainThreadCpuPercent: m0.mainThreadCpuPercent, dispatchesPerStep, note: SLOW_NOTE });
+      else {
+        const m = await withMainThreadCpu(() => measure(c.name, () => s.step(), LIMITS, once));
+        r.ours = endToEndTiming(c, m.result, { mainThreadCpuPercent: m.mainThreadCpuPercent, dispatchesPerStep });
+      }
+    } finally {
+      s.dispose();
+    }
+    console.log(e2eLine('wgsl-nn', r.ours));
+  } catch (e) {
+    r.oursError = firstLine(e);
+    console.log(`  wgsl-nn       fails: ${r.oursError}`);
+  }
+  engine.trim();
+  if (tf) {
+    let s: ReturnType<TfjsBench['endToEnd']>;
+    try {
+      s = tf.endToEnd(c.peer);
+      if (s) {
+        // The first step (compiles, creates the optimizer state) runs inside WebGPU error scopes; then
+        // the outputs must vary: tfjs drops work that exceeds the device's limits without throwing.
+        const gpuErrors = await tf.gpuErrors(() => s!.step());
+        if (gpuErrors.length) throw new Error(`silently drops the work: GPU ${gpuErrors.join('; ')}`);
+        const problem = await s.check?.();
+        if (problem) throw new Error(`silently drops the work: ${problem}`);
+        const m0 = await withMainThreadCpu(() => s!.step());
+        const once = m0.wallMs;
+        if (once > SLOW_STEP_MS) r.tfjs = endToEndTiming(c, timedOnce(once), { mainThreadCpuPercent: m0.mainThreadCpuPercent, note: SLOW_NOTE });
+        else {
+          const m = await withMainThreadCpu(() => measure(`${c.name} tfjs`, () => s!.step(), LIMITS, once));
+          r.tfjs = endToEndTiming(c, m.result, { mainThreadCpuPercent: m.mainThreadCpuPercent });
+        }
+        console.log(e2eLine('tfjs-webgpu', r.tfjs));
+      }
+    } catch (e) {
+      r.tfjsError = firstLine(e);
+      console.log(`  tfjs-webgpu   fails: ${r.tfjsError}`);
+    } finally {
+      try {
+        s?.dispose();
+      } catch {
+        /* a failed step may leave tensors tfjs already freed */
+      }
+    }
+  }
+  const t = torch?.ok ? torch.endToEnd[id] : undefined;
+  if (t) {
+    if (t.error || t.medianMs === undefined) r.torchError = t.error ?? 'no timing';
+    else if (t.finite === false) r.torchError = 'non-finite result';
+    else r.torch = endToEndTiming(c, { medianMs: t.medianMs, meanMs: t.meanMs!, rme: 0, samples: t.samples! }, { note: t.note });
+    console.log(r.torch ? e2eLine('torch-cpu', r.torch) : `  torch-cpu     fails: ${r.torchError}`);
+  }
+  return r;
+}
+
+// ------------------------------------------------------------------------------------ environment
+
+function cpuModel(): string {
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m) return m[1].trim();
+  } catch {
+    /* not Linux */
+  }
+  return cpus()[0]?.model ?? '?';
+}
+
+function packageVersion(pkg: string): string | undefined {
+  try {
+    return (JSON.parse(readFileSync(join(import.meta.dirname, '..', 'node_modules', pkg, 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return undefined;
+  }
 }
 
 // ------------------------------------------------------------------------------------ main
 
 async function main(): Promise<void> {
   const t0 = Date.now();
+  const kCases = kernelCases()
+    .map((c, i) => ({ c, id: kernelId(i, c) }))
+    .filter(({ c }) => matches(c, args.filter!));
+  const eCases = endToEndCases()
+    .map((c, i) => ({ c, id: `e2e${i}: ${c.name}` }))
+    .filter(({ c }) => matches({ group: c.name, op: 'e2e', shape: '' }, args.filter!));
+  const machine = { cpuModel: cpuModel(), logicalCpus: cpus().length, availableParallelism: availableParallelism(), platform: `${process.platform} ${process.arch}` };
+  console.log(`machine: ${machine.cpuModel}, ${machine.logicalCpus} logical CPU(s); node ${process.version}`);
+  console.log(`timing: maxTime ${LIMITS.maxTime}s, >= ${LIMITS.minSamples} samples (calls over ${LIMITS.longCallMs} ms: >= ${LIMITS.longCallSamples}); peers: ${[...peers].join(', ') || 'none'}`);
+
+  // PyTorch first, alone on the CPU: one process for every selected case.
+  let torch: TorchRun | undefined;
+  let torchStatus: PeerStatus & { info?: TorchInfo; wallSeconds?: number; threads?: number };
+  if (!peers.has('torch')) torchStatus = { status: 'disabled' };
+  else {
+    const found = findTorchPython(args.python);
+    if (!found.python) {
+      torchStatus = { status: 'unavailable', reason: found.reason };
+      console.log(`torch column skipped: ${found.reason}`);
+    } else {
+      const job: TorchJob = {
+        kernels: kCases.map(({ c, id }) => torchKernelEntry(id, c)).filter((k) => k !== undefined),
+        endToEnd: eCases.map(({ c, id }) => ({ id, ...c.peer })),
+      };
+      console.log(`\nPyTorch (${found.python}, ${TORCH_THREADS} threads): ${job.kernels.length} kernel and ${job.endToEnd.length} end-to-end case(s)`);
+      torch = await runTorch(found.python, job, { ...LIMITS, slowStepMs: SLOW_STEP_MS }, TORCH_THREADS, (line) => console.log(`  ${line.trim()}`));
+      if (torch.ok) torchStatus = { status: 'ok', info: torch.info, wallSeconds: torch.wallSeconds, threads: TORCH_THREADS };
+      else {
+        torchStatus = { status: 'unavailable', reason: torch.reason };
+        console.log(`torch column skipped: ${torch.reason}`);
+      }
+    }
+  }
+
   const engine = await Engine.create({ subgroups: !args['no-subgroups'] });
   const tuned = args['no-tuned'] ? {} : loadTuned(engine);
-  console.log(`adapter: ${engine.describe()}${engine.device.features.has('subgroups') ? ' [subgroups]' : ''}`);
-  console.log(`node ${process.version}, ${cpus().length} CPU(s); ${args.quick ? 'quick' : 'full'} timing (maxTime ${LIMITS.maxTime}s, >= ${LIMITS.minSamples} samples)`);
+  console.log(`\nadapter: ${engine.describe()}${engine.device.features.has('subgroups') ? ' [subgroups]' : ''}`);
   if (Object.keys(tuned).length) console.log(`autotuned choices applied: ${Object.entries(tuned).map(([o, v]) => `${o}=${v}`).join(', ')}`);
 
   let tf: TfjsBench | undefined;
-  let tfStatus: { status: 'ok' | 'unavailable' | 'disabled'; reason?: string; version?: string; adapter?: string; waitMethod?: string };
-  if (args['no-tfjs']) tfStatus = { status: 'disabled' };
+  let tfStatus: PeerStatus & { version?: string; adapter?: string; waitMethod?: string };
+  if (!peers.has('tfjs')) tfStatus = { status: 'disabled' };
   else {
     const r = await initTfjs();
     if (r.ok) {
@@ -247,84 +418,50 @@ async function main(): Promise<void> {
       console.log(`tfjs ${tf.version} WebGPU backend ready (${tf.adapter}); waits with ${tf.waitMethod}`);
     } else {
       tfStatus = { status: 'unavailable', reason: r.reason };
-      console.log(`tfjs side-by-side skipped: ${r.reason}`);
+      console.log(`tfjs column skipped: ${r.reason}`);
     }
   }
 
   const kernelResults: KernelResult[] = [];
   let lastGroup = '';
-  for (const c of kernelCases()) {
-    if (!matches(c, args.filter!)) continue;
+  for (const { c, id } of kCases) {
     if (c.group !== lastGroup) console.log(`\n${c.group}: ${c.shape}`);
     lastGroup = c.group;
-    kernelResults.push(await runKernelCase(engine, c, tf));
+    kernelResults.push(await runKernelCase(engine, c, id, tf, torch));
   }
 
-  const e2eResults: EndToEndResult[] = [];
   const used = Object.fromEntries(kernels.opNames().filter((op) => kernels.variants(op).length > 1).map((op) => [op, kernels.chosen(op, engine)]));
-  for (const c of endToEndCases()) {
-    if (!matches({ group: c.name, op: 'e2e', shape: '' }, args.filter!)) continue;
-    console.log(`\n${c.name}`);
-    const r: EndToEndResult = { name: c.name };
-    e2eResults.push(r);
-    try {
-      const s = c.setup(engine);
-      try {
-        await s.step(); // compile (and create the optimizer state)
-        const d0 = engine.dispatchCount;
-        const t0 = performance.now();
-        await s.step();
-        const once = performance.now() - t0;
-        const dispatches = engine.dispatchCount - d0;
-        const t = await measure(c.name, () => s.step(), once);
-        r.ours = { ...t, imagesPerSec: (c.images * 1000) / t.medianMs, dispatchesPerStep: dispatches };
-      } finally {
-        s.dispose();
-      }
-      console.log(`  wgsl-nn       ${fmt(r.ours.medianMs, 1).padStart(9)} ms/step  ${fmt(r.ours.imagesPerSec, 1).padStart(8)} images/s  (${r.ours.dispatchesPerStep} dispatches/step)`);
-    } catch (e) {
-      r.oursError = firstLine(e);
-      console.log(`  wgsl-nn FAILED: ${r.oursError}`);
-    }
-    engine.trim();
-    if (tf) {
-      let s: ReturnType<TfjsBench['endToEnd']>;
-      try {
-        s = tf.endToEnd(c.tfjs);
-        if (s) {
-          await s.step(); // compile (and create the optimizer state)
-          const t0 = performance.now();
-          await s.step();
-          const t = await measure(`${c.name} tfjs`, () => s!.step(), performance.now() - t0);
-          r.tfjs = { ...t, imagesPerSec: (c.images * 1000) / t.medianMs };
-          console.log(`  tfjs-webgpu   ${fmt(r.tfjs.medianMs, 1).padStart(9)} ms/step  ${fmt(r.tfjs.imagesPerSec, 1).padStart(8)} images/s`);
-        }
-      } catch (e) {
-        r.tfjsError = firstLine(e);
-        console.log(`  tfjs-webgpu FAILED: ${r.tfjsError}`);
-      } finally {
-        s?.dispose();
-      }
-    }
-  }
+  const e2eResults: EndToEndResult[] = [];
+  for (const { c, id } of eCases) e2eResults.push(await runEndToEnd(engine, c, id, tf, torch));
 
   // ---------------------------------------------------------------- results
   const info = engine.info;
   const slug = adapterSlug(engine);
   // Partial runs do not overwrite the adapter's full results file unless --out says so.
-  const suffix = args.filter || args.variants ? '.partial' : args.quick ? '.quick' : '';
+  const suffix = args.filter || args.variants ? '.partial' : args.quick || customTiming ? '.quick' : '';
   const outFile = args.out ?? join(import.meta.dirname, 'results', `${slug}${suffix}.json`);
-  const results = {
+  const results: Results = {
     adapter: { ...info, describe: engine.describe(), key: adapterKey(engine), subgroups: engine.device.features.has('subgroups') },
     date: new Date().toISOString(),
+    machine,
+    versions: {
+      node: process.version,
+      webgpu: packageVersion('webgpu'),
+      benchmark: packageVersion('benchmark'),
+      tfjs: tfStatus.version ?? packageVersion('@tensorflow/tfjs-core'),
+      torch: torchStatus.info?.torch,
+      python: torchStatus.info?.python,
+    },
+    // (kept for readers of older results files)
     node: process.version,
-    platform: `${process.platform} ${process.arch}`,
-    cpus: cpus().length,
-    cpuModel: cpus()[0]?.model,
-    options: { quick: args.quick, filter: args.filter || undefined, variants: args.variants, tuned: !args['no-tuned'], subgroups: !args['no-subgroups'], ...LIMITS },
+    platform: machine.platform,
+    cpus: machine.logicalCpus,
+    cpuModel: machine.cpuModel,
+    options: { quick: args.quick, filter: args.filter || undefined, variants: args.variants, tuned: !args['no-tuned'], subgroups: !args['no-subgroups'], peers: [...peers], ...LIMITS },
     tunedChoices: tuned,
     endToEndVariants: used,
     tfjs: tfStatus,
+    torch: torchStatus,
     kernels: kernelResults,
     endToEnd: e2eResults,
     wallSeconds: (Date.now() - t0) / 1000,
@@ -332,12 +469,34 @@ async function main(): Promise<void> {
   };
   mkdirSync(dirname(outFile), { recursive: true });
   writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
-  const md = markdown(results, kernelResults, e2eResults);
   const mdFile = outFile.replace(/\.json$/i, '') + '.md';
-  writeFileSync(mdFile, md);
-  console.log(`\n${sideBySide(kernelResults, e2eResults, !!tf)}`);
+  writeFileSync(mdFile, markdown(results));
+  if (kernelResults.length) console.log(`\n${kernelTable(kernelResults)}`);
+  if (e2eResults.length) console.log(`\n${endToEndTable(e2eResults)}`);
+  const cpuLine = mainThreadLine(e2eResults);
+  if (cpuLine) console.log(`\n${cpuLine}`);
   console.log(`\nwrote ${outFile} and ${mdFile} (${results.wallSeconds.toFixed(0)} s)`);
   engine.destroy();
+}
+
+interface Results {
+  adapter: { describe: string; key: string; subgroups: boolean };
+  date: string;
+  machine: { cpuModel: string; logicalCpus: number; availableParallelism: number; platform: string };
+  versions: Record<string, string | undefined>;
+  node: string;
+  platform: string;
+  cpus: number;
+  cpuModel: string;
+  options: object;
+  tunedChoices: Record<string, string>;
+  endToEndVariants: Record<string, string>;
+  tfjs: PeerStatus & { version?: string; waitMethod?: string };
+  torch: PeerStatus & { info?: TorchInfo; threads?: number };
+  kernels: KernelResult[];
+  endToEnd: EndToEndResult[];
+  wallSeconds: number;
+  note?: string;
 }
 
 function adapterSlug(engine: Engine): string {
@@ -359,66 +518,132 @@ function best(k: KernelResult): VariantResult | undefined {
     .sort((a, b) => a.medianMs! - b.medianMs!)[0];
 }
 
-function sideBySide(kr: KernelResult[], er: EndToEndResult[], withTf: boolean): string {
-  const rows = ['case | op | best wgsl-nn variant | ms | tfjs-webgpu ms | tfjs / wgsl-nn', '--- | --- | --- | ---: | ---: | ---:'];
+const peerMs = (v: VariantResult | undefined) => (v ? (v.error ? 'fails' : fmt(v.medianMs, 3)) : '');
+
+function kernelTable(kr: KernelResult[]): string {
+  const rows = [
+    'case | op | best wgsl-nn variant | wgsl-nn ms | wgsl-nn rate | tfjs-webgpu ms | torch-cpu ms | torch rate | tfjs / wgsl-nn | torch / wgsl-nn | torch rel err',
+    '--- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---:',
+  ];
   for (const k of kr) {
+    if (!k.variants.length && !k.tfjs && !k.torch) continue; // (--variants left nothing of this case)
     const b = best(k);
-    const t = k.tfjs;
     rows.push(
-      `${k.group} | ${k.op} | ${b?.variant ?? '-'} | ${fmt(b?.medianMs, 3)} | ${withTf && t ? (t.error ? 'failed' : fmt(t.medianMs, 3)) : ''} | ${
-        b && t?.medianMs ? `${fmt(t.medianMs / b.medianMs!, 2)}x` : ''
-      }`,
+      [
+        k.group,
+        k.op,
+        b?.variant ?? '-',
+        fmt(b?.medianMs, 3),
+        b ? rateText(b) : '',
+        peerMs(k.tfjs),
+        peerMs(k.torch),
+        k.torch && !k.torch.error ? rateText(k.torch) : '',
+        ratio(k.tfjs?.error ? undefined : k.tfjs?.medianMs, b?.medianMs),
+        ratio(k.torch?.error ? undefined : k.torch?.medianMs, b?.medianMs),
+        k.torch?.relErr !== undefined ? k.torch.relErr.toExponential(1) : '',
+      ].join(' | '),
     );
   }
+  return rows.join('\n');
+}
+
+function e2eCell(t: EndToEndTiming | undefined, error: string | undefined, ran: boolean): string {
+  if (error) return `fails: ${error.replace(/\|/g, '/')}`;
+  if (!t) return ran ? '-' : '';
+  const extra = t.gflops !== undefined ? `${fmt(t.gflops, 1)} GFLOP/s` : t.imagesPerSec !== undefined ? `${fmt(t.imagesPerSec, 1)} img/s` : `${fmt(t.stepsPerSec, 2)} steps/s`;
+  return `${fmt(t.medianMs, 1)} (${extra})`;
+}
+
+function endToEndTable(er: EndToEndResult[]): string {
+  const rows = [
+    'case | wgsl-nn ms/step | tfjs-webgpu ms/step | torch-cpu ms/step | tfjs / wgsl-nn | torch / wgsl-nn',
+    '--- | ---: | ---: | ---: | ---: | ---:',
+  ];
   for (const e of er)
     rows.push(
-      `${e.name} | end-to-end | - | ${fmt(e.ours?.medianMs, 1)} (${fmt(e.ours?.imagesPerSec, 1)} img/s) | ${
-        e.tfjs ? `${fmt(e.tfjs.medianMs, 1)} (${fmt(e.tfjs.imagesPerSec, 1)} img/s)` : e.tfjsError ? 'failed' : ''
-      } | ${e.ours && e.tfjs ? `${fmt(e.tfjs.medianMs / e.ours.medianMs, 2)}x` : ''}`,
+      [
+        e.name,
+        e2eCell(e.ours, e.oursError, true),
+        e2eCell(e.tfjs, e.tfjsError, false),
+        e2eCell(e.torch, e.torchError, false),
+        ratio(e.tfjs?.medianMs, e.ours?.medianMs),
+        ratio(e.torch?.medianMs, e.ours?.medianMs),
+      ].join(' | '),
     );
   return rows.join('\n');
 }
 
-function markdown(
-  r: { adapter: { describe: string }; date: string; node: string; platform: string; cpus: number; cpuModel?: string; options: object; tfjs: { status: string; reason?: string; version?: string; waitMethod?: string }; tunedChoices: Record<string, string>; note?: string },
-  kr: KernelResult[],
-  er: EndToEndResult[],
-): string {
+function mainThreadLine(er: EndToEndResult[]): string | undefined {
+  const seed = er.find((e) => /^seed CNN training step.*b32 64x64/.test(e.name));
+  if (!seed?.ours?.mainThreadCpuPercent && !seed?.tfjs?.mainThreadCpuPercent) return undefined;
+  const tfjs = seed.tfjs?.mainThreadCpuPercent !== undefined ? `; tfjs-webgpu: ${fmt(seed.tfjs.mainThreadCpuPercent, 1)} %` : '';
+  return `Node main thread CPU during the seed CNN training step (b32 64x64, timed steps): wgsl-nn ${fmt(seed.ours?.mainThreadCpuPercent, 1)} % of one core (target < 20 %)${tfjs}.`;
+}
+
+function markdown(r: Results): string {
+  const ti = r.torch.info;
+  const torchLine =
+    r.torch.status === 'ok' && ti
+      ? `PyTorch ${ti.torch} on the CPU (Python ${ti.python}, ${ti.executable}): torch.set_num_threads(${r.torch.threads}) -> ${ti.threads} intra-op thread(s), ${ti.interopThreads} inter-op; BLAS ${ti.blas}; oneDNN ${ti.mkldnn ? 'on' : 'off'}; environment ${Object.entries(ti.env ?? {}).map(([k, x]) => `${k}=${x}`).join(' ')}. It ran alone, before the GPU work.`
+      : r.torch.status === 'disabled'
+        ? 'PyTorch: not run (not among --vs).'
+        : `PyTorch: column skipped: ${r.torch.reason}.`;
+  const v = r.versions;
   const lines = [
     `# wgsl-nn benchmark: ${r.adapter.describe}`,
     '',
-    `${r.date}, node ${r.node}, ${r.platform}, ${r.cpus} CPU(s) (${r.cpuModel ?? '?'}). Options: \`${JSON.stringify(r.options)}\`.`,
-    `TensorFlow.js: ${r.tfjs.status === 'ok' ? `tfjs-core/tfjs-backend-webgpu ${r.tfjs.version}, waits with ${r.tfjs.waitMethod}; NHWC activations, HWIO filters` : r.tfjs.status === 'disabled' ? 'not run (--no-tfjs)' : `unavailable: ${r.tfjs.reason}`}.`,
-    `Autotuned choices applied: ${Object.keys(r.tunedChoices).length ? Object.entries(r.tunedChoices).map(([o, v]) => `${o}=${v}`).join(', ') : 'none'}.`,
+    `${r.date}. Machine: ${r.machine.cpuModel}, ${r.machine.logicalCpus} logical CPU(s), ${r.machine.platform}.`,
+    `Versions: node ${v.node}, webgpu (dawn.node) ${v.webgpu ?? '?'}, benchmark.js ${v.benchmark ?? '?'}, tfjs ${v.tfjs ?? '-'}, torch ${v.torch ?? '-'}, python ${v.python ?? '-'}.`,
+    `Options: \`${JSON.stringify(r.options)}\`.`,
+    `TensorFlow.js: ${r.tfjs.status === 'ok' ? `tfjs-core/tfjs-backend-webgpu ${r.tfjs.version} on the same adapter, waits with ${r.tfjs.waitMethod}; NHWC activations, HWIO filters` : r.tfjs.status === 'disabled' ? 'not run (not among --vs)' : `column skipped: ${r.tfjs.reason}`}.`,
+    torchLine,
+    `Autotuned choices applied: ${Object.keys(r.tunedChoices).length ? Object.entries(r.tunedChoices).map(([o, x]) => `${o}=${x}`).join(', ') : 'none'}.`,
     ...(r.note ? ['', `**Note:** ${r.note}`] : []),
     '',
-    'Median milliseconds per call (benchmark.js samples; each call ends when the GPU is done). GFLOP/s for compute kernels',
-    '(conv 2·N·O·Ho·Wo·C·kH·kW, matmul 2·M·N·K), GB/s of nominal traffic for memory-bound ones. "rel err" is against the first',
-    'working variant (for tfjs: against wgsl-nn\'s first variant, after converting layouts); * marks the variant wgsl-nn runs by default here.',
+    'Median milliseconds per call (each call ends when the GPU is done; torch: when the CPU result exists). GFLOP/s for compute',
+    'kernels (conv 2·N·O·Ho·Wo·C·kH·kW, matmul 2·M·N·K), GB/s of nominal traffic for memory-bound ones. "x / wgsl-nn" is the',
+    "peer's time over wgsl-nn's (above 1: wgsl-nn is faster). \"rel err\" is against the first working wgsl-nn variant (tfjs: after",
+    'converting layouts; torch: the same inputs, over 256 evenly spaced output positions); * marks the variant wgsl-nn runs by default here.',
     '',
-    '## Side by side',
+    '## Kernels side by side',
     '',
-    sideBySide(kr, er, r.tfjs.status === 'ok'),
+    kernelTable(r.kernels),
     '',
-    '## Every variant',
+    '## End to end (public API, results read back)',
     '',
-    'case | op | variant | median ms | throughput | rel err | note',
-    '--- | --- | --- | ---: | ---: | ---: | ---',
+    endToEndTable(r.endToEnd),
+    '',
   ];
-  for (const k of kr) {
-    for (const v of [...k.variants, ...(k.tfjs ? [k.tfjs] : [])]) {
-      const note = v.error ? `failed: ${v.error}` : v.relErr !== undefined && v.relErr > TUNE_TOLERANCE ? 'MISMATCH' : (v.note ?? '');
+  const cpuLine = mainThreadLine(r.endToEnd);
+  if (cpuLine) lines.push(cpuLine, '');
+  lines.push(
+    'framework | case | ms/step | steps/s | images/s | GFLOP/s | main-thread CPU | dispatches/step | samples | note',
+    '--- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---',
+  );
+  for (const e of r.endToEnd) {
+    for (const [who, t, err] of [
+      ['wgsl-nn', e.ours, e.oursError],
+      ['tfjs-webgpu', e.tfjs, e.tfjsError],
+      ['torch-cpu', e.torch, e.torchError],
+    ] as const) {
+      if (!t && !err) continue;
       lines.push(
-        `${k.group} | ${k.op} | ${v.variant}${v.variant === k.chosen ? ' *' : ''} | ${fmt(v.medianMs, 3)} | ${rateText(v)} | ${
-          v.relErr === undefined ? '-' : v.relErr.toExponential(1)
-        } | ${note}`,
+        t
+          ? `${who} | ${e.name} | ${fmt(t.medianMs, 1)} | ${fmt(t.stepsPerSec, 2)} | ${fmt(t.imagesPerSec, 1)} | ${fmt(t.gflops, 1)} | ${t.mainThreadCpuPercent !== undefined ? `${fmt(t.mainThreadCpuPercent, 1)} %` : '-'} | ${t.dispatchesPerStep ?? '-'} | ${t.samples} | ${t.note ?? ''}`
+          : `${who} | ${e.name} | fails: ${err!.replace(/\|/g, '/')} | | | | | | |`,
       );
     }
   }
-  lines.push('', '## End to end (seed CNN, batch 32, 64x64, 6 classes)', '', 'case | framework | ms/step | images/s | dispatches/step', '--- | --- | ---: | ---: | ---:');
-  for (const e of er) {
-    lines.push(`${e.name} | wgsl-nn | ${fmt(e.ours?.medianMs, 1)} | ${fmt(e.ours?.imagesPerSec, 1)} | ${e.ours?.dispatchesPerStep ?? (e.oursError ? `failed: ${e.oursError}` : '-')}`);
-    if (e.tfjs || e.tfjsError) lines.push(`${e.name} | tfjs-webgpu | ${fmt(e.tfjs?.medianMs, 1)} | ${fmt(e.tfjs?.imagesPerSec, 1)} | ${e.tfjsError ? `failed: ${e.tfjsError}` : '-'}`);
+  lines.push('', '## Every variant', '', 'case | op | variant | median ms | throughput | rel err | note', '--- | --- | --- | ---: | ---: | ---: | ---');
+  for (const k of r.kernels) {
+    for (const x of [...k.variants, ...(k.tfjs ? [k.tfjs] : []), ...(k.torch ? [k.torch] : [])]) {
+      const note = x.error ? `fails: ${x.error}` : x.relErr !== undefined && x.relErr > TUNE_TOLERANCE ? 'MISMATCH' : (x.note ?? '');
+      lines.push(
+        `${k.group} | ${k.op} | ${x.variant}${x.variant === k.chosen ? ' *' : ''} | ${fmt(x.medianMs, 3)} | ${rateText(x)} | ${
+          x.relErr === undefined ? '-' : x.relErr.toExponential(1)
+        } | ${note.replace(/\|/g, '/')}`,
+      );
+    }
   }
   return `${lines.join('\n')}\n`;
 }

@@ -9,7 +9,10 @@
 // queue.onSubmittedWorkDone()); the tfjs cases do the same on tfjs's device (submit its pending
 // command encoder, then onSubmittedWorkDone()), so neither side pays for reading a large output back.
 // If those backend internals change, `wait` falls back to reading the output (`await t.data()`).
-// The end-to-end cases read the loss / the probabilities back on both sides.
+// The end-to-end cases read the loss / the probabilities / the output back on both sides. Their
+// warm-up step runs inside WebGPU error scopes on tfjs's device and is followed by a plausibility
+// check (outputs not constant), so work tfjs drops without an exception (e.g. a buffer over the
+// device's limits) is reported instead of being timed.
 import { existsSync, readFileSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +20,9 @@ import { pathToFileURL } from 'node:url';
 import type * as TF from '@tensorflow/tfjs-core';
 import { create, globals } from 'webgpu';
 import { caseData, type InputSpec } from '../src/kernels/autotune.js';
-import { SEED_CNN, seedBatch, type BenchKernelCase } from './cases.js';
+import { SEED_CNN, seedBatch, type BenchKernelCase, type PeerCase } from './cases.js';
+import { ganIteration } from './tfjs-gan.js';
+import { firstLine } from './timing.js';
 
 type Tf = typeof TF;
 
@@ -31,6 +36,8 @@ export interface TfKernel {
 
 export interface TfStep {
   step(): Promise<void>;
+  /** After a step: a description of implausible results (e.g. all-zero outputs), or undefined. */
+  check?(): Promise<string | undefined>;
   dispose(): void;
 }
 
@@ -41,7 +48,10 @@ export interface TfjsBench {
   waitMethod: string;
   /** The tfjs counterpart of a kernel case (undefined if there is none). */
   kernel(c: BenchKernelCase): TfKernel | undefined;
-  endToEnd(key: string): TfStep | undefined;
+  /** The tfjs counterpart of an end-to-end case (undefined if there is none). */
+  endToEnd(peer: PeerCase): TfStep | undefined;
+  /** Runs `fn` inside validation / out-of-memory / internal error scopes on tfjs's device; returns the GPU errors raised. */
+  gpuErrors(fn: () => Promise<void>): Promise<string[]>;
 }
 
 /** Initialises tfjs on WebGPU; returns the reason instead of throwing when it cannot. */
@@ -147,7 +157,44 @@ function makeBench(tf: Tf): TfjsBench {
     adapter: `${info.vendor ?? '?'} ${info.architecture ?? ''}`.trim(),
     waitMethod: internals ? 'submit + queue.onSubmittedWorkDone() on the tfjs device' : 'await output.data()',
     kernel: (c) => kernelCase(tf, c, wait),
-    endToEnd: (key) => (key === 'train' ? trainStep(tf) : key === 'infer' ? inferStep(tf) : undefined),
+    endToEnd(peer) {
+      switch (peer.key) {
+        case 'seed-train':
+          return trainStep(tf, peer.params.batch, peer.params.size);
+        case 'seed-infer':
+          return inferStep(tf, peer.params.batch, peer.params.size);
+        case 'gan':
+          return ganIteration(tf, peer.params);
+        case 'linear-readback':
+          return linearReadback(tf, peer.params);
+        case 'conv-readback':
+          return convReadback(tf, peer.params);
+        default:
+          return undefined;
+      }
+    },
+    async gpuErrors(fn) {
+      const device = backend.device;
+      if (!device?.pushErrorScope) {
+        await fn();
+        return [];
+      }
+      const scopes: GPUErrorFilter[] = ['validation', 'out-of-memory', 'internal'];
+      for (const f of scopes) device.pushErrorScope(f);
+      let failure: unknown;
+      try {
+        await fn();
+      } catch (e) {
+        failure = e;
+      }
+      const errors: string[] = [];
+      for (const f of [...scopes].reverse()) {
+        const e = await device.popErrorScope();
+        if (e) errors.push(`${f}: ${firstLine(e.message)}`);
+      }
+      if (failure !== undefined) throw failure;
+      return errors;
+    },
   };
 }
 
@@ -297,9 +344,9 @@ function kernelCase(tf: Tf, c: BenchKernelCase, wait: (t: TF.Tensor) => Promise<
  * The seed CNN written with tf ops in NHWC: [conv3x3 + bias + ReLU (tf.fused.conv2d), max-pool 2] x 3,
  * flatten, dense + ReLU, dropout 0.5 (training), dense -> logits; PyTorch's default uniform init bounds.
  */
-function seedModel(tf: Tf) {
+function seedModel(tf: Tf, batch: number, size: number) {
   const [c1, c2, c3] = SEED_CNN.channels;
-  let f = SEED_CNN.size;
+  let f = size;
   for (let i = 0; i < 3; i++) f = Math.floor((f - 2) / 2);
   const feat = c3 * f * f;
   let seed = 100;
@@ -325,14 +372,28 @@ function seedModel(tf: Tf) {
     if (training) z = tf.dropout(z, 0.5) as TF.Tensor2D;
     return tf.fused.matMul({ a: z, b: fc2.w as TF.Tensor2D, bias: fc2.b }) as TF.Tensor2D;
   };
-  const { pixels, labels } = seedBatch();
-  const x = tf.tensor4d(pixels, [SEED_CNN.batch, SEED_CNN.size, SEED_CNN.size, 1]); // C = 1: NCHW = NHWC
+  const { pixels, labels } = seedBatch(batch, size);
+  const x = tf.tensor4d(pixels, [batch, size, size, 1]); // C = 1: NCHW = NHWC
   const onehot = tf.oneHot(tf.tensor1d(labels, 'int32'), SEED_CNN.classes);
+  /** Dropped GPU work leaves zeros: the first conv layer's output and the logits must not be constant. */
+  const check = async (): Promise<string | undefined> => {
+    const spread = (t: TF.Tensor) => tf.sub(tf.max(t), tf.min(t));
+    const s = tf.tidy(() => {
+      const h = tf.fused.conv2d({ x, filter: convs[0].w as TF.Tensor4D, strides: 1, pad: 'valid', bias: convs[0].b, activation: 'relu' });
+      return tf.stack([spread(h), spread(forward(x, false))]);
+    });
+    const [conv1, logits] = await s.data();
+    s.dispose();
+    if (!(conv1 > 0)) return `first conv layer output is constant (max - min = ${conv1})`;
+    if (!(logits > 0)) return `logits are constant (max - min = ${logits})`;
+    return undefined;
+  };
   return {
     vars,
     forward,
     x,
     onehot,
+    check,
     dispose() {
       vars.forEach((v) => v.dispose());
       x.dispose();
@@ -341,15 +402,17 @@ function seedModel(tf: Tf) {
   };
 }
 
-function trainStep(tf: Tf): TfStep {
-  const m = seedModel(tf);
+function trainStep(tf: Tf, batch: number, size: number): TfStep {
+  const m = seedModel(tf, batch, size);
   const opt = tf.train.adam(1e-3);
   return {
     async step() {
       const loss = opt.minimize(() => tf.losses.softmaxCrossEntropy(m.onehot, m.forward(m.x, true)) as TF.Scalar, true, m.vars);
-      await loss!.data();
+      const v = (await loss!.data())[0];
       loss!.dispose();
+      if (!Number.isFinite(v)) throw new Error(`tfjs loss is ${v}`);
     },
+    check: m.check,
     dispose() {
       opt.dispose();
       m.dispose();
@@ -357,18 +420,64 @@ function trainStep(tf: Tf): TfStep {
   };
 }
 
-function inferStep(tf: Tf): TfStep {
-  const m = seedModel(tf);
+function inferStep(tf: Tf, batch: number, size: number): TfStep {
+  const m = seedModel(tf, batch, size);
   return {
     async step() {
       const p = tf.tidy(() => tf.softmax(m.forward(m.x, false)));
       await p.data();
       p.dispose();
     },
+    check: m.check,
     dispose: () => m.dispose(),
   };
 }
 
-function firstLine(e: unknown): string {
-  return String((e as Error)?.message ?? e).split('\n')[0];
+// ------------------------------------------------------------------------------------ headline single ops
+
+/** y = x wᵀ ([m,k] x [n,k]ᵀ, as F.linear), read back; the same inputs as wgsl-nn's case. */
+function linearReadback(tf: Tf, p: { m: number; n: number; k: number }): TfStep {
+  const x = tf.tensor2d(caseData(p.m * p.k, 1), [p.m, p.k]);
+  const w = tf.tensor2d(caseData(p.n * p.k, 2), [p.n, p.k]);
+  return {
+    async step() {
+      const y = tf.matMul(x, w, false, true);
+      await y.data();
+      y.dispose();
+    },
+    check: () => spreadCheck(tf, () => tf.matMul(x, w, false, true), 'GEMM output'),
+    dispose() {
+      x.dispose();
+      w.dispose();
+    },
+  };
+}
+
+/** conv2d + bias (no padding, stride 1) in NHWC / HWIO, read back. */
+function convReadback(tf: Tf, p: { n: number; c: number; o: number; h: number; w: number; k: number }): TfStep {
+  const x = tf.tensor4d(nchwToNhwc(caseData(p.n * p.c * p.h * p.w, 1, 0, 1), [p.n, p.c, p.h, p.w]), [p.n, p.h, p.w, p.c]);
+  const f = tf.tensor4d(abhwToHwba(caseData(p.o * p.c * p.k * p.k, 2), [p.o, p.c, p.k, p.k]), [p.k, p.k, p.c, p.o]);
+  const b = tf.tensor1d(caseData(p.o, 3));
+  const call = () => tf.fused.conv2d({ x, filter: f, strides: 1, pad: 'valid', bias: b });
+  return {
+    async step() {
+      const y = call();
+      await y.data();
+      y.dispose();
+    },
+    check: () => spreadCheck(tf, call, 'conv output'),
+    dispose() {
+      [x, f, b].forEach((t) => t.dispose());
+    },
+  };
+}
+
+async function spreadCheck(tf: Tf, call: () => TF.Tensor, what: string): Promise<string | undefined> {
+  const s = tf.tidy(() => {
+    const y = call();
+    return tf.sub(tf.max(y), tf.min(y));
+  });
+  const v = (await s.data())[0];
+  s.dispose();
+  return v > 0 && Number.isFinite(v) ? undefined : `${what} is constant (max - min = ${v})`;
 }

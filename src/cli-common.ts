@@ -21,6 +21,18 @@ export const num = (name: string) => (v: string) => {
   return n;
 };
 
+export const integerInRange = (name: string, min: number, max = Number.MAX_SAFE_INTEGER) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer in ${min}..${max}`);
+  return n;
+};
+
+export const numberInRange = (name: string, min: number, max: number) => (v: string) => {
+  const n = Number(v);
+  if (v.trim() === '' || !(n >= min && n <= max)) throw new InvalidArgumentError(`${name} must be a number in [${min}, ${max}]`);
+  return n;
+};
+
 /** Runs `fn` with a fresh engine (tuned kernel variants applied) and destroys it afterwards. */
 export async function withEngine<T>(fn: (e: Engine) => Promise<T>): Promise<T> {
   const engine = await Engine.create();

@@ -3,7 +3,6 @@
 import { mkdirSync, existsSync, statSync, readdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { Engine } from './gpu/engine.js';
 import { WgslNnError } from './gpu/errors.js';
 import { trainClassifier, type TrainOptions } from './cnn/train.js';
 import { evaluateModel, formatOperatingPoints } from './cnn/evaluate.js';
@@ -17,19 +16,9 @@ import { isImageFile, loadGray8 } from './data/images.js';
 import { runSelfCheck } from './selfcheck.js';
 import { registerGanCommands } from './gan/cli.js';
 import { registerServeCommand } from './serve/cli.js';
-import { loadTuned } from './kernels/autotune.js';
+import { commandLine, int, num, withEngine } from './cli-common.js';
 import type { AugmentOptions } from './data/augment.js';
 
-const int = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive integer`);
-  return n;
-};
-const num = (name: string) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
-  return n;
-};
 const operatingPoint = (v: string) => {
   try {
     return parseOperatingPoint(v);
@@ -62,16 +51,6 @@ function progressCallbacks(epochs: number, quiet: boolean): Pick<TrainOptions, '
       );
     },
   };
-}
-
-async function withEngine<T>(fn: (e: Engine) => Promise<T>): Promise<T> {
-  const engine = await Engine.create();
-  loadTuned(engine); // kernel variants measured fastest on this adapter by `npm run autotune`, if any
-  try {
-    return await fn(engine);
-  } finally {
-    engine.destroy();
-  }
 }
 
 /** Augmentation from the CLI flags: only the options given override the defaults. */
@@ -113,7 +92,7 @@ async function train(opts: Record<string, any>, extra: Partial<TrainOptions> = {
       limitPerClass: opts.limitPerClass,
       operatingPoint: opts.operatingPoint,
       engine,
-      command: `wgsl-nn ${process.argv.slice(2).join(' ')}`,
+      command: commandLine(),
       ...progressCallbacks(epochs, opts.quiet),
       ...extra,
     });
@@ -195,7 +174,7 @@ program
   .requiredOption('--operating-point <far=x|recall=x>', 'target false-alarm rate (share of good parts called defect) or defect recall', operatingPoint)
   .option('--json', 'print one JSON object')
   .action(async (opts) => {
-    const r = await withEngine((engine) => calibrateModelDir(opts.model, opts.data, opts.operatingPoint, { engine, command: `wgsl-nn ${process.argv.slice(2).join(' ')}` }));
+    const r = await withEngine((engine) => calibrateModelDir(opts.model, opts.data, opts.operatingPoint, { engine, command: commandLine() }));
     if (opts.json) return console.log(JSON.stringify(r));
     const d = r.decision;
     console.log(`decision threshold ${d.threshold.toFixed(6)} for ${d.operatingPoint} (was ${r.previousThreshold === null ? 'none: 0.5' : r.previousThreshold.toFixed(6)}); defect when P(defect) >= threshold`);

@@ -5,7 +5,7 @@
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import type { Activation } from './activation.js';
-import { CORE_INFO, checkF32, plainGemm, type GemmCore } from './matmul.js';
+import { CORE_INFO, SOFTWARE_GEMM_INFO, checkF32, plainGemm, type GemmCore } from './matmul.js';
 import { kernels } from './registry.js';
 import { forEachSplit, sumParts } from './batch-split.js';
 
@@ -103,7 +103,9 @@ const VARIANTS: [string, GemmCore][] = [
   ['tiled', 'tiled'],
 ];
 for (const [name, core] of VARIANTS) {
-  kernels.register('linear.forward', name, forwardWith(core), CORE_INFO[core]);
+  // The forward pass is a plain GEMM with k-contiguous operands: the vec4 core is the software default there.
+  const forwardInfo = core === 'subgroup-vec4' ? SOFTWARE_GEMM_INFO : core === 'subgroup' ? { ...CORE_INFO[core], preferredOn: [] } : CORE_INFO[core];
+  kernels.register('linear.forward', name, forwardWith(core), forwardInfo);
   kernels.register('linear.backwardInput', name, backwardInputWith(core), CORE_INFO[core]);
   kernels.register('linear.backwardWeight', name, backwardWeightWith(core), CORE_INFO[core]);
 }

@@ -457,9 +457,16 @@ export const CORE_INFO = {
   },
 };
 
+/**
+ * Plain GEMMs (matmul, dense forward) are where the vec4 core wins clearly on lavapipe (42 vs 29 GFLOP/s
+ * at 1024^3, both operands k-contiguous); conv and the dense backward passes keep the subgroup core,
+ * which ties or wins there (bench/gemm-probe.ts). `npm run autotune` measures per adapter and overrides.
+ */
+export const SOFTWARE_GEMM_INFO = { ...CORE_INFO['subgroup-vec4'], preferredOn: ['software'] as ('software' | 'hardware')[] };
+
 kernels.register('matmul', 'register', matmulRegister, CORE_INFO.register);
-kernels.register('matmul', 'register-subgroup', matmulSubgroup, CORE_INFO.subgroup);
-kernels.register('matmul', 'subgroup-vec4', matmulSubgroupVec4, CORE_INFO['subgroup-vec4']);
+kernels.register('matmul', 'register-subgroup', matmulSubgroup, { ...CORE_INFO.subgroup, preferredOn: [] });
+kernels.register('matmul', 'subgroup-vec4', matmulSubgroupVec4, SOFTWARE_GEMM_INFO);
 kernels.register('matmul', 'tiled', matmulTiled, CORE_INFO.tiled);
 
 /**

@@ -2,19 +2,9 @@
 // Prints `listening on <url>` on stdout once ready. SIGTERM or SIGINT stops it gracefully: no new
 // connections, requests in flight finish, the GPU is released, and the process exits 0 by itself.
 // A second signal kills it at once (the handlers are one-shot).
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
+import { integerInRange as integer, numberInRange as number } from '../cli-common.js';
 import { startServer } from './server.js';
-
-const integer = (name: string, min: number, max = Number.MAX_SAFE_INTEGER) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer in ${min}..${max}`);
-  return n;
-};
-const number = (name: string, min: number, max: number) => (v: string) => {
-  const n = Number(v);
-  if (v.trim() === '' || !(n >= min && n <= max)) throw new InvalidArgumentError(`${name} must be a number in [${min}, ${max}]`);
-  return n;
-};
 
 export function registerServeCommand(program: Command): void {
   program
