@@ -160,19 +160,14 @@ describe('random augmentation', () => {
     expect(Object.is(off.angle, 0) && Object.is(off.brightness, 0)).toBe(true);
   });
 
-  it('is fast: a batch of 32 at 96x96 from 120x120 sources in a few ms', () => {
+  // Speed is measured in bench/, not here: a timed assertion fails on a loaded machine.
+  it('augments a batch of 32 at 96x96 from 120x120 sources: every value written, finite, and the images differ', () => {
     const srcs = Array.from({ length: 32 }, (_, i) => randomImage(120, 120, 100 + i));
-    const out = new Float32Array(32 * 96 * 96);
+    const out = new Float32Array(32 * 96 * 96).fill(NaN);
     const rng = new Rng(10);
-    const run = (): void => {
-      for (let i = 0; i < 32; i++) augmentImage(srcs[i], 96, rng, { brightness: 0.1, contrast: 0.1 }, out, i * 96 * 96);
-    };
-    for (let w = 0; w < 10; w++) run();
-    const reps = 30;
-    const t0 = performance.now();
-    for (let r = 0; r < reps; r++) run();
-    const ms = (performance.now() - t0) / reps;
-    console.log(`augment: ${ms.toFixed(2)} ms per batch of 32 x 96x96`);
-    expect(ms).toBeLessThan(40); // ~3 ms on a 2-core CI box; generous bound for slow runners
+    for (let i = 0; i < 32; i++) augmentImage(srcs[i], 96, rng, { brightness: 0.1, contrast: 0.1 }, out, i * 96 * 96);
+    expect(out.every(Number.isFinite)).toBe(true);
+    const first = out.subarray(0, 96 * 96);
+    for (let i = 1; i < 32; i++) expect(out.subarray(i * 96 * 96, (i + 1) * 96 * 96).some((v, j) => v !== first[j])).toBe(true);
   });
 });

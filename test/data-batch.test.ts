@@ -153,7 +153,8 @@ describe('ImageCache', () => {
     await expect(cache.preload()).rejects.toThrow(/corrupt PNG.*bad\.png/);
   });
 
-  it('measures batch assembly speed (32 x 96x96, cached, augmented)', async () => {
+  // Speed belongs in bench/; this only checks that ten epochs of augmented batches assemble completely.
+  it('assembles ten epochs of augmented batches (32 x 96x96, cached)', async () => {
     const r = new Rng(5);
     const imgs = Array.from({ length: 64 }, () => ({ w: r.uniformArray(120 * 120, 0, 1) }));
     const src = {
@@ -163,11 +164,12 @@ describe('ImageCache', () => {
     };
     const idx = Array.from({ length: 64 }, (_, i) => i);
     await collect(iterateBatches(src, new Int32Array(64), idx, { batchSize: 32, seed: 1, augment: {} }));
-    const t0 = performance.now();
     let n = 0;
-    for (let e = 0; e < 10; e++) for await (const b of iterateBatches(src, new Int32Array(64), idx, { batchSize: 32, seed: 1, epoch: e, augment: {} })) n += b.size > 0 ? 1 : 0;
-    const ms = (performance.now() - t0) / n;
-    console.log(`batch assembly: ${ms.toFixed(2)} ms per augmented batch of 32 x 96x96`);
-    expect(ms).toBeLessThan(60);
+    for (let e = 0; e < 10; e++)
+      for await (const b of iterateBatches(src, new Int32Array(64), idx, { batchSize: 32, seed: 1, epoch: e, augment: {} })) {
+        expect(b.x.every(Number.isFinite)).toBe(true);
+        n += b.size;
+      }
+    expect(n).toBe(10 * 64);
   });
 });
