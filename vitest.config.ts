@@ -5,6 +5,8 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/global-setup.ts'],
+    // Every kernel registration (src/kernels/index.ts) visible to the variant-iterating tests.
+    setupFiles: ['test/setup-kernels.ts'],
     pool: 'forks',
     maxWorkers: 2,
     testTimeout: 120_000,

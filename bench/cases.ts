@@ -2,7 +2,7 @@
 // and end-to-end cases (the public API with read-back: the seed CNN's training step and inference, the
 // seed dense GAN and a DCGAN iteration, and the issue's headline GEMM and convolution).
 //
-// Kernel cases come from the builders in src/kernels/autotune.ts (`opCases`), which autotune also
+// Kernel cases come from the builders in bench/kernel-cases.ts (`opCases`), which the autotuner also
 // uses. To add a case, add a line to `kernelCases()` or `endToEndCases()` (see bench/README.md).
 // The peers: bench/tfjs.ts (TensorFlow.js WebGPU) and bench/torch_peer.py (PyTorch CPU) build the
 // same case from the kernel case's op, params and input specs, or from an end-to-end case's `peer`.
@@ -10,7 +10,7 @@ import { DefectClassifier } from '../src/cnn/model.js';
 import { Discriminator, Generator, resolveGanConfig, type GanConfig } from '../src/gan/models.js';
 import { GanStep } from '../src/gan/step.js';
 import type { Engine } from '../src/gpu/engine.js';
-import { opCases, caseData, type KernelCase } from '../src/kernels/autotune.js';
+import { opCases, caseData, type KernelCase } from './kernel-cases.js';
 import * as F from '../src/nn/functional.js';
 import { Adam } from '../src/nn/optim.js';
 import { noGrad, type Tensor } from '../src/nn/tensor.js';

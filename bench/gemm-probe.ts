@@ -12,7 +12,7 @@
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Engine } from '../src/gpu/engine.js';
-import { caseData, opCases, type KernelCase } from '../src/kernels/autotune.js';
+import { caseData, opCases, type KernelCase } from './kernel-cases.js';
 import '../src/kernels/index.js';
 import { kernels } from '../src/kernels/registry.js';
 import { timeBatch } from './timing.js';

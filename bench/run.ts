@@ -14,7 +14,8 @@ import { availableParallelism, cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Engine } from '../src/gpu/engine.js';
-import { loadTuned, outputsError, runOnce, TUNE_TOLERANCE } from '../src/kernels/autotune.js';
+import { loadTuned } from '../src/kernels/tuning-cache.js';
+import { caseArgs, outputsError, runOnce, TUNE_TOLERANCE } from './tuner.js';
 import { adapterKey, kernels } from '../src/kernels/registry.js';
 import { endToEndCases, kernelCases, type BenchKernelCase, type EndToEndCase } from './cases.js';
 import { initTfjs, type TfjsBench } from './tfjs.js';
@@ -182,7 +183,7 @@ const flagOf = (r: VariantResult) =>
   r.error ? `FAILED: ${r.error}` : r.relErr !== undefined && r.relErr > TUNE_TOLERANCE ? `MISMATCH rel err ${r.relErr.toExponential(2)}` : (r.note ?? '');
 
 async function runKernelCase(engine: Engine, c: BenchKernelCase, id: string, tf: TfjsBench | undefined, torch: TorchRun | undefined): Promise<KernelResult> {
-  const result: KernelResult = { group: c.group, op: c.op, shape: c.shape, flops: c.flops, bytes: c.bytes, chosen: kernels.chosen(c.op, engine), variants: [] };
+  const result: KernelResult = { group: c.group, op: c.op, shape: c.shape, flops: c.flops, bytes: c.bytes, chosen: kernels.chosen(c.op, engine, caseArgs(engine, c)), variants: [] };
   let ref: ArrayLike<number>[] | undefined;
   const only = args.variants?.split(',').map((v) => v.trim());
   for (const variant of kernels.variants(c.op)) {
@@ -405,7 +406,7 @@ async function main(): Promise<void> {
   const engine = await Engine.create({ subgroups: !args['no-subgroups'] });
   const tuned = args['no-tuned'] ? {} : loadTuned(engine);
   console.log(`\nadapter: ${engine.describe()}${engine.device.features.has('subgroups') ? ' [subgroups]' : ''}`);
-  if (Object.keys(tuned).length) console.log(`autotuned choices applied: ${Object.entries(tuned).map(([o, v]) => `${o}=${v}`).join(', ')}`);
+  if (Object.keys(tuned).length) console.log(`autotuned choices applied: ${Object.entries(tuned).flatMap(([o, bs]) => Object.entries(bs).map(([b, v]) => `${o}[${b}]=${v}`)).join(', ')}`);
 
   let tf: TfjsBench | undefined;
   let tfStatus: PeerStatus & { version?: string; adapter?: string; waitMethod?: string };
@@ -489,7 +490,8 @@ interface Results {
   cpus: number;
   cpuModel: string;
   options: object;
-  tunedChoices: Record<string, string>;
+  /** op -> shape bucket -> variant (older results files: op -> variant). */
+  tunedChoices: Record<string, string | Record<string, string>>;
   endToEndVariants: Record<string, string>;
   tfjs: PeerStatus & { version?: string; waitMethod?: string };
   torch: PeerStatus & { info?: TorchInfo; threads?: number };
@@ -597,7 +599,7 @@ function markdown(r: Results): string {
     `Options: \`${JSON.stringify(r.options)}\`.`,
     `TensorFlow.js: ${r.tfjs.status === 'ok' ? `tfjs-core/tfjs-backend-webgpu ${r.tfjs.version} on the same adapter, waits with ${r.tfjs.waitMethod}; NHWC activations, HWIO filters` : r.tfjs.status === 'disabled' ? 'not run (not among --vs)' : `column skipped: ${r.tfjs.reason}`}.`,
     torchLine,
-    `Autotuned choices applied: ${Object.keys(r.tunedChoices).length ? Object.entries(r.tunedChoices).map(([o, x]) => `${o}=${x}`).join(', ') : 'none'}.`,
+    `Autotuned choices applied: ${Object.keys(r.tunedChoices).length ? Object.entries(r.tunedChoices).flatMap(([o, x]) => (typeof x === 'string' ? [`${o}=${x}`] : Object.entries(x).map(([b, v]) => `${o}[${b}]=${v}`))).join(', ') : 'none'}.`,
     ...(r.note ? ['', `**Note:** ${r.note}`] : []),
     '',
     'Median milliseconds per call (each call ends when the GPU is done; torch: when the CPU result exists). GFLOP/s for compute',

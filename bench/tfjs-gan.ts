@@ -10,7 +10,7 @@
 // BatchNorm is training-mode (batch statistics from tf.moments, then tf.batchNorm); the running
 // statistics that torch and wgsl-nn also update are not tracked here (a few per-channel ops).
 import type * as TF from '@tensorflow/tfjs-core';
-import { caseData } from '../src/kernels/autotune.js';
+import { caseData } from './kernel-cases.js';
 import type { PeerCase } from './cases.js';
 import type { TfStep } from './tfjs.js';
 

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type * as TF from '@tensorflow/tfjs-core';
 import { create, globals } from 'webgpu';
-import { caseData, type InputSpec } from '../src/kernels/autotune.js';
+import { caseData, type InputSpec } from './kernel-cases.js';
 import { SEED_CNN, seedBatch, type BenchKernelCase, type PeerCase } from './cases.js';
 import { ganIteration } from './tfjs-gan.js';
 import { firstLine } from './timing.js';

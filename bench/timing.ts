@@ -1,7 +1,7 @@
 // Timing helpers shared by the bench/ scripts (the suite, the GEMM probe): medians, benchmark.js
 // sampling of asynchronous steps, batch timing, and the Node main thread's CPU time.
 //
-// (src/kernels/autotune.ts keeps its own small timer for the tuner; bench/ uses only this module.)
+// (bench/tuner.ts, the autotuner, uses median and firstLine from here too.)
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import Benchmark from 'benchmark';

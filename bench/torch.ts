@@ -7,7 +7,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { InputSpec } from '../src/kernels/autotune.js';
+import type { InputSpec } from './kernel-cases.js';
 import type { BenchKernelCase, PeerCase } from './cases.js';
 import type { SamplingLimits } from './timing.js';
 

@@ -3,7 +3,7 @@
 
 Reads one JSON job from stdin: the sampling limits, the thread count, the kernel cases (op, sizes and
 the input specs of bench/cases.ts, whose values are regenerated here with the same generator as
-src/kernels/autotune.ts caseData, so outputs can be compared) and the end-to-end cases (a key and its
+bench/kernel-cases.ts caseData, so outputs can be compared) and the end-to-end cases (a key and its
 sizes). Writes progress lines to stderr and one JSON object to stdout: versions, threads, BLAS library,
 and per case the median milliseconds of repeated timings after a warm-up (or the error).
 
@@ -39,7 +39,7 @@ except Exception as e:  # noqa: BLE001 - any import failure means "no torch colu
 
 
 def case_data(n, seed, lo=-1.0, hi=1.0):
-    """The mulberry32 stream of src/kernels/autotune.ts caseData, in uint32 arithmetic (numpy)."""
+    """The mulberry32 stream of bench/kernel-cases.ts caseData, in uint32 arithmetic (numpy)."""
     a0 = (seed * 0x9E3779B9) & 0xFFFFFFFF
     i = np.arange(1, n + 1, dtype=np.uint64)
     t = ((a0 + i * 0x6D2B79F5) & 0xFFFFFFFF).astype(np.uint32)

@@ -14,7 +14,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { Engine } from '../src/gpu/engine.js';
-import { loadTuned } from '../src/kernels/autotune.js';
+import { loadTuned } from '../src/kernels/tuning-cache.js';
 import { evaluateModel } from '../src/cnn/evaluate.js';
 import { trainClassifier, type TrainOptions } from '../src/cnn/train.js';
 import { readModelMetadata } from '../src/cnn/model-dir.js';

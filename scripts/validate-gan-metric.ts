@@ -11,7 +11,7 @@ import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { Engine } from '../src/gpu/engine.js';
-import { loadTuned } from '../src/kernels/autotune.js';
+import { loadTuned } from '../src/kernels/tuning-cache.js';
 import { loadModelDir } from '../src/cnn/model-dir.js';
 import { scanDataset } from '../src/data/dataset.js';
 import { decodeImage, type GrayImage } from '../src/data/images.js';

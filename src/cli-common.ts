@@ -1,7 +1,7 @@
 // What every wgsl-nn command shares: option parsers and the engine's lifetime.
 import { InvalidArgumentError } from 'commander';
 import { Engine } from './gpu/engine.js';
-import { loadTuned } from './kernels/autotune.js';
+import { loadTuned } from './kernels/tuning-cache.js';
 
 export const int = (name: string) => (v: string) => {
   const n = Number(v);

@@ -35,7 +35,8 @@ export { TrainingProgress, type ProgressField, type TrainingProgressOptions } fr
 export { ImageDecodeError, decodeImage } from './data/images.js';
 export { DatasetError, ClassMismatchError, scanDataset } from './data/dataset.js';
 export { generateSynthetic } from './data/synthetic.js';
-export { autotune, loadTuned } from './kernels/autotune.js';
+// Measuring variants (autotune) lives in bench/tuner.ts (`npm run autotune`); the library applies the cache.
+export { loadTuned, defaultCacheFile, type PerBucket } from './kernels/tuning-cache.js';
 export {
   calibrateModelDir,
   chooseThreshold,

@@ -1,13 +1,16 @@
-// Autotune: measured variant choices are valid, cached per adapter and re-applied by loadTuned; a
-// variant that throws or disagrees with the reference variant (relative error > 1e-3) is never chosen.
+// Autotune (bench/tuner.ts): measured variant choices are valid, cached per adapter and shape bucket
+// (src/kernels/tuning-cache.ts) and re-applied by loadTuned; a variant that throws or disagrees with the
+// reference variant (relative error > 1e-3) is never chosen. (Bucket lookup: test/tuning-buckets.test.ts.)
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../src/gpu/engine.js';
 import type { DeviceTensor } from '../src/gpu/device-tensor.js';
-import { autotune, caseData, defaultCacheFile, loadTuned, resultTensors, type KernelCase } from '../src/kernels/autotune.js';
-import { adapterKey, kernels } from '../src/kernels/registry.js';
+import { caseData, resultTensors, type KernelCase } from '../bench/kernel-cases.js';
+import { autotune, caseArgs } from '../bench/tuner.js';
+import { adapterKey, ALL_SHAPES, kernels } from '../src/kernels/registry.js';
+import { defaultCacheFile, loadTuned } from '../src/kernels/tuning-cache.js';
 
 let engine: Engine;
 let dir: string;
@@ -71,9 +74,17 @@ describe('autotune', () => {
     const chosen = await autotune(engine, { ops, quick: true, cacheFile });
     expect(Object.keys(chosen).sort()).toEqual([...ops].sort());
     for (const op of ops) {
-      expect(kernels.variants(op)).toContain(chosen[op]);
-      expect(kernels.chosen(op, engine)).toBe(chosen[op]);
+      const buckets = Object.entries(chosen[op]);
+      expect(buckets).toHaveLength(1); // one quick tuning case per op
+      for (const [bucket, variant] of buckets) {
+        expect(kernels.variants(op)).toContain(variant);
+        expect(kernels.tunedChoices(adapterKey(engine), op)[bucket]).toBe(variant);
+      }
     }
+    // matmul's bucket is its log2-rounded sizes; the case's own call resolves to the tuned choice.
+    const mm = (await import('../bench/tuner.js')).tuningCases(true).find((c) => c.op === 'matmul')!;
+    expect(Object.keys(chosen.matmul)).toEqual(['m7 n7 k7']);
+    expect(kernels.chosen('matmul', engine, caseArgs(engine, mm))).toBe(chosen.matmul['m7 n7 k7']);
     expect(existsSync(cacheFile)).toBe(true);
     const cache = JSON.parse(readFileSync(cacheFile, 'utf8'));
     expect(cache.adapters[adapterKey(engine)].choices).toEqual(chosen);
@@ -82,19 +93,19 @@ describe('autotune', () => {
     kernels.clearTuned(adapterKey(engine));
     const applied = loadTuned(engine, cacheFile);
     expect(applied).toEqual(chosen);
-    for (const op of ops) expect(kernels.chosen(op, engine)).toBe(chosen[op]);
+    for (const op of ops) expect(kernels.tunedChoices(adapterKey(engine), op)).toEqual(chosen[op]);
 
     // A second run for another op merges into the same adapter entry.
-    await autotune(engine, { ops: [OP2], cases: { [OP2]: testCase(OP2) }, cacheFile });
+    await autotune(engine, { ops: [OP2], cases: [testCase(OP2)], cacheFile });
     const merged = JSON.parse(readFileSync(cacheFile, 'utf8')).adapters[adapterKey(engine)].choices;
-    expect(merged).toEqual({ ...chosen, [OP2]: 'ok' });
+    expect(merged).toEqual({ ...chosen, [OP2]: { [ALL_SHAPES]: 'ok' } });
   });
 
   it('never chooses a variant that throws or disagrees with the reference', async () => {
     const cacheFile = join(dir, 'fake.json');
     const results: { variant: string; ms: number | null; rejected?: string }[] = [];
-    const chosen = await autotune(engine, { ops: [OP], cases: { [OP]: testCase(OP) }, cacheFile, onResult: (r) => results.push(r) });
-    expect(chosen[OP]).toBe('fast'); // 1 dispatch against the reference's 8
+    const chosen = await autotune(engine, { ops: [OP], cases: [testCase(OP)], cacheFile, onResult: (r) => results.push(r) });
+    expect(chosen[OP]).toEqual({ [ALL_SHAPES]: 'fast' }); // 1 dispatch against the reference's 8
     expect(kernels.chosen(OP, engine)).toBe('fast');
     const byName = Object.fromEntries(results.map((r) => [r.variant, r]));
     expect(byName.broken.ms).toBeNull();
@@ -102,16 +113,16 @@ describe('autotune', () => {
     expect(byName['slightly-off'].rejected).toMatch(/disagrees/);
     expect(byName.throws.rejected).toMatch(/failed: this variant always fails/);
     expect(byName.reference.ms).toBeGreaterThan(0);
-    const timings = JSON.parse(readFileSync(cacheFile, 'utf8')).adapters[adapterKey(engine)].timings[OP];
+    const timings = JSON.parse(readFileSync(cacheFile, 'utf8')).adapters[adapterKey(engine)].timings[OP][ALL_SHAPES];
     expect(timings.broken).toBeNull();
     expect(timings.throws).toBeNull();
 
     // The first variant failing: the next working one is the reference and is chosen.
-    const c2 = await autotune(engine, { ops: [OP2], cases: { [OP2]: testCase(OP2) }, cacheFile });
-    expect(c2[OP2]).toBe('ok');
+    const c2 = await autotune(engine, { ops: [OP2], cases: [testCase(OP2)], cacheFile });
+    expect(c2[OP2]).toEqual({ [ALL_SHAPES]: 'ok' });
   });
 
-  it('loadTuned skips unknown ops and variants; the cache path comes from WGSL_NN_TUNE_CACHE', () => {
+  it('loadTuned reads a version-1 file, skips unknown ops and variants; the cache path comes from WGSL_NN_TUNE_CACHE', () => {
     const cacheFile = join(dir, 'hand-written.json');
     writeFileSync(
       cacheFile,
@@ -124,7 +135,7 @@ describe('autotune', () => {
       }),
     );
     kernels.clearTuned(adapterKey(engine));
-    expect(loadTuned(engine, cacheFile)).toEqual({ [OP]: 'reference' });
+    expect(loadTuned(engine, cacheFile)).toEqual({ [OP]: { [ALL_SHAPES]: 'reference' } });
     expect(kernels.chosen(OP, engine)).toBe('reference');
     expect(loadTuned(engine, join(dir, 'missing.json'))).toEqual({});
 
@@ -133,7 +144,7 @@ describe('autotune', () => {
     try {
       expect(defaultCacheFile()).toBe(cacheFile);
       kernels.clearTuned(adapterKey(engine));
-      expect(loadTuned(engine)).toEqual({ [OP]: 'reference' });
+      expect(loadTuned(engine)).toEqual({ [OP]: { [ALL_SHAPES]: 'reference' } });
     } finally {
       if (previous === undefined) delete process.env.WGSL_NN_TUNE_CACHE;
       else process.env.WGSL_NN_TUNE_CACHE = previous;

@@ -3,6 +3,7 @@ import { Engine } from '../src/gpu/engine.js';
 import { GpuError, NoAdapterError, ShaderCompileError, TensorTooLargeError } from '../src/gpu/errors.js';
 import { activationBackward, activationForward } from '../src/kernels/activation.js';
 import { maxPool2dForward } from '../src/kernels/maxpool2d.js';
+import { tidy, track } from '../src/nn/scope.js';
 import { testEngine } from './helpers.js';
 
 let engine: Engine;
@@ -138,13 +139,33 @@ describe('Engine', () => {
   it('tidy() disposes what the scope created except what it returns', () => {
     const kept = { disposed: 0, dispose() { this.disposed++; } };
     const dropped = { disposed: 0, dispose() { this.disposed++; } };
-    const r = engine.tidy(() => {
-      engine.track(kept);
-      engine.track(dropped);
+    const r = tidy(engine, () => {
+      track(engine, kept);
+      track(engine, dropped);
       return { kept };
     });
     expect(r.kept.disposed).toBe(0);
     expect(dropped.disposed).toBe(1);
+    // engine.tidy/track (installed by src/nn/scope.ts) delegate to the same scopes
+    const again = { disposed: 0, dispose() { this.disposed++; } };
+    engine.tidy(() => void engine.track(again));
+    expect(again.disposed).toBe(1);
+  });
+
+  it('scopes are per engine: a tidy() on one engine leaves tracked objects of another alone', async () => {
+    const other = await Engine.create();
+    try {
+      const foreign = { disposed: 0, dispose() { this.disposed++; } };
+      tidy(engine, () => void track(other, foreign));
+      expect(foreign.disposed).toBe(0);
+    } finally {
+      other.destroy();
+    }
+  });
+
+  it('importing the engine writes no WebGPU globals to globalThis', () => {
+    for (const name of ['GPUBufferUsage', 'GPUMapMode', 'GPUShaderStage', 'GPUValidationError', 'GPUOutOfMemoryError', 'GPUDevice'])
+      expect(name in globalThis, name).toBe(false);
   });
 
   it('refuses use after destroy with a clear error', async () => {

@@ -24,7 +24,7 @@
 import { Engine, type EngineOptions } from '../gpu/engine.js';
 import { DeviceLostError, WgslNnError } from '../gpu/errors.js';
 import { noGrad } from '../nn/tensor.js';
-import { loadTuned } from '../kernels/autotune.js';
+import { loadTuned } from '../kernels/tuning-cache.js';
 import { decodeImage, loadGray8 } from '../data/images.js';
 import type { DefectClassifier } from './model.js';
 import { decisionThreshold, loadModelDir, type ModelMetadata } from './model-dir.js';
@@ -201,27 +201,35 @@ export class Inspector {
     return decodeImage(image, { size: this.meta.inputSize, fit: this.meta.preprocessing?.resize ?? 'fill', name });
   }
 
-  /** One GPU batch, recovering from a device loss: a batch that meets a lost device is retried once on a new one. */
+  /**
+   * One GPU batch, recovering from a device loss: a batch that meets a lost device (lost during the
+   * batch, or earlier while idle) runs once more on a new one; if that fails too, its calls fail with
+   * InspectionFailedError.
+   */
   private async run(pixels: Float32Array[]): Promise<Inspection[]> {
-    if (this.ownsEngine && this.current.engine.isLost) await this.recover(this.current.engine); // lost while idle
     const attempt = this.current;
-    try {
-      return await this.forward(attempt.engine, attempt.model, pixels);
-    } catch (e) {
-      if (!this.isDeviceLoss(attempt.engine, e)) throw e;
-      if (!this.ownsEngine) throw e;
-      if (this.disposed) throw this.disposedError(e);
+    let loss: unknown;
+    if (this.ownsEngine && attempt.engine.isLost) {
+      loss = new DeviceLostError('the GPU device was lost while the inspector was idle');
+    } else {
       try {
-        await this.recover(attempt.engine);
-        const retry = this.current;
-        return await this.forward(retry.engine, retry.model, pixels);
-      } catch (e2) {
-        if (this.disposed) throw this.disposedError(e2);
-        throw new InspectionFailedError(
-          `inspection failed: the GPU device was lost (${(e as Error).message}) and the one retry on a new device failed: ${(e2 as Error).message}`,
-          { cause: e2 },
-        );
+        return await this.forward(attempt.engine, attempt.model, pixels);
+      } catch (e) {
+        if (!this.isDeviceLoss(attempt.engine, e) || !this.ownsEngine) throw e;
+        if (this.disposed) throw this.disposedError(e);
+        loss = e;
       }
+    }
+    try {
+      await this.recover(attempt.engine);
+      const retry = this.current;
+      return await this.forward(retry.engine, retry.model, pixels);
+    } catch (e2) {
+      if (this.disposed) throw this.disposedError(e2);
+      throw new InspectionFailedError(
+        `inspection failed: the GPU device was lost (${(loss as Error).message}) and the one retry on a new device failed: ${(e2 as Error).message}`,
+        { cause: e2 },
+      );
     }
   }
 

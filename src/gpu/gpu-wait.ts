@@ -47,6 +47,8 @@ export class GpuWaiter {
   private settled = false;
   /** Milliseconds the main thread slept while waiting (for measurements). */
   sleptMs = 0;
+  /** Waits taken through the sleeping loop (for tests and measurements). */
+  waits = 0;
 
   constructor(options: GpuWaiterOptions = {}) {
     this.mode = options.mode ?? 'sleep';
@@ -57,6 +59,7 @@ export class GpuWaiter {
   /** Resolves (or rejects) as `work` does; while it is pending the main thread sleeps in slices. */
   wait<T>(work: Promise<T>): Promise<T> {
     if (this.mode === 'poll') return work;
+    this.waits++;
     this.pending++;
     const done = (): void => {
       this.pending--;

@@ -11,6 +11,7 @@ import {
   conv2dOutputSize,
   convBackwardInputGemm,
   convBackwardWeightGemm,
+  convBucket,
   convGeometry,
   type Conv2dParams,
   type Epilogue,
@@ -109,3 +110,10 @@ for (const [name, core] of [['gemm', 'register'], ['gemm-subgroup', 'subgroup'],
 kernels.register('convTranspose2d.backwardInput', 'direct', backwardInputWith('direct'), {
   description: 'a conv2d forward (direct kernel)',
 });
+
+// Shape buckets for tuned choices (w is [Cin, Cout, kh, kw]; xShape the forward input).
+type Shape = readonly number[];
+const iohw = (xShape: Shape, w: Shape, p: Conv2dParams) => convBucket(xShape, w[0], w[1], w[2], w[3], p);
+kernels.setBucket('convTranspose2d.forward', (x: DeviceTensor, w: DeviceTensor, _b: unknown, p: Conv2dParams) => iohw(x.shape, w.shape, p));
+kernels.setBucket('convTranspose2d.backwardInput', (_dy: DeviceTensor, w: DeviceTensor, xShape: Shape, p: Conv2dParams) => iohw(xShape, w.shape, p));
+kernels.setBucket('convTranspose2d.backwardWeight', (x: DeviceTensor, _dy: DeviceTensor, wShape: Shape, p: Conv2dParams) => iohw(x.shape, wShape, p));

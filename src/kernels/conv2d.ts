@@ -40,7 +40,7 @@ import {
   type GemmCore,
   type GemmProblem,
 } from './matmul.js';
-import { kernels } from './registry.js';
+import { kernels, log2Bucket } from './registry.js';
 import { forEachSplit, sumParts, type SplitOperand } from './batch-split.js';
 
 export interface Conv2dParams {
@@ -283,3 +283,18 @@ for (const [name, core] of [['gemm', 'register'], ['gemm-subgroup', 'subgroup'],
   kernels.register('conv2d.backwardInput', name, backwardInputWith(name), conv(core, 'implicit GEMM per stride phase'));
   kernels.register('conv2d.backwardWeight', name, backwardWeightWith(name), conv(core, 'implicit GEMM, split-K over images and pixels'));
 }
+
+/**
+ * Shape bucket of a convolution for tuned variant choices: input and output channels, kernel size,
+ * stride and log2-rounded input height and width (`xShape` is the forward input [N, C, H, W]).
+ */
+export function convBucket(xShape: readonly number[], cin: number, cout: number, kh: number, kw: number, p: Conv2dParams): string {
+  const [sh, sw] = p.stride;
+  return `c${cin} o${cout} k${kh}x${kw} s${sh}x${sw} hw${log2Bucket(xShape[2])}x${log2Bucket(xShape[3])}`;
+}
+
+type Shape = readonly number[];
+const oihw = (xShape: Shape, w: Shape, p: Conv2dParams) => convBucket(xShape, w[1], w[0], w[2], w[3], p);
+kernels.setBucket('conv2d.forward', (x: DeviceTensor, w: DeviceTensor, _b: unknown, p: Conv2dParams) => oihw(x.shape, w.shape, p));
+kernels.setBucket('conv2d.backwardInput', (_dy: DeviceTensor, w: DeviceTensor, xShape: Shape, p: Conv2dParams) => oihw(xShape, w.shape, p));
+kernels.setBucket('conv2d.backwardWeight', (x: DeviceTensor, _dy: DeviceTensor, wShape: Shape, p: Conv2dParams) => oihw(x.shape, wShape, p));

@@ -5,7 +5,7 @@
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import type { Activation } from './activation.js';
-import { CORE_INFO, SOFTWARE_GEMM_INFO, checkF32, plainGemm, type GemmCore } from './matmul.js';
+import { CORE_INFO, checkF32, gemmBucket, plainGemm, type GemmCore } from './matmul.js';
 import { kernels } from './registry.js';
 import { forEachSplit, sumParts } from './batch-split.js';
 
@@ -103,9 +103,14 @@ const VARIANTS: [string, GemmCore][] = [
   ['tiled', 'tiled'],
 ];
 for (const [name, core] of VARIANTS) {
-  // The forward pass is a plain GEMM with k-contiguous operands: the vec4 core is the software default there.
-  const forwardInfo = core === 'subgroup-vec4' ? SOFTWARE_GEMM_INFO : core === 'subgroup' ? { ...CORE_INFO[core], preferredOn: [] } : CORE_INFO[core];
-  kernels.register('linear.forward', name, forwardWith(core), forwardInfo);
+  // The vec4 core is not the default here although it is faster on big GEMMs: below 5 rows it falls
+  // back to another kernel, so an image's scores would change with the batch it is inspected in.
+  kernels.register('linear.forward', name, forwardWith(core), CORE_INFO[core]);
   kernels.register('linear.backwardInput', name, backwardInputWith(core), CORE_INFO[core]);
   kernels.register('linear.backwardWeight', name, backwardWeightWith(core), CORE_INFO[core]);
 }
+
+// Shape buckets for tuned choices: the GEMM each pass runs (M rows, N columns, K reduction).
+kernels.setBucket('linear.forward', (x: DeviceTensor, w: DeviceTensor) => gemmBucket(x.shape[0], w.shape[0], w.shape[1]));
+kernels.setBucket('linear.backwardInput', (dy: DeviceTensor, w: DeviceTensor) => gemmBucket(dy.shape[0], w.shape[1], w.shape[0]));
+kernels.setBucket('linear.backwardWeight', (x: DeviceTensor, dy: DeviceTensor) => gemmBucket(dy.shape[1], x.shape[1], x.shape[0]));

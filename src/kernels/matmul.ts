@@ -6,7 +6,7 @@ import { f32, type Engine } from '../gpu/engine.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import { ACTIVATION_CODE, type Activation } from './activation.js';
-import { kernels } from './registry.js';
+import { kernels, log2Bucket } from './registry.js';
 
 /**
  * Which kernel runs a GEMM: gemm_register or gemm_tiled of shaders/matmul.wgsl, gemm_subgroup of
@@ -458,9 +458,9 @@ export const CORE_INFO = {
 };
 
 /**
- * Plain GEMMs (matmul, dense forward) are where the vec4 core wins clearly on lavapipe (42 vs 29 GFLOP/s
- * at 1024^3, both operands k-contiguous); conv and the dense backward passes keep the subgroup core,
- * which ties or wins there (bench/gemm-probe.ts). `npm run autotune` measures per adapter and overrides.
+ * The plain matmul op is where the vec4 core wins clearly on lavapipe (42 vs 29 GFLOP/s at 1024^3);
+ * conv and dense keep the subgroup core by default (it ties or wins on their shapes, and dense results
+ * then do not depend on the batch size, see dense.ts). `npm run autotune` measures per shape bucket.
  */
 export const SOFTWARE_GEMM_INFO = { ...CORE_INFO['subgroup-vec4'], preferredOn: ['software'] as ('software' | 'hardware')[] };
 
@@ -478,3 +478,15 @@ export function coreOf(variant: string): GemmCore {
   if (variant.includes('vec4')) return 'subgroup-vec4';
   return variant.includes('subgroup') ? 'subgroup' : 'register';
 }
+
+/** Shape bucket of a GEMM for tuned variant choices: log2-rounded M, N, K and batch. */
+export function gemmBucket(M: number, N: number, K: number, batch = 1): string {
+  return `m${log2Bucket(M)} n${log2Bucket(N)} k${log2Bucket(K)}${batch > 1 ? ` b${log2Bucket(batch)}` : ''}`;
+}
+
+kernels.setBucket('matmul', (a: DeviceTensor, b: DeviceTensor, opts: MatmulOptions = {}) => {
+  const [ar, ac] = a.shape.slice(-2);
+  const [br, bc] = b.shape.slice(-2);
+  const batch = Math.max(a.shape.length === 3 ? a.shape[0] : 1, b.shape.length === 3 ? b.shape[0] : 1);
+  return gemmBucket(opts.transA ? ac : ar, opts.transB ? br : bc, opts.transA ? ar : ac, batch);
+});

@@ -5,9 +5,14 @@
 //   - the test suite to check it against the CPU reference (tests iterate `variants(op)`), and
 //   - the benchmarks to time it beside the others (bench/ iterates the same list).
 // Which variant runs: the `variant` given for one call, else one forced with `use()`/`withVariant()`,
-// else one measured fastest on this adapter (`setTuned`, filled by src/kernels/autotune.ts from a
-// cache), else the variant registered as preferred for the adapter kind (software or hardware), else
-// the first registered.
+// else one measured fastest on this adapter for the call's shape bucket (`setTuned`, filled from the
+// cache by src/kernels/tuning-cache.ts, measured by bench/tuner.ts), else the variant registered as
+// preferred for the adapter kind (software or hardware), else the first registered.
+//
+// Shape buckets: the fastest variant can depend on the shapes (conv1 of the seed CNN, 1 input channel,
+// runs best on 'direct'; conv2/conv3 on a GEMM core), so tuned choices are keyed by (adapter, op,
+// bucket). An op family registers `setBucket(op, fn)`: `fn(...args)` maps a call's arguments to a
+// coarse key (e.g. log2-rounded GEMM sizes). Ops without one have the single bucket ALL_SHAPES.
 import type { Engine } from '../gpu/engine.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -20,6 +25,18 @@ export interface VariantInfo {
   preferredOn: ('software' | 'hardware')[];
 }
 
+/** Maps a call's arguments to its shape bucket (a short, stable string). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type BucketFn = (...args: any[]) => string;
+
+/** The bucket of every call of an op that has no bucket function. */
+export const ALL_SHAPES = '*';
+
+/** round(log2(n)) for n >= 1 (0 for smaller n): the coarse size in bucket keys. */
+export function log2Bucket(n: number): number {
+  return n >= 1 ? Math.round(Math.log2(n)) : 0;
+}
+
 interface Entry {
   info: VariantInfo;
   fn: KernelFn;
@@ -28,8 +45,9 @@ interface Entry {
 export class KernelRegistry {
   private readonly ops = new Map<string, Entry[]>();
   private readonly forced = new Map<string, string>();
-  /** adapter key -> op -> variant measured fastest there. */
-  private readonly tuned = new Map<string, Map<string, string>>();
+  /** adapter key -> op -> shape bucket -> variant measured fastest there. */
+  private readonly tuned = new Map<string, Map<string, Map<string, string>>>();
+  private readonly buckets = new Map<string, BucketFn>();
 
   register<F extends KernelFn>(
     op: string,
@@ -84,12 +102,33 @@ export class KernelRegistry {
     }
   }
 
-  /** Records the variant measured fastest for `op` on the adapter identified by `adapterKey(engine)`. */
-  setTuned(adapter: string, op: string, variant: string): void {
+  /** Sets how calls of `op` map to shape buckets for tuned choices (see the header comment). */
+  setBucket(op: string, fn: BucketFn): void {
+    this.buckets.set(op, fn);
+  }
+
+  /** The shape bucket of a call of `op` with `args` (ALL_SHAPES for an op without a bucket function). */
+  bucketOf(op: string, args: readonly unknown[]): string {
+    const fn = this.buckets.get(op);
+    return fn ? fn(...args) : ALL_SHAPES;
+  }
+
+  /**
+   * Records the variant measured fastest for calls of `op` in shape `bucket` (default ALL_SHAPES) on
+   * the adapter identified by `adapterKey(engine)`.
+   */
+  setTuned(adapter: string, op: string, variant: string, bucket: string = ALL_SHAPES): void {
     this.entry(op, variant);
     let m = this.tuned.get(adapter);
     if (!m) this.tuned.set(adapter, (m = new Map()));
-    m.set(op, variant);
+    let b = m.get(op);
+    if (!b) m.set(op, (b = new Map()));
+    b.set(bucket, variant);
+  }
+
+  /** The tuned choices of `op` on `adapter`: bucket -> variant. */
+  tunedChoices(adapter: string, op: string): Record<string, string> {
+    return Object.fromEntries(this.tuned.get(adapter)?.get(op) ?? []);
   }
 
   /** Forgets measured choices (all adapters, or one). */
@@ -98,14 +137,20 @@ export class KernelRegistry {
     else this.tuned.delete(adapter);
   }
 
-  /** The name of the variant that a call without an explicit variant would run on `engine`. */
-  chosen(op: string, engine?: Engine): string {
+  /**
+   * The name of the variant that a call without an explicit variant would run on `engine`; `args`
+   * (the call's arguments) select the tuned choice of their shape bucket. Without `args`, only the
+   * ALL_SHAPES choice of an op without a bucket function counts.
+   */
+  chosen(op: string, engine?: Engine, args?: readonly unknown[]): string {
     const forced = this.forced.get(op);
     if (forced) return forced;
     const list = this.entries(op);
     if (engine) {
       const tuned = this.tuned.get(adapterKey(engine))?.get(op);
-      if (tuned) return tuned;
+      const bucket = args ? this.tryBucketOf(op, args) : this.buckets.has(op) ? undefined : ALL_SHAPES;
+      const choice = bucket === undefined ? undefined : tuned?.get(bucket);
+      if (choice) return choice;
       const kind = engine.info.software ? 'software' : 'hardware';
       const preferred = list.find((e) => e.info.preferredOn.includes(kind));
       if (preferred) return preferred.info.name;
@@ -113,9 +158,26 @@ export class KernelRegistry {
     return list[0].info.name;
   }
 
-  /** The kernel function for `op`: `variant` if given, else the automatic choice for `engine`. */
+  /**
+   * The kernel function for `op`: `variant` if given, else the automatic choice for `engine`. When
+   * the op has tuned choices per shape bucket on this adapter, the result is a dispatcher that picks
+   * the variant from the call's arguments.
+   */
   get<F extends KernelFn = KernelFn>(op: string, engine?: Engine, variant?: string): F {
+    if (variant === undefined && engine && !this.forced.has(op) && this.buckets.has(op) && this.tuned.get(adapterKey(engine))?.get(op)?.size) {
+      const dispatch = (...args: unknown[]) => this.entry(op, this.chosen(op, engine, args)).fn(...args);
+      return dispatch as F;
+    }
     return this.entry(op, variant ?? this.chosen(op, engine)).fn as F;
+  }
+
+  /** bucketOf, or undefined for arguments it cannot read (the kernel then reports the bad input). */
+  private tryBucketOf(op: string, args: readonly unknown[]): string | undefined {
+    try {
+      return this.bucketOf(op, args);
+    } catch {
+      return undefined;
+    }
   }
 
   private entries(op: string): Entry[] {

@@ -12,6 +12,7 @@ import { kernels } from '../kernels/registry.js';
 import { randomNormal, randomUniform } from '../kernels/random.js';
 import type { BinaryOp } from '../kernels/elementwise.js';
 import { globalRng } from './seed.js';
+import { track } from './scope.js';
 
 /** Gradients of an op's inputs, in input order (null where an input needs none). */
 export type BackwardFn = (dy: DeviceTensor) => (DeviceTensor | null)[];
@@ -70,7 +71,7 @@ export class Tensor {
     this._value = value;
     this.node = options.node ?? null;
     this.requiresGrad = options.requiresGrad ?? !!this.node;
-    if (options.track !== false) value.engine.track(this);
+    if (options.track !== false) track(value.engine, this);
   }
 
   /** The GPU data. */
