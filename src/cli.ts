@@ -15,6 +15,7 @@ import { generateSynthetic } from './data/synthetic.js';
 import { isImageFile, loadGray8 } from './data/images.js';
 import { runSelfCheck } from './selfcheck.js';
 import { registerGanCommands } from './gan/cli.js';
+import { registerAnomalyCommands } from './anomaly/cli.js';
 import { registerServeCommand } from './serve/cli.js';
 import { commandLine, int, num, withEngine } from './cli-common.js';
 import type { AugmentOptions } from './data/augment.js';
@@ -282,6 +283,7 @@ program
   });
 
 registerGanCommands(program);
+registerAnomalyCommands(program);
 registerServeCommand(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {

@@ -6,6 +6,7 @@ export type { MemoryStats } from './gpu/buffer-pool.js';
 export { kernels, KernelRegistry } from './kernels/registry.js';
 export * from './nn/index.js';
 export { Inspector, InspectionFailedError, type Inspection, type InspectorOptions, type InspectorStats } from './cnn/inspector.js';
+export * from './anomaly/index.js';
 export { BatchQueue, BatchQueueClosedError, type BatchQueueOptions, type BatchQueueStats } from './cnn/batch-queue.js';
 export { startServer, type ServeOptions, type RunningServer, type ServerMetrics, type InspectResponse } from './serve/server.js';
 export { DefectClassifier, type ModelConfig } from './cnn/model.js';

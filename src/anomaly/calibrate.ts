@@ -1,0 +1,191 @@
+// Calibration of a trained detector on defect-free images (no real defect is ever used):
+//
+//   1. units      pixelMean and featureMean: the mean residuals over the validation good images;
+//                 the edge profile (scorer.ts): per distance to the image edge, 0 .. EDGE_BANDS - 1
+//                 working pixels, the 99th percentile of the map over (up to 80 of) the training good
+//                 images, fitted for every candidate setting below;
+//   2. settings   (only with several candidates) the map smoothing sigma, the score's top-k, the
+//                 feature weight and whether to average with the mirror image: each candidate scores the validation good images as they are and
+//                 with one synthetic defect of each kind drawn on them (synthetic-defects.ts); the
+//                 candidate with the best mean ROC-AUC (clean vs defected, averaged over the kinds) wins;
+//   3. threshold  the smallest score that at most `falseAlarmRate` of the clean validation scores exceed.
+// `anomaly train` calibrates at its end; `anomaly calibrate` (recalibrateModelDir) redoes it on a trained
+// model, e.g. for another false-alarm rate.
+import { join } from 'node:path';
+import { type GrayImage8, loadGray8 } from '../data/images.js';
+import { mixSeed } from '../data/split.js';
+import { rocAuc } from '../eval/metrics.js';
+import type { Engine } from '../gpu/engine.js';
+import { WgslNnError } from '../gpu/errors.js';
+import { MODEL_JSON } from '../model-dir.js';
+import { writeFileAtomic } from '../nn/serialize.js';
+import { Rng } from '../util/rng.js';
+import type { ResolvedAnomalyConfig } from './config.js';
+import { thresholdAtFalseAlarmRate } from './metrics.js';
+import { disposeNetworks, loadAnomalyDir, type AnomalyMetadata } from './model-dir.js';
+import { workImageFrom } from './patches.js';
+import {
+  anomalyMap,
+  averageWithMirror,
+  edgeProfile,
+  meanOver,
+  mirrorImage,
+  rawAnomalyMap,
+  residualMaps,
+  topKMean,
+  type AnomalyNetworks,
+  type ResidualMaps,
+  type Scoring,
+} from './scorer.js';
+import { SYNTHETIC_DEFECT_KINDS, withSyntheticDefect, type SyntheticDefectKind } from './synthetic-defects.js';
+
+export type ScoringSettings = Pick<Scoring, 'sigma' | 'topK'> & { featureWeight: number; mirror?: boolean };
+
+/** Distance bands of the edge profile (working pixels; the last is the interior) and its quantile. */
+export const EDGE_BANDS = 33;
+export const EDGE_QUANTILE = 0.99;
+/** At most this many training images are used for the edge profile. */
+export const EDGE_REFERENCE_IMAGES = 80;
+
+/** Every k-th of `items` so that at most `max` remain (a deterministic, evenly spread subset). */
+export function evenSubset<T>(items: readonly T[], max: number): T[] {
+  const k = Math.max(1, Math.ceil(items.length / max));
+  return items.filter((_, i) => i % k === 0);
+}
+
+/** The candidates `anomaly train` and `anomaly calibrate` choose from by default. */
+export const DEFAULT_SCORING_CANDIDATES: ScoringSettings[] = [false, true].flatMap((mirror) =>
+  [1, 2, 4].flatMap((sigma) => [1, 16, 64].flatMap((topK) => [0, 1, 3].map((featureWeight) => ({ sigma, topK, featureWeight, mirror })))),
+);
+
+export interface CandidateResult extends ScoringSettings {
+  /** ROC-AUC of clean vs synthetically defected validation images, per kind, and their mean. */
+  auroc: Record<SyntheticDefectKind, number> & { mean: number };
+}
+
+export interface CalibrationResult {
+  scoring: Scoring;
+  threshold: number;
+  falseAlarmRate: number;
+  /** Scores of the (clean) validation images with the chosen scoring. */
+  validationScores: number[];
+  /** Every candidate's synthetic-defect ROC-AUC (absent when only one candidate was given). */
+  selection?: CandidateResult[];
+}
+
+export interface CalibrationOptions {
+  falseAlarmRate: number;
+  /** Defect-free images for the edge profile (the training images; at most EDGE_REFERENCE_IMAGES are used). */
+  reference: readonly GrayImage8[];
+  candidates: ScoringSettings[];
+  seed?: number;
+  batchSize?: number;
+  log?: (line: string) => void;
+}
+
+export async function calibrate(
+  nets: AnomalyNetworks,
+  config: ResolvedAnomalyConfig,
+  validation: readonly GrayImage8[],
+  opts: CalibrationOptions,
+): Promise<CalibrationResult> {
+  if (validation.length === 0) throw new WgslNnError('calibration needs at least one validation good image');
+  if (opts.candidates.length === 0) throw new WgslNnError('calibration needs at least one scoring candidate');
+  const anyMirror = opts.candidates.some((c) => c.mirror);
+  // Residuals of each image set, plain and (when a candidate wants it) averaged with the mirror image's.
+  const residualSets = async (images: readonly GrayImage8[]) => {
+    const work = await Promise.all(images.map((g) => workImageFrom(g, config)));
+    const all = await residualMaps(nets, config, anyMirror ? [...work, ...work.map(mirrorImage)] : work, opts.batchSize);
+    const plain = all.slice(0, work.length);
+    return { plain, mirror: anyMirror ? plain.map((p, i) => averageWithMirror(p, all[work.length + i])) : plain };
+  };
+  const pick = (set: { plain: ResidualMaps[]; mirror: ResidualMaps[] }, c: ScoringSettings) => (c.mirror ? set.mirror : set.plain);
+  const clean = await residualSets(validation);
+  const units = { pixelMean: meanOver(clean.plain.map((r) => r.pixel)), featureMean: meanOver(clean.plain.map((r) => r.feature)) };
+  if (!(units.pixelMean > 0 && units.featureMean > 0))
+    throw new WgslNnError(`calibration failed: mean residuals ${units.pixelMean} (pixel), ${units.featureMean} (feature) on the validation images`);
+  const reference = await residualSets(evenSubset(opts.reference, EDGE_REFERENCE_IMAGES));
+  const withEdges = (c: ScoringSettings): Scoring => {
+    const s: Scoring = { ...units, ...c, mirror: !!c.mirror };
+    return { ...s, edgeScale: edgeProfile(pick(reference, c).map((r) => ({ width: r.width, height: r.height, map: rawAnomalyMap(r, s) })), EDGE_BANDS, EDGE_QUANTILE) };
+  };
+  const scoresOf = (maps: ResidualMaps[], s: Scoring) => maps.map((r) => topKMean(anomalyMap(r, s), s.topK));
+
+  let chosen: ScoringSettings = opts.candidates[0];
+  let selection: CandidateResult[] | undefined;
+  if (opts.candidates.length > 1) {
+    const defected = {} as Record<SyntheticDefectKind, Awaited<ReturnType<typeof residualSets>>>;
+    for (const kind of SYNTHETIC_DEFECT_KINDS) {
+      const rng = new Rng(mixSeed(opts.seed ?? 1, 0xdefec7, SYNTHETIC_DEFECT_KINDS.indexOf(kind)));
+      defected[kind] = await residualSets(validation.map((g) => withSyntheticDefect(g, kind, rng)));
+    }
+    selection = opts.candidates.map((c) => {
+      const s = withEdges(c);
+      const base = scoresOf(pick(clean, c), s);
+      const auroc = {} as CandidateResult['auroc'];
+      for (const kind of SYNTHETIC_DEFECT_KINDS) {
+        const d = scoresOf(pick(defected[kind], c), s);
+        auroc[kind] = rocAuc([...base.map(() => 0), ...d.map(() => 1)], [...base, ...d]);
+      }
+      auroc.mean = SYNTHETIC_DEFECT_KINDS.reduce((a, k) => a + auroc[k], 0) / SYNTHETIC_DEFECT_KINDS.length;
+      return { ...c, auroc };
+    });
+    const best = selection.reduce((a, b) => (b.auroc.mean > a.auroc.mean ? b : a));
+    chosen = { sigma: best.sigma, topK: best.topK, featureWeight: best.featureWeight, mirror: !!best.mirror };
+    opts.log?.(
+      `scoring chosen on synthetic defects: sigma ${best.sigma}, top-k ${best.topK}, feature weight ${best.featureWeight}, mirror ${!!best.mirror} ` +
+        `(ROC-AUC ${SYNTHETIC_DEFECT_KINDS.map((k) => `${k} ${best.auroc[k].toFixed(3)}`).join(', ')})`,
+    );
+  }
+  const scoring = withEdges(chosen);
+  const validationScores = scoresOf(pick(clean, chosen), scoring);
+  const threshold = thresholdAtFalseAlarmRate(validationScores, opts.falseAlarmRate);
+  return { scoring, threshold, falseAlarmRate: opts.falseAlarmRate, validationScores, selection };
+}
+
+export interface RecalibrateOptions {
+  /** Dataset root holding the model's validation files (default: the root recorded in model.json). */
+  data?: string;
+  falseAlarmRate?: number;
+  /** Default: DEFAULT_SCORING_CANDIDATES (selection on synthetic defects). */
+  candidates?: ScoringSettings[];
+  engine?: Engine;
+  log?: (line: string) => void;
+  /** Recorded in model.json (recalibration.command). */
+  command?: string;
+}
+
+/**
+ * Re-runs calibration of a trained model directory on its own validation good images (model.json's
+ * data.files.val) and rewrites model.json's scoring and threshold; the weights are not touched.
+ */
+export async function recalibrateModelDir(dir: string, opts: RecalibrateOptions = {}): Promise<CalibrationResult> {
+  const { nets, meta, config } = loadAnomalyDir(dir, opts.engine);
+  try {
+    const root = opts.data ?? meta.data?.root;
+    const files = meta.data?.files.val;
+    if (!root || !files?.length) throw new WgslNnError(`${dir} does not record its validation images: cannot recalibrate`);
+    const load = (rel: string) => loadGray8(join(root, ...rel.split('/')));
+    const validation = await Promise.all(files.map(load));
+    const reference = await Promise.all(evenSubset(meta.data!.files.train, EDGE_REFERENCE_IMAGES).map(load));
+    const rate = opts.falseAlarmRate ?? meta.threshold.falseAlarmRate;
+    const cal = await calibrate(nets, config, validation, {
+      falseAlarmRate: rate,
+      reference,
+      candidates: opts.candidates ?? DEFAULT_SCORING_CANDIDATES,
+      seed: meta.data?.splitSeed ?? 1,
+      log: opts.log,
+    });
+    const updated: AnomalyMetadata = {
+      ...meta,
+      scoring: cal.scoring,
+      threshold: { value: cal.threshold, falseAlarmRate: rate, validationImages: validation.length },
+      training: { ...meta.training, validationScores: cal.validationScores, scoringSelection: cal.selection },
+      recalibration: { command: opts.command, at: new Date().toISOString() },
+    };
+    writeFileAtomic(join(dir, MODEL_JSON), [new TextEncoder().encode(JSON.stringify(updated, null, 2) + '\n')]);
+    return cal;
+  } finally {
+    disposeNetworks(nets);
+  }
+}

@@ -1,0 +1,91 @@
+// The anomaly detector's model directory (the common format is in src/model-dir.ts):
+//   generator.safetensors      the DCGAN generator (torch names; src/gan/models.ts)
+//   discriminator.safetensors  the DCGAN discriminator (its body gives the feature residual)
+//   encoder.safetensors        the encoder (encoder.ts)
+//   model.json                 format 'wgsl-nn-anomaly/1': patch configuration, GAN architecture,
+//                              scoring calibration, the decision threshold and how it was chosen,
+//                              the split of the good images, training history
+import type { Engine } from '../gpu/engine.js';
+import { Discriminator, Generator, resolveGanConfig, type ResolvedGanConfig } from '../gan/models.js';
+import { readModelJson, readModelWeights, writeModelDir } from '../model-dir.js';
+import { resolveAnomalyConfig, type ResolvedAnomalyConfig } from './config.js';
+import { Encoder } from './encoder.js';
+import type { AnomalyNetworks, Scoring } from './scorer.js';
+
+export const ANOMALY_FORMAT = 'wgsl-nn-anomaly/1';
+
+export interface AnomalyThreshold {
+  /** A score above this value is a defect. */
+  value: number;
+  /** The false-alarm rate it was chosen for on the validation good images. */
+  falseAlarmRate: number;
+  /** Number of validation good images it was chosen on. */
+  validationImages: number;
+}
+
+export interface AnomalyMetadata {
+  format: typeof ANOMALY_FORMAT;
+  config: ResolvedAnomalyConfig;
+  gan: ResolvedGanConfig;
+  scoring: Scoring;
+  threshold: AnomalyThreshold;
+  preprocessing: string;
+  /** Where the good images came from and how they were split (files per split, 'folder/file'). */
+  data?: {
+    root: string;
+    goodFolders: string[];
+    splitSeed: number;
+    testFraction: number;
+    valFraction: number;
+    files: { train: string[]; val: string[]; test: string[] };
+  };
+  training?: Record<string, unknown>;
+  /** Set by `anomaly calibrate`: the scoring and threshold were redone after training. */
+  recalibration?: { command?: string; at: string };
+  createdAt: string;
+}
+
+export const PREPROCESSING =
+  'grayscale; resized by config.scale (lanczos3); per image p = 0.5 + (v - median) / (2 * contrast * (P84 - P16) / 2), clamped to [0, 1]; ' +
+  'patches of patchSize on a grid with stride; networks see 2p - 1';
+
+export async function saveAnomalyDir(dir: string, nets: AnomalyNetworks, meta: Omit<AnomalyMetadata, 'format' | 'gan' | 'preprocessing' | 'createdAt'>): Promise<void> {
+  const [generator, discriminator, encoder] = await Promise.all([nets.generator.stateDict(), nets.discriminator.stateDict(), nets.encoder.stateDict()]);
+  writeModelDir(dir, ANOMALY_FORMAT, { generator, discriminator, encoder }, {
+    ...meta,
+    gan: nets.generator.config,
+    preprocessing: PREPROCESSING,
+    createdAt: new Date().toISOString(),
+  });
+}
+
+export function readAnomalyMetadata(dir: string): AnomalyMetadata {
+  return readModelJson<AnomalyMetadata>(dir, ANOMALY_FORMAT);
+}
+
+/** Builds the three networks of a model directory and loads their weights (in eval mode). */
+export function loadAnomalyDir(dir: string, engine?: Engine): { nets: AnomalyNetworks; meta: AnomalyMetadata; config: ResolvedAnomalyConfig } {
+  const meta = readAnomalyMetadata(dir);
+  const config = resolveAnomalyConfig(meta.config);
+  const gan = resolveGanConfig(meta.gan);
+  const generator = new Generator(gan, engine);
+  const discriminator = new Discriminator(gan, engine);
+  const encoder = new Encoder(config.patchSize, config.latentDim, config.nef, engine);
+  const nets = { generator, discriminator, encoder };
+  try {
+    generator.loadStateDict(readModelWeights(dir, 'generator'));
+    discriminator.loadStateDict(readModelWeights(dir, 'discriminator'));
+    encoder.loadStateDict(readModelWeights(dir, 'encoder'));
+  } catch (e) {
+    disposeNetworks(nets);
+    throw e;
+  }
+  for (const m of Object.values(nets)) m.eval();
+  return { nets, meta, config };
+}
+
+export function disposeNetworks(nets: AnomalyNetworks): void {
+  nets.generator.dispose();
+  nets.discriminator.dispose();
+  nets.encoder.dispose();
+}

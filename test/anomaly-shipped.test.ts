@@ -1,0 +1,63 @@
+// The shipped anomaly model (models/magnetic-tile-anomaly): within size, trained on good tiles only,
+// with its recorded test-split report; where the dataset is present, scoring a few recorded images
+// again reproduces their recorded scores and decisions.
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AnomalyDetector } from '../src/anomaly/detector.js';
+import type { AnomalyEvalResult } from '../src/anomaly/evaluate.js';
+import { readAnomalyMetadata } from '../src/anomaly/model-dir.js';
+import { Engine } from '../src/gpu/engine.js';
+
+const ROOT = join(import.meta.dirname, '..');
+const DIR = join(ROOT, 'models', 'magnetic-tile-anomaly');
+const DATASET = join(ROOT, '..', 'shared', 'datasets', 'magnetic-tile');
+
+let engine: Engine;
+beforeAll(async () => {
+  engine = await Engine.create();
+});
+afterAll(() => engine.destroy());
+
+// Not shipped yet in this round (its training runs ended below the target; see docs/anomaly.md): the
+// suite runs as soon as the directory exists.
+describe.runIf(existsSync(DIR))('models/magnetic-tile-anomaly', () => {
+  const report = (): AnomalyEvalResult => JSON.parse(readFileSync(join(DIR, 'report.json'), 'utf8'));
+
+  it('is under 20 MB, trained on good tiles only, with a threshold from validation good tiles and a test-split report', () => {
+    const bytes = readdirSync(DIR).reduce((n, f) => n + statSync(join(DIR, f)).size, 0);
+    expect(bytes).toBeLessThanOrEqual(20 * 2 ** 20);
+    const meta = readAnomalyMetadata(DIR);
+    expect(meta.training?.command).toMatch(/^wgsl-nn anomaly train /);
+    const files = meta.data!.files;
+    for (const f of [...files.train, ...files.val, ...files.test]) expect(f.startsWith('free/')).toBe(true);
+    expect(new Set([...files.train, ...files.val]).size).toBe(files.train.length + files.val.length);
+    expect(files.test.some((f) => files.train.includes(f) || files.val.includes(f))).toBe(false);
+    expect(meta.threshold.falseAlarmRate).toBe(0.05);
+    expect(meta.threshold.validationImages).toBe(files.val.length);
+    const r = report();
+    expect(r.split).toBe('test');
+    expect(r.goodCount).toBe(files.test.length);
+    expect(r.threshold).toBe(meta.threshold.value);
+    for (const k of ['auroc', 'pixelAuroc', 'goodRecall', 'defectRecall'] as const) expect(r[k]).toBeGreaterThan(0.5);
+  });
+
+  it.runIf(existsSync(DATASET))('reproduces the recorded scores of a few test images', async () => {
+    const r = report();
+    // The first two images of every folder in the report (good test tiles and each defect class).
+    const picked = [...new Set(r.images.map((i) => i.folder))].flatMap((f) => r.images.filter((i) => i.folder === f).slice(0, 2));
+    const det = await AnomalyDetector.load(DIR, { engine });
+    try {
+      const got = await det.scoreBatch(
+        picked.map((i) => join(DATASET, i.folder, i.path.split(/[\\/]/).pop()!)),
+        { map: false },
+      );
+      got.forEach((g, k) => {
+        expect(g.score).toBeCloseTo(picked[k].score, 4);
+        expect(g.isDefect).toBe(picked[k].isDefect);
+      });
+    } finally {
+      det.dispose();
+    }
+  });
+});

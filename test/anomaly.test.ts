@@ -1,0 +1,261 @@
+// The anomaly detector end to end on tiny synthetic data: good surfaces from src/data/synthetic.ts and
+// defects drawn on the same kind of surface with known masks. One short training (16 px patches, widths
+// 8, a few epochs: seconds on lavapipe) is shared by the tests below.
+import { execFile } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recalibrateModelDir } from '../src/anomaly/calibrate.js';
+import { AnomalyDetector } from '../src/anomaly/detector.js';
+import { evaluateAnomalyDetector } from '../src/anomaly/evaluate.js';
+import { readAnomalyMetadata } from '../src/anomaly/model-dir.js';
+import { trainAnomalyDetector, type AnomalyTrainOptions, type AnomalyTrainResult } from '../src/anomaly/train.js';
+import { DatasetError } from '../src/data/dataset.js';
+import { ImageDecodeError, writeGrayPng } from '../src/data/images.js';
+import { syntheticSample } from '../src/data/synthetic.js';
+import type { Engine } from '../src/gpu/engine.js';
+import { readSafetensors } from '../src/nn/serialize.js';
+import { Rng } from '../src/util/rng.js';
+import { testEngine } from './helpers.js';
+
+const SIZE = 40;
+let engine: Engine;
+let dir: string;
+let data: string; // good/ + spot/ (the evaluation set)
+let masks: string;
+let trainRoot: string; // the same good images, the defects, and a folder with an unreadable file
+let model: string;
+let trained: AnomalyTrainResult;
+const spotMasks = new Map<string, Uint8Array>();
+
+/** A clean synthetic surface with 1-2 dark round pits; returns the image and its mask (255 inside). */
+function spotted(rng: Rng): { img: Float32Array; mask: Uint8Array } {
+  const img = syntheticSample('clean', SIZE, rng);
+  const mask = new Uint8Array(SIZE * SIZE);
+  const n = 1 + rng.int(2);
+  for (let k = 0; k < n; k++) {
+    const r = rng.uniform(3, 4.5);
+    const cx = rng.uniform(8, SIZE - 8);
+    const cy = rng.uniform(8, SIZE - 8);
+    for (let y = 0; y < SIZE; y++)
+      for (let x = 0; x < SIZE; x++) {
+        const d = Math.hypot(x + 0.5 - cx, y + 0.5 - cy);
+        if (d < r) {
+          img[y * SIZE + x] = Math.max(0, img[y * SIZE + x] - 0.3);
+          mask[y * SIZE + x] = 255;
+        }
+      }
+  }
+  return { img, mask };
+}
+
+const tiny = (out: string, extra: Partial<AnomalyTrainOptions> = {}): AnomalyTrainOptions => ({
+  data: trainRoot,
+  out,
+  config: { patchSize: 16, scale: 1, stride: 8, latentDim: 16, ngf: 8, ndf: 8, nef: 8 },
+  ganEpochs: 3,
+  encoderEpochs: 3,
+  patchesPerImage: 16,
+  batchSize: 32,
+  sigma: 1,
+  topK: 4,
+  engine,
+  ...extra,
+});
+
+beforeAll(async () => {
+  engine = await testEngine();
+  dir = mkdtempSync(join(tmpdir(), 'wgsl-nn-anomaly-'));
+  data = join(dir, 'data');
+  masks = join(dir, 'masks');
+  trainRoot = join(dir, 'train');
+  for (const d of [join(data, 'good'), join(data, 'spot'), join(masks, 'spot')]) mkdirSync(d, { recursive: true });
+  const rng = new Rng(7);
+  for (let i = 0; i < 20; i++) await writeGrayPng(join(data, 'good', `g${i}.png`), syntheticSample('clean', SIZE, rng), SIZE, SIZE);
+  for (let i = 0; i < 8; i++) {
+    const { img, mask } = spotted(rng);
+    await writeGrayPng(join(data, 'spot', `s${i}.png`), img, SIZE, SIZE);
+    await writeGrayPng(join(masks, 'spot', `s${i}.png`), Float32Array.from(mask, (m) => m / 255), SIZE, SIZE);
+    spotMasks.set(join(data, 'spot', `s${i}.png`), mask);
+  }
+  cpSync(data, trainRoot, { recursive: true });
+  mkdirSync(join(trainRoot, 'junk'));
+  writeFileSync(join(trainRoot, 'junk', 'broken.png'), 'not a png');
+  model = join(dir, 'model');
+  trained = await trainAnomalyDetector(tiny(model));
+}, 600_000);
+
+afterAll(() => {
+  engine?.destroy();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('anomaly train', () => {
+  it('trains on the good folder only and writes the model, grids and a threshold from the validation good images', () => {
+    // 20 good images: test round(4) = 4, validation round(16 * 0.2) = 3, train 13; spot/ and junk/ (unreadable) are never read.
+    expect(trained.counts).toEqual({ train: 13, val: 3, test: 4 });
+    expect(trained.history.map((h) => `${h.phase}${h.epoch}`)).toEqual(['gan1', 'gan2', 'gan3', 'encoder1', 'encoder2', 'encoder3']);
+    for (const h of trained.history) expect(Number.isFinite(h.phase === 'gan' ? h.lossD! + h.lossG! : h.loss! + h.valLoss!)).toBe(true);
+    for (const f of ['generator', 'discriminator', 'encoder']) expect(Object.keys(readSafetensors(join(model, `${f}.safetensors`)).tensors).length).toBeGreaterThan(0);
+    for (const f of ['gan-epoch-0003.png', 'encoder-epoch-0003.png']) expect(existsSync(join(model, 'samples', f))).toBe(true);
+    const meta = readAnomalyMetadata(model);
+    expect(meta.format).toBe('wgsl-nn-anomaly/1');
+    expect(meta.threshold.value).toBe(trained.threshold);
+    expect(meta.threshold.falseAlarmRate).toBe(0.05);
+    expect(meta.data!.files.train.every((f) => f.startsWith('good/'))).toBe(true);
+    // The threshold lets at most 5 % of the validation scores above it: with 3 images, none.
+    expect(Math.max(...trained.validationScores)).toBe(trained.threshold);
+    expect(meta.scoring.pixelMean).toBeGreaterThan(0);
+    expect(meta.scoring.featureMean).toBeGreaterThan(0);
+  });
+
+  it('a dataset without a good/free/ok/normal folder is a clear error', async () => {
+    const root = join(dir, 'nogood');
+    mkdirSync(join(root, 'crack'), { recursive: true });
+    await writeGrayPng(join(root, 'crack', 'c.png'), syntheticSample('crack', SIZE, new Rng(1)), SIZE, SIZE);
+    const err = await trainAnomalyDetector(tiny(join(dir, 'nogood-model'), { data: root })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DatasetError);
+    expect((err as Error).message).toMatch(/no good images to train on in .*nogood.*good, free, ok, normal.*found folders: crack/);
+  });
+});
+
+describe('anomaly scores and maps', () => {
+  it('defect images score higher than good ones on average, and the decision follows the threshold', async () => {
+    const r = await evaluateAnomalyDetector(model, data, { engine });
+    const mean = (good: boolean) => r.images.filter((i) => i.good === good).reduce((a, i) => a + i.score, 0) / r.images.filter((i) => i.good === good).length;
+    console.log(`synthetic: AUROC ${r.auroc?.toFixed(3)}, mean score good ${mean(true).toFixed(3)}, defect ${mean(false).toFixed(3)}`);
+    expect(mean(false)).toBeGreaterThan(mean(true));
+    for (const i of r.images) expect(i.isDefect).toBe(i.score > r.threshold);
+  });
+
+  it('the anomaly map has the image size and is larger inside the defect than outside', async () => {
+    const det = await AnomalyDetector.load(model, { engine });
+    try {
+      const ratios: number[] = [];
+      for (const [path, mask] of spotMasks) {
+        const r = await det.score(readFileSync(path));
+        expect(r.map!.width).toBe(SIZE);
+        expect(r.map!.height).toBe(SIZE);
+        let inside = 0, nIn = 0, outside = 0, nOut = 0;
+        r.map!.data.forEach((v, i) => (mask[i] ? ((inside += v), nIn++) : ((outside += v), nOut++)));
+        ratios.push(inside / nIn / (outside / nOut));
+      }
+      console.log(`map inside / outside the defect: ${ratios.map((x) => x.toFixed(2)).join(' ')}`);
+      expect(ratios.filter((x) => x > 1).length).toBeGreaterThanOrEqual(6);
+      expect(ratios.reduce((a, b) => a + b, 0) / ratios.length).toBeGreaterThan(1.2);
+      expect((await det.score(join(data, 'good', 'g0.png'), { map: false })).map).toBeUndefined();
+    } finally {
+      det.dispose();
+    }
+  });
+});
+
+describe('anomaly eval', () => {
+  it('reports AUROC, count, threshold, recalls, per-class shares and pixel AUROC with masks; heatmaps have the image size', async () => {
+    const heat = join(dir, 'heat');
+    const r = await evaluateAnomalyDetector(model, data, { engine, masks, heatmapDir: heat, split: 'test' });
+    // split 'test': the 16 good images of training and validation are left out; 4 good + 8 spot remain.
+    expect(r.excluded).toBe(16);
+    expect(r.count).toBe(12);
+    expect(r.goodCount).toBe(4);
+    expect(r.defectCount).toBe(8);
+    expect(r.auroc).toBeGreaterThanOrEqual(0);
+    expect(r.auroc).toBeLessThanOrEqual(1);
+    expect(r.threshold).toBe(trained.threshold);
+    expect(r.goodRecall! * 4).toBe(r.images.filter((i) => i.good && !i.isDefect).length);
+    expect(r.defectRecall! * 8).toBeCloseTo(r.images.filter((i) => !i.good && i.isDefect).length, 9);
+    expect(r.perClass.spot.count).toBe(8);
+    expect(r.perClass.spot.flaggedShare).toBe(r.defectRecall);
+    expect(r.pixelAuroc).toBeGreaterThan(0.5);
+    console.log(`synthetic test split: AUROC ${r.auroc?.toFixed(3)}, pixel AUROC ${r.pixelAuroc?.toFixed(3)}`);
+    const png = await sharp(join(heat, 'spot', 's0.png')).metadata();
+    expect([png.width, png.height, png.channels]).toEqual([SIZE, SIZE, 3]);
+  });
+
+  it('a missing mask and an unreadable image are clear errors naming the file; --on-bad-image skip leaves the image out', async () => {
+    const bad = join(dir, 'bad');
+    cpSync(data, bad, { recursive: true });
+    writeFileSync(join(bad, 'spot', 'zz-broken.png'), 'not a png');
+    const err = await evaluateAnomalyDetector(model, bad, { engine }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ImageDecodeError);
+    expect((err as Error).message).toContain(join(bad, 'spot', 'zz-broken.png'));
+    const skipped = await evaluateAnomalyDetector(model, bad, { engine, onBadImage: 'skip' });
+    expect(skipped.skipped.map((s) => s.path)).toEqual([join(bad, 'spot', 'zz-broken.png')]);
+    expect(skipped.count).toBe(28);
+    const noMask = await evaluateAnomalyDetector(model, bad, { engine, masks, onBadImage: 'skip' }).catch((e: unknown) => e);
+    expect(noMask).toBeInstanceOf(DatasetError);
+    expect((noMask as Error).message).toMatch(/no mask for .*zz-broken\.png/);
+  });
+
+  it('the CLI prints one JSON object with the fields, and names a bad image', async () => {
+    const run = promisify(execFile);
+    const cli = ['--import', 'tsx', 'src/cli.ts', 'anomaly', 'eval', '--model', model, '--data', data, '--masks', masks, '--json'];
+    const { stdout } = await run(process.execPath, cli, { cwd: process.cwd() });
+    const j = JSON.parse(stdout.trim());
+    for (const k of ['auroc', 'count', 'threshold', 'goodRecall', 'defectRecall', 'pixelAuroc', 'perClass']) expect(j).toHaveProperty(k);
+    expect(j.count).toBe(28);
+    const bad = join(dir, 'bad-cli');
+    cpSync(data, bad, { recursive: true });
+    writeFileSync(join(bad, 'good', 'broken.png'), '');
+    const failed = await run(process.execPath, [...cli.slice(0, 8), bad], { cwd: process.cwd() }).catch((e: { code: number; stderr: string }) => e);
+    expect((failed as { code: number }).code).toBe(1);
+    expect((failed as { stderr: string }).stderr).toMatch(/error: empty file \(0 bytes\): .*broken\.png \(pass --on-bad-image skip/);
+  });
+});
+
+describe('anomaly calibrate', () => {
+  it('chooses the scoring among candidates on synthetic defects drawn on the validation images, and rewrites model.json only', async () => {
+    const copy = join(dir, 'recal');
+    cpSync(model, copy, { recursive: true });
+    const weights = readFileSync(join(copy, 'encoder.safetensors'));
+    const candidates = [
+      { sigma: 1, topK: 4, featureWeight: 1, mirror: false },
+      { sigma: 0, topK: 1, featureWeight: 0, mirror: true },
+    ];
+    const cal = await recalibrateModelDir(copy, { engine, candidates, falseAlarmRate: 0.4 });
+    expect(cal.selection!.map((c) => [c.sigma, c.topK, c.featureWeight, c.mirror])).toEqual(candidates.map((c) => [c.sigma, c.topK, c.featureWeight, c.mirror]));
+    for (const c of cal.selection!) {
+      for (const k of ['spot', 'line', 'region'] as const) expect(c.auroc[k]).toBeGreaterThanOrEqual(0);
+      expect(c.auroc.mean).toBeCloseTo((c.auroc.spot + c.auroc.line + c.auroc.region) / 3, 12);
+    }
+    const best = cal.selection!.reduce((a, b) => (b.auroc.mean > a.auroc.mean ? b : a));
+    expect(cal.scoring.sigma).toBe(best.sigma);
+    const meta = readAnomalyMetadata(copy);
+    expect(meta.scoring).toEqual(cal.scoring);
+    expect(meta.scoring.mirror).toBe(best.mirror);
+    // The edge profile: one normal level per distance to the edge (0 .. 32 px), all positive.
+    expect(meta.scoring.edgeScale).toHaveLength(33);
+    expect(meta.scoring.edgeScale!.every((v) => v > 0)).toBe(true);
+    // Scoring through the detector reproduces the calibration's validation scores (mirror averaging included).
+    const det = await AnomalyDetector.load(copy, { engine });
+    try {
+      const val = meta.data!.files.val.map((f) => join(trainRoot, f));
+      const got = (await det.scoreBatch(val, { map: false })).map((r) => r.score);
+      got.forEach((g, i) => expect(g).toBeCloseTo(cal.validationScores[i], 4));
+    } finally {
+      det.dispose();
+    }
+    // 3 validation scores at 40 % false alarms: ceil(3 * 0.6) = 2nd smallest.
+    expect(meta.threshold).toEqual({ value: [...cal.validationScores].sort((a, b) => a - b)[1], falseAlarmRate: 0.4, validationImages: 3 });
+    expect(readFileSync(join(copy, 'encoder.safetensors')).equals(weights)).toBe(true);
+  });
+});
+
+describe('anomaly train --resume', () => {
+  it('continues an interrupted encoder stage to the same weights as an uninterrupted run', async () => {
+    const straight = join(dir, 'straight');
+    const resumed = join(dir, 'resumed');
+    const short = { ganEpochs: 1, encoderEpochs: 2 };
+    await trainAnomalyDetector(tiny(straight, short));
+    await trainAnomalyDetector(tiny(resumed, { ...short, encoderEpochs: 1 }));
+    const r = await trainAnomalyDetector(tiny(resumed, { ...short, resume: true }));
+    expect(r.history.map((h) => `${h.phase}${h.epoch}`)).toEqual(['gan1', 'encoder1', 'encoder2']);
+    const a = readSafetensors(join(straight, 'encoder.safetensors')).tensors;
+    const b = readSafetensors(join(resumed, 'encoder.safetensors')).tensors;
+    for (const k of Object.keys(a)) expect(Array.from(b[k].data as Float32Array)).toEqual(Array.from(a[k].data as Float32Array));
+    expect(readAnomalyMetadata(resumed).threshold.value).toBe(readAnomalyMetadata(straight).threshold.value);
+  });
+});
