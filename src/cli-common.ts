@@ -1,5 +1,9 @@
 // What every wgsl-nn command shares: option parsers and the engine's lifetime.
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { InvalidArgumentError } from 'commander';
+import { isImageFile } from './data/images.js';
+import type { DiffAugmentPolicy } from './nn/functional.js';
 import { Engine } from './gpu/engine.js';
 import { loadTuned } from './kernels/tuning-cache.js';
 
@@ -47,4 +51,27 @@ export async function withEngine<T>(fn: (e: Engine) => Promise<T>): Promise<T> {
 /** The command line as run, recorded in model.json. */
 export function commandLine(): string {
   return `wgsl-nn ${process.argv.slice(2).join(' ')}`;
+}
+
+const DIFF_AUGMENT_OPS: readonly DiffAugmentPolicy[] = ['color', 'translation', 'cutout'];
+
+/** `--diff-augment color,translation,cutout` (or `none`). */
+export function diffAugmentList(v: string): DiffAugmentPolicy[] {
+  if (v === 'none' || v === '') return [];
+  const ops = v.split(',').map((s) => s.trim());
+  for (const op of ops)
+    if (!DIFF_AUGMENT_OPS.includes(op as DiffAugmentPolicy))
+      throw new InvalidArgumentError(`unknown DiffAugment op '${op}' (use ${DIFF_AUGMENT_OPS.join(', ')} or none)`);
+  return ops as DiffAugmentPolicy[];
+}
+
+/** Image files named on the command line: files as given, folders by their image files (sorted). */
+export function collectImages(inputs: string[]): string[] {
+  const out: string[] = [];
+  for (const p of inputs) {
+    if (existsSync(p) && statSync(p).isDirectory()) {
+      for (const f of readdirSync(p).sort()) if (isImageFile(f)) out.push(join(p, f));
+    } else out.push(p);
+  }
+  return out;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // wgsl-nn command line: train, eval, inspect, demo, selfcheck.
-import { mkdirSync, existsSync, statSync, readdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { WgslNnError } from './gpu/errors.js';
@@ -12,12 +12,12 @@ import { writeHeatmapPng } from './cnn/gradcam.js';
 import { formatReport } from './eval/metrics.js';
 import { TrainingProgress } from './train/progress.js';
 import { generateSynthetic } from './data/synthetic.js';
-import { isImageFile, loadGray8 } from './data/images.js';
+import { loadGray8 } from './data/images.js';
 import { runSelfCheck } from './selfcheck.js';
 import { registerGanCommands } from './gan/cli.js';
 import { registerAnomalyCommands } from './anomaly/cli.js';
 import { registerServeCommand } from './serve/cli.js';
-import { commandLine, int, num, withEngine } from './cli-common.js';
+import { collectImages, commandLine, int, num, withEngine } from './cli-common.js';
 import type { AugmentOptions } from './data/augment.js';
 
 const operatingPoint = (v: string) => {
@@ -113,15 +113,6 @@ async function train(opts: Record<string, any>, extra: Partial<TrainOptions> = {
   });
 }
 
-function collectImages(inputs: string[]): string[] {
-  const out: string[] = [];
-  for (const p of inputs) {
-    if (existsSync(p) && statSync(p).isDirectory()) {
-      for (const f of readdirSync(p).sort()) if (isImageFile(f)) out.push(join(p, f));
-    } else out.push(p);
-  }
-  return out;
-}
 
 /** <dir>/<image name without extension>.heatmap.png, with -2, -3, ... when two images share a name. */
 function heatmapFile(dir: string, image: string, taken: Set<string>): string {

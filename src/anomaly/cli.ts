@@ -1,9 +1,8 @@
 // `wgsl-nn anomaly ...`: train (on good images only), eval, score.
-import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, extname, join, resolve } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { commandLine, int, num, withEngine } from '../cli-common.js';
-import { ImageDecodeError, isImageFile, loadGray8 } from '../data/images.js';
+import { collectImages, commandLine, diffAugmentList as policyList, int, num, withEngine } from '../cli-common.js';
+import { ImageDecodeError, loadGray8 } from '../data/images.js';
 import { WgslNnError } from '../gpu/errors.js';
 import type { DiffAugmentPolicy } from '../nn/functional.js';
 import { TrainingProgress } from '../train/progress.js';
@@ -13,26 +12,7 @@ import { evaluateAnomalyDetector, formatAnomalyReport } from './evaluate.js';
 import { writeHeatmapPng } from './heatmap.js';
 import { trainAnomalyDetector, type AnomalyPhase } from './train.js';
 
-const POLICIES: readonly DiffAugmentPolicy[] = ['color', 'translation', 'cutout'];
 
-function policyList(v: string): DiffAugmentPolicy[] {
-  if (v === 'none' || v === '') return [];
-  const ops = v.split(',').map((s) => s.trim());
-  for (const op of ops)
-    if (!POLICIES.includes(op as DiffAugmentPolicy)) throw new InvalidArgumentError(`unknown DiffAugment op '${op}' (use ${POLICIES.join(', ')} or none)`);
-  return ops as DiffAugmentPolicy[];
-}
-
-/** Image files named on the command line: files as given, folders by their image files (sorted). */
-function collectImages(inputs: string[]): string[] {
-  const out: string[] = [];
-  for (const p of inputs) {
-    if (existsSync(p) && statSync(p).isDirectory()) {
-      for (const f of readdirSync(p).sort()) if (isImageFile(f)) out.push(join(p, f));
-    } else out.push(p);
-  }
-  return out;
-}
 
 /** The decode error with the flag that skips such images. */
 function withSkipHint(e: unknown): unknown {

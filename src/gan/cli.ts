@@ -1,23 +1,13 @@
 // `wgsl-nn gan ...`: train, sample, score.
 import { resolve } from 'node:path';
-import { type Command, InvalidArgumentError, Option } from 'commander';
-import { commandLine, int, nonNegativeInt, num, withEngine } from '../cli-common.js';
-import type { DiffAugmentPolicy } from '../nn/functional.js';
+import { type Command, Option } from 'commander';
+import { commandLine, diffAugmentList as policyList, int, nonNegativeInt, num, withEngine } from '../cli-common.js';
 import { TrainingProgress } from '../train/progress.js';
 import { loadGanDir } from './model-dir.js';
 import { writeSampleFolders } from './samples.js';
 import { formatGanScore, scoreGan } from './score.js';
 import { trainGan } from './train.js';
 
-const POLICIES: readonly DiffAugmentPolicy[] = ['color', 'translation', 'cutout'];
-
-function policyList(v: string): DiffAugmentPolicy[] {
-  if (v === 'none' || v === '') return [];
-  const ops = v.split(',').map((s) => s.trim());
-  for (const op of ops)
-    if (!POLICIES.includes(op as DiffAugmentPolicy)) throw new InvalidArgumentError(`unknown DiffAugment op '${op}' (use ${POLICIES.join(', ')} or none)`);
-  return ops as DiffAugmentPolicy[];
-}
 
 export function registerGanCommands(program: Command): void {
   const gan = program.command('gan').description('generative adversarial networks for defect images: train, sample, score');
