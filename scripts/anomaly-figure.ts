@@ -15,6 +15,7 @@ import { findMask } from '../src/anomaly/evaluate.js';
 import { overlayRgb } from '../src/anomaly/heatmap.js';
 import { isGoodFolder, scanDataset } from '../src/data/dataset.js';
 import { loadGray8 } from '../src/data/images.js';
+import { CELL_H, CELL_W, GAP, LABEL_H, cell, label } from './figure-cells.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -26,26 +27,6 @@ const { values: args } = parseArgs({
   },
 });
 
-const CELL_W = 220;
-const CELL_H = 200;
-const LABEL_H = 22;
-const GAP = 6;
-
-/** An image (raw, 1 or 3 channels) fitted into a CELL_W x CELL_H box on dark gray, as a PNG buffer. */
-async function cell(data: Uint8Array, width: number, height: number, channels: 1 | 3): Promise<Buffer> {
-  return sharp(Buffer.from(data.buffer, data.byteOffset, data.length), { raw: { width, height, channels } })
-    .resize(CELL_W, CELL_H, { fit: 'contain', background: { r: 40, g: 40, b: 40 } })
-    .png()
-    .toBuffer();
-}
-
-function label(text: string, width: number): Buffer {
-  const esc = text.replace(/&/g, '&amp;').replace(/</g, '&lt;');
-  return Buffer.from(
-    `<svg width="${width}" height="${LABEL_H}"><rect width="100%" height="100%" fill="#ffffff"/>` +
-      `<text x="4" y="16" font-family="DejaVu Sans, sans-serif" font-size="13" fill="#000">${esc}</text></svg>`,
-  );
-}
 
 const det = await AnomalyDetector.load(args.model!);
 try {

@@ -24,6 +24,7 @@ import { Inspector } from '../src/cnn/inspector.js';
 import { heatmapOverlayRgb, type CamAlignment, type Heatmap } from '../src/cnn/gradcam.js';
 import { isGoodFolder } from '../src/data/dataset.js';
 import { loadGray8, type GrayImage8 } from '../src/data/images.js';
+import { CELL_H, CELL_W, GAP, LABEL_H, cell, label } from './figure-cells.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -247,25 +248,6 @@ mkdirSync(dirname(args.md!), { recursive: true });
 writeFileSync(args.md!, md);
 
 // ---------------------------------------------------------------- figure
-const CELL_W = 220;
-const CELL_H = 200;
-const LABEL_H = 22;
-const GAP = 6;
-
-async function cell(data: Uint8Array, width: number, height: number, channels: 1 | 3): Promise<Buffer> {
-  return sharp(Buffer.from(data.buffer, data.byteOffset, data.length), { raw: { width, height, channels } })
-    .resize(CELL_W, CELL_H, { fit: 'contain', background: { r: 40, g: 40, b: 40 } })
-    .png()
-    .toBuffer();
-}
-
-function label(text: string, width: number): Buffer {
-  const esc = text.replace(/&/g, '&amp;').replace(/</g, '&lt;');
-  return Buffer.from(
-    `<svg width="${width}" height="${LABEL_H}"><rect width="100%" height="100%" fill="#ffffff"/>` +
-      `<text x="4" y="16" font-family="DejaVu Sans, sans-serif" font-size="13" fill="#000">${esc}</text></svg>`,
-  );
-}
 
 /** The overlay with the mask's outline in white and a green cross at the map's maximum. */
 function annotated(gray: GrayImage8, mask: Uint8Array, map: Heatmap, point: [number, number]): Uint8Array {
