@@ -114,10 +114,10 @@ program
   .option('--data <dir>', 'real dataset', '../shared/datasets/neu')
   .option('--sizes <list>', 'real images per class', '10,20,50')
   .option('--seeds <list>', 'CNN seeds', '1,2,3,4,5')
-  .option('--gan-iterations <n>', 'GAN iterations per size (epochs follow from the subset size)', (v) => Number(v), 1500)
+  .option('--gan-iterations <n>', 'GAN iterations per size (epochs follow from the subset size)', (v) => Number(v), 600)
   .option('--gan-width <n>', 'DCGAN ngf = ndf', (v) => Number(v), 16)
-  .option('--ratio <r>', 'generated images per real image', (v) => Number(v), 4)
-  .option('--epochs <n>', 'CNN epochs', (v) => Number(v), 30)
+  .option('--ratio <r>', 'generated images per real image', (v) => Number(v), 2)
+  .option('--cnn-steps <n>', 'optimizer steps per CNN run, the same for every condition (epochs follow from the pool size)', (v) => Number(v), 200)
   .option('--out <dir>', 'work folder', 'runs/scarce')
   .option('--doc <file>', 'markdown table to write', 'docs/scarce-data.md')
   .action(async (o) => {
@@ -131,33 +131,40 @@ program
         mkdirSync(o.out, { recursive: true });
         writeFileSync(resultsFile, JSON.stringify(results, null, 2) + '\n');
       };
+      const classCount = readdirSync(o.data, { withFileTypes: true }).filter((d) => d.isDirectory()).length;
+      // Every GAN first, then seed by seed, so a run stopped early leaves every cell with the same seeds.
       for (const n of sizes) {
         const gan = join(o.out, `gan-${n}`);
-        const batchSize = Math.min(64, 6 * n);
-        const epochs = Math.ceil(o.ganIterations / Math.max(1, Math.floor((6 * n) / batchSize)));
+        const batchSize = Math.min(64, classCount * n);
+        const epochs = Math.ceil(o.ganIterations / Math.ceil((classCount * n) / batchSize));
         if (!existsSync(join(gan, 'history.json')))
           await trainGan({ data: o.data, out: gan, arch: 'dcgan', ngf: o.ganWidth, ndf: o.ganWidth, limitPerClass: n, splitSeed: SPLIT_SEED, seed: 1, epochs, batchSize, sampleEvery: Math.ceil(epochs / 10), resume: true, engine, log: console.error });
-        for (const seed of seeds)
+      }
+      const batchSize = 32;
+      // Images per epoch: the real subset, plus ratio x as many generated (pool), or real and generated alternating (balanced).
+      const perEpoch = { classic: 1, 'gan-pool': 1 + o.ratio, 'gan-balanced': 2 } as const;
+      for (const seed of seeds)
+        for (const n of sizes)
           for (const condition of ['classic', 'gan-pool', 'gan-balanced'] as const) {
             const key = `${n}/${condition}/${seed}`;
             if (key in results) continue;
+            const stepsPerEpoch = Math.ceil((perEpoch[condition] * classCount * n) / batchSize);
             const r = await trainClassifier({
-              ...cnnOptions(o.epochs),
+              ...cnnOptions(Math.ceil(o.cnnSteps / stepsPerEpoch)),
               data: o.data,
               out: join(o.out, `cnn-${n}-${condition}-${seed}`),
               seed,
               limitPerClass: n,
-              augmentWith: condition === 'classic' ? undefined : gan,
+              augmentWith: condition === 'classic' ? undefined : join(o.out, `gan-${n}`),
               syntheticRatio: o.ratio,
               syntheticSampling: condition === 'gan-balanced' ? 'balanced' : 'pool',
               engine,
-              log: console.error,
+              log: () => {},
             } as TrainOptions);
             results[key] = r.test!.accuracy;
             save();
-            console.error(`${key}: test accuracy ${pct(results[key])}`);
+            console.error(`${key}: test accuracy ${pct(results[key])} (${new Date().toISOString()})`);
           }
-      }
       const lines = [
         `| real images per class | classic augmentation | + GAN samples (pool, ratio ${o.ratio}) | + GAN samples (balanced batches) |`,
         `|---:|---:|---:|---:|`,

@@ -84,6 +84,7 @@ async function train(opts: Record<string, any>, extra: Partial<TrainOptions> = {
       fit: opts.fit,
       normalize: opts.normalize,
       channels: opts.channels,
+      padding: opts.padding,
       testFraction: opts.testFraction,
       valFraction: opts.valFraction,
       splitSeed: opts.splitSeed,
@@ -148,6 +149,7 @@ program
   .addOption(new Option('--fit <fit>', 'how non-square images become square').choices(['fill', 'cover']).default('fill'))
   .addOption(new Option('--normalize <how>', "standardise inputs by the training set's statistics, or each image by its own").choices(['dataset', 'image']).default('dataset'))
   .option('--channels <a,b,c>', 'conv widths (default the seed: 32,64,128)', (v) => v.split(',').map(Number) as [number, number, number])
+  .addOption(new Option('--padding <how>', "conv padding: valid (the seed's unpadded 3x3 convs) or same (padding 1: keeps the image border in view)").choices(['valid', 'same']).default('valid'))
   .option('--resume', 'continue from <out>/checkpoint')
   .addOption(new Option('--on-bad-image <mode>', 'skip unreadable images with a warning, or fail').choices(['skip', 'fail']).default('fail'))
   .option('--augment-with <gan-dir>', "mix a GAN's generated images into training (classes matched by name)")

@@ -1,11 +1,9 @@
 // The anomaly detector end to end on tiny synthetic data: good surfaces from src/data/synthetic.ts and
 // defects drawn on the same kind of surface with known masks. One short training (16 px patches, widths
 // 8, a few epochs: seconds on lavapipe) is shared by the tests below.
-import { execFile } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recalibrateModelDir } from '../src/anomaly/calibrate.js';
@@ -19,7 +17,7 @@ import { syntheticSample } from '../src/data/synthetic.js';
 import type { Engine } from '../src/gpu/engine.js';
 import { readSafetensors } from '../src/nn/serialize.js';
 import { Rng } from '../src/util/rng.js';
-import { testEngine } from './helpers.js';
+import { runCli, testEngine } from './helpers.js';
 
 const SIZE = 40;
 let engine: Engine;
@@ -191,18 +189,17 @@ describe('anomaly eval', () => {
   });
 
   it('the CLI prints one JSON object with the fields, and names a bad image', async () => {
-    const run = promisify(execFile);
-    const cli = ['--import', 'tsx', 'src/cli.ts', 'anomaly', 'eval', '--model', model, '--data', data, '--masks', masks, '--json'];
-    const { stdout } = await run(process.execPath, cli, { cwd: process.cwd() });
+    const { code, stdout, stderr } = await runCli(['anomaly', 'eval', '--model', model, '--data', data, '--masks', masks, '--json']);
+    expect(code, stderr).toBe(0);
     const j = JSON.parse(stdout.trim());
     for (const k of ['auroc', 'count', 'threshold', 'goodRecall', 'defectRecall', 'pixelAuroc', 'perClass']) expect(j).toHaveProperty(k);
     expect(j.count).toBe(28);
     const bad = join(dir, 'bad-cli');
     cpSync(data, bad, { recursive: true });
     writeFileSync(join(bad, 'good', 'broken.png'), '');
-    const failed = await run(process.execPath, [...cli.slice(0, 8), bad], { cwd: process.cwd() }).catch((e: { code: number; stderr: string }) => e);
-    expect((failed as { code: number }).code).toBe(1);
-    expect((failed as { stderr: string }).stderr).toMatch(/error: empty file \(0 bytes\): .*broken\.png \(pass --on-bad-image skip/);
+    const failed = await runCli(['anomaly', 'eval', '--model', model, '--data', bad]);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/error: empty file \(0 bytes\): .*broken\.png \(pass --on-bad-image skip/);
   });
 });
 

@@ -1,11 +1,10 @@
 // The classifier end to end on tiny synthetic fixtures: train 1 epoch, eval and inspect through the
 // CLI and through Inspector; bad inputs give clear errors (continue or stop as the flag says).
-import { execFile } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from './helpers.js';
 import { checkpointPartPath } from '../src/train/checkpoint.js';
 import { Engine } from '../src/gpu/engine.js';
 import { Inspector } from '../src/cnn/inspector.js';
@@ -15,13 +14,7 @@ import { ImageDecodeError } from '../src/data/images.js';
 import { ClassMismatchError, DatasetError } from '../src/data/dataset.js';
 import { generateSynthetic } from '../src/data/synthetic.js';
 
-const run = promisify(execFile);
-const ROOT = join(import.meta.dirname, '..');
-const cli = (args: string[]) =>
-  run(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli.ts'), ...args], { cwd: ROOT, timeout: 300_000 }).then(
-    (r) => ({ code: 0, ...r }),
-    (e) => ({ code: e.code as number, stdout: e.stdout as string, stderr: e.stderr as string }),
-  );
+const cli = (args: string[]) => runCli(args);
 
 let dir: string;
 let data: string;
@@ -219,5 +212,52 @@ describe('input standardisation', () => {
       }
       m.dispose();
     }
+  });
+});
+
+describe("padding 'same'", () => {
+  it('gives every conv padding 1: logits equal the float64 CPU reference, and it survives save/load', async () => {
+    const { DefectClassifier, featureSize } = await import('../src/cnn/model.js');
+    const { saveModelDir, loadModelDir } = await import('../src/cnn/model-dir.js');
+    const { conv2dRef } = await import('../src/kernels/reference/conv2d.js');
+    const { maxPool2dRef } = await import('../src/kernels/reference/maxpool2d.js');
+    const { linearForwardRef } = await import('../src/kernels/reference/dense.js');
+    const s = 19; // odd sizes: pooling floors at every block (19 -> 9 -> 4 -> 2)
+    expect(featureSize(s, 'same')).toBe(2);
+    expect(featureSize(s, 'valid')).toBe(0);
+    const ch: [number, number, number] = [3, 4, 5];
+    const m = new DefectClassifier({ task: 'multiclass', classes: ['a', 'b', 'c'], inputSize: s, channels: ch, padding: 'same', inputMean: 0.4, inputStd: 0.3, hidden: 6 }, engine);
+    m.eval();
+    const n = 2;
+    const pixels = new Float32Array(n * s * s).map((_, i) => 0.5 + 0.45 * Math.sin(0.37 * i + 0.11 * (i % 7)));
+    const logits = (await m.logits(m.inputTensor(pixels, n)).toArray()) as Float32Array;
+
+    // Reference: the same layers in float64 with the model's weights.
+    const w = await Promise.all(m.parameters().map((p) => p.toArray() as Promise<Float32Array>));
+    let x: ArrayLike<number> = Float64Array.from(pixels, (v) => (v - 0.4) / 0.3);
+    let shape = [n, 1, s, s];
+    for (let b = 0; b < 3; b++) {
+      const wShape = [ch[b], shape[1], 3, 3];
+      const y = conv2dRef(x, shape, w[2 * b], wShape, w[2 * b + 1], { stride: [1, 1], padding: [1, 1] }, 'relu');
+      const pooled = maxPool2dRef(y, [n, ch[b], shape[2], shape[3]], { kernel: [2, 2], stride: [2, 2] });
+      x = pooled.y;
+      shape = pooled.shape;
+    }
+    const flat = shape[1] * shape[2] * shape[3];
+    const hidden = linearForwardRef(x, w[6], w[7], n, flat, 6, 'relu');
+    const ref = linearForwardRef(hidden, w[8], w[9], n, 6, 3);
+    // float32 GPU vs float64 reference over 3 conv layers: 1e-4 relative to the largest logit.
+    const scale = Math.max(...ref.map(Math.abs));
+    for (let i = 0; i < ref.length; i++) expect(Math.abs(logits[i] - ref[i])).toBeLessThan(1e-4 * scale + 1e-5);
+
+    const out = join(dir, 'padded-model');
+    await saveModelDir(out, m, { preprocessing: { grayscale: true, resize: 'fill', scale: 1 / 255, offset: 0 } } as never);
+    const loaded = loadModelDir(out, engine).model;
+    expect(loaded.config.padding).toBe('same');
+    loaded.eval();
+    expect(Array.from((await loaded.logits(loaded.inputTensor(pixels, n)).toArray()) as Float32Array)).toEqual(Array.from(logits));
+    loaded.dispose();
+    m.dispose();
+    expect(() => new DefectClassifier({ task: 'binary', classes: ['g', 'd'], inputSize: 32, padding: 'full' as never }, engine)).toThrow(/padding must be 'valid' or 'same'/);
   });
 });

@@ -4,11 +4,9 @@
 // names the problem and the input; nothing may crash, throw anything else, or leave the process or the
 // GPU memory in another state: a normal image gives the same answer before and after. A sample of 200
 // goes through the `inspect` command in a child process and must give the same outcomes there.
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../src/gpu/engine.js';
 import { Inspector, type Inspection } from '../src/cnn/inspector.js';
@@ -17,9 +15,8 @@ import { saveModelDir } from '../src/cnn/model-dir.js';
 import { ImageDecodeError, loadGray8 } from '../src/data/images.js';
 import { manualSeed } from '../src/nn/seed.js';
 import { craftedInputs, makeSeedImages, mutants, type FuzzInput, type SeedImage } from './fuzz-helpers.js';
+import { runCli } from './helpers.js';
 
-const run = promisify(execFile);
-const ROOT = join(import.meta.dirname, '..');
 
 const MUTANTS = 10_000;
 const CLI_SAMPLE = 200;
@@ -192,14 +189,7 @@ describe('hostile images', () => {
     });
     writeFileSync(join(files, '0000-normal.png'), normal[0]);
     writeFileSync(join(files, '9999-normal.png'), normal[0]);
-    const r = await run(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli.ts'), 'inspect', '--model', modelDir, '--json', files], {
-      cwd: ROOT,
-      timeout: 120_000,
-      maxBuffer: 64 << 20,
-    }).then(
-      (ok) => ({ code: 0, stdout: ok.stdout, stderr: ok.stderr }),
-      (e) => ({ code: e.code as number, stdout: e.stdout as string, stderr: e.stderr as string, signal: e.signal as string | null }),
-    );
+    const r = await runCli(['inspect', '--model', modelDir, '--json', files], { timeout: 120_000, maxBuffer: 64 << 20 });
     // Exit code 2: some images were reported unreadable, the rest inspected. Never a signal or a stack trace.
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).not.toMatch(/^\s+at /m);

@@ -1,4 +1,7 @@
 // Shared test utilities: engines with poisoned allocations, seeded data, error metrics, finite differences.
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { expect } from 'vitest';
 import { Engine } from '../src/gpu/engine.js';
 import { Rng } from '../src/util/rng.js';
@@ -98,4 +101,25 @@ export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
 /** The values of `a` at `idx`. */
 export function pick(a: ArrayLike<number>, idx: number[]): number[] {
   return idx.map((i) => a[i]);
+}
+
+/** What a `wgsl-nn` command run in a child process left: exit code (0 on success), output, and the signal if killed. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  signal?: string | null;
+}
+
+/** Runs `wgsl-nn <args>` from the sources (through tsx) in a child process; a failing command resolves too. */
+export function runCli(args: string[], options: { timeout?: number; maxBuffer?: number } = {}): Promise<CliResult> {
+  const root = join(import.meta.dirname, '..');
+  return promisify(execFile)(process.execPath, ['--import', 'tsx', join(root, 'src', 'cli.ts'), ...args], {
+    cwd: root,
+    timeout: options.timeout ?? 300_000,
+    maxBuffer: options.maxBuffer ?? 16 << 20,
+  }).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (e) => ({ code: e.code as number, stdout: e.stdout as string, stderr: e.stderr as string, signal: e.signal as string | null }),
+  );
 }

@@ -2,13 +2,12 @@
 // synthetic surfaces: the threshold chosen on validation and stored by training, used by Inspector,
 // recomputed by calibrateModelDir; eval's operating-point fields; Grad-CAM heatmaps through Inspector
 // and `inspect --heatmap` (the CLI is run through tsx).
-import { execFile } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from './helpers.js';
 import { Engine } from '../src/gpu/engine.js';
 import { Inspector } from '../src/cnn/inspector.js';
 import { trainClassifier } from '../src/cnn/train.js';
@@ -20,13 +19,7 @@ import { floatToU8 } from '../src/data/images.js';
 import { startServer } from '../src/serve/server.js';
 import { Rng } from '../src/util/rng.js';
 
-const run = promisify(execFile);
-const ROOT = join(import.meta.dirname, '..');
-const cli = (args: string[]) =>
-  run(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli.ts'), ...args], { cwd: ROOT, timeout: 300_000 }).then(
-    (r) => ({ code: 0, ...r }),
-    (e) => ({ code: e.code as number, stdout: e.stdout as string, stderr: e.stderr as string }),
-  );
+const cli = (args: string[]) => runCli(args);
 
 let dir: string;
 let data: string;

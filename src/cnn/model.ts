@@ -6,7 +6,8 @@
 //   13 Linear(128,1) 14 Sigmoid      (binary)
 //   13 Linear(128,K)                 (multiclass: logits; softmax is applied at inference and folded
 //                                     into the cross-entropy in training, as torch's CrossEntropyLoss)
-// so model.safetensors loads into that PyTorch model with load_state_dict.
+// so model.safetensors loads into that PyTorch model with load_state_dict. With padding 'same' every
+// Conv2d has padding=1 (so a defect at the image border is still centred under a 3x3 window).
 import type { Engine } from '../gpu/engine.js';
 import { WgslNnError } from '../gpu/errors.js';
 import * as F from '../nn/functional.js';
@@ -36,12 +37,17 @@ export interface ModelConfig {
    * unevenly lit parts, e.g. magnetic tiles).
    */
   normalize?: 'dataset' | 'image';
+  /**
+   * 'valid' (default, the seed): unpadded 3x3 convs, so the outer pixels only ever sit at the edge of
+   * a window. 'same': padding 1, which keeps the border in view (edge breaks on magnetic tiles).
+   */
+  padding?: 'valid' | 'same';
 }
 
-/** Spatial size after the three conv(3x3, no padding) + pool(2) blocks. */
-export function featureSize(inputSize: number): number {
+/** Spatial size after the three conv(3x3) + pool(2) blocks. */
+export function featureSize(inputSize: number, padding: 'valid' | 'same' = 'valid'): number {
   let s = inputSize;
-  for (let i = 0; i < 3; i++) s = Math.floor((s - 2) / 2);
+  for (let i = 0; i < 3; i++) s = Math.floor((padding === 'same' ? s : s - 2) / 2);
   return s;
 }
 
@@ -58,20 +64,23 @@ export class DefectClassifier {
       inputMean: config.inputMean ?? 0,
       inputStd: config.inputStd ?? 1,
       normalize: config.normalize ?? 'dataset',
+      padding: config.padding ?? 'valid',
     };
+    if (c.padding !== 'valid' && c.padding !== 'same') throw new WgslNnError(`padding must be 'valid' or 'same', got ${String(c.padding)}`);
     if (!(c.inputStd > 0)) throw new WgslNnError(`inputStd must be > 0, got ${c.inputStd}`);
     if (c.task === 'binary' && c.classes.length !== 2) throw new WgslNnError(`binary model needs 2 classes, got ${c.classes.length}`);
     if (c.task === 'multiclass' && c.classes.length < 2) throw new WgslNnError(`multiclass model needs >= 2 classes, got ${c.classes.length}`);
-    const f = featureSize(c.inputSize);
-    if (f < 1) throw new WgslNnError(`input size ${c.inputSize} is too small for three conv+pool blocks (minimum 22)`);
+    const f = featureSize(c.inputSize, c.padding);
+    if (f < 1) throw new WgslNnError(`input size ${c.inputSize} is too small for three conv+pool blocks (minimum ${c.padding === 'same' ? 8 : 22})`);
     this.config = c;
     const o = { engine };
+    const conv = { engine, padding: c.padding === 'same' ? 1 : 0 };
     const [c1, c2, c3] = c.channels;
     const head = c.task === 'binary' ? [new nn.Linear(c.hidden, 1, o), new nn.Sigmoid()] : [new nn.Linear(c.hidden, c.classes.length, o)];
     this.net = new nn.Sequential(
-      new nn.Conv2d(1, c1, 3, o), new nn.ReLU(), new nn.MaxPool2d(2),
-      new nn.Conv2d(c1, c2, 3, o), new nn.ReLU(), new nn.MaxPool2d(2),
-      new nn.Conv2d(c2, c3, 3, o), new nn.ReLU(), new nn.MaxPool2d(2),
+      new nn.Conv2d(1, c1, 3, conv), new nn.ReLU(), new nn.MaxPool2d(2),
+      new nn.Conv2d(c1, c2, 3, conv), new nn.ReLU(), new nn.MaxPool2d(2),
+      new nn.Conv2d(c2, c3, 3, conv), new nn.ReLU(), new nn.MaxPool2d(2),
       new nn.Flatten(), new nn.Linear(c3 * f * f, c.hidden, o), new nn.ReLU(), new nn.Dropout(c.dropout),
       ...head,
     );

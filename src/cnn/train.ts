@@ -54,6 +54,8 @@ export interface TrainOptions {
   normalize?: 'dataset' | 'image';
   /** Channel widths of the conv blocks (default the seed's 32, 64, 128). */
   channels?: [number, number, number];
+  /** Conv padding of the seed CNN ('valid', the seed's, by default; see ModelConfig.padding). */
+  padding?: 'valid' | 'same';
   /** Resize rule for non-square images. */
   fit?: 'fill' | 'cover';
   engine?: Engine;
@@ -147,7 +149,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
 
   manualSeed(seed);
   const model = new DefectClassifier(
-    { task: opts.task, classes: data.classes, inputSize: size, channels: opts.channels, inputMean: stats.mean, inputStd: stats.std, normalize: opts.normalize },
+    { task: opts.task, classes: data.classes, inputSize: size, channels: opts.channels, padding: opts.padding, inputMean: stats.mean, inputStd: stats.std, normalize: opts.normalize },
     engine,
   );
   const optimizer = new Adam(model.parameters(), { lr });
@@ -180,6 +182,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
           seed,
           splitSeed,
           channels: model.config.channels,
+          padding: model.config.padding,
           normalize: model.config.normalize,
           augmentWith: opts.augmentWith,
           syntheticRatio: opts.augmentWith ? (opts.syntheticRatio ?? 1) : undefined,
