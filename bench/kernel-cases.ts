@@ -5,6 +5,7 @@ import type { Engine } from '../src/gpu/engine.js';
 import { DeviceTensor } from '../src/gpu/device-tensor.js';
 import { kernels, type KernelFn } from '../src/kernels/registry.js';
 import '../src/kernels/index.js';
+import { maxPool2dForwardOp, type Pool2dParams } from '../src/kernels/maxpool2d.js';
 
 /** Inputs of one case allocated on an engine, and how to call a variant of the op on them. */
 export interface PreparedCase {
@@ -176,7 +177,7 @@ export const opCases = {
   maxPool2d(shape: number[], k: number, s: number): KernelCase[] {
     const [n, c, h, w] = shape;
     const yS = [n, c, convOut(h, k, s, 0), convOut(w, k, s, 0)];
-    const pool = { kernel: [k, k], stride: [s, s] };
+    const pool: Pool2dParams = { kernel: [k, k], stride: [s, s] };
     const desc = `x ${sh(shape)} k${k} s${s}`;
     const params = { n, c, h, w, k, s };
     const backward: KernelCase = {
@@ -188,8 +189,8 @@ export const opCases = {
         const x = engine.fromArray(caseData(prod(shape), 1), shape);
         const dy = engine.fromArray(caseData(prod(yS), 2), yS);
         // argmax from the first registered forward (the same for every backward variant).
-        const fwd = kernels.get('maxPool2d.forward', engine, kernels.variants('maxPool2d.forward')[0]);
-        const { y, argmax } = fwd(x, pool) as { y: DeviceTensor; argmax: DeviceTensor };
+        const fwd = maxPool2dForwardOp.get(engine, maxPool2dForwardOp.variants()[0]);
+        const { y, argmax } = fwd(x, pool);
         y.dispose();
         x.dispose();
         return {

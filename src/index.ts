@@ -3,7 +3,7 @@ export { Engine, f32, i32, formatBytes, type EngineOptions, type AdapterDescript
 export { DeviceTensor, type DType } from './gpu/device-tensor.js';
 export * from './gpu/errors.js';
 export type { MemoryStats } from './gpu/buffer-pool.js';
-export { kernels, KernelRegistry } from './kernels/registry.js';
+export { kernels, KernelRegistry, OpDescriptor, defineOp } from './kernels/registry.js';
 export * from './nn/index.js';
 export { Inspector, InspectionFailedError, type Inspection, type InspectorOptions, type InspectorStats } from './cnn/inspector.js';
 export * from './anomaly/index.js';

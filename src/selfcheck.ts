@@ -2,6 +2,10 @@
 // against its CPU reference (float64), with the time each took. A quick "does this machine work".
 import { Engine } from './gpu/engine.js';
 import { kernels } from './kernels/index.js';
+import { conv2dForwardOp } from './kernels/conv2d.js';
+import { linearForwardOp } from './kernels/dense.js';
+import { maxPool2dForwardOp } from './kernels/maxpool2d.js';
+import { softmaxForwardOp } from './kernels/softmax.js';
 import { conv2dRef } from './kernels/reference/conv2d.js';
 import { linearForwardRef } from './kernels/reference/dense.js';
 import { maxPool2dRef } from './kernels/reference/maxpool2d.js';
@@ -25,7 +29,7 @@ const checks: Check[] = [
       const w = random(rng, 7 * 5 * 9);
       const b = random(rng, 7);
       const p = { stride: [2, 1] as [number, number], padding: [1, 1] as [number, number] };
-      const y = kernels.get('conv2d.forward', e, variant)(e.fromArray(x, xs), e.fromArray(w, ws), e.fromArray(b, [7]), { ...p, activation: 'relu' });
+      const y = conv2dForwardOp.get(e, variant)(e.fromArray(x, xs), e.fromArray(w, ws), e.fromArray(b, [7]), { ...p, activation: 'relu' });
       return { got: await y.toArray(), want: conv2dRef(x, xs, w, ws, b, p, 'relu') };
     },
   },
@@ -35,7 +39,7 @@ const checks: Check[] = [
       const x = random(rng, 5 * 33);
       const w = random(rng, 7 * 33);
       const b = random(rng, 7);
-      const y = kernels.get('linear.forward', e, variant)(e.fromArray(x, [5, 33]), e.fromArray(w, [7, 33]), e.fromArray(b, [7]), { activation: 'sigmoid' });
+      const y = linearForwardOp.get(e, variant)(e.fromArray(x, [5, 33]), e.fromArray(w, [7, 33]), e.fromArray(b, [7]), { activation: 'sigmoid' });
       return { got: await y.toArray(), want: linearForwardRef(x, w, b, 5, 33, 7, 'sigmoid') };
     },
   },
@@ -45,7 +49,7 @@ const checks: Check[] = [
       const shape = [2, 3, 9, 7];
       const x = random(rng, 2 * 3 * 9 * 7);
       const p = { kernel: [3, 3] as [number, number], stride: [2, 2] as [number, number] };
-      const { y } = kernels.get('maxPool2d.forward', e, variant)(e.fromArray(x, shape), p);
+      const { y } = maxPool2dForwardOp.get(e, variant)(e.fromArray(x, shape), p);
       return { got: await y.toArray(), want: maxPool2dRef(x, shape, p).y };
     },
   },
@@ -53,7 +57,7 @@ const checks: Check[] = [
     op: 'softmax.forward',
     run: async (e, variant, rng) => {
       const x = random(rng, 4 * 10).map((v, i) => (i === 3 ? 100 : v));
-      const y = kernels.get('softmax.forward', e, variant)(e.fromArray(x, [4, 10]));
+      const y = softmaxForwardOp.get(e, variant)(e.fromArray(x, [4, 10]));
       return { got: await y.toArray(), want: softmaxRef(x, 10) };
     },
   },

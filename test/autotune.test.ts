@@ -11,6 +11,7 @@ import { caseData, resultTensors, type KernelCase } from '../bench/kernel-cases.
 import { autotune, caseArgs } from '../bench/tuner.js';
 import { adapterKey, ALL_SHAPES, kernels } from '../src/kernels/registry.js';
 import { defaultCacheFile, loadTuned } from '../src/kernels/tuning-cache.js';
+import { elementwiseScaleOp } from '../src/kernels/elementwise.js';
 
 let engine: Engine;
 let dir: string;
@@ -26,7 +27,7 @@ afterAll(() => {
 });
 
 type Scale = (x: DeviceTensor, alpha: number, beta?: number) => DeviceTensor;
-const scale = (x: DeviceTensor, a: number) => kernels.get<Scale>('elementwise.scale', x.engine, 'chunked')(x, a, 0);
+const scale = (x: DeviceTensor, a: number) => elementwiseScaleOp.get(x.engine, 'chunked')(x, a, 0);
 
 // A test op y = 2x with a slow correct variant (registered first: the reference), a fast correct one,
 // one that skips the work and returns wrong values (fastest of all), and one that throws.

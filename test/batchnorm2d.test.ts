@@ -13,6 +13,7 @@ import {
 } from '../src/kernels/reference/batchnorm2d.js';
 import { dot, expectClose, numericalGrad, randArray, rng, testEngine } from './helpers.js';
 import { expectRef, refCases, refData, refTol } from './torch-ref.js';
+import { batchNorm2dBackwardOp, batchNorm2dEvalBackwardOp, batchNorm2dEvalForwardOp, batchNorm2dTrainForwardOp } from '../src/kernels/batchnorm2d.js';
 
 // Tolerances (relative error max|got - exp| / max|exp|, float32 GPU vs float64 reference):
 //  - y, mean, inv_std, running stats: 1e-5. Each is a few float32 operations on statistics that are
@@ -95,8 +96,8 @@ function invStdRef(variance: ArrayLike<number>, eps: number): Float64Array {
 }
 
 describe.each(kernels.variants('batchNorm2d.trainForward'))('batchNorm2d training (%s)', (variant) => {
-  const train = () => kernels.get<Train>('batchNorm2d.trainForward', engine, variant);
-  const bwd = () => kernels.get<Bwd>('batchNorm2d.backward', engine, variant);
+  const train = () => batchNorm2dTrainForwardOp.get(engine, variant);
+  const bwd = () => batchNorm2dBackwardOp.get(engine, variant);
 
   for (const s of shapes) {
     it(`${JSON.stringify(s)} forward, running stats and backward match the reference`, async () => {
@@ -215,9 +216,9 @@ describe.each(kernels.variants('batchNorm2d.evalBackward'))('batchNorm2d eval mo
       const rmt = engine.fromArray(inp.rm, [c]);
       const rvt = engine.fromArray(inp.rv, [c]);
       const dyt = engine.fromArray(inp.dy, s);
-      const y = kernels.get<EvalFwd>('batchNorm2d.evalForward', engine, variant)(xt, gt, bt, rmt, rvt, EPS);
+      const y = batchNorm2dEvalForwardOp.get(engine, variant)(xt, gt, bt, rmt, rvt, EPS);
       expectClose(await f32(y), batchNorm2dEvalRef(inp.x, refShape(s), inp.gamma, inp.beta, inp.rm, inp.rv, EPS), TOL_FWD, 'y');
-      const g = kernels.get<EvalBwd>('batchNorm2d.evalBackward', engine, variant)(xt, dyt, gt, rmt, rvt, EPS);
+      const g = batchNorm2dEvalBackwardOp.get(engine, variant)(xt, dyt, gt, rmt, rvt, EPS);
       const ref = batchNorm2dEvalBackwardRef(inp.x, refShape(s), inp.dy, inp.gamma, inp.rm, inp.rv, EPS);
       expectClose(await f32(g.dx), ref.dx, TOL_FWD, 'dx');
       expectClose(await f32(g.dgamma), ref.dgamma, TOL_BWD, 'dgamma');
@@ -237,12 +238,12 @@ describe.each(kernels.variants('batchNorm2d.evalBackward'))('batchNorm2d eval mo
     const rvt = engine.fromArray(inp.rv, [c]);
     const loss = async (x: ArrayLike<number>, gamma: ArrayLike<number>, beta: ArrayLike<number>) => {
       const t = [engine.fromArray(x, s), engine.fromArray(gamma, [c]), engine.fromArray(beta, [c])];
-      const y = kernels.get<EvalFwd>('batchNorm2d.evalForward', engine, variant)(t[0], t[1], t[2], rmt, rvt, EPS);
+      const y = batchNorm2dEvalForwardOp.get(engine, variant)(t[0], t[1], t[2], rmt, rvt, EPS);
       const v = dot(await f32(y), inp.dy);
       for (const u of [...t, y]) u.dispose();
       return v;
     };
-    const g = kernels.get<EvalBwd>('batchNorm2d.evalBackward', engine, variant)(
+    const g = batchNorm2dEvalBackwardOp.get(engine, variant)(
       engine.fromArray(inp.x, s),
       engine.fromArray(inp.dy, s),
       engine.fromArray(inp.gamma, [c]),
@@ -293,11 +294,11 @@ describe('batchNorm2d large tensor (32x32x112x112)', () => {
     for (const variant of kernels.variants('batchNorm2d.trainForward')) {
       const rmt = engine.zeros([c]);
       const rvt = engine.zeros([c]);
-      const out = kernels.get<Train>('batchNorm2d.trainForward', engine, variant)(xt, gt, bt, rmt, rvt, { momentum: 1, eps: EPS });
+      const out = batchNorm2dTrainForwardOp.get(engine, variant)(xt, gt, bt, rmt, rvt, { momentum: 1, eps: EPS });
       expectClose(await f32(out.mean), ref.mean, 1e-6, `${variant} mean`);
       expectClose(await f32(rvt), ref.runningVar, 1e-5, `${variant} unbiased variance`);
       expectClose(await f32(out.y), ref.y, 1e-5, `${variant} y`);
-      const g = kernels.get<Bwd>('batchNorm2d.backward', engine, variant)(xt, dyt, gt, out.mean, out.invStd);
+      const g = batchNorm2dBackwardOp.get(engine, variant)(xt, dyt, gt, out.mean, out.invStd);
       expectClose(await f32(g.dgamma), gref.dgamma, 1e-4, `${variant} dgamma`);
       expectClose(await f32(g.dbeta), gref.dbeta, 1e-4, `${variant} dbeta`);
       expectClose(await f32(g.dx), gref.dx, 1e-4, `${variant} dx`);
@@ -321,7 +322,7 @@ describe('batchNorm2d torch reference cases', () => {
         const bt = engine.fromArray(refData(c.inputs.beta), [ch]);
         const rmt = engine.full([ch], c.params.running_mean_init);
         const rvt = engine.full([ch], c.params.running_var_init);
-        const out = kernels.get<Train>('batchNorm2d.trainForward', engine, variant)(xt, gt, bt, rmt, rvt, { momentum, eps });
+        const out = batchNorm2dTrainForwardOp.get(engine, variant)(xt, gt, bt, rmt, rvt, { momentum, eps });
         const invStd = await f32(out.invStd);
         expectRef(await f32(out.y), c.outputs.y, refTol(c, 'y'), 'y');
         expectRef(await f32(out.mean), c.outputs.batch_mean, refTol(c, 'batch_mean'), 'batch_mean');
@@ -329,7 +330,7 @@ describe('batchNorm2d torch reference cases', () => {
         expectRef(await f32(rmt), c.outputs.running_mean, refTol(c, 'running_mean'), 'running_mean');
         expectRef(await f32(rvt), c.outputs.running_var, refTol(c, 'running_var'), 'running_var');
         const dyt = engine.fromArray(refData(c.upstream!.dy), s);
-        const g = kernels.get<Bwd>('batchNorm2d.backward', engine, variant)(xt, dyt, gt, out.mean, out.invStd);
+        const g = batchNorm2dBackwardOp.get(engine, variant)(xt, dyt, gt, out.mean, out.invStd);
         expectRef(await f32(g.dx), c.grads.dx, refTol(c, 'dx'), 'dx');
         expectRef(await f32(g.dgamma), c.grads.dgamma, refTol(c, 'dgamma'), 'dgamma');
         expectRef(await f32(g.dbeta), c.grads.dbeta, refTol(c, 'dbeta'), 'dbeta');
@@ -380,13 +381,13 @@ describe('batchNorm2d shape checks', () => {
     const c3 = engine.zeros([3]);
     const c4 = engine.zeros([4]);
     const p = { momentum: 0.1, eps: EPS };
-    expect(() => kernels.get<Train>('batchNorm2d.trainForward', engine)(x, c4, c3, c3, c3, p)).toThrow(ShapeError);
-    expect(() => kernels.get<Train>('batchNorm2d.trainForward', engine)(engine.zeros([3, 4]), c3, c3, c3, c3, p)).toThrow(
+    expect(() => batchNorm2dTrainForwardOp.get(engine)(x, c4, c3, c3, c3, p)).toThrow(ShapeError);
+    expect(() => batchNorm2dTrainForwardOp.get(engine)(engine.zeros([3, 4]), c3, c3, c3, c3, p)).toThrow(
       /batchNorm2d.trainForward.*\[3,4\]/,
     );
-    expect(() => kernels.get<Bwd>('batchNorm2d.backward', engine)(x, engine.zeros([2, 3, 4, 5]), c3, c3, c3)).toThrow(
+    expect(() => batchNorm2dBackwardOp.get(engine)(x, engine.zeros([2, 3, 4, 5]), c3, c3, c3)).toThrow(
       /dy \[2,3,4,5\] does not match x \[2,3,4,4\]/,
     );
-    expect(() => kernels.get<EvalFwd>('batchNorm2d.evalForward', engine)(x, c3, c3, c4, c3, EPS)).toThrow(ShapeError);
+    expect(() => batchNorm2dEvalForwardOp.get(engine)(x, c3, c3, c4, c3, EPS)).toThrow(ShapeError);
   });
 });

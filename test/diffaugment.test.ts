@@ -182,8 +182,8 @@ describe('DiffAugment kernels vs the CPU reference', () => {
   for (const op of ['translation', 'cutout', 'color'] as Op[]) {
     const [fwdName, bwdName] = registryOps[op];
     describe.each(kernels.variants(fwdName))(`${op} (%s)`, (variant) => {
-      const fwd = () => kernels.get<Kernel>(fwdName, engine, variant);
-      const bwd = () => kernels.get<Kernel>(bwdName, engine);
+      const fwd = (): Kernel => kernels.get(fwdName, engine, variant);
+      const bwd = (): Kernel => kernels.get(bwdName, engine);
 
       for (const shape of shapes) {
         it(`${JSON.stringify(shape)}: forward and backward (dy -> dx) match the reference`, async () => {

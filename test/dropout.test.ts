@@ -5,6 +5,7 @@ import { dropoutMask } from '../src/kernels/dropout.js';
 import { kernels } from '../src/kernels/registry.js';
 import { dropoutBackwardRef, dropoutMaskRef, dropoutRef, philox4x32 } from '../src/kernels/reference/dropout.js';
 import { dot, expectClose, numericalGrad, randArray, rng, testEngine } from './helpers.js';
+import { dropoutBackwardOp, dropoutForwardOp } from '../src/kernels/dropout.js';
 
 // Tolerances:
 //  - the mask is compared exactly (bit for bit) with the CPU Philox reference: the keep decision is an
@@ -108,8 +109,8 @@ describe('dropoutMask', () => {
 });
 
 describe.each(kernels.variants('dropout.forward'))('dropout (%s)', (variant) => {
-  const fwd = () => kernels.get<Fwd>('dropout.forward', engine, variant);
-  const bwd = () => kernels.get<Fwd>('dropout.backward', engine);
+  const fwd = () => dropoutForwardOp.get(engine, variant);
+  const bwd = () => dropoutBackwardOp.get(engine);
 
   for (const shape of shapes) {
     for (const p of ps) {

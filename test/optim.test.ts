@@ -13,6 +13,7 @@ import { Conv2d, Linear, MaxPool2d, ReLU, Sequential, Flatten } from '../src/nn/
 import { Adam as AdamOptimizer } from '../src/nn/optim.js';
 import { manualSeed } from '../src/nn/seed.js';
 import { refCases, refData, type RefTensor } from './torch-ref.js';
+import { optimAdamOp, optimSgdOp } from '../src/kernels/optim.js';
 
 // Tolerances:
 //  - parameters are compared through their change over the steps, (after - before), relative to the
@@ -36,7 +37,7 @@ const sub = (a: ArrayLike<number>, b: ArrayLike<number>) => Float64Array.from(a,
 const shapes = [[1], [4], [3, 5], [5, 3, 3, 3], [3, 5, 7, 9]];
 
 describe.each(kernels.variants('optim.adam'))('adamStep (%s)', (variant) => {
-  const adam = () => kernels.get<Adam>('optim.adam', engine, variant);
+  const adam = () => optimAdamOp.get(engine, variant);
 
   describe('torch reference cases', () => {
     const cases = refCases('adam');
@@ -134,7 +135,7 @@ describe('multi-tensor Adam (optim.adamMulti)', () => {
       const d0 = engine.dispatchCount;
       for (let t = 1; t <= 3; t++) {
         const grads = shapes.map((s, i) => engine.fromArray(randArray(r, sizes[i], t === 2 ? 30 : 1), s));
-        shapes.forEach((_, i) => kernels.get<Adam>('optim.adam', engine)(single[i].p, grads[i], single[i].m, single[i].v, { ...o, step: t }));
+        shapes.forEach((_, i) => optimAdamOp.get(engine)(single[i].p, grads[i], single[i].m, single[i].v, { ...o, step: t }));
         adamMultiStep(shapes.map((_, i) => ({ param: multi[i], grad: grads[i], offset: offsets[i] })), m, v, { ...o, step: t }, slots);
         grads.forEach((g) => g.dispose());
       }
@@ -206,7 +207,7 @@ describe('multi-tensor Adam (optim.adamMulti)', () => {
 });
 
 describe.each(kernels.variants('optim.sgd'))('sgdStep (%s)', (variant) => {
-  const sgd = () => kernels.get<Sgd>('optim.sgd', engine, variant);
+  const sgd = () => optimSgdOp.get(engine, variant);
   const configs: Omit<SgdParams, 'firstStep'>[] = [
     { lr: 0.05, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false },
     { lr: 0.05, momentum: 0, dampening: 0, weightDecay: 0.01, nesterov: false },

@@ -5,6 +5,7 @@ import '../src/kernels/random.js';
 import { kernels } from '../src/kernels/registry.js';
 import { randomNormalRef, randomUniformRef } from '../src/kernels/reference/dropout.js';
 import { expectClose, testEngine } from './helpers.js';
+import { randomNormalOp, randomUniformOp } from '../src/kernels/random.js';
 
 // Tolerances:
 //  - uniform vs the CPU Philox reference: relative error 1e-6 (u is exact in float32; lo + (hi-lo) u
@@ -36,7 +37,7 @@ function moments(a: ArrayLike<number>): { mean: number; std: number } {
 const shapes = [[1], [3], [5], [3, 5], [1, 1, 7, 9], [3, 3, 13, 11], [1, 5, 13, 11]];
 
 describe.each(kernels.variants('random.uniform'))('randomUniform (%s)', (variant) => {
-  const uniform = () => kernels.get<Uniform>('random.uniform', engine, variant);
+  const uniform = () => randomUniformOp.get(engine, variant);
 
   for (const shape of shapes) {
     it(`${JSON.stringify(shape)} matches the CPU Philox reference`, async () => {
@@ -78,7 +79,7 @@ describe.each(kernels.variants('random.uniform'))('randomUniform (%s)', (variant
 });
 
 describe.each(kernels.variants('random.normal'))('randomNormal (%s)', (variant) => {
-  const normal = () => kernels.get<Normal>('random.normal', engine, variant);
+  const normal = () => randomNormalOp.get(engine, variant);
 
   for (const shape of shapes) {
     it(`${JSON.stringify(shape)} matches the CPU Box-Muller reference`, async () => {
@@ -93,7 +94,7 @@ describe.each(kernels.variants('random.normal'))('randomNormal (%s)', (variant) 
     const a = await normal()(engine, [2000], 9).toArray();
     const b = await normal()(engine, [2000], 9).toArray();
     expect(Array.from(b)).toEqual(Array.from(a));
-    const u = await kernels.get<Uniform>('random.uniform', engine)(engine, [2000], 9).toArray();
+    const u = await randomUniformOp.get(engine)(engine, [2000], 9).toArray();
     // Correlation of the normal values with the uniform ones of the same seed: ~N(0, 1/sqrt(2000)).
     const mu = moments(u);
     const ma = moments(a);

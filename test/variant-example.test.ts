@@ -3,26 +3,21 @@
 // the registry lists it (so dense.test.ts and the benchmarks would pick it up) and that it matches the
 // float64 reference on the awkward shapes dense.test.ts uses. Tolerance: relative error 1e-4 (float32
 // sums of up to 5000 products of values in [-1, 1)), as in dense.test.ts.
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DeviceTensor } from '../src/gpu/device-tensor.js';
 import type { Engine } from '../src/gpu/engine.js';
-import type { Activation } from '../src/kernels/activation.js';
-import { linearForward } from '../src/kernels/dense.js';
+import { linearForward, linearForwardOp } from '../src/kernels/dense.js';
 import { matmulTiled } from '../src/kernels/matmul.js';
-import { kernels } from '../src/kernels/registry.js';
 import type { ActivationName } from '../src/kernels/reference/activation.js';
 import { linearForwardRef } from '../src/kernels/reference/dense.js';
 import { expectClose, randArray, rng, testEngine } from './helpers.js';
 
 // ---- README example (begin)
 // y = act(x w^T + b) as one matmul on the shared-memory tiled GEMM core, reading w [out, in] transposed.
-kernels.register(
-  'linear.forward',
-  'tiled-transB',
-  (x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, opts: { activation?: Activation; slope?: number } = {}) =>
-    matmulTiled(x, w, { transB: true, bias: b, activation: opts.activation, slope: opts.slope }),
-  { description: 'dense forward as matmul(x, w^T) on the tiled GEMM core' },
-);
+// The descriptor types the function: (x, w, b, opts?) => DeviceTensor, checked by linearForwardOp's check.
+linearForwardOp.register('tiled-transB', (x, w, b, opts = {}) => matmulTiled(x, w, { transB: true, bias: b, activation: opts.activation, slope: opts.slope }), {
+  description: 'dense forward as matmul(x, w^T) on the tiled GEMM core',
+});
 // ---- README example (end)
 
 const TOL = 1e-4;
@@ -41,9 +36,17 @@ const cases: [number, number, number, ActivationName?][] = [
 ];
 
 describe('README variant example (linear.forward tiled-transB)', () => {
+  it("is the code of the README's example", () => {
+    const self = readFileSync('test/variant-example.test.ts', 'utf8');
+    const begin = '// ---- README example (begin)\n';
+    const block = self.slice(self.indexOf(begin) + begin.length, self.indexOf('// ---- README example (end)'));
+    expect(block.length).toBeGreaterThan(100);
+    expect(readFileSync('README.md', 'utf8')).toContain(block);
+  });
+
   it('is registered beside the built-in variants', () => {
-    expect(kernels.variants('linear.forward')).toContain('tiled-transB');
-    expect(kernels.variants('linear.forward').length).toBeGreaterThan(1);
+    expect(linearForwardOp.variants()).toContain('tiled-transB');
+    expect(linearForwardOp.variants().length).toBeGreaterThan(1);
   });
 
   for (const [n, inF, outF, act] of cases) {
@@ -53,12 +56,14 @@ describe('README variant example (linear.forward tiled-transB)', () => {
       const w = randArray(r, outF * inF);
       const b = randArray(r, outF);
       const [xt, wt, bt] = [engine.fromArray(x, [n, inF]), engine.fromArray(w, [outF, inF]), engine.fromArray(b, [outF])];
-      const y = kernels.get('linear.forward', engine, 'tiled-transB')(xt, wt, bt, { activation: act, slope: 0.2 });
+      const y = linearForwardOp.get(engine, 'tiled-transB')(xt, wt, bt, { activation: act, slope: 0.2 });
       expect(y.shape).toEqual([n, outF]);
       expectClose(await y.toArray(), linearForwardRef(x, w, b, n, inF, outF, act ?? 'none', 0.2), TOL, 'y');
       // Forced for every call: the public entry point runs it too.
-      const y0 = kernels.withVariant('linear.forward', 'tiled-transB', () => linearForward(xt, wt, null));
+      const y0 = linearForwardOp.withVariant('tiled-transB', () => linearForward(xt, wt, null));
       expectClose(await y0.toArray(), linearForwardRef(x, w, null, n, inF, outF), TOL, 'y (no bias)');
+      // The op's check runs before the variant: bad shapes give the op's ShapeError.
+      expect(() => linearForwardOp.get(engine, 'tiled-transB')(xt, engine.zeros([outF, inF + 1]), null)).toThrow(/linear\.forward.*in_features/);
       for (const t of [xt, wt, bt, y, y0]) t.dispose();
     });
   }

@@ -3,7 +3,7 @@
 import { f32 } from '../gpu/engine.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
-import { kernels } from './registry.js';
+import { defineOp } from './registry.js';
 import { forEachSplit } from './batch-split.js';
 import { perInvocation, SOFTWARE_PER_INVOCATION } from './elementwise.js';
 
@@ -67,19 +67,21 @@ function backwardWith(y: DeviceTensor, dy: DeviceTensor, act: Activation, slope:
 const V_SW = SOFTWARE_PER_INVOCATION;
 type Fwd = (x: DeviceTensor, act: Activation, slope?: number) => DeviceTensor;
 type Bwd = (y: DeviceTensor, dy: DeviceTensor, act: Activation, slope?: number) => DeviceTensor;
-kernels.register<Fwd>('activation.forward', 'elementwise', (x, act, slope = 0.01) => forwardWith(x, act, slope, 1), {
+export const activationForwardOp = defineOp<typeof activationForward>('activation.forward');
+activationForwardOp.register('elementwise', (x, act, slope = 0.01) => forwardWith(x, act, slope, 1), {
   description: 'one element per invocation (coalesced on real GPUs)',
   preferredOn: ['hardware'],
 });
-kernels.register<Fwd>('activation.forward', 'chunked', (x, act, slope = 0.01) => forwardWith(x, act, slope, V_SW), {
+activationForwardOp.register('chunked', (x, act, slope = 0.01) => forwardWith(x, act, slope, V_SW), {
   description: `${V_SW} consecutive elements per invocation`,
   preferredOn: ['software'],
 });
-kernels.register<Bwd>('activation.backward', 'elementwise', (y, dy, act, slope = 0.01) => backwardWith(y, dy, act, slope, 1), {
+export const activationBackwardOp = defineOp<typeof activationBackward>('activation.backward');
+activationBackwardOp.register('elementwise', (y, dy, act, slope = 0.01) => backwardWith(y, dy, act, slope, 1), {
   description: 'one element per invocation (coalesced on real GPUs)',
   preferredOn: ['hardware'],
 });
-kernels.register<Bwd>('activation.backward', 'chunked', (y, dy, act, slope = 0.01) => backwardWith(y, dy, act, slope, V_SW), {
+activationBackwardOp.register('chunked', (y, dy, act, slope = 0.01) => backwardWith(y, dy, act, slope, V_SW), {
   description: `${V_SW} consecutive elements per invocation`,
   preferredOn: ['software'],
 });

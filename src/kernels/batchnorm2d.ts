@@ -18,7 +18,7 @@
 import { f32, type Engine, type UniformValue } from '../gpu/engine.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
-import { kernels } from './registry.js';
+import { defineOp } from './registry.js';
 import { forEachSplit, splitRanges, type SplitOperand } from './batch-split.js';
 
 export interface BatchNormParams {
@@ -356,12 +356,16 @@ const VARIANTS: { name: BatchNormVariant; description: string; preferredOn: ('so
   },
 ];
 
+export const batchNorm2dTrainForwardOp = defineOp<typeof batchNorm2dTrainForward>('batchNorm2d.trainForward');
+export const batchNorm2dBackwardOp = defineOp<typeof batchNorm2dBackward>('batchNorm2d.backward');
+export const batchNorm2dEvalBackwardOp = defineOp<typeof batchNorm2dEvalBackward>('batchNorm2d.evalBackward');
+export const batchNorm2dEvalForwardOp = defineOp<typeof batchNorm2dEvalForward>('batchNorm2d.evalForward');
 for (const v of VARIANTS) {
   const opts = { description: v.description, preferredOn: v.preferredOn };
-  kernels.register('batchNorm2d.trainForward', v.name, trainForward(v.name), opts);
-  kernels.register('batchNorm2d.backward', v.name, trainBackward(v.name), opts);
-  kernels.register('batchNorm2d.evalBackward', v.name, evalBackward(v.name), opts);
-  kernels.register('batchNorm2d.evalForward', v.name, evalForward(v.name), {
+  batchNorm2dTrainForwardOp.register(v.name, trainForward(v.name), opts);
+  batchNorm2dBackwardOp.register(v.name, trainBackward(v.name), opts);
+  batchNorm2dEvalBackwardOp.register(v.name, evalBackward(v.name), opts);
+  batchNorm2dEvalForwardOp.register(v.name, evalForward(v.name), {
     description: `elementwise, ${ELEMS[v.name]} consecutive element(s) per invocation`,
     preferredOn: v.preferredOn,
   });
@@ -380,7 +384,7 @@ export function batchNorm2dTrainForward(
   runningVar: DeviceTensor,
   p: BatchNormParams,
 ): { y: DeviceTensor; mean: DeviceTensor; invStd: DeviceTensor } {
-  return kernels.get('batchNorm2d.trainForward', x.engine)(x, gamma, beta, runningMean, runningVar, p);
+  return batchNorm2dTrainForwardOp.get(x.engine)(x, gamma, beta, runningMean, runningVar, p);
 }
 
 /** Eval forward with the running statistics: y = gamma (x - runningMean) / sqrt(runningVar + eps) + beta. */
@@ -392,7 +396,7 @@ export function batchNorm2dEvalForward(
   runningVar: DeviceTensor,
   eps: number,
 ): DeviceTensor {
-  return kernels.get('batchNorm2d.evalForward', x.engine)(x, gamma, beta, runningMean, runningVar, eps);
+  return batchNorm2dEvalForwardOp.get(x.engine)(x, gamma, beta, runningMean, runningVar, eps);
 }
 
 /** Training-mode backward (batch statistics, as saved by batchNorm2dTrainForward). */
@@ -403,7 +407,7 @@ export function batchNorm2dBackward(
   mean: DeviceTensor,
   invStd: DeviceTensor,
 ): { dx: DeviceTensor; dgamma: DeviceTensor; dbeta: DeviceTensor } {
-  return kernels.get('batchNorm2d.backward', x.engine)(x, dy, gamma, mean, invStd);
+  return batchNorm2dBackwardOp.get(x.engine)(x, dy, gamma, mean, invStd);
 }
 
 /** Eval-mode backward (running statistics are constants): dx = dy gamma / sqrt(runningVar + eps). */
@@ -415,5 +419,5 @@ export function batchNorm2dEvalBackward(
   runningVar: DeviceTensor,
   eps: number,
 ): { dx: DeviceTensor; dgamma: DeviceTensor; dbeta: DeviceTensor } {
-  return kernels.get('batchNorm2d.evalBackward', x.engine)(x, dy, gamma, runningMean, runningVar, eps);
+  return batchNorm2dEvalBackwardOp.get(x.engine)(x, dy, gamma, runningMean, runningVar, eps);
 }

@@ -3,7 +3,7 @@
 // partial sums added (src/kernels/batch-split.ts).
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
-import { kernels } from './registry.js';
+import { defineOp } from './registry.js';
 import { forEachSplit, sumParts } from './batch-split.js';
 
 const WG = 64;
@@ -41,10 +41,11 @@ function biasGradGather(dy: DeviceTensor): DeviceTensor {
 
 /** Sum of dy over every axis except axis 1: [N,C] -> [C]; [N,C,H,W] -> [C]. */
 export function biasGrad(dy: DeviceTensor): DeviceTensor {
-  return kernels.get<typeof biasGradGather>('bias.backward', dy.engine)(dy);
+  return biasBackwardOp.get(dy.engine)(dy);
 }
 
-kernels.register('bias.backward', 'gather', biasGradGather, {
+export const biasBackwardOp = defineOp<typeof biasGradGather>('bias.backward');
+biasBackwardOp.register('gather', biasGradGather, {
   description: 'per-channel gather: one invocation per channel for [N,C], one workgroup per channel with a tree reduction otherwise',
   preferredOn: ['software', 'hardware'],
 });

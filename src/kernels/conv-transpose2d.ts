@@ -12,12 +12,15 @@ import {
   convBackwardInputGemm,
   convBackwardWeightGemm,
   convBucket,
+  convForwardDirect,
+  convForwardGemm,
   convGeometry,
+  geometryOf,
   type Conv2dParams,
   type Epilogue,
 } from './conv2d.js';
-import { CORE_INFO, checkF32, coreOf, type GemmCore } from './matmul.js';
-import { kernels } from './registry.js';
+import { CONV_GEMM_VARIANT_NAMES, CORE_INFO, checkF32, registerPerCore, type GemmCore } from './matmul.js';
+import { defineOp } from './registry.js';
 
 const str = (s: readonly number[]) => `[${s.join(', ')}]`;
 
@@ -29,91 +32,116 @@ export function convTranspose2dOutputSize(h: number, w: number, k: [number, numb
 /** Checks x [N,Cin,H,W] and w [Cin,Cout,kH,kW]; returns the output shape [N,Cout,Ho,Wo]. */
 function outputShape(op: string, xShape: readonly number[], wShape: readonly number[], p: Conv2dParams): number[] {
   const what = `${op}: x ${str(xShape)}, w ${str(wShape)}, stride ${str(p?.stride ?? [])}, padding ${str(p?.padding ?? [])}`;
-  if (xShape.length !== 4 || wShape.length !== 4) throw new ShapeError(`${what}: x must be [N,Cin,H,W] and w [Cin,Cout,kH,kW]`);
-  if (xShape[1] !== wShape[0]) throw new ShapeError(`${what}: x has ${xShape[1]} channels, w expects ${wShape[0]}`);
+  if (xShape.length !== 4 || wShape.length !== 4) throw new ShapeError(`${what}: x and w must be 4-D, x [N,Cin,H,W] and w [Cin,Cout,kH,kW]`);
+  if (xShape[1] !== wShape[0]) throw new ShapeError(`${what}: x has ${xShape[1]} channels but weight ${str(wShape)} expects ${wShape[0]}`);
   const [ho, wo] = convTranspose2dOutputSize(xShape[2], xShape[3], [wShape[2], wShape[3]], p);
   if (!(ho >= 1 && wo >= 1)) throw new ShapeError(`${what}: output would be ${ho}x${wo}`);
   return [xShape[0], wShape[1], ho, wo];
 }
 
-function forwardWith(variant: string) {
-  return (x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, p: Conv2dParams & Epilogue): DeviceTensor => {
+/** y = act(convTranspose2d(x, w) + b): x [N,Cin,H,W], w [Cin,Cout,kH,kW], b [Cout] -> [N,Cout,Ho,Wo]. */
+export type ConvTranspose2dForwardFn = (x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, p: Conv2dParams & Epilogue) => DeviceTensor;
+/** dx (shape xShape = [N,Cin,H,W]) from dy [N,Cout,Ho,Wo] and w [Cin,Cout,kH,kW]. */
+export type ConvTranspose2dBackwardInputFn = (dy: DeviceTensor, w: DeviceTensor, xShape: readonly number[], p: Conv2dParams) => DeviceTensor;
+/** dw (shape wShape = [Cin,Cout,kH,kW]) from x [N,Cin,H,W] and dy [N,Cout,Ho,Wo]. */
+export type ConvTranspose2dBackwardWeightFn = (x: DeviceTensor, dy: DeviceTensor, wShape: readonly number[], p: Conv2dParams) => DeviceTensor;
+
+/** Checks dy against the output shape of x and w. */
+function checkDy(op: string, dy: DeviceTensor, xShape: readonly number[], wShape: readonly number[], p: Conv2dParams): number[] {
+  const yShape = outputShape(op, xShape, wShape, p);
+  if (dy.shape.length !== 4 || dy.shape.some((d, i) => d !== yShape[i]))
+    throw new ShapeError(`${op}: dy ${str(dy.shape)} must be ${str(yShape)} for x ${str(xShape)} and w ${str(wShape)}`);
+  return yShape;
+}
+
+const label = (op: string, a: string, at: DeviceTensor, b: string, bt: DeviceTensor, p: Conv2dParams) =>
+  `${op} ${a} ${str(at.shape)} ${b} ${str(bt.shape)} s${str(p.stride)} p${str(p.padding)}`;
+
+// Shape buckets for tuned choices (w is [Cin, Cout, kh, kw]; xShape the forward input).
+type Shape = readonly number[];
+const iohw = (xShape: Shape, w: Shape, p: Conv2dParams) => convBucket(xShape, w[0], w[1], w[2], w[3], p);
+
+export const convTranspose2dForwardOp = defineOp<ConvTranspose2dForwardFn>('convTranspose2d.forward', {
+  check: (x, w, b, p) => {
     const op = 'convTranspose2d.forward';
     checkF32(op, x, w, b);
     const yShape = outputShape(op, x.shape, w.shape, p);
     if (b && (b.shape.length !== 1 || b.shape[0] !== yShape[1]))
       throw new ShapeError(`${op}: bias ${str(b.shape)} must be [${yShape[1]}]`);
     // The conv whose input gradient this is: its input has the shape of y, its output that of x.
-    const g = convGeometry(op, yShape, w.shape, p, x.shape);
-    const label = `${op} x ${str(x.shape)} w ${str(w.shape)} s${str(p.stride)} p${str(p.padding)}`;
-    return convBackwardInputGemm(coreOf(variant), x, w, g, b, p, label);
-  };
-}
+    convGeometry(op, yShape, w.shape, p, x.shape);
+  },
+  bucket: (x, w, _b, p) => iohw(x.shape, w.shape, p),
+});
 
-function backwardInputWith(variant: string) {
-  return (dy: DeviceTensor, w: DeviceTensor, xShape: readonly number[], p: Conv2dParams): DeviceTensor => {
+export const convTranspose2dBackwardInputOp = defineOp<ConvTranspose2dBackwardInputFn>('convTranspose2d.backwardInput', {
+  check: (dy, w, xShape, p) => {
     const op = 'convTranspose2d.backwardInput';
     checkF32(op, dy, w);
-    const yShape = outputShape(op, xShape, w.shape, p);
-    if (dy.shape.length !== 4 || dy.shape.some((d, i) => d !== yShape[i]))
-      throw new ShapeError(`${op}: dy ${str(dy.shape)} must be ${str(yShape)} for x ${str(xShape)} and w ${str(w.shape)}`);
-    // dx = conv2d(dy, w as OIHW): the registry's conv2d.forward variant of the same name does it.
+    const yShape = checkDy(op, dy, xShape, w.shape, p);
     const [h, ww] = conv2dOutputSize(yShape[2], yShape[3], [w.shape[2], w.shape[3]], p);
     if (h !== xShape[2] || ww !== xShape[3]) throw new ShapeError(`${op}: internal size mismatch`);
-    return kernels.get('conv2d.forward', dy.engine, variant)(dy, w, null, p);
-  };
-}
+  },
+  bucket: (_dy, w, xShape, p) => iohw(xShape, w.shape, p),
+});
 
-function backwardWeightWith(variant: string) {
-  return (x: DeviceTensor, dy: DeviceTensor, wShape: readonly number[], p: Conv2dParams): DeviceTensor => {
+export const convTranspose2dBackwardWeightOp = defineOp<ConvTranspose2dBackwardWeightFn>('convTranspose2d.backwardWeight', {
+  check: (x, dy, wShape, p) => {
     const op = 'convTranspose2d.backwardWeight';
     checkF32(op, x, dy);
-    const yShape = outputShape(op, x.shape, wShape, p);
-    if (dy.shape.length !== 4 || dy.shape.some((d, i) => d !== yShape[i]))
-      throw new ShapeError(`${op}: dy ${str(dy.shape)} must be ${str(yShape)} for x ${str(x.shape)} and w ${str(wShape)}`);
-    // dw[c,o,u,v] = sum x[n,c,i,j] dy[n,o,i*s-p+u,j*s-p+v]: the conv2d weight gradient of the conv
-    // from dy (input) to x (output) with OIHW weight [Cin, Cout, kH, kW].
-    const g = convGeometry(op, dy.shape, wShape, p, x.shape);
-    const label = `${op} x ${str(x.shape)} dy ${str(dy.shape)} s${str(p.stride)} p${str(p.padding)}`;
-    return convBackwardWeightGemm(coreOf(variant), dy, x, g, label);
-  };
-}
-
-type ForwardFn = ReturnType<typeof forwardWith>;
-type BackwardInputFn = ReturnType<typeof backwardInputWith>;
-type BackwardWeightFn = ReturnType<typeof backwardWeightWith>;
+    checkDy(op, dy, x.shape, wShape, p);
+    convGeometry(op, dy.shape, wShape, p, x.shape);
+  },
+  bucket: (x, _dy, wShape, p) => iohw(x.shape, wShape, p),
+});
 
 /** y = act(convTranspose2d(x, w) + b): x [N,Cin,H,W], w [Cin,Cout,kH,kW], b [Cout] -> [N,Cout,Ho,Wo]. */
 export function convTranspose2dForward(x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, p: Conv2dParams & Epilogue): DeviceTensor {
-  return kernels.get<ForwardFn>('convTranspose2d.forward', x.engine)(x, w, b, p);
+  return convTranspose2dForwardOp.get(x.engine)(x, w, b, p);
 }
 
 /** dx (shape xShape = [N,Cin,H,W]) from dy [N,Cout,Ho,Wo] and w [Cin,Cout,kH,kW]. */
 export function convTranspose2dBackwardInput(dy: DeviceTensor, w: DeviceTensor, xShape: readonly number[], p: Conv2dParams): DeviceTensor {
-  return kernels.get<BackwardInputFn>('convTranspose2d.backwardInput', dy.engine)(dy, w, xShape, p);
+  return convTranspose2dBackwardInputOp.get(dy.engine)(dy, w, xShape, p);
 }
 
 /** dw (shape wShape = [Cin,Cout,kH,kW]) from x [N,Cin,H,W] and dy [N,Cout,Ho,Wo]. */
 export function convTranspose2dBackwardWeight(x: DeviceTensor, dy: DeviceTensor, wShape: readonly number[], p: Conv2dParams): DeviceTensor {
-  return kernels.get<BackwardWeightFn>('convTranspose2d.backwardWeight', x.engine)(x, dy, wShape, p);
+  return convTranspose2dBackwardWeightOp.get(x.engine)(x, dy, wShape, p);
 }
 
+// The variants assume arguments that passed their op's check (the registry runs it first).
 const info = (core: GemmCore, what: string) => ({
   description: `${what}; ${CORE_INFO[core].description}`,
   preferredOn: CORE_INFO[core].preferredOn,
 });
-for (const [name, core] of [['gemm', 'register'], ['gemm-subgroup', 'subgroup'], ['gemm-subgroup-vec4', 'subgroup-vec4'], ['gemm-tiled', 'tiled']] as const) {
-  kernels.register('convTranspose2d.forward', name, forwardWith(name), info(core, 'conv2d input-gradient GEMM per stride phase, fused bias and activation'));
-  kernels.register('convTranspose2d.backwardInput', name, backwardInputWith(name), info(core, 'a conv2d forward (implicit GEMM)'));
-  kernels.register('convTranspose2d.backwardWeight', name, backwardWeightWith(name), info(core, 'the conv2d weight-gradient GEMM with x and dy exchanged'));
-}
-kernels.register('convTranspose2d.backwardInput', 'direct', backwardInputWith('direct'), {
-  description: 'a conv2d forward (direct kernel)',
-});
-
-// Shape buckets for tuned choices (w is [Cin, Cout, kh, kw]; xShape the forward input).
-type Shape = readonly number[];
-const iohw = (xShape: Shape, w: Shape, p: Conv2dParams) => convBucket(xShape, w[0], w[1], w[2], w[3], p);
-kernels.setBucket('convTranspose2d.forward', (x: DeviceTensor, w: DeviceTensor, _b: unknown, p: Conv2dParams) => iohw(x.shape, w.shape, p));
-kernels.setBucket('convTranspose2d.backwardInput', (_dy: DeviceTensor, w: DeviceTensor, xShape: Shape, p: Conv2dParams) => iohw(xShape, w.shape, p));
-kernels.setBucket('convTranspose2d.backwardWeight', (x: DeviceTensor, _dy: DeviceTensor, wShape: Shape, p: Conv2dParams) => iohw(x.shape, wShape, p));
+registerPerCore(
+  convTranspose2dForwardOp,
+  CONV_GEMM_VARIANT_NAMES,
+  (core) => (x, w, b, p) => {
+    // The conv whose input gradient this is: its input has the shape of y, its output that of x.
+    const g = geometryOf(outputShape('convTranspose2d.forward', x.shape, w.shape, p), w.shape, p);
+    return convBackwardInputGemm(core, x, w, g, b, p, label('convTranspose2d.forward', 'x', x, 'w', w, p));
+  },
+  (core) => info(core, 'conv2d input-gradient GEMM per stride phase, fused bias and activation'),
+);
+// dx = conv2d(dy, w as OIHW).
+registerPerCore(
+  convTranspose2dBackwardInputOp,
+  CONV_GEMM_VARIANT_NAMES,
+  (core) => (dy, w, _xShape, p) => convForwardGemm(core, dy, w, null, geometryOf(dy.shape, w.shape, p), {}, label('convTranspose2d.backwardInput', 'dy', dy, 'w', w, p)),
+  (core) => info(core, 'a conv2d forward (implicit GEMM)'),
+);
+convTranspose2dBackwardInputOp.register(
+  'direct',
+  (dy, w, _xShape, p) => convForwardDirect(dy, w, null, geometryOf(dy.shape, w.shape, p), {}, label('convTranspose2d.backwardInput', 'dy', dy, 'w', w, p)),
+  { description: 'a conv2d forward (direct kernel)' },
+);
+// dw[c,o,u,v] = sum x[n,c,i,j] dy[n,o,i*s-p+u,j*s-p+v]: the conv2d weight gradient of the conv from
+// dy (input) to x (output) with OIHW weight [Cin, Cout, kH, kW].
+registerPerCore(
+  convTranspose2dBackwardWeightOp,
+  CONV_GEMM_VARIANT_NAMES,
+  (core) => (x, dy, wShape, p) => convBackwardWeightGemm(core, dy, x, geometryOf(dy.shape, wShape, p), label('convTranspose2d.backwardWeight', 'x', x, 'dy', dy, p)),
+  (core) => info(core, 'the conv2d weight-gradient GEMM with x and dy exchanged'),
+);

@@ -31,16 +31,17 @@ import {
   C_NCHW_T,
   C_PHASE,
   C_PLAIN,
+  CONV_GEMM_VARIANT_NAMES,
   CORE_INFO,
   checkF32,
   cheaperForm,
-  coreOf,
   gemm,
+  registerPerCore,
   type ConvGeometry,
   type GemmCore,
   type GemmProblem,
 } from './matmul.js';
-import { kernels, log2Bucket } from './registry.js';
+import { defineOp, log2Bucket } from './registry.js';
 import { forEachSplit, sumParts, type SplitOperand } from './batch-split.js';
 
 export interface Conv2dParams {
@@ -82,15 +83,23 @@ export function convGeometry(
 ): ConvGeometry {
   checkParams(op, p);
   const what = `${op}: x ${str(xShape)}, w ${str(wShape)}${yShape ? `, dy ${str(yShape)}` : ''}, stride ${str(p.stride)}, padding ${str(p.padding)}`;
-  if (xShape.length !== 4 || wShape.length !== 4) throw new ShapeError(`${what}: x must be [N,C,H,W] and w [O,C,kH,kW]`);
+  if (xShape.length !== 4 || wShape.length !== 4) throw new ShapeError(`${what}: x and w must be 4-D, x [N,C,H,W] and w [O,C,kH,kW]`);
   const [nimg, xc, xh, xw] = xShape;
   const [yc, wc, kh, kw] = wShape;
-  if (wc !== xc) throw new ShapeError(`${what}: x has ${xc} channels, w expects ${wc}`);
+  if (wc !== xc) throw new ShapeError(`${what}: x has ${xc} channels but weight ${str(wShape)} expects ${wc}`);
   if (kh < 1 || kw < 1) throw new ShapeError(`${what}: empty kernel`);
   const [yh, yw] = conv2dOutputSize(xh, xw, [kh, kw], p);
   if (yh < 1 || yw < 1) throw new ShapeError(`${what}: the kernel does not fit the padded input (output ${yh}x${yw})`);
   if (yShape && (yShape.length !== 4 || yShape[0] !== nimg || yShape[1] !== yc || yShape[2] !== yh || yShape[3] !== yw))
     throw new ShapeError(`${what}: dy must be ${str([nimg, yc, yh, yw])}`);
+  return geometryOf(xShape, wShape, p);
+}
+
+/** The geometry of convGeometry without its checks: for variants, whose op check has run convGeometry. */
+export function geometryOf(xShape: readonly number[], wShape: readonly number[], p: Conv2dParams): ConvGeometry {
+  const [nimg, xc, xh, xw] = xShape;
+  const [yc, , kh, kw] = wShape;
+  const [yh, yw] = conv2dOutputSize(xh, xw, [kh, kw], p);
   return { nimg, xc, xh, xw, yc, yh, yw, kh, kw, sh: p.stride[0], sw: p.stride[1], ph: p.padding[0], pw: p.padding[1] };
 }
 
@@ -195,7 +204,7 @@ const DIRECT_PT = 8;
 const DIRECT_WG = 64;
 const DIRECT_SPAN_MAX = 32;
 
-function convForwardDirect(x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, g: ConvGeometry, epi: Epilogue, label: string): DeviceTensor {
+export function convForwardDirect(x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, g: ConvGeometry, epi: Epilogue, label: string): DeviceTensor {
   // The window row of PT outputs must fit the shader's register array; wider kernels use the GEMM.
   if ((DIRECT_PT - 1) * g.sw + g.kw > DIRECT_SPAN_MAX) return convForwardGemm('register', x, w, b, g, epi, label);
   const e = x.engine;
@@ -218,71 +227,20 @@ function convForwardDirect(x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | n
 
 // ------------------------------------------------------------------------------------ public API
 
-type ForwardParams = Conv2dParams & Epilogue;
-
-function forwardWith(variant: string) {
-  return (x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, p: ForwardParams): DeviceTensor => {
-    checkF32('conv2d.forward', x, w, b);
-    const g = convGeometry('conv2d.forward', x.shape, w.shape, p);
-    const label = `conv2d.forward x ${str(x.shape)} w ${str(w.shape)} s${str(p.stride)} p${str(p.padding)}`;
-    checkBias(label, b, g.yc);
-    if (variant === 'direct') return convForwardDirect(x, w, b, g, p, label);
-    return convForwardGemm(coreOf(variant), x, w, b, g, p, label);
-  };
-}
-
-function backwardInputWith(variant: string) {
-  return (dy: DeviceTensor, w: DeviceTensor, xShape: readonly number[], p: Conv2dParams): DeviceTensor => {
-    checkF32('conv2d.backwardInput', dy, w);
-    const g = convGeometry('conv2d.backwardInput', xShape, w.shape, p, dy.shape);
-    const label = `conv2d.backwardInput dy ${str(dy.shape)} w ${str(w.shape)} s${str(p.stride)} p${str(p.padding)}`;
-    return convBackwardInputGemm(coreOf(variant), dy, w, g, null, {}, label);
-  };
-}
-
-function backwardWeightWith(variant: string) {
-  return (x: DeviceTensor, dy: DeviceTensor, wShape: readonly number[], p: Conv2dParams): DeviceTensor => {
-    checkF32('conv2d.backwardWeight', x, dy);
-    const g = convGeometry('conv2d.backwardWeight', x.shape, wShape, p, dy.shape);
-    const label = `conv2d.backwardWeight x ${str(x.shape)} dy ${str(dy.shape)} s${str(p.stride)} p${str(p.padding)}`;
-    return convBackwardWeightGemm(coreOf(variant), x, dy, g, label);
-  };
-}
-
-type ForwardFn = ReturnType<typeof forwardWith>;
-type BackwardInputFn = ReturnType<typeof backwardInputWith>;
-type BackwardWeightFn = ReturnType<typeof backwardWeightWith>;
+export type ForwardParams = Conv2dParams & Epilogue;
 
 /** y = act(conv2d(x, w) + b): x [N,C,H,W], w [O,C,kH,kW], b [O] or null -> [N,O,Ho,Wo]. */
-export function conv2dForward(x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, p: ForwardParams): DeviceTensor {
-  return kernels.get<ForwardFn>('conv2d.forward', x.engine)(x, w, b, p);
-}
-
+export type Conv2dForwardFn = (x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, p: ForwardParams) => DeviceTensor;
 /** dx (shape xShape) from dy [N,O,Ho,Wo] and w [O,C,kH,kW]. */
-export function conv2dBackwardInput(dy: DeviceTensor, w: DeviceTensor, xShape: readonly number[], p: Conv2dParams): DeviceTensor {
-  return kernels.get<BackwardInputFn>('conv2d.backwardInput', dy.engine)(dy, w, xShape, p);
-}
-
+export type Conv2dBackwardInputFn = (dy: DeviceTensor, w: DeviceTensor, xShape: readonly number[], p: Conv2dParams) => DeviceTensor;
 /** dw (shape wShape) from x [N,C,H,W] and dy [N,O,Ho,Wo]. */
-export function conv2dBackwardWeight(x: DeviceTensor, dy: DeviceTensor, wShape: readonly number[], p: Conv2dParams): DeviceTensor {
-  return kernels.get<BackwardWeightFn>('conv2d.backwardWeight', x.engine)(x, dy, wShape, p);
-}
+export type Conv2dBackwardWeightFn = (x: DeviceTensor, dy: DeviceTensor, wShape: readonly number[], p: Conv2dParams) => DeviceTensor;
 
-const conv = (core: GemmCore, what: string) => ({
-  description: `${what}; ${CORE_INFO[core].description}`,
-  preferredOn: CORE_INFO[core].preferredOn,
-});
-kernels.register('conv2d.forward', 'gemm', forwardWith('gemm'), conv('register', 'implicit GEMM'));
-kernels.register('conv2d.forward', 'gemm-subgroup', forwardWith('gemm-subgroup'), conv('subgroup', 'implicit GEMM'));
-kernels.register('conv2d.forward', 'gemm-subgroup-vec4', forwardWith('gemm-subgroup-vec4'), conv('subgroup-vec4', 'implicit GEMM'));
-kernels.register('conv2d.forward', 'gemm-tiled', forwardWith('gemm-tiled'), conv('tiled', 'implicit GEMM'));
-kernels.register('conv2d.forward', 'direct', forwardWith('direct'), {
-  description: 'direct convolution: 16 channels x 8 adjacent pixels per invocation, loops over (c, u, v)',
-});
-for (const [name, core] of [['gemm', 'register'], ['gemm-subgroup', 'subgroup'], ['gemm-subgroup-vec4', 'subgroup-vec4'], ['gemm-tiled', 'tiled']] as const) {
-  kernels.register('conv2d.backwardInput', name, backwardInputWith(name), conv(core, 'implicit GEMM per stride phase'));
-  kernels.register('conv2d.backwardWeight', name, backwardWeightWith(name), conv(core, 'implicit GEMM, split-K over images and pixels'));
-}
+const forwardLabel = (x: DeviceTensor, w: DeviceTensor, p: Conv2dParams) => `conv2d.forward x ${str(x.shape)} w ${str(w.shape)} s${str(p.stride)} p${str(p.padding)}`;
+const backwardInputLabel = (dy: DeviceTensor, w: DeviceTensor, p: Conv2dParams) =>
+  `conv2d.backwardInput dy ${str(dy.shape)} w ${str(w.shape)} s${str(p.stride)} p${str(p.padding)}`;
+const backwardWeightLabel = (x: DeviceTensor, dy: DeviceTensor, p: Conv2dParams) =>
+  `conv2d.backwardWeight x ${str(x.shape)} dy ${str(dy.shape)} s${str(p.stride)} p${str(p.padding)}`;
 
 /**
  * Shape bucket of a convolution for tuned variant choices: input and output channels, kernel size,
@@ -295,6 +253,70 @@ export function convBucket(xShape: readonly number[], cin: number, cout: number,
 
 type Shape = readonly number[];
 const oihw = (xShape: Shape, w: Shape, p: Conv2dParams) => convBucket(xShape, w[1], w[0], w[2], w[3], p);
-kernels.setBucket('conv2d.forward', (x: DeviceTensor, w: DeviceTensor, _b: unknown, p: Conv2dParams) => oihw(x.shape, w.shape, p));
-kernels.setBucket('conv2d.backwardInput', (_dy: DeviceTensor, w: DeviceTensor, xShape: Shape, p: Conv2dParams) => oihw(xShape, w.shape, p));
-kernels.setBucket('conv2d.backwardWeight', (x: DeviceTensor, _dy: DeviceTensor, wShape: Shape, p: Conv2dParams) => oihw(x.shape, wShape, p));
+
+export const conv2dForwardOp = defineOp<Conv2dForwardFn>('conv2d.forward', {
+  check: (x, w, b, p) => {
+    checkF32('conv2d.forward', x, w, b);
+    const g = convGeometry('conv2d.forward', x.shape, w.shape, p);
+    checkBias(forwardLabel(x, w, p), b, g.yc);
+  },
+  bucket: (x, w, _b, p) => oihw(x.shape, w.shape, p),
+});
+
+export const conv2dBackwardInputOp = defineOp<Conv2dBackwardInputFn>('conv2d.backwardInput', {
+  check: (dy, w, xShape, p) => {
+    checkF32('conv2d.backwardInput', dy, w);
+    convGeometry('conv2d.backwardInput', xShape, w.shape, p, dy.shape);
+  },
+  bucket: (_dy, w, xShape, p) => oihw(xShape, w.shape, p),
+});
+
+export const conv2dBackwardWeightOp = defineOp<Conv2dBackwardWeightFn>('conv2d.backwardWeight', {
+  check: (x, dy, wShape, p) => {
+    checkF32('conv2d.backwardWeight', x, dy);
+    convGeometry('conv2d.backwardWeight', x.shape, wShape, p, dy.shape);
+  },
+  bucket: (x, _dy, wShape, p) => oihw(x.shape, wShape, p),
+});
+
+/** y = act(conv2d(x, w) + b): x [N,C,H,W], w [O,C,kH,kW], b [O] or null -> [N,O,Ho,Wo]. */
+export function conv2dForward(x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, p: ForwardParams): DeviceTensor {
+  return conv2dForwardOp.get(x.engine)(x, w, b, p);
+}
+
+/** dx (shape xShape) from dy [N,O,Ho,Wo] and w [O,C,kH,kW]. */
+export function conv2dBackwardInput(dy: DeviceTensor, w: DeviceTensor, xShape: readonly number[], p: Conv2dParams): DeviceTensor {
+  return conv2dBackwardInputOp.get(dy.engine)(dy, w, xShape, p);
+}
+
+/** dw (shape wShape) from x [N,C,H,W] and dy [N,O,Ho,Wo]. */
+export function conv2dBackwardWeight(x: DeviceTensor, dy: DeviceTensor, wShape: readonly number[], p: Conv2dParams): DeviceTensor {
+  return conv2dBackwardWeightOp.get(x.engine)(x, dy, wShape, p);
+}
+
+// The variants assume arguments that passed their op's check (the registry runs it first).
+const conv = (core: GemmCore, what: string) => ({
+  description: `${what}; ${CORE_INFO[core].description}`,
+  preferredOn: CORE_INFO[core].preferredOn,
+});
+registerPerCore(
+  conv2dForwardOp,
+  CONV_GEMM_VARIANT_NAMES,
+  (core) => (x, w, b, p) => convForwardGemm(core, x, w, b, geometryOf(x.shape, w.shape, p), p, forwardLabel(x, w, p)),
+  (core) => conv(core, 'implicit GEMM'),
+);
+conv2dForwardOp.register('direct', (x, w, b, p) => convForwardDirect(x, w, b, geometryOf(x.shape, w.shape, p), p, forwardLabel(x, w, p)), {
+  description: 'direct convolution: 16 channels x 8 adjacent pixels per invocation, loops over (c, u, v)',
+});
+registerPerCore(
+  conv2dBackwardInputOp,
+  CONV_GEMM_VARIANT_NAMES,
+  (core) => (dy, w, xShape, p) => convBackwardInputGemm(core, dy, w, geometryOf(xShape, w.shape, p), null, {}, backwardInputLabel(dy, w, p)),
+  (core) => conv(core, 'implicit GEMM per stride phase'),
+);
+registerPerCore(
+  conv2dBackwardWeightOp,
+  CONV_GEMM_VARIANT_NAMES,
+  (core) => (x, dy, wShape, p) => convBackwardWeightGemm(core, x, dy, geometryOf(x.shape, wShape, p), backwardWeightLabel(x, dy, p)),
+  (core) => conv(core, 'implicit GEMM, split-K over images and pixels'),
+);

@@ -5,11 +5,59 @@
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import type { Activation } from './activation.js';
-import { CORE_INFO, checkF32, gemmBucket, plainGemm, type GemmCore } from './matmul.js';
-import { kernels } from './registry.js';
+import { GEMM_VARIANT_NAMES, checkF32, gemmBucket, plainGemm, registerPerCore, type GemmCore } from './matmul.js';
+import { defineOp } from './registry.js';
 import { forEachSplit, sumParts } from './batch-split.js';
 
 const s = (t: DeviceTensor) => `[${t.shape.join(', ')}]`;
+
+type Epilogue = { activation?: Activation; slope?: number };
+/** y = act(x w^T + b): x [N,in], w [out,in], b [out] or null -> [N,out]. */
+export type LinearForwardFn = (x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, opts?: Epilogue) => DeviceTensor;
+/** dx = dy w: dy [N,out], w [out,in] -> [N,in]. */
+export type LinearBackwardInputFn = (dy: DeviceTensor, w: DeviceTensor) => DeviceTensor;
+/** dw = dy^T x: x [N,in], dy [N,out] -> [out,in]. */
+export type LinearBackwardWeightFn = (x: DeviceTensor, dy: DeviceTensor) => DeviceTensor;
+
+const forwardWhat = (x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null) => `linear.forward: x ${s(x)}, w ${s(w)}${b ? `, b ${s(b)}` : ''}`;
+const backwardInputWhat = (dy: DeviceTensor, w: DeviceTensor) => `linear.backwardInput: dy ${s(dy)}, w ${s(w)}`;
+const backwardWeightWhat = (x: DeviceTensor, dy: DeviceTensor) => `linear.backwardWeight: x ${s(x)}, dy ${s(dy)}`;
+
+// The ops, with the checks their variants rely on (the registry runs them once per call) and the
+// shape buckets for tuned choices: the GEMM each pass runs (M rows, N columns, K reduction).
+export const linearForwardOp = defineOp<LinearForwardFn>('linear.forward', {
+  check: (x, w, b) => {
+    const what = forwardWhat(x, w, b);
+    checkF32('linear.forward', x, w, b);
+    if (x.shape.length !== 2 || w.shape.length !== 2) throw new ShapeError(`${what}: x must be [N,in] and w [out,in]`);
+    const [outF, inW] = w.shape;
+    if (inW !== x.shape[1]) throw new ShapeError(`${what}: x has ${x.shape[1]} features, w expects in_features=${inW}`);
+    if (b && (b.shape.length !== 1 || b.shape[0] !== outF)) throw new ShapeError(`${what}: b must be [${outF}]`);
+  },
+  bucket: (x, w) => gemmBucket(x.shape[0], w.shape[0], w.shape[1]),
+});
+
+export const linearBackwardInputOp = defineOp<LinearBackwardInputFn>('linear.backwardInput', {
+  check: (dy, w) => {
+    const what = backwardInputWhat(dy, w);
+    checkF32('linear.backwardInput', dy, w);
+    if (dy.shape.length !== 2 || w.shape.length !== 2) throw new ShapeError(`${what}: dy must be [N,out] and w [out,in]`);
+    if (w.shape[0] !== dy.shape[1]) throw new ShapeError(`${what}: dy has ${dy.shape[1]} features, w has ${w.shape[0]} outputs`);
+  },
+  bucket: (dy, w) => gemmBucket(dy.shape[0], w.shape[1], w.shape[0]),
+});
+
+export const linearBackwardWeightOp = defineOp<LinearBackwardWeightFn>('linear.backwardWeight', {
+  check: (x, dy) => {
+    const what = backwardWeightWhat(x, dy);
+    checkF32('linear.backwardWeight', x, dy);
+    if (x.shape.length !== 2 || dy.shape.length !== 2) throw new ShapeError(`${what}: x must be [N,in] and dy [N,out]`);
+    if (dy.shape[0] !== x.shape[0]) throw new ShapeError(`${what}: batch sizes differ`);
+  },
+  bucket: (x, dy) => gemmBucket(dy.shape[1], x.shape[1], x.shape[0]),
+});
+
+// The variants below assume arguments that passed their op's check.
 
 function linearForwardWith(
   core: GemmCore,
@@ -18,13 +66,9 @@ function linearForwardWith(
   b: DeviceTensor | null,
   opts: { activation?: Activation; slope?: number } = {},
 ): DeviceTensor {
-  const what = `linear.forward: x ${s(x)}, w ${s(w)}${b ? `, b ${s(b)}` : ''}`;
-  checkF32('linear.forward', x, w, b);
-  if (x.shape.length !== 2 || w.shape.length !== 2) throw new ShapeError(`${what}: x must be [N,in] and w [out,in]`);
+  const what = forwardWhat(x, w, b);
   const [n, inF] = x.shape;
-  const [outF, inW] = w.shape;
-  if (inW !== inF) throw new ShapeError(`${what}: x has ${inF} features, w expects ${inW}`);
-  if (b && (b.shape.length !== 1 || b.shape[0] !== outF)) throw new ShapeError(`${what}: b must be [${outF}]`);
+  const outF = w.shape[0];
   const y = x.engine.empty([n, outF]);
   const operands = [{ tensor: x, name: 'x', unit: inF }, { tensor: y, name: 'y', unit: outF, output: true }];
   forEachSplit(x.engine, what, n, operands, (r, [xs, ys]) => {
@@ -37,12 +81,9 @@ function linearForwardWith(
 }
 
 function linearBackwardInputWith(core: GemmCore, dy: DeviceTensor, w: DeviceTensor): DeviceTensor {
-  const what = `linear.backwardInput: dy ${s(dy)}, w ${s(w)}`;
-  checkF32('linear.backwardInput', dy, w);
-  if (dy.shape.length !== 2 || w.shape.length !== 2) throw new ShapeError(`${what}: dy must be [N,out] and w [out,in]`);
+  const what = backwardInputWhat(dy, w);
   const [n, outF] = dy.shape;
-  const [outW, inF] = w.shape;
-  if (outW !== outF) throw new ShapeError(`${what}: dy has ${outF} features, w has ${outW} outputs`);
+  const inF = w.shape[1];
   const dx = dy.engine.empty([n, inF]);
   const operands = [{ tensor: dy, name: 'dy', unit: outF }, { tensor: dx, name: 'dx', unit: inF, output: true }];
   forEachSplit(dy.engine, what, n, operands, (r, [dys, dxs]) => {
@@ -53,12 +94,9 @@ function linearBackwardInputWith(core: GemmCore, dy: DeviceTensor, w: DeviceTens
 }
 
 function linearBackwardWeightWith(core: GemmCore, x: DeviceTensor, dy: DeviceTensor): DeviceTensor {
-  const what = `linear.backwardWeight: x ${s(x)}, dy ${s(dy)}`;
-  checkF32('linear.backwardWeight', x, dy);
-  if (x.shape.length !== 2 || dy.shape.length !== 2) throw new ShapeError(`${what}: x must be [N,in] and dy [N,out]`);
+  const what = backwardWeightWhat(x, dy);
   const [n, inF] = x.shape;
-  const [nd, outF] = dy.shape;
-  if (nd !== n) throw new ShapeError(`${what}: batch sizes differ`);
+  const outF = dy.shape[1];
   const parts: DeviceTensor[] = [];
   const operands = [{ tensor: x, name: 'x', unit: inF }, { tensor: dy, name: 'dy', unit: outF }];
   forEachSplit(x.engine, what, n, operands, (r, [xs, dys]) => {
@@ -70,47 +108,23 @@ function linearBackwardWeightWith(core: GemmCore, x: DeviceTensor, dy: DeviceTen
   return sumParts(parts);
 }
 
-const forwardWith = (core: GemmCore) => (x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, opts?: { activation?: Activation; slope?: number }) =>
-  linearForwardWith(core, x, w, b, opts);
-const backwardInputWith = (core: GemmCore) => (dy: DeviceTensor, w: DeviceTensor) => linearBackwardInputWith(core, dy, w);
-const backwardWeightWith = (core: GemmCore) => (x: DeviceTensor, dy: DeviceTensor) => linearBackwardWeightWith(core, x, dy);
-type Fwd = ReturnType<typeof forwardWith>;
-
 /** y = act(x w^T + b): x [N,in], w [out,in], b [out] or null -> [N,out]. */
-export function linearForward(
-  x: DeviceTensor,
-  w: DeviceTensor,
-  b: DeviceTensor | null,
-  opts?: { activation?: Activation; slope?: number },
-): DeviceTensor {
-  return kernels.get<Fwd>('linear.forward', x.engine)(x, w, b, opts);
+export function linearForward(x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, opts?: Epilogue): DeviceTensor {
+  return linearForwardOp.get(x.engine)(x, w, b, opts);
 }
 
 /** dx = dy w: dy [N,out], w [out,in] -> [N,in]. */
 export function linearBackwardInput(dy: DeviceTensor, w: DeviceTensor): DeviceTensor {
-  return kernels.get<ReturnType<typeof backwardInputWith>>('linear.backwardInput', dy.engine)(dy, w);
+  return linearBackwardInputOp.get(dy.engine)(dy, w);
 }
 
 /** dw = dy^T x: x [N,in], dy [N,out] -> [out,in]. */
 export function linearBackwardWeight(x: DeviceTensor, dy: DeviceTensor): DeviceTensor {
-  return kernels.get<ReturnType<typeof backwardWeightWith>>('linear.backwardWeight', x.engine)(x, dy);
+  return linearBackwardWeightOp.get(x.engine)(x, dy);
 }
 
-const VARIANTS: [string, GemmCore][] = [
-  ['register', 'register'],
-  ['register-subgroup', 'subgroup'],
-  ['subgroup-vec4', 'subgroup-vec4'],
-  ['tiled', 'tiled'],
-];
-for (const [name, core] of VARIANTS) {
-  // The vec4 core is not the default here although it is faster on big GEMMs: below 5 rows it falls
-  // back to another kernel, so an image's scores would change with the batch it is inspected in.
-  kernels.register('linear.forward', name, forwardWith(core), CORE_INFO[core]);
-  kernels.register('linear.backwardInput', name, backwardInputWith(core), CORE_INFO[core]);
-  kernels.register('linear.backwardWeight', name, backwardWeightWith(core), CORE_INFO[core]);
-}
-
-// Shape buckets for tuned choices: the GEMM each pass runs (M rows, N columns, K reduction).
-kernels.setBucket('linear.forward', (x: DeviceTensor, w: DeviceTensor) => gemmBucket(x.shape[0], w.shape[0], w.shape[1]));
-kernels.setBucket('linear.backwardInput', (dy: DeviceTensor, w: DeviceTensor) => gemmBucket(dy.shape[0], w.shape[1], w.shape[0]));
-kernels.setBucket('linear.backwardWeight', (x: DeviceTensor, dy: DeviceTensor) => gemmBucket(dy.shape[1], x.shape[1], x.shape[0]));
+// The vec4 core is not the default here although it is faster on big GEMMs: below 5 rows it falls
+// back to another kernel, so an image's scores would change with the batch it is inspected in.
+registerPerCore(linearForwardOp, GEMM_VARIANT_NAMES, (core) => (x, w, b, opts) => linearForwardWith(core, x, w, b, opts));
+registerPerCore(linearBackwardInputOp, GEMM_VARIANT_NAMES, (core) => (dy, w) => linearBackwardInputWith(core, dy, w));
+registerPerCore(linearBackwardWeightOp, GEMM_VARIANT_NAMES, (core) => (x, dy) => linearBackwardWeightWith(core, x, dy));

@@ -10,7 +10,7 @@ import { i32 } from '../gpu/engine.js';
 import { shapeString, type DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import { Rng } from '../util/rng.js';
-import { kernels } from './registry.js';
+import { defineOp } from './registry.js';
 
 const WG = 256;
 
@@ -121,22 +121,28 @@ export function colorBackward(dy: DeviceTensor, params: DeviceTensor): DeviceTen
   return color('diffAugment.colorBackward', dy, params, false);
 }
 
-kernels.register('diffAugment.translate', 'gather', translateForward, {
+export const diffAugmentTranslateOp = defineOp<typeof translateForward>('diffAugment.translate');
+diffAugmentTranslateOp.register('gather', translateForward, {
   description: 'one invocation per output element gathers x[i - dy, j - dx] or 0',
 });
-kernels.register('diffAugment.translateBackward', 'gather', translateBackward, {
+export const diffAugmentTranslateBackwardOp = defineOp<typeof translateBackward>('diffAugment.translateBackward');
+diffAugmentTranslateBackwardOp.register('gather', translateBackward, {
   description: 'the adjoint: a gather with the shift negated',
 });
-kernels.register('diffAugment.cutout', 'mask', cutoutForward, {
+export const diffAugmentCutoutOp = defineOp<typeof cutoutForward>('diffAugment.cutout');
+diffAugmentCutoutOp.register('mask', cutoutForward, {
   description: 'one invocation per element; 0 inside the sample box',
 });
-kernels.register('diffAugment.cutoutBackward', 'mask', cutoutBackward, {
+export const diffAugmentCutoutBackwardOp = defineOp<typeof cutoutBackward>('diffAugment.cutoutBackward');
+diffAugmentCutoutBackwardOp.register('mask', cutoutBackward, {
   description: 'the same box mask applied to dy',
 });
-kernels.register('diffAugment.color', 'fused', colorForward, {
+export const diffAugmentColorOp = defineOp<typeof colorForward>('diffAugment.color');
+diffAugmentColorOp.register('fused', colorForward, {
   description: 'sample means by a workgroup tree reduction, then one invocation per pixel: brightness, saturation, contrast fused',
 });
-kernels.register('diffAugment.colorBackward', 'fused', colorBackward, {
+export const diffAugmentColorBackwardOp = defineOp<typeof colorBackward>('diffAugment.colorBackward');
+diffAugmentColorBackwardOp.register('fused', colorBackward, {
   description: 'the same fused pass on dy without the brightness term (the linear part is self-adjoint)',
 });
 

@@ -6,7 +6,7 @@
 import { f32, type Engine } from '../gpu/engine.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
-import { kernels } from './registry.js';
+import { defineOp } from './registry.js';
 import { forEachSplit } from './batch-split.js';
 
 const WG = 256;
@@ -78,9 +78,11 @@ export function dropoutMask(engine: Engine, shape: readonly number[], p: number,
   return m;
 }
 
-kernels.register('dropout.forward', 'philox', dropoutForward, {
+export const dropoutForwardOp = defineOp<typeof dropoutForward>('dropout.forward');
+dropoutForwardOp.register('philox', dropoutForward, {
   description: 'inverted dropout, mask from Philox-4x32-10 of (seed, index); 4 elements per invocation',
 });
-kernels.register('dropout.backward', 'philox', dropoutBackward, {
+export const dropoutBackwardOp = defineOp<typeof dropoutBackward>('dropout.backward');
+dropoutBackwardOp.register('philox', dropoutBackward, {
   description: 'regenerates the forward mask from the seed; dx = dy * mask / (1 - p)',
 });

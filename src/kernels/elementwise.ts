@@ -4,7 +4,7 @@
 import { f32, type Engine } from '../gpu/engine.js';
 import { shapeString, type DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
-import { kernels } from './registry.js';
+import { defineOp } from './registry.js';
 import { forEachSplit, type SplitOperand } from './batch-split.js';
 
 export type BinaryOp = 'add' | 'sub' | 'mul' | 'div';
@@ -190,31 +190,30 @@ function scaleByScalarWith(x: DeviceTensor, s: DeviceTensor, alpha: number, v: n
 }
 
 const V_SW = SOFTWARE_PER_INVOCATION;
-kernels.register('elementwise.binary', 'chunked', (a: DeviceTensor, b: DeviceTensor, op: BinaryOp) => binaryWith(a, b, op, V_SW), {
+export const elementwiseBinaryOp = defineOp<typeof binary>('elementwise.binary');
+elementwiseBinaryOp.register('chunked', (a: DeviceTensor, b: DeviceTensor, op: BinaryOp) => binaryWith(a, b, op, V_SW), {
   description: `${V_SW} consecutive outputs per invocation; divisions once per innermost row (broadcast dims merged on the host)`,
   preferredOn: ['software'],
 });
-kernels.register('elementwise.binary', 'per-element', (a: DeviceTensor, b: DeviceTensor, op: BinaryOp) => binaryWith(a, b, op, 1), {
+elementwiseBinaryOp.register('per-element', (a: DeviceTensor, b: DeviceTensor, op: BinaryOp) => binaryWith(a, b, op, 1), {
   description: 'one output per invocation (coalesced on real GPUs)',
   preferredOn: ['hardware'],
 });
-kernels.register('elementwise.scale', 'chunked', (x: DeviceTensor, alpha: number, beta = 0) => scaleWith(x, alpha, beta, V_SW), {
+export const elementwiseScaleOp = defineOp<typeof scale>('elementwise.scale');
+elementwiseScaleOp.register('chunked', (x: DeviceTensor, alpha: number, beta = 0) => scaleWith(x, alpha, beta, V_SW), {
   description: `y = alpha x + beta, ${V_SW} outputs per invocation`,
   preferredOn: ['software'],
 });
-kernels.register('elementwise.scale', 'per-element', (x: DeviceTensor, alpha: number, beta = 0) => scaleWith(x, alpha, beta, 1), {
+elementwiseScaleOp.register('per-element', (x: DeviceTensor, alpha: number, beta = 0) => scaleWith(x, alpha, beta, 1), {
   description: 'y = alpha x + beta, one output per invocation',
   preferredOn: ['hardware'],
 });
-kernels.register(
-  'elementwise.scaleByScalar',
-  'chunked',
+export const elementwiseScaleByScalarOp = defineOp<typeof scaleByScalarTensor>('elementwise.scaleByScalar');
+elementwiseScaleByScalarOp.register('chunked',
   (x: DeviceTensor, s: DeviceTensor, alpha = 1) => scaleByScalarWith(x, s, alpha, V_SW),
   { description: `y = alpha s[0] x (s read on the GPU), ${V_SW} outputs per invocation`, preferredOn: ['software'] },
 );
-kernels.register(
-  'elementwise.scaleByScalar',
-  'per-element',
+elementwiseScaleByScalarOp.register('per-element',
   (x: DeviceTensor, s: DeviceTensor, alpha = 1) => scaleByScalarWith(x, s, alpha, 1),
   { description: 'y = alpha s[0] x (s read on the GPU), one output per invocation', preferredOn: ['hardware'] },
 );

@@ -20,4 +20,4 @@ import { applyKernelEnv } from './registry.js';
 
 applyKernelEnv();
 
-export { kernels, KernelRegistry, applyKernelEnv } from './registry.js';
+export { kernels, KernelRegistry, OpDescriptor, applyKernelEnv, defineOp } from './registry.js';

@@ -8,7 +8,7 @@ import { shapeString, type DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import { perInvocation } from './elementwise.js';
 import { reduceAxes } from './reduce.js';
-import { kernels } from './registry.js';
+import { defineOp } from './registry.js';
 import { forEachSplit, sumParts } from './batch-split.js';
 
 const WG = 64;
@@ -34,6 +34,8 @@ function checkF32(op: string, name: string, t: DeviceTensor): void {
 function checkPair(op: string, x: DeviceTensor, xName: string, target: DeviceTensor): void {
   checkF32(op, xName, x);
   checkF32(op, 'target', target);
+  if (x.size !== target.size)
+    throw new ShapeError(`${op}: ${xName} ${shapeString(x.shape)} and target ${shapeString(target.shape)} differ in size (they must have the same shape)`);
   if (x.shape.length !== target.shape.length || x.shape.some((d, i) => d !== target.shape[i]))
     throw new ShapeError(`${op}: ${xName} ${shapeString(x.shape)} and target ${shapeString(target.shape)} must have the same shape`);
   if (x.size === 0) throw new ShapeError(`${op}: the mean over an empty input ${shapeString(x.shape)} is undefined`);
@@ -51,9 +53,11 @@ function checkLogits(op: string, logits: DeviceTensor, labels: DeviceTensor): { 
   if (logits.shape.length !== 2 || logits.shape[0] === 0 || logits.shape[1] === 0)
     throw new ShapeError(`${op}: logits must be a non-empty [N, K] matrix, got ${shapeString(logits.shape)}`);
   const [rows, k] = logits.shape;
-  if (labels.dtype !== 'i32' || labels.shape.length !== 1 || labels.shape[0] !== rows)
+  if (labels.dtype !== 'i32')
+    throw new ShapeError(`${op}: labels must be an i32 tensor of class indices, got ${labels.dtype} ${shapeString(labels.shape)}`);
+  if (labels.shape.length !== 1 || labels.shape[0] !== rows)
     throw new ShapeError(
-      `${op}: labels must be an i32 [${rows}] tensor for logits ${shapeString(logits.shape)}, got ${labels.dtype} ${shapeString(labels.shape)}`,
+      `${op}: ${labels.size} labels for ${rows} rows of logits ${shapeString(logits.shape)}: labels must be [${rows}], got ${shapeString(labels.shape)}`,
     );
   return { rows, k };
 }
@@ -170,9 +174,15 @@ export function crossEntropyBackward(logits: DeviceTensor, labels: DeviceTensor,
   return elementGrad('cross_entropy_backward', logits, labels, g, rows, k, 1 / rows, `crossEntropy.backward ${shapeString(logits.shape)}`, true);
 }
 
-kernels.register('bce.forward', 'chunked', bceForward, { description: 'chunk sums per invocation, then reduce' });
-kernels.register('bce.backward', 'elementwise', bceBackward);
-kernels.register('bceWithLogits.forward', 'chunked', bceWithLogitsForward, { description: 'chunk sums per invocation, then reduce' });
-kernels.register('bceWithLogits.backward', 'elementwise', bceWithLogitsBackward);
-kernels.register('crossEntropy.forward', 'rowwise', crossEntropyForward, { description: 'row chunks per invocation, then reduce' });
-kernels.register('crossEntropy.backward', 'rowwise', crossEntropyBackward, { description: 'one invocation per row' });
+export const bceForwardOp = defineOp<typeof bceForward>('bce.forward');
+bceForwardOp.register('chunked', bceForward, { description: 'chunk sums per invocation, then reduce' });
+export const bceBackwardOp = defineOp<typeof bceBackward>('bce.backward');
+bceBackwardOp.register('elementwise', bceBackward);
+export const bceWithLogitsForwardOp = defineOp<typeof bceWithLogitsForward>('bceWithLogits.forward');
+bceWithLogitsForwardOp.register('chunked', bceWithLogitsForward, { description: 'chunk sums per invocation, then reduce' });
+export const bceWithLogitsBackwardOp = defineOp<typeof bceWithLogitsBackward>('bceWithLogits.backward');
+bceWithLogitsBackwardOp.register('elementwise', bceWithLogitsBackward);
+export const crossEntropyForwardOp = defineOp<typeof crossEntropyForward>('crossEntropy.forward');
+crossEntropyForwardOp.register('rowwise', crossEntropyForward, { description: 'row chunks per invocation, then reduce' });
+export const crossEntropyBackwardOp = defineOp<typeof crossEntropyBackward>('crossEntropy.backward');
+crossEntropyBackwardOp.register('rowwise', crossEntropyBackward, { description: 'one invocation per row' });

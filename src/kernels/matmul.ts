@@ -6,7 +6,7 @@ import { f32, type Engine } from '../gpu/engine.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import { ACTIVATION_CODE, type Activation } from './activation.js';
-import { kernels, log2Bucket } from './registry.js';
+import { defineOp, log2Bucket, type KernelFn, type OpDescriptor, type VariantOptions } from './registry.js';
 
 /**
  * Which kernel runs a GEMM: gemm_register or gemm_tiled of shaders/matmul.wgsl, gemm_subgroup of
@@ -432,7 +432,7 @@ export const matmulTiled = (a: DeviceTensor, b: DeviceTensor, opts?: MatmulOptio
  * Returns [M,N] or [B,M,N].
  */
 export function matmul(a: DeviceTensor, b: DeviceTensor, opts?: MatmulOptions): DeviceTensor {
-  return kernels.get<typeof matmulRegister>('matmul', a.engine)(a, b, opts);
+  return matmulOp.get(a.engine)(a, b, opts);
 }
 
 /** Registry descriptions shared by the GEMM-based ops. */
@@ -464,19 +464,36 @@ export const CORE_INFO = {
  */
 export const SOFTWARE_GEMM_INFO = { ...CORE_INFO['subgroup-vec4'], preferredOn: ['software'] as ('software' | 'hardware')[] };
 
-kernels.register('matmul', 'register', matmulRegister, CORE_INFO.register);
-kernels.register('matmul', 'register-subgroup', matmulSubgroup, { ...CORE_INFO.subgroup, preferredOn: [] });
-kernels.register('matmul', 'subgroup-vec4', matmulSubgroupVec4, SOFTWARE_GEMM_INFO);
-kernels.register('matmul', 'tiled', matmulTiled, CORE_INFO.tiled);
+/** The GEMM cores in the order their variants register (the first is the fallback default). */
+export const GEMM_CORES: readonly GemmCore[] = ['register', 'subgroup', 'subgroup-vec4', 'tiled'];
+
+/** Variant names of the plain GEMM ops (matmul, linear.*): one per core. */
+export const GEMM_VARIANT_NAMES: Record<GemmCore, string> = {
+  register: 'register',
+  subgroup: 'register-subgroup',
+  'subgroup-vec4': 'subgroup-vec4',
+  tiled: 'tiled',
+};
+
+/** Variant names of the implicit-GEMM convolution ops (conv2d.*, convTranspose2d.*): one per core. */
+export const CONV_GEMM_VARIANT_NAMES: Record<GemmCore, string> = {
+  register: 'gemm',
+  subgroup: 'gemm-subgroup',
+  'subgroup-vec4': 'gemm-subgroup-vec4',
+  tiled: 'gemm-tiled',
+};
 
 /**
- * The core a variant name stands for ('register'/'gemm', 'register-subgroup'/'gemm-subgroup',
- * 'subgroup-vec4'/'gemm-subgroup-vec4', 'tiled'/'gemm-tiled').
+ * Registers one variant of `op` per GEMM core, named by `names`: `implFor(core)` closes over the core,
+ * so which kernel a variant runs is fixed here, not read back from its name.
  */
-export function coreOf(variant: string): GemmCore {
-  if (variant.includes('tiled')) return 'tiled';
-  if (variant.includes('vec4')) return 'subgroup-vec4';
-  return variant.includes('subgroup') ? 'subgroup' : 'register';
+export function registerPerCore<F extends KernelFn>(
+  op: OpDescriptor<F>,
+  names: Record<GemmCore, string>,
+  implFor: (core: GemmCore) => F,
+  options: (core: GemmCore) => VariantOptions = (core) => CORE_INFO[core],
+): void {
+  for (const core of GEMM_CORES) op.register(names[core], implFor(core), options(core));
 }
 
 /** Shape bucket of a GEMM for tuned variant choices: log2-rounded M, N, K and batch. */
@@ -484,9 +501,21 @@ export function gemmBucket(M: number, N: number, K: number, batch = 1): string {
   return `m${log2Bucket(M)} n${log2Bucket(N)} k${log2Bucket(K)}${batch > 1 ? ` b${log2Bucket(batch)}` : ''}`;
 }
 
-kernels.setBucket('matmul', (a: DeviceTensor, b: DeviceTensor, opts: MatmulOptions = {}) => {
-  const [ar, ac] = a.shape.slice(-2);
-  const [br, bc] = b.shape.slice(-2);
-  const batch = Math.max(a.shape.length === 3 ? a.shape[0] : 1, b.shape.length === 3 ? b.shape[0] : 1);
-  return gemmBucket(opts.transA ? ac : ar, opts.transB ? br : bc, opts.transA ? ar : ac, batch);
+/** The matmul op (see `matmul`); its variants are the GEMM cores. */
+export const matmulOp = defineOp<typeof matmul>('matmul', {
+  bucket: (a, b, opts = {}) => {
+    const [ar, ac] = a.shape.slice(-2);
+    const [br, bc] = b.shape.slice(-2);
+    const batch = Math.max(a.shape.length === 3 ? a.shape[0] : 1, b.shape.length === 3 ? b.shape[0] : 1);
+    return gemmBucket(opts.transA ? ac : ar, opts.transB ? br : bc, opts.transA ? ar : ac, batch);
+  },
 });
+const MATMUL_BY_CORE: Record<GemmCore, typeof matmul> = {
+  register: matmulRegister,
+  subgroup: matmulSubgroup,
+  'subgroup-vec4': matmulSubgroupVec4,
+  tiled: matmulTiled,
+};
+registerPerCore(matmulOp, GEMM_VARIANT_NAMES, (core) => MATMUL_BY_CORE[core], (core) =>
+  core === 'subgroup-vec4' ? SOFTWARE_GEMM_INFO : core === 'subgroup' ? { ...CORE_INFO.subgroup, preferredOn: [] } : CORE_INFO[core],
+);

@@ -7,7 +7,7 @@
 import { shapeString, type DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import { perInvocation, SOFTWARE_PER_INVOCATION } from './elementwise.js';
-import { kernels } from './registry.js';
+import { defineOp } from './registry.js';
 import { forEachSplit } from './batch-split.js';
 
 export interface Pool2dParams {
@@ -114,23 +114,21 @@ function backwardWith(dy: DeviceTensor, argmax: DeviceTensor, xShape: readonly n
 }
 
 const V_SW = SOFTWARE_PER_INVOCATION;
-kernels.register('maxPool2d.forward', 'chunked', (x: DeviceTensor, p: Pool2dParams) => forwardWith(x, p, V_SW), {
+export const maxPool2dForwardOp = defineOp<typeof maxPool2dForward>('maxPool2d.forward');
+maxPool2dForwardOp.register('chunked', (x: DeviceTensor, p: Pool2dParams) => forwardWith(x, p, V_SW), {
   description: `${V_SW} consecutive outputs per invocation`,
   preferredOn: ['software'],
 });
-kernels.register('maxPool2d.forward', 'per-element', (x: DeviceTensor, p: Pool2dParams) => forwardWith(x, p, 1), {
+maxPool2dForwardOp.register('per-element', (x: DeviceTensor, p: Pool2dParams) => forwardWith(x, p, 1), {
   description: 'one output per invocation',
   preferredOn: ['hardware'],
 });
-kernels.register(
-  'maxPool2d.backward',
-  'chunked',
+export const maxPool2dBackwardOp = defineOp<typeof maxPool2dBackward>('maxPool2d.backward');
+maxPool2dBackwardOp.register('chunked',
   (dy: DeviceTensor, am: DeviceTensor, xShape: readonly number[], p: Pool2dParams) => backwardWith(dy, am, xShape, p, V_SW),
   { description: `gather over the windows containing each input element, ${V_SW} elements per invocation`, preferredOn: ['software'] },
 );
-kernels.register(
-  'maxPool2d.backward',
-  'per-element',
+maxPool2dBackwardOp.register('per-element',
   (dy: DeviceTensor, am: DeviceTensor, xShape: readonly number[], p: Pool2dParams) => backwardWith(dy, am, xShape, p, 1),
   { description: 'gather over the windows containing each input element, one per invocation', preferredOn: ['hardware'] },
 );

@@ -5,7 +5,7 @@ import { f32, type Engine, type UniformValue } from '../gpu/engine.js';
 import type { PooledBuffer } from '../gpu/buffer-pool.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
-import { kernels } from './registry.js';
+import { defineOp } from './registry.js';
 
 const WG = 256;
 
@@ -190,10 +190,13 @@ function dispatchAdamMulti(e: Engine, group: AdamMultiItem[], slots: number, m: 
   });
 }
 
-kernels.register('optim.adamMulti', 'slots', adamMultiStep, {
+export const optimAdamMultiOp = defineOp<typeof adamMultiStep>('optim.adamMulti');
+optimAdamMultiOp.register('slots', adamMultiStep, {
   description: 'PyTorch Adam over several parameters per dispatch (3 or 7 as the storage-buffer limit allows), moments in flat state buffers',
 });
-kernels.register('optim.adam', 'elementwise', adamStep, { description: 'PyTorch Adam, one invocation per element, in place' });
-kernels.register('optim.sgd', 'elementwise', sgdStep, {
+export const optimAdamOp = defineOp<typeof adamStep>('optim.adam');
+optimAdamOp.register('elementwise', adamStep, { description: 'PyTorch Adam, one invocation per element, in place' });
+export const optimSgdOp = defineOp<typeof sgdStep>('optim.sgd');
+optimSgdOp.register('elementwise', sgdStep, {
   description: 'PyTorch SGD (momentum, dampening, nesterov, weight decay), one invocation per element, in place',
 });

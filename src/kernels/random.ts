@@ -2,7 +2,7 @@
 // that dropout uses (shaders/lib/philox.wgsl): element i depends only on (seed, i).
 import { f32, type Engine } from '../gpu/engine.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
-import { kernels } from './registry.js';
+import { defineOp } from './registry.js';
 
 const WG = 256;
 
@@ -31,9 +31,11 @@ export function randomNormal(engine: Engine, shape: readonly number[], seed: num
   return fill(engine, shape, seed, 'normal_fill', mean, std, 'random.normal');
 }
 
-kernels.register('random.uniform', 'philox', randomUniform, {
+export const randomUniformOp = defineOp<typeof randomUniform>('random.uniform');
+randomUniformOp.register('philox', randomUniform, {
   description: 'Philox-4x32-10 of (seed, index), top 24 bits scaled to [lo, hi); 4 elements per invocation',
 });
-kernels.register('random.normal', 'philox', randomNormal, {
+export const randomNormalOp = defineOp<typeof randomNormal>('random.normal');
+randomNormalOp.register('philox', randomNormal, {
   description: 'Box-Muller on Philox-4x32-10 word pairs; 4 elements per invocation',
 });

@@ -10,7 +10,7 @@
 import { f32 } from '../gpu/engine.js';
 import { shapeString, type DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
-import { kernels } from './registry.js';
+import { defineOp } from './registry.js';
 import { forEachSplit, sumParts } from './batch-split.js';
 
 const WG = 64;
@@ -171,8 +171,11 @@ export function sumToShape(x: DeviceTensor, shape: readonly number[]): DeviceTen
   return reduceAxes(x, mask, shape, 1, 'reduce.sumToShape');
 }
 
-kernels.register('reduce.sum', 'chunked', sum, {
+export const reduceSumOp = defineOp<typeof sum>('reduce.sum');
+reduceSumOp.register('chunked', sum, {
   description: 'contiguous chunks of <= 256 terms per invocation, then the same kernel over the partials',
 });
-kernels.register('reduce.mean', 'chunked', mean, { description: 'reduce.sum scaled by 1/count in the last pass' });
-kernels.register('reduce.sumToShape', 'chunked', sumToShape, { description: 'reduce.sum over the broadcast axes' });
+export const reduceMeanOp = defineOp<typeof mean>('reduce.mean');
+reduceMeanOp.register('chunked', mean, { description: 'reduce.sum scaled by 1/count in the last pass' });
+export const reduceSumToShapeOp = defineOp<typeof sumToShape>('reduce.sumToShape');
+reduceSumToShapeOp.register('chunked', sumToShape, { description: 'reduce.sum over the broadcast axes' });

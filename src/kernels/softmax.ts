@@ -2,7 +2,7 @@
 // storage binding run per range of rows (src/kernels/batch-split.ts).
 import { shapeString, type DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
-import { kernels } from './registry.js';
+import { defineOp } from './registry.js';
 import { forEachSplit } from './batch-split.js';
 
 const WG = 64;
@@ -56,5 +56,7 @@ export function softmaxBackward(y: DeviceTensor, dy: DeviceTensor): DeviceTensor
   return dx;
 }
 
-kernels.register('softmax.forward', 'rowwise', softmaxForward, { description: 'one invocation per row' });
-kernels.register('softmax.backward', 'rowwise', softmaxBackward, { description: 'one invocation per row' });
+export const softmaxForwardOp = defineOp<typeof softmaxForward>('softmax.forward');
+softmaxForwardOp.register('rowwise', softmaxForward, { description: 'one invocation per row' });
+export const softmaxBackwardOp = defineOp<typeof softmaxBackward>('softmax.backward');
+softmaxBackwardOp.register('rowwise', softmaxBackward, { description: 'one invocation per row' });

@@ -1,37 +1,46 @@
 // F: differentiable ops, named after torch.nn.functional (camelCase, NCHW).
 //
 // Each op runs its forward kernel and records, right beside it, the local derivative: a closure that
-// maps the output gradient dy to the input gradients. Kernels are looked up in the registry, so
-// `kernels.use(op, variant)` or an op's `variant` option picks the implementation.
-import type { Engine } from '../gpu/engine.js';
+// maps the output gradient dy to the input gradients. Kernels are looked up through their op
+// descriptors (src/kernels/registry.ts), so `kernels.use(op, variant)` or an op's `variant` option
+// picks the implementation; the descriptors run each op's argument check, so F checks only what is
+// its own (engines, options, reshaping).
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { shapeString, sizeOf } from '../gpu/device-tensor.js';
 import { InvalidArgumentError, ShapeError, WgslNnError } from '../gpu/errors.js';
-import { kernels, type KernelFn } from '../kernels/registry.js';
 import '../kernels/index.js';
-import type { Activation } from '../kernels/activation.js';
-import type { Conv2dParams } from '../kernels/conv2d.js';
-import type * as conv from '../kernels/conv2d.js';
-import type * as convT from '../kernels/conv-transpose2d.js';
-import type * as dense from '../kernels/dense.js';
-import type * as bias from '../kernels/bias-grad.js';
-import type * as act from '../kernels/activation.js';
-import type * as pool from '../kernels/maxpool2d.js';
-import type * as soft from '../kernels/softmax.js';
-import type * as loss from '../kernels/loss.js';
-import type * as ew from '../kernels/elementwise.js';
-import type * as red from '../kernels/reduce.js';
-import type * as bn from '../kernels/batchnorm2d.js';
-import type * as drop from '../kernels/dropout.js';
-import type * as aug from '../kernels/diffaugment.js';
-import { diffAugmentPlan, PARAMS_PER_SAMPLE, type DiffAugmentPolicy } from '../kernels/diffaugment.js';
+import { activationBackwardOp, activationForwardOp, type Activation } from '../kernels/activation.js';
+import { conv2dBackwardInputOp, conv2dBackwardWeightOp, conv2dForwardOp, type Conv2dParams } from '../kernels/conv2d.js';
+import { convTranspose2dBackwardInputOp, convTranspose2dBackwardWeightOp, convTranspose2dForwardOp } from '../kernels/conv-transpose2d.js';
+import { linearBackwardInputOp, linearBackwardWeightOp, linearForwardOp } from '../kernels/dense.js';
+import { biasBackwardOp } from '../kernels/bias-grad.js';
+import { maxPool2dBackwardOp, maxPool2dForwardOp } from '../kernels/maxpool2d.js';
+import { softmaxBackwardOp, softmaxForwardOp } from '../kernels/softmax.js';
+import {
+  bceBackwardOp,
+  bceForwardOp,
+  bceWithLogitsBackwardOp,
+  bceWithLogitsForwardOp,
+  crossEntropyBackwardOp,
+  crossEntropyForwardOp,
+} from '../kernels/loss.js';
+import { elementwiseBinaryOp, elementwiseScaleOp, type BinaryOp } from '../kernels/elementwise.js';
+import { reduceMeanOp, reduceSumOp, reduceSumToShapeOp } from '../kernels/reduce.js';
+import { batchNorm2dBackwardOp, batchNorm2dEvalBackwardOp, batchNorm2dEvalForwardOp, batchNorm2dTrainForwardOp } from '../kernels/batchnorm2d.js';
+import { dropoutBackwardOp, dropoutForwardOp } from '../kernels/dropout.js';
+import {
+  diffAugmentColorBackwardOp,
+  diffAugmentColorOp,
+  diffAugmentCutoutBackwardOp,
+  diffAugmentCutoutOp,
+  diffAugmentTranslateBackwardOp,
+  diffAugmentTranslateOp,
+  diffAugmentPlan,
+  PARAMS_PER_SAMPLE,
+  type DiffAugmentPolicy,
+} from '../kernels/diffaugment.js';
 import { record, Tensor } from './tensor.js';
 import { globalRng } from './seed.js';
-
-/** The registered kernel for `op` (the forced/preferred variant unless `variant` is given). */
-function k<F extends KernelFn>(op: string, e: Engine, variant?: string): F {
-  return kernels.get<F>(op, e, variant);
-}
 
 type Pair = number | [number, number];
 const pair = (v: Pair | undefined, dflt: number): [number, number] =>
@@ -47,6 +56,7 @@ function sameEngine(op: string, ...tensors: (Tensor | null | undefined)[]): void
     if (t && t.engine !== e) throw new InvalidArgumentError(`${op}: a tensor of shape ${shapeString(t.shape)} belongs to another engine than ${shapeString(tensors[0]!.shape)}`);
 }
 
+/** For ops whose kernels take no tensor of this rank (the kernel ops check the others themselves). */
 function expectDims(x: Tensor, dims: number, op: string, what = 'input'): void {
   if (x.shape.length !== dims)
     throw new ShapeError(`${op}: ${what} must be ${dims}-D, got ${shapeString(x.shape)}`);
@@ -55,7 +65,7 @@ function expectDims(x: Tensor, dims: number, op: string, what = 'input'): void {
 /** Applies a fused activation's derivative to dy (dy * act'(y)), or passes dy through. */
 function throughActivation(y: DeviceTensor, dy: DeviceTensor, a: Activation | undefined, slope: number): { dz: DeviceTensor; owned: boolean } {
   if (!a || a === 'none') return { dz: dy, owned: false };
-  return { dz: k<typeof act.activationBackward>('activation.backward', y.engine)(y, dy, a, slope), owned: true };
+  return { dz: activationBackwardOp.get(y.engine)(y, dy, a, slope), owned: true };
 }
 
 export interface ConvOptions {
@@ -65,7 +75,10 @@ export interface ConvOptions {
   activation?: Activation;
   /** Leaky ReLU's negative slope for a fused 'leakyRelu'. */
   slope?: number;
-  /** Kernel variant for this call (see kernels.variants('conv2d.forward')). */
+  /**
+   * Kernel variant of the forward for this call (see conv2dForwardOp.variants()); the backward ops use
+   * their variant of the same name where they have one, else their automatic choice.
+   */
   variant?: string;
 }
 
@@ -73,15 +86,11 @@ export interface ConvOptions {
 
 /** y = conv2d(x, w) + b.  x [N,C,H,W], w [O,C,kH,kW], b [O]. */
 export function conv2d(x: Tensor, w: Tensor, b: Tensor | null = null, options: ConvOptions = {}): Tensor {
-  expectDims(x, 4, 'conv2d');
-  expectDims(w, 4, 'conv2d', 'weight');
   sameEngine('conv2d', x, w, b);
-  if (x.shape[1] !== w.shape[1])
-    throw new ShapeError(`conv2d: input has ${x.shape[1]} channels but weight ${shapeString(w.shape)} expects ${w.shape[1]}`);
   const p: Conv2dParams = { stride: pair(options.stride, 1), padding: pair(options.padding, 0) };
   const slope = options.slope ?? 0.01;
   const e = x.engine;
-  const y = k<typeof conv.conv2dForward>('conv2d.forward', e, options.variant)(x.value, w.value, b?.value ?? null, {
+  const y = conv2dForwardOp.get(e, options.variant)(x.value, w.value, b?.value ?? null, {
     ...p,
     activation: options.activation,
     slope,
@@ -89,9 +98,9 @@ export function conv2d(x: Tensor, w: Tensor, b: Tensor | null = null, options: C
   // d/dx: transposed convolution of dz with w; d/dw: correlation of x with dz; d/db: sum of dz.
   return record('conv2d', b ? [x, w, b] : [x, w], y, (dy) => {
     const { dz, owned } = throughActivation(y, dy, options.activation, slope);
-    const dx = x.requiresGrad ? k<typeof conv.conv2dBackwardInput>('conv2d.backwardInput', e)(dz, w.value, x.shape, p) : null;
-    const dw = w.requiresGrad ? k<typeof conv.conv2dBackwardWeight>('conv2d.backwardWeight', e)(x.value, dz, w.shape, p) : null;
-    const db = b?.requiresGrad ? k<typeof bias.biasGrad>('bias.backward', e)(dz) : null;
+    const dx = x.requiresGrad ? conv2dBackwardInputOp.getMatching(e, options.variant)(dz, w.value, x.shape, p) : null;
+    const dw = w.requiresGrad ? conv2dBackwardWeightOp.getMatching(e, options.variant)(x.value, dz, w.shape, p) : null;
+    const db = b?.requiresGrad ? biasBackwardOp.getMatching(e, options.variant)(dz) : null;
     if (owned) dz.dispose();
     return [dx, dw, db];
   });
@@ -99,15 +108,11 @@ export function conv2d(x: Tensor, w: Tensor, b: Tensor | null = null, options: C
 
 /** Transposed convolution.  x [N,Cin,H,W], w [Cin,Cout,kH,kW] (PyTorch's layout), b [Cout]. */
 export function convTranspose2d(x: Tensor, w: Tensor, b: Tensor | null = null, options: ConvOptions = {}): Tensor {
-  expectDims(x, 4, 'convTranspose2d');
-  expectDims(w, 4, 'convTranspose2d', 'weight');
   sameEngine('convTranspose2d', x, w, b);
-  if (x.shape[1] !== w.shape[0])
-    throw new ShapeError(`convTranspose2d: input has ${x.shape[1]} channels but weight ${shapeString(w.shape)} expects ${w.shape[0]}`);
   const p: Conv2dParams = { stride: pair(options.stride, 1), padding: pair(options.padding, 0) };
   const slope = options.slope ?? 0.01;
   const e = x.engine;
-  const y = k<typeof convT.convTranspose2dForward>('convTranspose2d.forward', e, options.variant)(x.value, w.value, b?.value ?? null, {
+  const y = convTranspose2dForwardOp.get(e, options.variant)(x.value, w.value, b?.value ?? null, {
     ...p,
     activation: options.activation,
     slope,
@@ -115,9 +120,9 @@ export function convTranspose2d(x: Tensor, w: Tensor, b: Tensor | null = null, o
   // d/dx: a plain convolution of dz with w; d/dw: correlation of dz with x; d/db: sum of dz.
   return record('convTranspose2d', b ? [x, w, b] : [x, w], y, (dy) => {
     const { dz, owned } = throughActivation(y, dy, options.activation, slope);
-    const dx = x.requiresGrad ? k<typeof convT.convTranspose2dBackwardInput>('convTranspose2d.backwardInput', e)(dz, w.value, x.shape, p) : null;
-    const dw = w.requiresGrad ? k<typeof convT.convTranspose2dBackwardWeight>('convTranspose2d.backwardWeight', e)(x.value, dz, w.shape, p) : null;
-    const db = b?.requiresGrad ? k<typeof bias.biasGrad>('bias.backward', e)(dz) : null;
+    const dx = x.requiresGrad ? convTranspose2dBackwardInputOp.getMatching(e, options.variant)(dz, w.value, x.shape, p) : null;
+    const dw = w.requiresGrad ? convTranspose2dBackwardWeightOp.getMatching(e, options.variant)(x.value, dz, w.shape, p) : null;
+    const db = b?.requiresGrad ? biasBackwardOp.getMatching(e, options.variant)(dz) : null;
     if (owned) dz.dispose();
     return [dx, dw, db];
   });
@@ -130,43 +135,40 @@ export function linear(
   b: Tensor | null = null,
   options: { activation?: Activation; slope?: number; variant?: string } = {},
 ): Tensor {
-  expectDims(w, 2, 'linear', 'weight');
   sameEngine('linear', x, w, b);
-  const inF = w.shape[1];
-  if (x.shape.length < 1 || x.shape[x.shape.length - 1] !== inF)
-    throw new ShapeError(`linear: input ${shapeString(x.shape)} does not end in in_features=${inF} of weight ${shapeString(w.shape)}`);
+  if (x.shape.length === 0) throw new ShapeError(`linear: input must have a last dimension of in_features, got a 0-d tensor`);
+  // Leading dimensions are flattened into rows here; the kernel op checks the [N, in] x [out, in] shapes.
   if (x.shape.length !== 2) {
     const lead = x.shape.slice(0, -1);
+    const inF = x.shape[x.shape.length - 1];
+    if (w.shape.length !== 2 || w.shape[1] !== inF)
+      throw new ShapeError(`linear: input ${shapeString(x.shape)} does not end in in_features=${w.shape[1]} of weight ${shapeString(w.shape)}`);
     const y2 = linear(reshape(x, [sizeOf(lead), inF]), w, b, options);
     return reshape(y2, [...lead, w.shape[0]]);
   }
   const slope = options.slope ?? 0.01;
   const e = x.engine;
-  const y = k<typeof dense.linearForward>('linear.forward', e, options.variant)(x.value, w.value, b?.value ?? null, {
+  const y = linearForwardOp.get(e, options.variant)(x.value, w.value, b?.value ?? null, {
     activation: options.activation,
     slope,
   });
   // d/dx = dz w;  d/dw = dzᵀ x;  d/db = column sums of dz.
   return record('linear', b ? [x, w, b] : [x, w], y, (dy) => {
     const { dz, owned } = throughActivation(y, dy, options.activation, slope);
-    const dx = x.requiresGrad ? k<typeof dense.linearBackwardInput>('linear.backwardInput', e)(dz, w.value) : null;
-    const dw = w.requiresGrad ? k<typeof dense.linearBackwardWeight>('linear.backwardWeight', e)(x.value, dz) : null;
-    const db = b?.requiresGrad ? k<typeof bias.biasGrad>('bias.backward', e)(dz) : null;
+    const dx = x.requiresGrad ? linearBackwardInputOp.getMatching(e, options.variant)(dz, w.value) : null;
+    const dw = w.requiresGrad ? linearBackwardWeightOp.getMatching(e, options.variant)(x.value, dz) : null;
+    const db = b?.requiresGrad ? biasBackwardOp.getMatching(e, options.variant)(dz) : null;
     if (owned) dz.dispose();
     return [dx, dw, db];
   });
 }
 
 export function maxPool2d(x: Tensor, options: { kernelSize: Pair; stride?: Pair }): Tensor {
-  expectDims(x, 4, 'maxPool2d');
-  const kernel = pair(options.kernelSize, 2);
-  const p = { kernel, stride: pair(options.stride ?? options.kernelSize, 2) };
-  if (x.shape[2] < kernel[0] || x.shape[3] < kernel[1])
-    throw new ShapeError(`maxPool2d: input ${shapeString(x.shape)} is smaller than the ${kernel[0]}x${kernel[1]} window`);
+  const p = { kernel: pair(options.kernelSize, 2), stride: pair(options.stride ?? options.kernelSize, 2) };
   const e = x.engine;
-  const { y, argmax } = k<typeof pool.maxPool2dForward>('maxPool2d.forward', e)(x.value, p);
+  const { y, argmax } = maxPool2dForwardOp.get(e)(x.value, p);
   // d/dx: dy routed to the arg-max of each window (summed where windows overlap).
-  return record('maxPool2d', [x], y, (dy) => [k<typeof pool.maxPool2dBackward>('maxPool2d.backward', e)(dy, argmax, x.shape, p)], [argmax]);
+  return record('maxPool2d', [x], y, (dy) => [maxPool2dBackwardOp.get(e)(dy, argmax, x.shape, p)], [argmax]);
 }
 
 // ------------------------------------------------------------------ activations
@@ -176,9 +178,9 @@ function activation(name: Activation, x: Tensor, slope = 0.01): Tensor {
   if (x.dtype !== 'f32') throw new ShapeError(`${name}: expected an f32 tensor, got ${x.dtype} ${shapeString(x.shape)}`);
   if (name === 'leakyRelu' && !Number.isFinite(slope)) throw new InvalidArgumentError(`leakyRelu: negative slope must be a finite number, got ${slope}`);
   const e = x.engine;
-  const y = k<typeof act.activationForward>('activation.forward', e)(x.value, name, slope);
+  const y = activationForwardOp.get(e)(x.value, name, slope);
   // d/dx = act'(x), computed from y: relu 1[y>0], leaky 1 or slope, sigmoid y(1-y), tanh 1-y².
-  return record(name, [x], y, (dy) => [k<typeof act.activationBackward>('activation.backward', e)(y, dy, name, slope)]);
+  return record(name, [x], y, (dy) => [activationBackwardOp.get(e)(y, dy, name, slope)]);
 }
 
 export const relu = (x: Tensor): Tensor => activation('relu', x);
@@ -192,59 +194,49 @@ export function softmax(x: Tensor, dim = -1): Tensor {
   if (d !== x.shape.length - 1)
     throw new ShapeError(`softmax: only the last dimension is supported (got dim=${dim} for ${shapeString(x.shape)})`);
   const e = x.engine;
-  const y = k<typeof soft.softmaxForward>('softmax.forward', e)(x.value);
+  const y = softmaxForwardOp.get(e)(x.value);
   // d/dx = y ⊙ (dy - Σ dy ⊙ y) per row.
-  return record('softmax', [x], y, (dy) => [k<typeof soft.softmaxBackward>('softmax.backward', e)(y, dy)]);
+  return record('softmax', [x], y, (dy) => [softmaxBackwardOp.get(e)(y, dy)]);
 }
 
 // ------------------------------------------------------------------ losses (mean reduction, 0-d output)
 
-function sameSize(a: Tensor, b: Tensor, op: string): void {
-  if (a.size !== b.size) throw new ShapeError(`${op}: input ${shapeString(a.shape)} and target ${shapeString(b.shape)} differ in size`);
-}
-
 /** mean(-(t log p + (1-t) log(1-p))), logs clamped at -100 as PyTorch. */
 export function binaryCrossEntropy(p: Tensor, target: Tensor): Tensor {
-  sameSize(p, target, 'binaryCrossEntropy');
   sameEngine('binaryCrossEntropy', p, target);
   const e = p.engine;
-  const l = k<typeof loss.bceForward>('bce.forward', e)(p.value, target.value);
+  const l = bceForwardOp.get(e)(p.value, target.value);
   // d/dp = (p - t) / max(p(1-p), 1e-12) / n.
-  return record('binaryCrossEntropy', [p], l, (dy) => [k<typeof loss.bceBackward>('bce.backward', e)(p.value, target.value, dy)]);
+  return record('binaryCrossEntropy', [p], l, (dy) => [bceBackwardOp.get(e)(p.value, target.value, dy)]);
 }
 
 /** mean(max(z,0) - z t + log(1 + e^-|z|)). */
 export function binaryCrossEntropyWithLogits(z: Tensor, target: Tensor): Tensor {
-  sameSize(z, target, 'binaryCrossEntropyWithLogits');
   sameEngine('binaryCrossEntropyWithLogits', z, target);
   const e = z.engine;
-  const l = k<typeof loss.bceWithLogitsForward>('bceWithLogits.forward', e)(z.value, target.value);
+  const l = bceWithLogitsForwardOp.get(e)(z.value, target.value);
   // d/dz = (sigmoid(z) - t) / n.
   return record('binaryCrossEntropyWithLogits', [z], l, (dy) => [
-    k<typeof loss.bceWithLogitsBackward>('bceWithLogits.backward', e)(z.value, target.value, dy),
+    bceWithLogitsBackwardOp.get(e)(z.value, target.value, dy),
   ]);
 }
 
 /** Softmax cross-entropy with integer labels: mean_n(logsumexp(z_n) - z_n[label_n]). */
 export function crossEntropy(logits: Tensor, labels: Tensor): Tensor {
-  expectDims(logits, 2, 'crossEntropy', 'logits');
   sameEngine('crossEntropy', logits, labels);
-  if (labels.dtype !== 'i32') throw new ShapeError('crossEntropy: labels must be an i32 tensor of class indices');
-  if (labels.size !== logits.shape[0])
-    throw new ShapeError(`crossEntropy: ${labels.size} labels for ${logits.shape[0]} rows of logits ${shapeString(logits.shape)}`);
   const e = logits.engine;
   // The kernel clamps labels into range (no out-of-bounds read) but would compute a wrong loss: labels
   // made from host data are checked here, without a readback (labels computed on the GPU are not).
   const range = e.knownRange(labels.value);
   const classes = logits.shape[1];
-  if (range && labels.size > 0 && (range.min < 0 || range.max >= classes))
+  if (range && labels.dtype === 'i32' && labels.size > 0 && logits.shape.length === 2 && (range.min < 0 || range.max >= classes))
     throw new InvalidArgumentError(
       `crossEntropy: labels must be class indices in [0, ${classes}) for logits ${shapeString(logits.shape)}, got labels from ${range.min} to ${range.max}`,
     );
-  const l = k<typeof loss.crossEntropyForward>('crossEntropy.forward', e)(logits.value, labels.value);
+  const l = crossEntropyForwardOp.get(e)(logits.value, labels.value);
   // d/dz = (softmax(z) - onehot(label)) / N.
   return record('crossEntropy', [logits], l, (dy) => [
-    k<typeof loss.crossEntropyBackward>('crossEntropy.backward', e)(logits.value, labels.value, dy),
+    crossEntropyBackwardOp.get(e)(logits.value, labels.value, dy),
   ]);
 }
 
@@ -265,27 +257,23 @@ export function batchNorm2d(
   beta: Tensor,
   options: BatchNormOptions = {},
 ): Tensor {
-  expectDims(x, 4, 'batchNorm2d');
   sameEngine('batchNorm2d', x, runningMean, runningVar, gamma, beta);
-  const c = x.shape[1];
-  for (const [name, t] of [['runningMean', runningMean], ['runningVar', runningVar], ['weight', gamma], ['bias', beta]] as const)
-    if (t.size !== c) throw new ShapeError(`batchNorm2d: ${name} has ${t.size} elements, input has ${c} channels`);
   const eps = options.eps ?? 1e-5;
   const e = x.engine;
   if (options.training ?? false) {
-    const { y, mean, invStd } = k<typeof bn.batchNorm2dTrainForward>('batchNorm2d.trainForward', e)(
+    const { y, mean, invStd } = batchNorm2dTrainForwardOp.get(e)(
       x.value, gamma.value, beta.value, runningMean.value, runningVar.value, { momentum: options.momentum ?? 0.1, eps },
     );
     // Batch statistics depend on x, so dx has the two extra terms of the mean and variance paths.
     return record('batchNorm2d', [x, gamma, beta], y, (dy) => {
-      const g = k<typeof bn.batchNorm2dBackward>('batchNorm2d.backward', e)(x.value, dy, gamma.value, mean, invStd);
+      const g = batchNorm2dBackwardOp.get(e)(x.value, dy, gamma.value, mean, invStd);
       return [g.dx, g.dgamma, g.dbeta];
     }, [mean, invStd]);
   }
-  const y = k<typeof bn.batchNorm2dEvalForward>('batchNorm2d.evalForward', e)(x.value, gamma.value, beta.value, runningMean.value, runningVar.value, eps);
+  const y = batchNorm2dEvalForwardOp.get(e)(x.value, gamma.value, beta.value, runningMean.value, runningVar.value, eps);
   // With running statistics the op is affine in x: dx = dy * gamma / sqrt(var + eps).
   return record('batchNorm2d', [x, gamma, beta], y, (dy) => {
-    const g = k<typeof bn.batchNorm2dEvalBackward>('batchNorm2d.evalBackward', e)(x.value, dy, gamma.value, runningMean.value, runningVar.value, eps);
+    const g = batchNorm2dEvalBackwardOp.get(e)(x.value, dy, gamma.value, runningMean.value, runningVar.value, eps);
     return [g.dx, g.dgamma, g.dbeta];
   });
 }
@@ -296,9 +284,9 @@ export function dropout(x: Tensor, p = 0.5, options: { training?: boolean; seed?
   if (!(options.training ?? true) || p === 0) return identity(x);
   const seed = options.seed ?? globalRng().int(2 ** 31);
   const e = x.engine;
-  const y = k<typeof drop.dropoutForward>('dropout.forward', e)(x.value, p, seed);
+  const y = dropoutForwardOp.get(e)(x.value, p, seed);
   // d/dx = mask / (1 - p), the same mask regenerated from the seed.
-  return record('dropout', [x], y, (dy) => [k<typeof drop.dropoutBackward>('dropout.backward', e)(dy, p, seed)]);
+  return record('dropout', [x], y, (dy) => [dropoutBackwardOp.get(e)(dy, p, seed)]);
 }
 
 // ------------------------------------------------------------------ shape
@@ -326,30 +314,30 @@ export function flatten(x: Tensor): Tensor {
 
 function scalarOp(x: Tensor, alpha: number, beta: number, op: string): Tensor {
   const e = x.engine;
-  const y = k<typeof ew.scale>('elementwise.scale', e)(x.value, alpha, beta);
+  const y = elementwiseScaleOp.get(e)(x.value, alpha, beta);
   // d/dx (alpha x + beta) = alpha.
-  return record(op, [x], y, (dy) => [k<typeof ew.scale>('elementwise.scale', e)(dy, alpha, 0)]);
+  return record(op, [x], y, (dy) => [elementwiseScaleOp.get(e)(dy, alpha, 0)]);
 }
 
-function binaryOp(a: Tensor, b: Tensor, op: ew.BinaryOp): Tensor {
+function binaryOp(a: Tensor, b: Tensor, op: BinaryOp): Tensor {
   sameEngine(op, a, b);
   const e = a.engine;
-  const y = k<typeof ew.binary>('elementwise.binary', e)(a.value, b.value, op);
+  const y = elementwiseBinaryOp.get(e)(a.value, b.value, op);
   const toShape = (g: DeviceTensor, shape: readonly number[]): DeviceTensor => {
     if (g.shape.length === shape.length && g.shape.every((d, i) => d === shape[i])) return g;
-    const r = k<typeof red.sumToShape>('reduce.sumToShape', e)(g, shape);
+    const r = reduceSumToShapeOp.get(e)(g, shape);
     g.dispose();
     return r;
   };
   return record(op, [a, b], y, (dy) => {
-    const bin = k<typeof ew.binary>('elementwise.binary', e);
+    const bin = elementwiseBinaryOp.get(e);
     switch (op) {
       case 'add': // d/da = 1, d/db = 1 (summed over broadcast axes)
         return [a.requiresGrad ? toShape(dy.reshape(dy.shape), a.shape) : null, b.requiresGrad ? toShape(dy.reshape(dy.shape), b.shape) : null];
       case 'sub': // d/da = 1, d/db = -1
         return [
           a.requiresGrad ? toShape(dy.reshape(dy.shape), a.shape) : null,
-          b.requiresGrad ? toShape(k<typeof ew.scale>('elementwise.scale', e)(dy, -1, 0), b.shape) : null,
+          b.requiresGrad ? toShape(elementwiseScaleOp.get(e)(dy, -1, 0), b.shape) : null,
         ];
       case 'mul': // d/da = b, d/db = a
         return [a.requiresGrad ? toShape(bin(dy, b.value, 'mul'), a.shape) : null, b.requiresGrad ? toShape(bin(dy, a.value, 'mul'), b.shape) : null];
@@ -360,7 +348,7 @@ function binaryOp(a: Tensor, b: Tensor, op: ew.BinaryOp): Tensor {
           const yb = bin(y, b.value, 'div');
           const t = bin(dy, yb, 'mul');
           yb.dispose();
-          db = toShape(k<typeof ew.scale>('elementwise.scale', e)(t, -1, 0), b.shape);
+          db = toShape(elementwiseScaleOp.get(e)(t, -1, 0), b.shape);
           t.dispose();
         }
         return [da, db];
@@ -391,18 +379,18 @@ function normalizeAxes(dim: number | number[] | undefined, rank: number): number
 function reduction(x: Tensor, dim: number | number[] | undefined, keepDim: boolean, kind: 'sum' | 'mean'): Tensor {
   const e = x.engine;
   const axes = normalizeAxes(dim, x.shape.length);
-  const y = k<typeof red.sum>(kind === 'sum' ? 'reduce.sum' : 'reduce.mean', e)(x.value, axes, keepDim);
+  const y = (kind === 'sum' ? reduceSumOp : reduceMeanOp).get(e)(x.value, axes, keepDim);
   const count = axes ? axes.reduce((n, a) => n * x.shape[a], 1) : x.size;
   const keptShape = x.shape.map((d, i) => (axes === null || axes.includes(i) ? 1 : d));
   // d/dx: dy broadcast back over the reduced axes (divided by their size for the mean).
   return record(kind, [x], y, (dy) => {
     const zeros = e.zeros(x.shape);
     const dyKept = dy.reshape(keptShape);
-    const expanded = k<typeof ew.binary>('elementwise.binary', e)(zeros, dyKept, 'add');
+    const expanded = elementwiseBinaryOp.get(e)(zeros, dyKept, 'add');
     zeros.dispose();
     dyKept.dispose();
     if (kind === 'sum') return [expanded];
-    const scaled = k<typeof ew.scale>('elementwise.scale', e)(expanded, 1 / count, 0);
+    const scaled = elementwiseScaleOp.get(e)(expanded, 1 / count, 0);
     expanded.dispose();
     return [scaled];
   });
@@ -423,8 +411,8 @@ function augmentOp(
   x: Tensor,
   name: DiffAugmentPolicy,
   params: ArrayLike<number>,
-  forward: string,
-  backward: string,
+  forward: typeof diffAugmentTranslateOp,
+  backward: typeof diffAugmentTranslateOp,
 ): Tensor {
   expectDims(x, 4, name);
   const perSample = PARAMS_PER_SAMPLE[name];
@@ -436,10 +424,9 @@ function augmentOp(
     throw new RangeError(`${name}: parameters must be whole pixels, got [${Array.from(params).join(', ')}]`);
   const e = x.engine;
   const table = e.fromArray(Float32Array.from(params), [x.shape[0], perSample]);
-  // Every DiffAugment kernel, forward or backward, has the signature (a, table) => result.
-  type AugmentKernel = typeof aug.translateForward;
-  const y = k<AugmentKernel>(forward, e)(x.value, table);
-  return record(name, [x], y, (dy) => [k<AugmentKernel>(backward, e)(dy, table)], [table]);
+  // Every DiffAugment op, forward or backward, has the signature (a, table) => result.
+  const y = forward.get(e)(x.value, table);
+  return record(name, [x], y, (dy) => [backward.get(e)(dy, table)], [table]);
 }
 
 /**
@@ -448,13 +435,13 @@ function augmentOp(
  */
 export function translate(x: Tensor, shifts: ArrayLike<number>): Tensor {
   // d/dx: the adjoint, dy shifted back by (-dx, -dy), 0 where the source pixel fell outside.
-  return augmentOp(x, 'translation', shifts, 'diffAugment.translate', 'diffAugment.translateBackward');
+  return augmentOp(x, 'translation', shifts, diffAugmentTranslateOp, diffAugmentTranslateBackwardOp);
 }
 
 /** Zeroes the box boxes[4n..4n+3] = (x0, y0, x1, y1) (half-open, may cross the border) of sample n. */
 export function cutout(x: Tensor, boxes: ArrayLike<number>): Tensor {
   // d/dx: the same 0/1 mask applied to dy.
-  return augmentOp(x, 'cutout', boxes, 'diffAugment.cutout', 'diffAugment.cutoutBackward');
+  return augmentOp(x, 'cutout', boxes, diffAugmentCutoutOp, diffAugmentCutoutBackwardOp);
 }
 
 /**
@@ -464,7 +451,7 @@ export function cutout(x: Tensor, boxes: ArrayLike<number>): Tensor {
 export function adjustColor(x: Tensor, params: ArrayLike<number>): Tensor {
   // d/dx: s, c scale deviations from the means and the means pass through; b has no derivative:
   // dx = c s (dy - mean_C dy) + c (mean_C dy - mean dy) + mean dy  (for C = 1: c dy + (1 - c) mean dy).
-  return augmentOp(x, 'color', params, 'diffAugment.color', 'diffAugment.colorBackward');
+  return augmentOp(x, 'color', params, diffAugmentColorOp, diffAugmentColorBackwardOp);
 }
 
 export { diffAugmentPlan, type DiffAugmentPolicy };

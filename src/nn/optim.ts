@@ -5,8 +5,7 @@
 // the same parameters continues exactly as the original would have (checkpoint resume).
 import { shapeString, type DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError, WgslNnError } from '../gpu/errors.js';
-import { kernels } from '../kernels/registry.js';
-import type * as opt from '../kernels/optim.js';
+import { optimAdamMultiOp, optimSgdOp } from '../kernels/optim.js';
 import type { StateDict } from './modules.js';
 import type { Tensor } from './tensor.js';
 
@@ -145,7 +144,7 @@ export class Adam extends Optimizer {
     const withGrad = [...new Set(this.params.filter((p) => p.grad))];
     if (withGrad.length === 0) return;
     const blocks = this.state();
-    const adam = kernels.get<typeof opt.adamMultiStep>('optim.adamMulti', withGrad[0].engine);
+    const adam = optimAdamMultiOp.get(withGrad[0].engine);
     const hyper = {
       lr: this.lr,
       beta1: this.betas[0],
@@ -262,7 +261,7 @@ export class SGD extends Optimizer {
   }
 
   step(): void {
-    const sgd = kernels.get<typeof opt.sgdStep>('optim.sgd', this.params[0]?.engine);
+    const sgd = optimSgdOp.get(this.params[0]?.engine);
     const momentum = this.options.momentum ?? 0;
     for (const p of this.params) {
       if (!p.grad) continue;

@@ -8,9 +8,8 @@
 import { Engine } from '../gpu/engine.js';
 import { DeviceTensor, shapeString, sizeOf, type DType } from '../gpu/device-tensor.js';
 import { ShapeError, WgslNnError } from '../gpu/errors.js';
-import { kernels } from '../kernels/registry.js';
 import { randomNormal, randomUniform } from '../kernels/random.js';
-import type { BinaryOp } from '../kernels/elementwise.js';
+import { elementwiseBinaryOp } from '../kernels/elementwise.js';
 import { globalRng } from './seed.js';
 import { track } from './scope.js';
 
@@ -189,7 +188,7 @@ export class Tensor {
 /** a + b into a new tensor; both inputs are released. */
 function addInto(a: DeviceTensor, b: DeviceTensor): DeviceTensor {
   const bShaped = b.reshape(a.shape);
-  const sum = kernels.get('elementwise.binary', a.engine)(a, bShaped, 'add' as BinaryOp);
+  const sum = elementwiseBinaryOp.get(a.engine)(a, bShaped, 'add');
   for (const t of [a, b, bShaped]) t.dispose();
   return sum;
 }
