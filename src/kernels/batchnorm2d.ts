@@ -16,10 +16,10 @@
 // reductions and elementwise passes per range, each range's partials into its own slots of one buffer,
 // and the combine passes once over all of them.
 import type { Engine } from '../gpu/engine.js';
-import type { DeviceTensor } from '../gpu/device-tensor.js';
-import { ShapeError } from '../gpu/errors.js';
 import { defineGeneratedLib } from '../gpu/shaders.js';
 import { UniformLayout } from '../gpu/uniform-layout.js';
+import type { DeviceTensor } from '../gpu/device-tensor.js';
+import { ShapeError } from '../gpu/errors.js';
 import { kernels } from './registry.js';
 import { forEachSplit, splitRanges, type SplitOperand } from './batch-split.js';
 

@@ -5,8 +5,8 @@
 import type { Engine } from '../gpu/engine.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
-import { ACTIVATION_CODE, type Activation } from './activation.js';
 import { A_MODE, B_MODE, B_VEC4, BIAS_MODE, C_MODE, GEMM_PARAMS, type AMode, type BiasMode, type BMode, type BVec4, type CMode } from './gemm-layout.js';
+import { ACTIVATION_CODE, type Activation } from './activation.js';
 import { kernels, log2Bucket } from './registry.js';
 
 /**
