@@ -1,4 +1,5 @@
 //! import common
+//! import generated:batchnorm2d_params
 // Batch normalisation over NCHW tensors: statistics per channel c over the m = N*H*W elements
 // x[n, c, :, :].
 //
@@ -30,30 +31,9 @@
 
 override SPREAD_IS_VAR: bool = false;
 
-const WG: u32 = 64u;
-
-struct Params {
-  hw: u32,               // H * W
-  channels: u32,         // C
-  m: u32,                // N * H * W, elements per channel
-  parts: u32,            // partial reductions per channel
-  chunk: u32,            // most elements one partial covers
-  start_mul: u32,        // first element of partial t is j = t * start_mul
-  step: u32,             // distance in j between consecutive elements of one partial
-  step_n: u32,           // step / hw
-  step_s: u32,           // step % hw
-  planes: u32,           // N * C
-  chunks_per_plane: u32, // ceil(hw / elems)
-  elems: u32,            // elementwise passes: consecutive elements of one plane per invocation
-  eps: f32,
-  momentum: f32,
-  inv_m: f32,            // 1 / m_total
-  // A batch over one storage binding runs in ranges of images, each with its own m, parts and chunk;
-  // every range's partials go to one buffer, [C, parts_total] entries, this range's from part_offset on.
-  part_offset: u32,
-  parts_total: u32,
-  m_total: u32,          // elements per channel over the whole batch
-}
+// `Params` (the uniform block: sizes, the partial-reduction walk, eps, momentum, the range's place among
+// the whole batch's partials) and WG, the workgroup size of every entry point, are declared once in
+// src/kernels/batchnorm2d.ts and reach the shader through `//! import generated:batchnorm2d_params`.
 
 @group(0) @binding(0) var<uniform> p: Params;
 

@@ -1,4 +1,5 @@
 //! import common
+//! import generated:gemm_params
 //! import gemm
 // One GEMM core for dense layers, conv2d (implicit GEMM) and both conv2d backward passes. The core
 // (operand readers, writer, epilogue) lives in lib/gemm.wgsl, shared with matmul_subgroups.wgsl and

@@ -1,5 +1,6 @@
 //! import enable_subgroups
 //! import common
+//! import generated:gemm_params
 //! import gemm
 // The register-block GEMM of shaders/matmul.wgsl (gemm_register), with its A loads shared through
 // subgroup broadcasts. On lavapipe every load inside a loop is a per-invocation gather (about as

@@ -1,5 +1,6 @@
 //! import enable_subgroups
 //! import common
+//! import generated:gemm_params
 //! import gemm
 // gemm_vec4: a GEMM kernel on the shared core (lib/gemm.wgsl) made for CPU implementations such as
 // lavapipe, where every invocation is one lane of a SIMD register and every load is emulated per lane

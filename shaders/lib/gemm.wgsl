@@ -10,38 +10,9 @@ override WG: u32 = 64u;
 // gemm_register: invocations of a workgroup take different k chunks instead of different columns.
 override SPLIT_LANES: bool = false;
 
-const A_PLAIN: u32 = 0u;
-const A_CONV_W_T: u32 = 1u;
-const A_NCHW_ROWS: u32 = 2u;
-const A_IM2COL: u32 = 3u;
-const A_IM2COL_T: u32 = 4u;
-const B_PLAIN: u32 = 0u;
-const B_IM2COL: u32 = 1u;
-const B_PHASE: u32 = 2u;
-const B_IM2COL_T: u32 = 3u;
-const B_NCHW_COLS: u32 = 4u;
-const C_PLAIN: u32 = 0u;
-const C_NCHW: u32 = 1u;
-const C_PHASE: u32 = 2u;
-const C_NCHW_T: u32 = 3u;
-
-struct Params {
-  M: u32,
-  N: u32,        // columns (for B_PHASE: the largest phase's count, for grid sizing only)
-  K: u32,
-  batch: u32,    // batch of plain GEMMs, or number of stride phases
-  splits: u32,   // split-K chunks per batch entry
-  k_chunk: u32,  // k per chunk
-  slope: f32,    // leaky ReLU slope
-  act: u32,      // ACT_* code of the activation applied after the bias
-  bias_mode: u32,  // 0: none; 1: bias[j] (per column, dense); 2: bias[m] (per row, conv channels)
-  a_sb: i32, a_sm: i32, a_sk: i32,
-  b_sb: i32, b_sk: i32, b_sn: i32,
-  c_sb: i32, c_sm: i32, c_sn: i32,
-  nimg: i32, xc: i32, xh: i32, xw: i32,
-  yc: i32, yh: i32, yw: i32,
-  kh: i32, kw: i32, sh: i32, sw: i32, ph: i32, pw: i32,
-}
+// The uniform struct `Params` and the mode constants (A_PLAIN, A_CONV_W_T, ..., B_*, C_*, BIAS_*,
+// B_SCALAR / B_VEC4_K / B_VEC4_COLUMNS) are declared once in src/kernels/gemm-layout.ts and reach the
+// shader through `//! import generated:gemm_params` (imported before this library).
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
@@ -192,10 +163,10 @@ fn nchw_next(k: Ix) -> Ix {
 fn a_row(m: u32, s: Slice) -> Ix {
   let mi = i32(m);
   switch A_MODE {
-    case 1u: { return Ix(mi * p.kh * p.kw, 0, 0); }                   // A_CONV_W_T: row = input channel
-    case 2u: { return nchw_channel(mi); }                             // A_NCHW_ROWS: row = output channel
-    case 3u: { return im2col_pixel(mi); }                             // A_IM2COL: row = pixel
-    case 4u: { return im2col_tap(mi); }                               // A_IM2COL_T: row = tap
+    case A_CONV_W_T: { return Ix(mi * p.kh * p.kw, 0, 0); }           // row = input channel
+    case A_NCHW_ROWS: { return nchw_channel(mi); }                    // row = output channel
+    case A_IM2COL: { return im2col_pixel(mi); }                       // row = pixel
+    case A_IM2COL_T: { return im2col_tap(mi); }                       // row = tap
     default: { return Ix(i32(s.zb) * p.a_sb + mi * p.a_sm, 0, 0); }
   }
 }
@@ -203,7 +174,7 @@ fn a_row(m: u32, s: Slice) -> Ix {
 fn a_k(k: u32, s: Slice) -> Ix {
   let ki = i32(k);
   switch A_MODE {
-    case 1u: {
+    case A_CONV_W_T: {
       // k = (o, u', v'); tap (u, v) = (rh + sh*u', rw + sw*v')
       let taps = s.khp * s.kwp;
       let o = ki / taps;
@@ -214,9 +185,9 @@ fn a_k(k: u32, s: Slice) -> Ix {
       let v = s.rw + p.sw * vq;
       return Ix(o * p.xc * p.kh * p.kw + u * p.kw + v, uq, vq);
     }
-    case 2u: { return nchw_k(ki); }
-    case 3u: { return im2col_tap(ki); }
-    case 4u: { return im2col_pixel(ki); }
+    case A_NCHW_ROWS: { return nchw_k(ki); }
+    case A_IM2COL: { return im2col_tap(ki); }
+    case A_IM2COL_T: { return im2col_pixel(ki); }
     default: { return Ix(ki * p.a_sk, 0, 0); }
   }
 }
@@ -224,7 +195,7 @@ fn a_k(k: u32, s: Slice) -> Ix {
 fn a_next(k: Ix, s: Slice) -> Ix {
   var r = k;
   switch A_MODE {
-    case 1u: {
+    case A_CONV_W_T: {
       r.w += 1;
       r.off += p.sw;
       if (r.w == s.kwp) {
@@ -237,9 +208,9 @@ fn a_next(k: Ix, s: Slice) -> Ix {
         }
       }
     }
-    case 2u: { r = nchw_next(k); }
-    case 3u: { r = im2col_next_tap(k); }
-    case 4u: { r = im2col_next_pixel(k); }
+    case A_NCHW_ROWS: { r = nchw_next(k); }
+    case A_IM2COL: { r = im2col_next_tap(k); }
+    case A_IM2COL_T: { r = im2col_next_pixel(k); }
     default: { r.off += p.a_sk; }
   }
   return r;
@@ -260,8 +231,8 @@ fn a_read(row: Ix, k: Ix) -> f32 {
 fn b_col(j: u32, s: Slice) -> Ix {
   let ji = i32(j);
   switch B_MODE {
-    case 1u: { return im2col_pixel(ji); }                             // B_IM2COL: j = (n, oh, ow)
-    case 2u: {
+    case B_IM2COL: { return im2col_pixel(ji); }                       // j = (n, oh, ow)
+    case B_PHASE: {
       // B_PHASE: j = (n, qh, qw) -> t = t0 + q
       let per = s.nth * s.ntw;
       let n = ji / per;
@@ -270,8 +241,8 @@ fn b_col(j: u32, s: Slice) -> Ix {
       let tw = s.tw0 + r % s.ntw;
       return Ix(n * p.yc * p.yh * p.yw + th * p.yw + tw, th, tw);
     }
-    case 3u: { return im2col_tap(ji); }                               // B_IM2COL_T: j = (c, u, v)
-    case 4u: { return nchw_channel(ji); }                             // B_NCHW_COLS: j = o
+    case B_IM2COL_T: { return im2col_tap(ji); }                       // j = (c, u, v)
+    case B_NCHW_COLS: { return nchw_channel(ji); }                    // j = o
     default: { return Ix(i32(s.zb) * p.b_sb + ji * p.b_sn, 0, 0); }
   }
 }
@@ -279,8 +250,8 @@ fn b_col(j: u32, s: Slice) -> Ix {
 fn b_k(k: u32, s: Slice) -> Ix {
   let ki = i32(k);
   switch B_MODE {
-    case 1u: { return im2col_tap(ki); }                               // k = (c, u, v)
-    case 2u: {
+    case B_IM2COL: { return im2col_tap(ki); }                         // k = (c, u, v)
+    case B_PHASE: {
       // k = (o, u', v'): dy[n, o, t_h - u', t_w - v']
       let taps = s.khp * s.kwp;
       let o = ki / taps;
@@ -289,8 +260,8 @@ fn b_k(k: u32, s: Slice) -> Ix {
       let vq = r % s.kwp;
       return Ix(o * p.yh * p.yw - uq * p.yw - vq, -uq, -vq);
     }
-    case 3u: { return im2col_pixel(ki); }                             // k = (n, oh, ow)
-    case 4u: { return nchw_k(ki); }                                   // k = (n, pixel)
+    case B_IM2COL_T: { return im2col_pixel(ki); }                     // k = (n, oh, ow)
+    case B_NCHW_COLS: { return nchw_k(ki); }                          // k = (n, pixel)
     default: { return Ix(ki * p.b_sk, 0, 0); }
   }
 }
@@ -298,8 +269,8 @@ fn b_k(k: u32, s: Slice) -> Ix {
 fn b_next(k: Ix, s: Slice) -> Ix {
   var r = k;
   switch B_MODE {
-    case 1u: { r = im2col_next_tap(k); }
-    case 2u: {
+    case B_IM2COL: { r = im2col_next_tap(k); }
+    case B_PHASE: {
       r.w -= 1;
       r.off -= 1;
       if (r.w == -s.kwp) {
@@ -312,8 +283,8 @@ fn b_next(k: Ix, s: Slice) -> Ix {
         }
       }
     }
-    case 3u: { r = im2col_next_pixel(k); }
-    case 4u: { r = nchw_next(k); }
+    case B_IM2COL_T: { r = im2col_next_pixel(k); }
+    case B_NCHW_COLS: { r = nchw_next(k); }
     default: { r.off += p.b_sk; }
   }
   return r;
@@ -350,10 +321,7 @@ fn b_read(col: Ix, k: Ix) -> f32 {
 //            B_SCALAR:       any other layout, including every conv reader.
 // K need not be a multiple of 4: the last, partial group of 4 steps takes the scalar reads, masked.
 override A_VEC4: bool = false;
-override B_VEC4: u32 = 0u;
-const B_SCALAR: u32 = 0u;
-const B_VEC4_K: u32 = 1u;
-const B_VEC4_COLUMNS: u32 = 2u;
+override B_VEC4: u32 = 0u;   // B_SCALAR, B_VEC4_K or B_VEC4_COLUMNS
 
 @group(0) @binding(5) var<storage, read> a4: array<vec4f>;
 @group(0) @binding(6) var<storage, read> b4: array<vec4f>;
@@ -432,13 +400,13 @@ struct CCol {
 fn c_col(j: u32, s: Slice) -> CCol {
   let ji = i32(j);
   switch C_MODE {
-    case 1u: {
+    case C_NCHW: {
       // C_NCHW: j = (n, pix) -> y[n, m, pix]
       let hw = p.yh * p.yw;
       let n = ji / hw;
       return CCol(n * p.yc * hw + ji % hw, hw);
     }
-    case 2u: {
+    case C_PHASE: {
       // C_PHASE: j = (n, qh, qw) -> dx[n, m, sh*t_h + rh - ph, sw*t_w + rw - pw]
       let per = s.nth * s.ntw;
       let n = ji / per;
@@ -447,7 +415,7 @@ fn c_col(j: u32, s: Slice) -> CCol {
       let iw = p.sw * (s.tw0 + r % s.ntw) + s.rw - p.pw;
       return CCol(n * p.xc * p.xh * p.xw + ih * p.xw + iw, p.xh * p.xw);
     }
-    case 3u: {
+    case C_NCHW_T: {
       // C_NCHW_T: j = output channel; rows m = (n, pix) are placed by c_at
       return CCol(ji * p.yh * p.yw, 0);
     }
@@ -472,14 +440,14 @@ fn c_at(col: CCol, m: u32) -> i32 {
 
 // The bias of row m / column j (0 without bias). Loaded once per row or column by the callers.
 fn bias_row(m: u32) -> f32 {
-  if (p.bias_mode == 2u) {
+  if (p.bias_mode == BIAS_PER_ROW) {
     return bias[m];
   }
   return 0.0;
 }
 
 fn bias_col(j: u32) -> f32 {
-  if (p.bias_mode == 1u) {
+  if (p.bias_mode == BIAS_PER_COLUMN) {
     return bias[j];
   }
   return 0.0;

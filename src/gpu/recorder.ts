@@ -39,8 +39,11 @@ export interface DispatchSpec {
   entry?: string;
   /** `override` constants; part of the pipeline cache key. */
   constants?: OverrideConstants;
-  /** Uniform struct at @binding(0); values in declaration order (u32 unless wrapped in f32()/i32()). */
-  uniforms?: UniformValue[];
+  /**
+   * Uniform struct at @binding(0): values in declaration order (u32 unless wrapped in f32()/i32()), or
+   * the bytes of a block packed by a UniformLayout (src/gpu/uniform-layout.ts).
+   */
+  uniforms?: UniformValue[] | Uint8Array;
   /** Storage buffers at @binding(1), @binding(2), ... in order. */
   bindings: (DeviceTensor | GPUBuffer)[];
   /** Workgroup counts; each at most maxComputeWorkgroupsPerDimension. */
@@ -131,18 +134,18 @@ export class CommandRecorder {
     const entries: GPUBindGroupEntry[] = [];
     let uniform: PooledBuffer | undefined;
     if (spec.uniforms) {
-      const data = packUniforms(spec.uniforms);
+      const data = spec.uniforms instanceof Uint8Array ? spec.uniforms : packUniforms(spec.uniforms);
       if (data.byteLength <= this.uniformSlotSize) {
         if (!this.uniformArena) {
           this.uniformArena = this.pool.acquire(this.uniformSlotSize * this.maxDispatchesPerSubmit, UNIFORM_USAGE);
           this.uniformSlot = 0;
         }
         const offset = this.uniformSlot++ * this.uniformSlotSize;
-        this.device.queue.writeBuffer(this.uniformArena.buffer, offset, data.buffer, 0, data.byteLength);
+        this.device.queue.writeBuffer(this.uniformArena.buffer, offset, data.buffer, data.byteOffset, data.byteLength);
         entries.push({ binding: 0, resource: { buffer: this.uniformArena.buffer, offset, size: data.byteLength } });
       } else {
         uniform = this.pool.acquire(data.byteLength, UNIFORM_USAGE);
-        this.device.queue.writeBuffer(uniform.buffer, 0, data.buffer, 0, data.byteLength);
+        this.device.queue.writeBuffer(uniform.buffer, 0, data.buffer, data.byteOffset, data.byteLength);
         entries.push({ binding: 0, resource: { buffer: uniform.buffer, size: data.byteLength } });
       }
     }

@@ -1,7 +1,9 @@
 // Loads WGSL sources from the package's `shaders/` folder at run time.
 //
 // A shader may start with `//! import <lib>` lines; each names `shaders/lib/<lib>.wgsl`, whose text is
-// placed before the shader's own (once). That is the only preprocessing: shapes go in uniforms and
+// placed before the shader's own (once), or `generated:<name>`, WGSL text that a kernel module defines
+// with defineGeneratedLib (uniform structs and mode constants declared once in TypeScript, see
+// src/gpu/uniform-layout.ts). That is the only preprocessing: shapes go in uniforms and
 // specialisation in `override` constants, so a shader file is always the code that runs.
 import { readFileSync, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -18,6 +20,17 @@ function findShaderDir(): string {
 
 let shaderDir: string | undefined;
 const cache = new Map<string, string>();
+const generatedLibs = new Map<string, string>();
+const GENERATED = 'generated:';
+
+/**
+ * Defines the text of `//! import generated:<name>`; `declaredIn` (the TS file) is named in a comment
+ * above it. Kernel modules call it when loaded, so the library exists before any of their shaders is
+ * compiled.
+ */
+export function defineGeneratedLib(name: string, declaredIn: string, wgsl: string): void {
+  generatedLibs.set(name, `// generated:${name}, declared in ${declaredIn}\n${wgsl}`);
+}
 
 export interface ShaderSource {
   code: string;
@@ -29,10 +42,17 @@ export interface ShaderSource {
 export function loadShader(name: string): ShaderSource {
   shaderDir ??= findShaderDir();
   const own = readSource(name);
-  const imports = [...own.matchAll(/^\/\/!\s*import\s+([\w-]+)\s*$/gm)].map((m) => m[1]);
-  const prelude = imports.map((lib) => readSource(`lib/${lib}`)).join('\n');
+  const imports = [...own.matchAll(/^\/\/!\s*import\s+((?:generated:)?[\w-]+)\s*$/gm)].map((m) => m[1]);
+  const prelude = imports.map((lib) => (lib.startsWith(GENERATED) ? generatedLib(name, lib.slice(GENERATED.length)) : readSource(`lib/${lib}`))).join('\n');
   const code = prelude ? `${prelude}\n${own}` : own;
   return { code, preludeLines: prelude ? prelude.split('\n').length : 0 };
+}
+
+function generatedLib(shader: string, lib: string): string {
+  const text = generatedLibs.get(lib);
+  if (text === undefined)
+    throw new Error(`wgsl-nn: shader '${shader}' imports generated:${lib}, which no loaded module defines (import the kernel module that calls defineGeneratedLib('${lib}', ...))`);
+  return text;
 }
 
 function readSource(name: string): string {

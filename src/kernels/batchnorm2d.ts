@@ -15,7 +15,9 @@
 // A batch over one storage binding runs in ranges of images (src/kernels/batch-split.ts): the partial
 // reductions and elementwise passes per range, each range's partials into its own slots of one buffer,
 // and the combine passes once over all of them.
-import { f32, type Engine, type UniformValue } from '../gpu/engine.js';
+import type { Engine } from '../gpu/engine.js';
+import { defineGeneratedLib } from '../gpu/shaders.js';
+import { UniformLayout } from '../gpu/uniform-layout.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import { defineOp } from './registry.js';
@@ -60,6 +62,33 @@ function sameShape(op: string, x: DeviceTensor, dy: DeviceTensor): void {
     throw new ShapeError(`${op}: dy ${sh(dy)} does not match x ${sh(x)}`);
 }
 
+/** `Params` of batchnorm2d.wgsl (through `//! import generated:batchnorm2d_params`). */
+export const BN_PARAMS = new UniformLayout('Params', [
+  { name: 'hw', type: 'u32', doc: 'H * W' },
+  { name: 'channels', type: 'u32', doc: 'C' },
+  { name: 'm', type: 'u32', doc: 'N * H * W, elements per channel' },
+  { name: 'parts', type: 'u32', doc: 'partial reductions per channel' },
+  { name: 'chunk', type: 'u32', doc: 'most elements one partial covers' },
+  { name: 'start_mul', type: 'u32', doc: 'first element of partial t is j = t * start_mul' },
+  { name: 'step', type: 'u32', doc: 'distance in j between consecutive elements of one partial' },
+  { name: 'step_n', type: 'u32', doc: 'step / hw' },
+  { name: 'step_s', type: 'u32', doc: 'step % hw' },
+  { name: 'planes', type: 'u32', doc: 'N * C' },
+  { name: 'chunks_per_plane', type: 'u32', doc: 'ceil(hw / elems)' },
+  { name: 'elems', type: 'u32', doc: 'elementwise passes: consecutive elements of one plane per invocation' },
+  { name: 'eps', type: 'f32' },
+  { name: 'momentum', type: 'f32' },
+  { name: 'inv_m', type: 'f32', doc: '1 / m_total' },
+  // A batch over one storage binding runs in ranges of images, each with its own m, parts and chunk;
+  // every range's partials go to one buffer, [C, parts_total] entries, this range's from part_offset on.
+  { name: 'part_offset', type: 'u32', doc: "this range's first partial slot" },
+  { name: 'parts_total', type: 'u32', doc: 'partials per channel over the whole batch' },
+  { name: 'm_total', type: 'u32', doc: 'elements per channel over the whole batch' },
+] as const);
+
+// (with the workgroup size, so that it too is written once)
+defineGeneratedLib('batchnorm2d_params', 'src/kernels/batchnorm2d.ts', `${BN_PARAMS.wgsl()}\nconst WG: u32 = ${WG}u;\n`);
+
 /** Partial reductions per channel for m elements per channel. */
 const partsFor = (m: number) => Math.max(1, Math.min(MAX_PARTS, Math.ceil(m / TARGET_SHARE)));
 
@@ -80,7 +109,7 @@ function params(
   eps: number,
   momentum = 0,
   slots?: PartialSlots,
-): { uniforms: UniformValue[]; parts: number; partials: number; elementGrid: number } {
+): { uniforms: Uint8Array; parts: number; partials: number; elementGrid: number } {
   const m = d.n * d.hw;
   const parts = partsFor(m);
   const mTotal = slots?.mTotal ?? m;
@@ -90,26 +119,26 @@ function params(
   const hw = Math.max(1, d.hw);
   const elems = ELEMS[variant];
   const chunksPerPlane = Math.ceil(d.hw / elems);
-  const uniforms: UniformValue[] = [
+  const uniforms = BN_PARAMS.pack({
     hw,
-    d.c,
+    channels: d.c,
     m,
     parts,
     chunk,
     startMul,
     step,
-    Math.floor(step / hw),
-    step % hw,
-    d.n * d.c,
+    stepN: Math.floor(step / hw),
+    stepS: step % hw,
+    planes: d.n * d.c,
     chunksPerPlane,
     elems,
-    f32(eps),
-    f32(momentum),
-    f32(mTotal > 0 ? 1 / mTotal : 0),
-    slots?.partOffset ?? 0,
-    slots?.partsTotal ?? parts,
+    eps,
+    momentum,
+    invM: mTotal > 0 ? 1 / mTotal : 0,
+    partOffset: slots?.partOffset ?? 0,
+    partsTotal: slots?.partsTotal ?? parts,
     mTotal,
-  ];
+  });
   return { uniforms, parts, partials: d.c * parts, elementGrid: d.n * d.c * chunksPerPlane };
 }
 

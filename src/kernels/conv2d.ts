@@ -15,22 +15,6 @@ import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import { ACTIVATION_CODE, type Activation } from './activation.js';
 import {
-  A_CONV_W_T,
-  A_IM2COL,
-  A_IM2COL_T,
-  A_NCHW_ROWS,
-  A_PLAIN,
-  B_IM2COL,
-  B_IM2COL_T,
-  B_NCHW_COLS,
-  B_PHASE,
-  B_PLAIN,
-  BIAS_PER_COLUMN,
-  BIAS_PER_ROW,
-  C_NCHW,
-  C_NCHW_T,
-  C_PHASE,
-  C_PLAIN,
   CONV_GEMM_VARIANT_NAMES,
   CORE_INFO,
   checkF32,
@@ -122,12 +106,12 @@ export function convForwardGemm(core: GemmCore, x: DeviceTensor, w: DeviceTensor
     const pixels = gs.nimg * gs.yh * gs.yw;
     const shared = { out: ys, bias: b, activation: epi.activation, slope: epi.slope, conv: gs, K };
     const channelRows: GemmProblem = {
-      ...shared, label, a: w, b: xs, biasMode: BIAS_PER_ROW,
-      aMode: A_PLAIN, bMode: B_IM2COL, cMode: C_NCHW, M: gs.yc, N: pixels, aStrides: [0, K, 1],
+      ...shared, label, a: w, b: xs, biasMode: 'perRow',
+      aMode: 'plain', bMode: 'im2col', cMode: 'nchw', M: gs.yc, N: pixels, aStrides: [0, K, 1],
     };
     const pixelRows: GemmProblem = {
-      ...shared, label: `${label} (pixel rows)`, a: xs, b: w, biasMode: BIAS_PER_COLUMN,
-      aMode: A_IM2COL, bMode: B_PLAIN, cMode: C_NCHW_T, M: pixels, N: gs.yc, bStrides: [0, 1, K],
+      ...shared, label: `${label} (pixel rows)`, a: xs, b: w, biasMode: 'perColumn',
+      aMode: 'im2col', bMode: 'plain', cMode: 'nchwT', M: pixels, N: gs.yc, bStrides: [0, 1, K],
     };
     gemm(core, cheaperForm(core, channelRows, pixelRows, false));
   });
@@ -161,8 +145,8 @@ export function convBackwardInputGemm(core: GemmCore, dy: DeviceTensor, w: Devic
       for (let rw = 0; rw < gs.sw; rw++)
         maxCols = Math.max(maxCols, gs.nimg * phaseCount(gs.xh, gs.sh, gs.ph, rh) * phaseCount(gs.xw, gs.sw, gs.pw, rw));
     gemm(core, {
-      label, a: w, b: dys, out: dxs, bias: b, biasMode: BIAS_PER_ROW, activation: epi.activation, slope: epi.slope,
-      aMode: A_CONV_W_T, bMode: B_PHASE, cMode: C_PHASE,
+      label, a: w, b: dys, out: dxs, bias: b, biasMode: 'perRow', activation: epi.activation, slope: epi.slope,
+      aMode: 'convWT', bMode: 'phase', cMode: 'phase',
       M: gs.xc, N: maxCols, K: 0, batch: gs.sh * gs.sw, conv: gs,
     });
   });
@@ -184,11 +168,11 @@ export function convBackwardWeightGemm(core: GemmCore, x: DeviceTensor, dy: Devi
     parts.push(dw);
     const shared = { out: dw, K: gs.nimg * gs.yh * gs.yw, conv: gs, allowSplit: true };
     const channelRows: GemmProblem = {
-      ...shared, label, a: dys, b: xs, aMode: A_NCHW_ROWS, bMode: B_IM2COL_T, cMode: C_PLAIN,
+      ...shared, label, a: dys, b: xs, aMode: 'nchwRows', bMode: 'im2colT', cMode: 'plain',
       M: gs.yc, N: taps, cStrides: [0, taps, 1],
     };
     const tapRows: GemmProblem = {
-      ...shared, label: `${label} (tap rows)`, a: xs, b: dys, aMode: A_IM2COL_T, bMode: B_NCHW_COLS, cMode: C_PLAIN,
+      ...shared, label: `${label} (tap rows)`, a: xs, b: dys, aMode: 'im2colT', bMode: 'nchwCols', cMode: 'plain',
       M: taps, N: gs.yc, cStrides: [0, 1, taps],
     };
     gemm(core, cheaperForm(core, channelRows, tapRows, false));

@@ -2,9 +2,10 @@
 // also run on. `gemm()` records one GEMM with a given operand reader/writer mode; the public kernels
 // (matmul here, linear* in dense.ts, conv* in conv2d.ts / conv-transpose2d.ts) only describe their
 // problem as a GemmProblem.
-import { f32, type Engine } from '../gpu/engine.js';
+import type { Engine } from '../gpu/engine.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
+import { A_MODE, B_MODE, B_VEC4, BIAS_MODE, C_MODE, GEMM_PARAMS, type AMode, type BiasMode, type BMode, type BVec4, type CMode } from './gemm-layout.js';
 import { ACTIVATION_CODE, type Activation } from './activation.js';
 import { defineOp, log2Bucket, type KernelFn, type OpDescriptor, type VariantOptions } from './registry.js';
 
@@ -23,25 +24,6 @@ export function hasSubgroups(e: Engine): boolean {
   return e.device.features.has('subgroups') && (info.subgroupMinSize ?? 0) >= 8;
 }
 
-// Operand modes: must match the constants in shaders/matmul.wgsl.
-export const A_PLAIN = 0;
-export const A_CONV_W_T = 1;
-export const A_NCHW_ROWS = 2;
-export const A_IM2COL = 3;
-export const A_IM2COL_T = 4;
-export const B_PLAIN = 0;
-export const B_IM2COL = 1;
-export const B_PHASE = 2;
-export const B_IM2COL_T = 3;
-export const B_NCHW_COLS = 4;
-export const C_PLAIN = 0;
-export const C_NCHW = 1;
-export const C_PHASE = 2;
-export const C_NCHW_T = 3;
-export const BIAS_NONE = 0;
-export const BIAS_PER_COLUMN = 1;
-export const BIAS_PER_ROW = 2;
-
 /** Register block of gemm_register (TM x TN in the shader); TM is 4 for GEMMs of at most 4 rows. */
 const TN = 8;
 const tmFor = (M: number) => (M <= 4 ? 4 : 16);
@@ -56,10 +38,6 @@ const VEC4_TARGET_WORKGROUPS = 32;
 const VEC4_MIN_CHUNK = 256;
 /** gemm_vec4 steps k in groups of 4 (its K chunks are multiples of it). */
 const VEC4_K_GROUP = 4;
-/** B_VEC4 modes of shaders/lib/gemm.wgsl. */
-const B_SCALAR = 0;
-const B_VEC4_K = 1;
-const B_VEC4_COLUMNS = 2;
 /** C tile of gemm_tiled. */
 const TILE = 64;
 /** Invocations with real work that a GEMM should offer; fewer, and K gets split (when allowed). */
@@ -90,25 +68,27 @@ export interface GemmProblem {
   /** The result (allocated by the caller; every element must be covered by the problem). */
   out: DeviceTensor;
   bias?: DeviceTensor | null;
-  biasMode?: number;
+  /** Default 'perColumn' (with a bias). */
+  biasMode?: Exclude<BiasMode, 'none'>;
   activation?: Activation;
   slope?: number;
-  aMode?: number;
-  bMode?: number;
-  cMode?: number;
+  /** Operand modes (the table in shaders/matmul.wgsl); default 'plain'. */
+  aMode?: AMode;
+  bMode?: BMode;
+  cMode?: CMode;
   M: number;
-  /** Columns (B_PHASE: the largest phase's column count). */
+  /** Columns (bMode 'phase': the largest phase's column count). */
   N: number;
-  /** Reduction length (unused by B_PHASE, which derives it per phase). */
+  /** Reduction length (unused by bMode 'phase', which derives it per phase). */
   K: number;
-  /** Batch of plain GEMMs, or number of stride phases for B_PHASE. */
+  /** Batch of plain GEMMs, or number of stride phases for bMode 'phase'. */
   batch?: number;
   /** Plain-mode strides [batch, row, k] of A, [batch, k, column] of B, [batch, row, column] of C. */
   aStrides?: [number, number, number];
   bStrides?: [number, number, number];
   cStrides?: [number, number, number];
   conv?: ConvGeometry;
-  /** Allow splitting K over several partial results (C_PLAIN, batch 1 only). */
+  /** Allow splitting K over several partial results (cMode 'plain', batch 1 only). */
   allowSplit?: boolean;
 }
 
@@ -177,7 +157,7 @@ function plan(core: GemmCore, M: number, N: number, K: number, canSplit: boolean
 export function runsVec4(e: Engine, pr: GemmProblem): boolean {
   if (!hasSubgroups(e) || tmFor(pr.M) !== 16) return false;
   const { aVec4, bVec4 } = vec4Reads(pr, VEC4_K_GROUP, 1);
-  return aVec4 || bVec4 !== B_SCALAR;
+  return aVec4 || bVec4 !== 'scalar';
 }
 
 /**
@@ -186,27 +166,27 @@ export function runsVec4(e: Engine, pr: GemmProblem): boolean {
  * binding, for every row, column, batch entry and k group the kernel reads. k groups start at the
  * slice's k0, a multiple of `kChunk`.
  */
-function vec4Reads(pr: GemmProblem, kChunk: number, splits: number): { aVec4: boolean; bVec4: number } {
+function vec4Reads(pr: GemmProblem, kChunk: number, splits: number): { aVec4: boolean; bVec4: BVec4 } {
   const m4 = (...xs: number[]) => xs.every((x) => x % 4 === 0);
   const kGroupsAligned = splits === 1 || kChunk % 4 === 0;
   // An image's pixel count: k = (n, pixel) groups of 4 stay in one image and are aligned iff it is a multiple of 4.
   const imagePixels = pr.conv ? pr.conv.yh * pr.conv.yw : 1;
   const [asb, asm, ask] = pr.aStrides ?? [0, 0, 0];
   const [bsb, bsk, bsn] = pr.bStrides ?? [0, 0, 0];
-  const aMode = pr.aMode ?? A_PLAIN;
-  const bMode = pr.bMode ?? B_PLAIN;
+  const aMode = pr.aMode ?? 'plain';
+  const bMode = pr.bMode ?? 'plain';
   let aVec4 = false;
-  // A_PLAIN: k-contiguous rows. A_NCHW_ROWS / B_NCHW_COLS (conv d/dw, k = (n, pixel)): see imagePixels.
-  if (aMode === A_PLAIN) aVec4 = ask === 1 && m4(asb, asm);
-  else if (aMode === A_NCHW_ROWS) aVec4 = m4(imagePixels);
-  let bVec4 = B_SCALAR;
-  if (bMode === B_PLAIN && bsk === 1 && m4(bsb, bsn)) bVec4 = B_VEC4_K;
-  else if (bMode === B_PLAIN && bsn === 1 && m4(bsb, bsk)) bVec4 = B_VEC4_COLUMNS;
-  else if (bMode === B_NCHW_COLS && m4(imagePixels)) bVec4 = B_VEC4_K;
+  // A 'plain': k-contiguous rows. A 'nchwRows' / B 'nchwCols' (conv d/dw, k = (n, pixel)): see imagePixels.
+  if (aMode === 'plain') aVec4 = ask === 1 && m4(asb, asm);
+  else if (aMode === 'nchwRows') aVec4 = m4(imagePixels);
+  let bVec4: BVec4 = 'scalar';
+  if (bMode === 'plain' && bsk === 1 && m4(bsb, bsn)) bVec4 = 'vec4K';
+  else if (bMode === 'plain' && bsn === 1 && m4(bsb, bsk)) bVec4 = 'vec4Columns';
+  else if (bMode === 'nchwCols' && m4(imagePixels)) bVec4 = 'vec4K';
   // An operand smaller than one vec4 cannot be read as array<vec4f> (gemm() binds a scratch instead).
   return {
     aVec4: aVec4 && kGroupsAligned && pr.a.byteLength >= 16,
-    bVec4: kGroupsAligned && pr.b.byteLength >= 16 ? bVec4 : B_SCALAR,
+    bVec4: kGroupsAligned && pr.b.byteLength >= 16 ? bVec4 : 'scalar',
   };
 }
 
@@ -214,9 +194,9 @@ function vec4Reads(pr: GemmProblem, kChunk: number, splits: number): { aVec4: bo
 export function gemm(core: GemmCore, pr: GemmProblem): void {
   const e = pr.out.engine;
   const batch = pr.batch ?? 1;
-  const cMode = pr.cMode ?? C_PLAIN;
+  const cMode = pr.cMode ?? 'plain';
   if (pr.M === 0 || pr.N === 0 || batch === 0) return;
-  const canSplit = !!pr.allowSplit && batch === 1 && cMode === C_PLAIN && (pr.bMode ?? B_PLAIN) !== B_PHASE;
+  const canSplit = !!pr.allowSplit && batch === 1 && cMode === 'plain' && pr.bMode !== 'phase';
   // gemm_vec4 runs the 'subgroup-vec4' core where it can (see runsVec4); elsewhere the core runs as 'subgroup'.
   const vec4 = core === 'subgroup-vec4' && runsVec4(e, pr);
   const kernelCore: GemmCore = core === 'subgroup-vec4' && !vec4 ? 'subgroup' : core;
@@ -226,26 +206,28 @@ export function gemm(core: GemmCore, pr: GemmProblem): void {
 
   const act = ACTIVATION_CODE[pr.activation ?? 'none'];
   const slope = pr.slope ?? 0.01;
-  const biasMode = pr.bias ? (pr.biasMode ?? BIAS_PER_COLUMN) : BIAS_NONE;
+  const biasMode: BiasMode = pr.bias ? (pr.biasMode ?? 'perColumn') : 'none';
   const g = pr.conv ?? NO_CONV;
-  const [asb, asm, ask] = pr.aStrides ?? [0, 0, 0];
-  const [bsb, bsk, bsn] = pr.bStrides ?? [0, 0, 0];
+  const [aSb, aSm, aSk] = pr.aStrides ?? [0, 0, 0];
+  const [bSb, bSk, bSn] = pr.bStrides ?? [0, 0, 0];
   const [csb, csm, csn] = pr.cStrides ?? [0, 0, 0];
-  // Must match `Params` in shaders/matmul.wgsl.
-  const uniforms = (cs: [number, number, number], epilogue: boolean) => [
-    pr.M, pr.N, pr.K, batch, pl.splits, kChunk, f32(slope), epilogue ? act : 0, epilogue ? biasMode : BIAS_NONE,
-    asb, asm, ask, bsb, bsk, bsn, cs[0], cs[1], cs[2],
-    g.nimg, g.xc, g.xh, g.xw, g.yc, g.yh, g.yw, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw,
-  ];
+  const uniforms = (cs: [number, number, number], epilogue: boolean) =>
+    GEMM_PARAMS.pack({
+      M: pr.M, N: pr.N, K: pr.K, batch, splits: pl.splits, kChunk, slope,
+      act: epilogue ? act : 0, biasMode: BIAS_MODE[epilogue ? biasMode : 'none'],
+      aSb, aSm, aSk, bSb, bSk, bSn, cSb: cs[0], cSm: cs[1], cSn: cs[2],
+      nimg: g.nimg, xc: g.xc, xh: g.xh, xw: g.xw, yc: g.yc, yh: g.yh, yw: g.yw,
+      kh: g.kh, kw: g.kw, sh: g.sh, sw: g.sw, ph: g.ph, pw: g.pw,
+    });
 
   // With split-K the gemm writes [splits, M, N] partial sums and reduce_splits applies the epilogue.
   const target = split ? e.empty([pl.splits, pr.M, pr.N]) : pr.out;
   const max = e.limits.maxComputeWorkgroupsPerDimension;
   let grid: number[];
   const constants: Record<string, number | boolean> = {
-    A_MODE: pr.aMode ?? A_PLAIN,
-    B_MODE: pr.bMode ?? B_PLAIN,
-    C_MODE: cMode,
+    A_MODE: A_MODE[pr.aMode ?? 'plain'],
+    B_MODE: B_MODE[pr.bMode ?? 'plain'],
+    C_MODE: C_MODE[cMode],
   };
   // The subgroup kernel covers the 16-row blocks without SPLIT_LANES; the rest runs on gemm_register.
   const subgroup = kernelCore === 'subgroup' && !pl.splitLanes && tmFor(pr.M) === 16 && hasSubgroups(e);
@@ -256,7 +238,7 @@ export function gemm(core: GemmCore, pr: GemmProblem): void {
   if (vec4) {
     const { aVec4, bVec4 } = vec4Reads(pr, kChunk, pl.splits);
     constants.A_VEC4 = aVec4;
-    constants.B_VEC4 = bVec4;
+    constants.B_VEC4 = B_VEC4[bVec4];
     const bindable = (t: DeviceTensor) => (t.byteLength >= 16 ? t : (scratch ??= e.zeros([4])));
     vec4Bindings = [bindable(pr.a), bindable(pr.b)];
     grid = [Math.ceil(pr.N / VEC4_BLOCK_COLS), Math.ceil(pr.M / VEC4_ROWS), batch * pl.splits];
@@ -309,11 +291,11 @@ export function gemm(core: GemmCore, pr: GemmProblem): void {
 export function vec4Cost(e: Engine, pr: GemmProblem): number {
   if (!runsVec4(e, pr)) return Infinity;
   const { aVec4, bVec4 } = vec4Reads(pr, VEC4_K_GROUP, 1);
-  const aMode = pr.aMode ?? A_PLAIN;
-  const bMode = pr.bMode ?? B_PLAIN;
-  const aBounded = aMode === A_IM2COL || aMode === A_IM2COL_T;
-  const bBounded = bMode === B_IM2COL || bMode === B_IM2COL_T || bMode === B_PHASE;
-  const loads = (aVec4 ? 2 : 8 * (aBounded ? 1.5 : 1)) + (bVec4 !== B_SCALAR ? 4 : 16 * (bBounded ? 1.5 : 1));
+  const aMode = pr.aMode ?? 'plain';
+  const bMode = pr.bMode ?? 'plain';
+  const aBounded = aMode === 'im2col' || aMode === 'im2colT';
+  const bBounded = bMode === 'im2col' || bMode === 'im2colT' || bMode === 'phase';
+  const loads = (aVec4 ? 2 : 8 * (aBounded ? 1.5 : 1)) + (bVec4 !== 'scalar' ? 4 : 16 * (bBounded ? 1.5 : 1));
   const used = (pr.M * pr.N) / (Math.ceil(pr.M / VEC4_ROWS) * VEC4_ROWS * Math.ceil(pr.N / VEC4_BLOCK_COLS) * VEC4_BLOCK_COLS);
   return loads / used;
 }
@@ -341,7 +323,7 @@ export function plainGemm(
   const biasPerRow = epi.biasPerRow ?? false;
   const direct: GemmProblem = {
     label, a, b, out, M, N, K, batch, aStrides, bStrides, cStrides, allowSplit,
-    bias: epi.bias, biasMode: biasPerRow ? BIAS_PER_ROW : BIAS_PER_COLUMN,
+    bias: epi.bias, biasMode: biasPerRow ? 'perRow' : 'perColumn',
     activation: epi.activation, slope: epi.slope,
   };
   // C^T[j, m] = sum_k B[k, j] A[m, k]: A' = B^T (rows j), B' = A^T, output strides swapped.
@@ -350,7 +332,7 @@ export function plainGemm(
     aStrides: [bStrides[0], bStrides[2], bStrides[1]],
     bStrides: [aStrides[0], aStrides[2], aStrides[1]],
     cStrides: [cStrides[0], cStrides[2], cStrides[1]],
-    bias: epi.bias, biasMode: biasPerRow ? BIAS_PER_COLUMN : BIAS_PER_ROW,
+    bias: epi.bias, biasMode: biasPerRow ? 'perColumn' : 'perRow',
     activation: epi.activation, slope: epi.slope,
   };
   gemm(core, cheaperForm(core, direct, transposed, core !== 'tiled' && N < 16 * TN && M > 2 * N));
