@@ -31,7 +31,9 @@ export function registerGanCommands(program: Command): void {
     .option('--latent-dim <n>', 'noise dimension', int('--latent-dim'), 100)
     .option('--ngf <n>', 'DCGAN generator base width', int('--ngf'), 32)
     .option('--ndf <n>', 'DCGAN discriminator base width', int('--ndf'), 32)
+    .option('--d-batchnorm', 'BatchNorm2d in the DCGAN discriminator (the default, except with --spectral-norm)')
     .option('--no-d-batchnorm', 'no BatchNorm2d in the DCGAN discriminator')
+    .option('--spectral-norm', "spectral normalisation of the discriminator's weights (torch's spectral_norm; implies --no-d-batchnorm unless --d-batchnorm is given)")
     .option('--save-every <n>', 'write a loadable snapshot every n epochs (0: never)', nonNegativeInt('--save-every'), 0)
     .option('--sample-every <n>', 'write a sample grid PNG every n epochs', int('--sample-every'), 1)
     .option('--limit-per-class <n>', 'use only n training images per class (scarce-data experiments)', int('--limit-per-class'))
@@ -71,6 +73,7 @@ export function registerGanCommands(program: Command): void {
           ngf: opts.ngf,
           ndf: opts.ndf,
           discriminatorBatchNorm: opts.dBatchnorm,
+          spectralNorm: opts.spectralNorm,
           saveEvery: opts.saveEvery,
           sampleEvery: opts.sampleEvery,
           limitPerClass: opts.limitPerClass,

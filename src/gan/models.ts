@@ -31,8 +31,18 @@ export interface GanConfig {
   /** DCGAN generator / discriminator base widths. */
   ngf?: number;
   ndf?: number;
-  /** BatchNorm2d in the DCGAN discriminator's inner blocks (default true, as DCGAN). */
+  /**
+   * BatchNorm2d in the DCGAN discriminator's inner blocks (default: true, as DCGAN, unless
+   * spectralNorm is on: SN-GAN's discriminator has none, and the Lipschitz bound spectral norm gives
+   * does not hold through batch statistics).
+   */
   discriminatorBatchNorm?: boolean;
+  /**
+   * Spectral normalisation (torch.nn.utils.spectral_norm, one power step per forward) of every Conv2d
+   * and Linear weight of the discriminator, the class embedding included (Miyato et al. 2018; Miyato &
+   * Koyama 2018). Default false; model directories written before the option have none.
+   */
+  spectralNorm?: boolean;
 }
 
 export type ResolvedGanConfig = Required<GanConfig>;
@@ -46,7 +56,8 @@ export function resolveGanConfig(c: GanConfig): ResolvedGanConfig {
     hidden: c.hidden ?? 128,
     ngf: c.ngf ?? 32,
     ndf: c.ndf ?? 32,
-    discriminatorBatchNorm: c.discriminatorBatchNorm ?? true,
+    discriminatorBatchNorm: c.discriminatorBatchNorm ?? !(c.spectralNorm ?? false),
+    spectralNorm: c.spectralNorm ?? false,
   };
   if (r.arch !== 'dense' && r.arch !== 'dcgan') throw new WgslNnError(`unknown GAN architecture '${String(r.arch)}' (dense or dcgan)`);
   if (!Number.isInteger(r.imageSize) || r.imageSize < 4) throw new WgslNnError(`image size must be an integer >= 4, got ${r.imageSize}`);
@@ -140,6 +151,9 @@ export class Generator extends nn.Module {
  *   dcgan: body = Sequential(Conv2d(1, ndf, 4, 2, 1), LeakyReLU(0.2), [Conv2d(c, 2c, 4, 2, 1, bias=False),
  *          BatchNorm2d(2c), LeakyReLU(0.2)] x (k-1)), head = Conv2d(ndf*2^(k-1), 1, 4, 1, 0, bias=False)
  *   conditional: embed = Linear(K, width, bias=False); logit += sum(embed(y) * mean_hw(body(x)))
+ *   spectralNorm: torch.nn.utils.spectral_norm applied to every Conv2d and Linear above (embed too),
+ *          after the DCGAN initialisation of their weights; the state dict then has weight_orig,
+ *          weight_u, weight_v in place of weight (torch's names).
  */
 export class Discriminator extends nn.Module {
   readonly body: nn.Sequential;
@@ -179,6 +193,7 @@ export class Discriminator extends nn.Module {
     this.registerModule('head', this.head);
     if (this.embed) this.registerModule('embed', this.embed);
     if (c.arch === 'dcgan') dcganInit(this);
+    if (c.spectralNorm) applySpectralNorm(this);
   }
 
   /** Logits [N, 1]; `onehot` [N, K] is required for a conditional model and ignored otherwise. */
@@ -195,6 +210,14 @@ export class Discriminator extends nn.Module {
 
   forward(x: Tensor): Tensor {
     return this.logits(x);
+  }
+}
+
+/** Spectral normalisation of every Conv2d and Linear below `m`, depth first (u, v drawn in that order). */
+function applySpectralNorm(m: nn.Module): void {
+  for (const c of m.children()) {
+    if (c instanceof nn.Conv2d || c instanceof nn.Linear) nn.spectralNorm(c);
+    else applySpectralNorm(c);
   }
 }
 

@@ -24,7 +24,7 @@ import { runTrainingLoop, type BatchProgress } from '../train/loop.js';
 import { Rng } from '../util/rng.js';
 import { CollapseAlarm, relativeDiversity } from './diversity.js';
 import { saveGanDir } from './model-dir.js';
-import { Discriminator, Generator, resolveGanConfig, type GanArch, type GanConfig } from './models.js';
+import { Discriminator, Generator, resolveGanConfig, type GanArch, type GanConfig, type ResolvedGanConfig } from './models.js';
 import { generateImages, gridLabels, writeImageGrid } from './samples.js';
 import { GanStep, type DiscriminatorAugment } from './step.js';
 import type { DiffAugmentPolicy } from '../nn/functional.js';
@@ -49,7 +49,10 @@ export interface GanTrainOptions {
   latentDim?: number;
   ngf?: number;
   ndf?: number;
+  /** BatchNorm2d in the DCGAN discriminator (default: true without spectral norm, false with it). */
   discriminatorBatchNorm?: boolean;
+  /** Spectral normalisation of the discriminator's weights (see GanConfig.spectralNorm). */
+  spectralNorm?: boolean;
   seed?: number;
   /** Seed of the split (default `seed`): the GAN trains on the train + validation parts of the split `wgsl-nn train --seed <splitSeed>` makes. */
   splitSeed?: number;
@@ -157,6 +160,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
     ngf: opts.ngf,
     ndf: opts.ndf,
     discriminatorBatchNorm: opts.discriminatorBatchNorm,
+    spectralNorm: opts.spectralNorm,
   };
   const resolved = resolveGanConfig(config);
   manualSeed(seed);
@@ -247,7 +251,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
     checkpoint: {
       dir: join(opts.out, 'checkpoint'),
       resume: opts.resume,
-      options: { data: opts.data, className: opts.className ?? null, unconditional: opts.unconditional ?? false, config: resolved, batchSize, seed, splitSeed, diffAugment: policy, limitPerClass: opts.limitPerClass ?? null },
+      options: { data: opts.data, className: opts.className ?? null, unconditional: opts.unconditional ?? false, config: checkpointConfig(resolved), batchSize, seed, splitSeed, diffAugment: policy, limitPerClass: opts.limitPerClass ?? null },
       extraState: {
         save: () => ({ collapseAlarm: alarm.state }),
         load: (saved) => {
@@ -282,6 +286,15 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
   };
   writeFileAtomic(join(opts.out, 'history.json'), [new TextEncoder().encode(JSON.stringify(result, null, 2) + '\n')]);
   return result;
+}
+
+/**
+ * The architecture as the checkpoint compares it on --resume: without spectralNorm when it is off, so
+ * checkpoints written before the option existed still match a run that does not use it.
+ */
+function checkpointConfig(c: ResolvedGanConfig): Omit<ResolvedGanConfig, 'spectralNorm'> & { spectralNorm?: true } {
+  const { spectralNorm, ...rest } = c;
+  return spectralNorm ? { ...rest, spectralNorm } : rest;
 }
 
 /** Up to `perClass` un-augmented real images of each class, for the diversity reference. */

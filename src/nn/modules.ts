@@ -20,11 +20,20 @@ export interface StateEntry {
 }
 export type StateDict = Record<string, StateEntry>;
 
+/**
+ * A parameter computed from other tensors at every forward, as torch's weight hooks (spectral_norm):
+ * the module's forward uses `compute(training)` in place of the parameter of that name.
+ */
+export interface WeightReparametrization {
+  compute(training: boolean): Tensor;
+}
+
 export abstract class Module {
   training = true;
   private readonly _params = new Map<string, Tensor>();
   private readonly _buffers = new Map<string, Tensor>();
   private readonly _children = new Map<string, Module>();
+  private readonly _reparametrized = new Map<string, WeightReparametrization>();
 
   abstract forward(x: Tensor): Tensor;
 
@@ -49,6 +58,31 @@ export abstract class Module {
   protected registerModule<M extends Module>(name: string, m: M): M {
     this._children.set(name, m);
     return m;
+  }
+
+  /** The tensor a forward uses for parameter `name`: `t` itself, or its reparametrised value. */
+  protected effectiveParameter(name: string, t: Tensor): Tensor {
+    return this._reparametrized.get(name)?.compute(this.training) ?? t;
+  }
+
+  /** The reparametrisation of parameter `name` (see spectralNorm), if any. */
+  reparametrization(name: string): WeightReparametrization | null {
+    return this._reparametrized.get(name) ?? null;
+  }
+
+  /**
+   * @internal Reparametrises parameter `name` as torch's hooks do: the parameter is re-registered as
+   * `${name}_orig` after the other parameters (torch deletes and re-adds it, so state_dict lists it last),
+   * `buffers` are registered in order, and forward uses `r.compute()` from then on.
+   */
+  reparametrize(name: string, r: WeightReparametrization, buffers: [string, Tensor][]): void {
+    const t = this._params.get(name);
+    if (!t) throw new WgslNnError(`reparametrize: the module has no parameter '${name}'`);
+    if (this._reparametrized.has(name)) throw new WgslNnError(`reparametrize: parameter '${name}' is already reparametrised`);
+    this._params.delete(name);
+    this._params.set(`${name}_orig`, t);
+    for (const [n, b] of buffers) this.registerBuffer(n, b);
+    this._reparametrized.set(name, r);
   }
 
   children(): Module[] {
@@ -209,7 +243,7 @@ export class Conv2d extends ConvModule {
   }
 
   forward(x: Tensor, activation?: Activation, slope?: number): Tensor {
-    return F.conv2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding, activation, slope });
+    return F.conv2d(x, this.effectiveParameter('weight', this.weight), this.bias, { stride: this.stride, padding: this.padding, activation, slope });
   }
 }
 
@@ -220,7 +254,7 @@ export class ConvTranspose2d extends ConvModule {
   }
 
   forward(x: Tensor, activation?: Activation, slope?: number): Tensor {
-    return F.convTranspose2d(x, this.weight, this.bias, { stride: this.stride, padding: this.padding, activation, slope });
+    return F.convTranspose2d(x, this.effectiveParameter('weight', this.weight), this.bias, { stride: this.stride, padding: this.padding, activation, slope });
   }
 }
 
@@ -241,8 +275,145 @@ export class Linear extends Module {
   }
 
   forward(x: Tensor, activation?: Activation, slope?: number): Tensor {
-    return F.linear(x, this.weight, this.bias, { activation, slope });
+    return F.linear(x, this.effectiveParameter('weight', this.weight), this.bias, { activation, slope });
   }
+}
+
+// ------------------------------------------------------------------ spectral normalisation
+
+export interface SpectralNormOptions {
+  /** Power-iteration steps per training forward (torch's n_power_iterations, default 1). */
+  nPowerIterations?: number;
+  /** Guard of the normalisations (torch's eps, default 1e-12). */
+  eps?: number;
+}
+
+/**
+ * Spectral normalisation of a weight (Miyato et al. 2018), as torch.nn.utils.spectral_norm with dim=0:
+ * W is viewed as the matrix [out, rest] and the forward uses W / sigma, sigma = uᵀ W v, where u [out] and
+ * v [rest] estimate the top singular vectors. In training each forward first runs `nPowerIterations`
+ * steps v = normalize(Wᵀu), u = normalize(W v) without gradient and stores them in the buffers; in eval
+ * the stored u and v are used as they are. The gradient flows through W and sigma with u and v constant,
+ * as in torch.
+ */
+export class SpectralNorm implements WeightReparametrization {
+  /** [rows, cols] of the matrix view of the weight. */
+  readonly matrixShape: [number, number];
+
+  constructor(
+    /** The raw weight (state-dict name `weight_orig`). */
+    readonly weight: Tensor,
+    /** Left singular vector estimate [rows] (`weight_u`). */
+    readonly u: Tensor,
+    /** Right singular vector estimate [cols] (`weight_v`). */
+    readonly v: Tensor,
+    readonly nPowerIterations: number,
+    readonly eps: number,
+  ) {
+    const rows = weight.shape[0];
+    this.matrixShape = [rows, weight.size / rows];
+  }
+
+  /** Runs `steps` power-iteration steps on the current weight and stores the new u and v (no gradient). */
+  powerIteration(steps = this.nPowerIterations): void {
+    if (steps <= 0) return;
+    const [rows, cols] = this.matrixShape;
+    const e = this.weight.engine;
+    const [u, v] = noGrad(() =>
+      e.tidy(() => {
+        const W = F.reshape(this.weight, [rows, cols]);
+        let u = this.u.detach();
+        let v = this.v.detach();
+        for (let i = 0; i < steps; i++) {
+          // Wᵀu: the rows of W weighted by u's entries, summed (F has no transposed product).
+          v = normalize(F.sum(F.mul(W, F.reshape(u, [rows, 1])), 0), this.eps);
+          // W v: one row of x Wᵀ with x = vᵀ.
+          u = normalize(F.reshape(F.linear(F.reshape(v, [1, cols]), W), [rows]), this.eps);
+        }
+        return [u, v];
+      }),
+    );
+    // The buffers get new storage rather than an in-place write, so a graph recorded by an earlier
+    // forward keeps the u and v it used (torch clones them for the same reason).
+    this.u.setValue(u.value.reshape(this.u.shape));
+    this.v.setValue(v.value.reshape(this.v.shape));
+    u.dispose();
+    v.dispose();
+  }
+
+  /** sigma = uᵀ W v (0-d) with the stored u and v as constants: differentiable in W only. */
+  sigma(): Tensor {
+    const [rows, cols] = this.matrixShape;
+    // Views of the current storage: a later power iteration replaces the buffers' storage, not these.
+    const u = this.u.detach();
+    const v = this.v.detach();
+    const Wv = F.linear(F.reshape(v, [1, cols]), F.reshape(this.weight, [rows, cols]));
+    return F.sum(F.mul(Wv, F.reshape(u, [1, rows])));
+  }
+
+  /** W / sigma, after the power iteration when training. */
+  compute(training: boolean): Tensor {
+    if (training) this.powerIteration();
+    const sigma = this.sigma();
+    return F.div(this.weight, F.reshape(sigma, this.weight.shape.map(() => 1)));
+  }
+}
+
+/**
+ * normalize(x) = x / max(|x|, eps) as torch.nn.functional.normalize, computed as x / sqrt(|x|² + eps²):
+ * the same value unless |x| is within a few eps (a zero x stays zero). F has no square root, so it
+ * runs as batch norm in eval mode over one channel, running mean 0 and running variance |x|².
+ */
+function normalize(x: Tensor, eps: number): Tensor {
+  const e = x.engine;
+  const n = x.size;
+  const squaredNorm = F.reshape(F.sum(F.mul(x, x)), [1]);
+  const zero = e.zerosTensor([1]);
+  const one = e.onesTensor([1]);
+  const y = F.batchNorm2d(F.reshape(x, [1, 1, 1, n]), zero, squaredNorm, one, zero, { training: false, eps: eps * eps });
+  return F.reshape(y, [n]);
+}
+
+/** N(0,1) values from the global seeded generator, normalised to unit length (torch's u and v init). */
+function unitNormal(engine: Engine, n: number, eps: number): Tensor {
+  const rng = globalRng();
+  const x = new Float64Array(n);
+  let squares = 0;
+  for (let i = 0; i < n; i++) squares += (x[i] = rng.normal()) ** 2;
+  const norm = Math.max(Math.sqrt(squares), eps);
+  return new Tensor(engine.fromArray(Float32Array.from(x, (a) => a / norm), [n]), { track: false });
+}
+
+/**
+ * Applies spectral normalisation to the weight of a Conv2d or Linear in place, as
+ * torch.nn.utils.spectral_norm(module) (dim=0): the state dict then holds `bias`, `weight_orig`,
+ * `weight_u`, `weight_v` (torch's names and order), so it loads into a torch module with
+ * spectral_norm applied, strictly. u and v start as normalised N(0,1) draws of the global generator.
+ * ConvTranspose2d is refused: torch normalises it along dim=1, which needs a transpose F lacks.
+ */
+export function spectralNorm<M extends Conv2d | Linear>(module: M, options: SpectralNormOptions = {}): M {
+  if (!(module instanceof Conv2d || module instanceof Linear))
+    throw new WgslNnError(`spectralNorm: only Conv2d and Linear weights are supported, got ${(module as object).constructor.name}`);
+  const steps = options.nPowerIterations ?? 1;
+  const eps = options.eps ?? 1e-12;
+  if (!Number.isInteger(steps) || steps < 0) throw new WgslNnError(`spectralNorm: nPowerIterations must be an integer >= 0, got ${steps}`);
+  if (!(eps > 0) || !Number.isFinite(eps)) throw new WgslNnError(`spectralNorm: eps must be a finite number > 0, got ${eps}`);
+  if (module.reparametrization('weight')) throw new WgslNnError('spectralNorm: the weight is already reparametrised (spectral norm applied twice?)');
+  const w = module.weight;
+  const rows = w.shape[0];
+  const u = unitNormal(w.engine, rows, eps);
+  const v = unitNormal(w.engine, w.size / rows, eps);
+  module.reparametrize('weight', new SpectralNorm(w, u, v, steps, eps), [
+    ['weight_u', u],
+    ['weight_v', v],
+  ]);
+  return module;
+}
+
+/** The spectral normalisation of a module's weight, if spectralNorm was applied to it. */
+export function spectralNormOf(module: Module): SpectralNorm | null {
+  const r = module.reparametrization('weight');
+  return r instanceof SpectralNorm ? r : null;
 }
 
 export class MaxPool2d extends Module {
