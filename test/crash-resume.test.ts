@@ -110,7 +110,8 @@ afterAll(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-describe('crash-safe training', () => {
+// A hang guard, not a speed check: several CLI trainings in child processes on a loaded 2-core machine.
+describe('crash-safe training', { timeout: 600_000 }, () => {
   it(`survives ${KILLS} SIGKILLs at random moments: resumes from the last complete checkpoint and ends as an uninterrupted run`, async () => {
     const out = join(dir, 'killed');
     const reference = train(join(dir, 'uninterrupted'), false); // runs alongside, never killed
