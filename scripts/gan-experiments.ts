@@ -118,6 +118,7 @@ program
   .option('--gan-width <n>', 'DCGAN ngf = ndf', (v) => Number(v), 16)
   .option('--ratio <r>', 'generated images per real image', (v) => Number(v), 2)
   .option('--cnn-steps <n>', 'optimizer steps per CNN run, the same for every condition (epochs follow from the pool size)', (v) => Number(v), 200)
+  .option('--conditions <list>', 'which of classic, gan-pool, gan-balanced to run', 'classic,gan-pool,gan-balanced')
   .option('--out <dir>', 'work folder', 'runs/scarce')
   .option('--doc <file>', 'markdown table to write', 'docs/scarce-data.md')
   .action(async (o) => {
@@ -143,9 +144,11 @@ program
       const batchSize = 32;
       // Images per epoch: the real subset, plus ratio x as many generated (pool), or real and generated alternating (balanced).
       const perEpoch = { classic: 1, 'gan-pool': 1 + o.ratio, 'gan-balanced': 2 } as const;
+      const conditions = String(o.conditions).split(',') as (keyof typeof perEpoch)[];
+      for (const c of conditions) if (!(c in perEpoch)) throw new Error(`unknown condition '${c}' (classic, gan-pool, gan-balanced)`);
       for (const seed of seeds)
         for (const n of sizes)
-          for (const condition of ['classic', 'gan-pool', 'gan-balanced'] as const) {
+          for (const condition of conditions) {
             const key = `${n}/${condition}/${seed}`;
             if (key in results) continue;
             const stepsPerEpoch = Math.ceil((perEpoch[condition] * classCount * n) / batchSize);
@@ -166,6 +169,8 @@ program
             console.error(`${key}: test accuracy ${pct(results[key])} (${new Date().toISOString()})`);
           }
       const lines = [
+        `Each CNN: ${o.cnnSteps} optimizer steps of batch 32 (the models/neu recipe otherwise); GANs: ${o.ganIterations} iterations, ngf = ndf = ${o.ganWidth}; test accuracy on the ${SPLIT_SEED === 1 ? 'split-seed-1' : ''} NEU test split, mean ± std over seeds.`,
+        '',
         `| real images per class | classic augmentation | + GAN samples (pool, ratio ${o.ratio}) | + GAN samples (balanced batches) |`,
         `|---:|---:|---:|---:|`,
       ];
