@@ -169,7 +169,7 @@ program
             console.error(`${key}: test accuracy ${pct(results[key])} (${new Date().toISOString()})`);
           }
       const lines = [
-        `Each CNN: ${o.cnnSteps} optimizer steps of batch 32 (the models/neu recipe otherwise); GANs: ${o.ganIterations} iterations, ngf = ndf = ${o.ganWidth}; test accuracy on the ${SPLIT_SEED === 1 ? 'split-seed-1' : ''} NEU test split, mean ± std over seeds.`,
+        `Each CNN: ${o.cnnSteps} optimizer steps of batch 32 (the models/neu recipe otherwise); GANs: ${o.ganIterations} iterations, ngf = ndf = ${o.ganWidth}; test accuracy on the test split of split seed ${SPLIT_SEED}, mean ± std over seeds.`,
         '',
         `| real images per class | classic augmentation | + GAN samples (pool, ratio ${o.ratio}) | + GAN samples (balanced batches) |`,
         `|---:|---:|---:|---:|`,
