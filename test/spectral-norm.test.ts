@@ -19,6 +19,7 @@ import { trainGan, type GanTrainOptions } from '../src/gan/train.js';
 import { generateSynthetic } from '../src/data/synthetic.js';
 import { F, load, manualSeed, nn, readSafetensors, save, type Tensor } from '../src/nn/index.js';
 import { Rng } from '../src/util/rng.js';
+import { symmetricEigen } from '../src/gan/linalg.js';
 import { dot, expectClose, numericalGrad, randArray, testEngine } from './helpers.js';
 
 let engine: Engine;
@@ -31,40 +32,6 @@ const f32 = async (t: Tensor): Promise<Float32Array> => Float32Array.from(await 
 
 // ------------------------------------------------------------------ float64 references
 
-/** Eigenvalues of a symmetric n x n matrix (row-major) by cyclic Jacobi rotations, largest first. */
-function symmetricEigenvalues(a: Float64Array, n: number): number[] {
-  const m = Float64Array.from(a);
-  for (let sweep = 0; sweep < 100; sweep++) {
-    let off = 0;
-    for (let p = 0; p < n; p++) for (let q = p + 1; q < n; q++) off += m[p * n + q] ** 2;
-    if (off < 1e-30) break;
-    for (let p = 0; p < n; p++)
-      for (let q = p + 1; q < n; q++) {
-        const apq = m[p * n + q];
-        if (Math.abs(apq) < 1e-300) continue;
-        const theta = (m[q * n + q] - m[p * n + p]) / (2 * apq);
-        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
-        const c = 1 / Math.sqrt(t * t + 1);
-        const s = t * c;
-        for (let k = 0; k < n; k++) {
-          // columns p, q
-          const mkp = m[k * n + p];
-          const mkq = m[k * n + q];
-          m[k * n + p] = c * mkp - s * mkq;
-          m[k * n + q] = s * mkp + c * mkq;
-        }
-        for (let k = 0; k < n; k++) {
-          // rows p, q
-          const mpk = m[p * n + k];
-          const mqk = m[q * n + k];
-          m[p * n + k] = c * mpk - s * mqk;
-          m[q * n + k] = s * mpk + c * mqk;
-        }
-      }
-  }
-  return Array.from({ length: n }, (_, i) => m[i * n + i]).sort((x, y) => y - x);
-}
-
 /** Singular values of the rows x cols matrix W (row-major), largest first: square roots of eig(W Wᵀ). */
 function singularValues(w: ArrayLike<number>, rows: number, cols: number): number[] {
   const g = new Float64Array(rows * rows);
@@ -74,7 +41,8 @@ function singularValues(w: ArrayLike<number>, rows: number, cols: number): numbe
       for (let k = 0; k < cols; k++) s += w[i * cols + k] * w[j * cols + k];
       g[i * rows + j] = s;
     }
-  return symmetricEigenvalues(g, rows).map((l) => Math.sqrt(Math.max(l, 0)));
+  // symmetricEigen (src/gan/linalg.ts, tested against known spectra in test/gan-quality.test.ts) returns them ascending.
+  return Array.from(symmetricEigen(g, rows).values, (l) => Math.sqrt(Math.max(l, 0))).reverse();
 }
 
 function normalized(x: Float64Array): Float64Array {
