@@ -16,14 +16,12 @@
 //      over the image, the usual Grad-CAM upsampling (cv2.resize of the map), ignoring the border the
 //      unpadded convolutions never centre on.
 // The CAM is computed on the CPU in float64 from the read-back activation and gradient (C*h*w values).
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import sharp from 'sharp';
 import { WgslNnError } from '../gpu/errors.js';
 import * as F from '../nn/functional.js';
 import { nn } from '../nn/index.js';
 import { isGradEnabled, noGrad, type Tensor } from '../nn/tensor.js';
 import type { GrayImage8 } from '../data/images.js';
+import { blendHeat, writeRgbPng } from '../eval/heat-overlay.js';
 import type { DefectClassifier } from './model.js';
 
 export type CamAlignment = 'receptive-field' | 'stretch';
@@ -295,35 +293,12 @@ export function upsampleCam(cam: Pick<GradCamResult, 'cam' | 'camWidth' | 'camHe
   return out;
 }
 
-/** Jet colours: t in [0, 1] -> [r, g, b] in [0, 1] (blue, cyan, yellow, red). */
-function jet(t: number): [number, number, number] {
-  const c = (x: number) => (x < 0 ? 0 : x > 1 ? 1 : x);
-  return [c(1.5 - Math.abs(4 * t - 3)), c(1.5 - Math.abs(4 * t - 2)), c(1.5 - Math.abs(4 * t - 1))];
-}
-
 /** RGB bytes of a grayscale image with a [0, 1] heatmap of the same size blended over it (opacity 0.6 v, jet colours). */
 export function heatmapOverlayRgb(image: GrayImage8, map: Pick<Heatmap, 'width' | 'height' | 'data'>): Uint8Array {
-  if (image.width !== map.width || image.height !== map.height)
-    throw new WgslNnError(`heatmap overlay: the map is ${map.width}x${map.height}, the image ${image.width}x${image.height}`);
-  const n = image.width * image.height;
-  const out = new Uint8Array(n * 3);
-  for (let i = 0; i < n; i++) {
-    const v = map.data[i];
-    const a = 0.6 * v;
-    const [r, g, b] = jet(v);
-    const gray = image.data[i];
-    out[3 * i] = Math.round(gray * (1 - a) + 255 * r * a);
-    out[3 * i + 1] = Math.round(gray * (1 - a) + 255 * g * a);
-    out[3 * i + 2] = Math.round(gray * (1 - a) + 255 * b * a);
-  }
-  return out;
+  return blendHeat(image, map, (v) => ({ t: v, alpha: 0.6 * v }), 'heatmap overlay');
 }
 
 /** Writes the image with its heatmap overlaid as an RGB PNG (folders created as needed). */
 export async function writeHeatmapPng(file: string, image: GrayImage8, map: Pick<Heatmap, 'width' | 'height' | 'data'>): Promise<void> {
-  mkdirSync(dirname(file), { recursive: true });
-  const rgb = heatmapOverlayRgb(image, map);
-  await sharp(Buffer.from(rgb.buffer, rgb.byteOffset, rgb.length), { raw: { width: image.width, height: image.height, channels: 3 } })
-    .png({ compressionLevel: 9 })
-    .toFile(file);
+  await writeRgbPng(file, heatmapOverlayRgb(image, map), image.width, image.height);
 }
