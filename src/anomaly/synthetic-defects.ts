@@ -5,6 +5,7 @@
 //   line    a dark random-walk line, 60-130 px long, 1.6-3.6 px wide, 2-4 s deep    (a crack)
 //   region  a large soft-edged area, radius 25-60 px, 1.5-3 s brighter or darker     (uneven surface)
 import type { GrayImage8 } from '../data/images.js';
+import { segDist } from '../data/synthetic.js';
 import type { Rng } from '../util/rng.js';
 
 export const SYNTHETIC_DEFECT_KINDS = ['spot', 'line', 'region'] as const;
@@ -19,15 +20,6 @@ function robustSpread(data: Uint8Array): number {
     return 255;
   };
   return Math.max((q(0.84) - q(0.16)) / 2, 1);
-}
-
-function segmentDistance(px: number, py: number, ax: number, ay: number, bx: number, by: number): number {
-  const dx = bx - ax;
-  const dy = by - ay;
-  const l2 = dx * dx + dy * dy;
-  let t = l2 > 0 ? ((px - ax) * dx + (py - ay) * dy) / l2 : 0;
-  t = t < 0 ? 0 : t > 1 ? 1 : t;
-  return Math.hypot(px - ax - t * dx, py - ay - t * dy);
 }
 
 /** A copy of `img` with one synthetic defect of `kind` (see the file comment). */
@@ -64,7 +56,7 @@ export function withSyntheticDefect(img: GrayImage8, kind: SyntheticDefectKind, 
     for (let py = 0; py < H; py++)
       for (let px = 0; px < W; px++) {
         let d = Infinity;
-        for (let k = 0; k + 1 < pts.length; k++) d = Math.min(d, segmentDistance(px + 0.5, py + 0.5, pts[k][0], pts[k][1], pts[k + 1][0], pts[k + 1][1]));
+        for (let k = 0; k + 1 < pts.length; k++) d = Math.min(d, segDist(px + 0.5, py + 0.5, pts[k][0], pts[k][1], pts[k + 1][0], pts[k + 1][1]));
         const cov = Math.min(1, Math.max(0, hw + 0.5 - d));
         delta[py * W + px] = depth * cov;
       }

@@ -94,7 +94,7 @@ function background(size: number, rng: Rng): Float32Array {
 }
 
 /** Distance from (px, py) to segment (ax, ay)-(bx, by). */
-function segDist(px: number, py: number, ax: number, ay: number, bx: number, by: number): number {
+export function segDist(px: number, py: number, ax: number, ay: number, bx: number, by: number): number {
   const dx = bx - ax;
   const dy = by - ay;
   const l2 = dx * dx + dy * dy;
