@@ -251,7 +251,19 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
     checkpoint: {
       dir: join(opts.out, 'checkpoint'),
       resume: opts.resume,
-      options: { data: opts.data, className: opts.className ?? null, unconditional: opts.unconditional ?? false, config: checkpointConfig(resolved), batchSize, seed, splitSeed, diffAugment: policy, limitPerClass: opts.limitPerClass ?? null },
+      // Options added after the first checkpoints were written appear only when not at their default, so
+      // those checkpoints still resume (as checkpointConfig does for spectralNorm).
+      options: {
+        data: opts.data,
+        className: opts.className ?? null,
+        ...(opts.unconditional ? { unconditional: true } : {}),
+        config: checkpointConfig(resolved),
+        batchSize,
+        seed,
+        ...(splitSeed !== seed ? { splitSeed } : {}),
+        diffAugment: policy,
+        limitPerClass: opts.limitPerClass ?? null,
+      },
       extraState: {
         save: () => ({ collapseAlarm: alarm.state }),
         load: (saved) => {

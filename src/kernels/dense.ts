@@ -5,7 +5,7 @@
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import type { Activation } from './activation.js';
-import { GEMM_VARIANT_NAMES, checkF32, gemmBucket, plainGemm, registerPerCore, type GemmCore } from './matmul.js';
+import { GEMM_VARIANT_NAMES, checkF32, gemmBucket, plainGemm, registerPerCore, softwareVec4Info, type GemmCore } from './matmul.js';
 import { defineOp } from './registry.js';
 import { forEachSplit, sumParts } from './batch-split.js';
 
@@ -74,7 +74,7 @@ function linearForwardWith(
   forEachSplit(x.engine, what, n, operands, (r, [xs, ys]) => {
     // y[n, o] = sum_i x[n, i] w[o, i]: A = x (row-major), B[i, o] = w[o, i].
     plainGemm(core, what, xs, w, ys, { M: r.count, N: outF, K: inF, batch: 1 }, [0, inF, 1], [0, 1, inF], [0, outF, 1], {
-      bias: b, activation: opts.activation, slope: opts.slope,
+      bias: b, activation: opts.activation, slope: opts.slope, batchRows: true,
     });
   }, { unitName: 'row' });
   return y;
@@ -123,8 +123,9 @@ export function linearBackwardWeight(x: DeviceTensor, dy: DeviceTensor): DeviceT
   return linearBackwardWeightOp.get(x.engine)(x, dy);
 }
 
-// The vec4 core is not the default here although it is faster on big GEMMs: below 5 rows it falls
-// back to another kernel, so an image's scores would change with the batch it is inspected in.
-registerPerCore(linearForwardOp, GEMM_VARIANT_NAMES, (core) => (x, w, b, opts) => linearForwardWith(core, x, w, b, opts));
-registerPerCore(linearBackwardInputOp, GEMM_VARIANT_NAMES, (core) => (dy, w) => linearBackwardInputWith(core, dy, w));
-registerPerCore(linearBackwardWeightOp, GEMM_VARIANT_NAMES, (core) => (x, dy) => linearBackwardWeightWith(core, x, dy));
+// On software adapters the vec4 core is the default, as for matmul. The forward marks x's rows as the
+// batch (batchRows), so a sample's output is bit-identical whatever batch it is computed in (an
+// inspected image's score does not depend on the callers it was batched with; test/dense-batch.test.ts).
+registerPerCore(linearForwardOp, GEMM_VARIANT_NAMES, (core) => (x, w, b, opts) => linearForwardWith(core, x, w, b, opts), softwareVec4Info);
+registerPerCore(linearBackwardInputOp, GEMM_VARIANT_NAMES, (core) => (dy, w) => linearBackwardInputWith(core, dy, w), softwareVec4Info);
+registerPerCore(linearBackwardWeightOp, GEMM_VARIANT_NAMES, (core) => (x, dy) => linearBackwardWeightWith(core, x, dy), softwareVec4Info);

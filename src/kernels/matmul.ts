@@ -36,6 +36,11 @@ const VEC4_BLOCK_COLS = 64;
  */
 const VEC4_TARGET_WORKGROUPS = 32;
 const VEC4_MIN_CHUNK = 256;
+/**
+ * For a GEMM whose rows (or columns) are the batch (GemmProblem.batchDim), gemm_vec4 splits K from the
+ * other dimension alone: when one block of 16 batch rows offers fewer workgroups than this.
+ */
+const VEC4_BATCH_BLOCK_TARGET = 16;
 /** gemm_vec4 steps k in groups of 4 (its K chunks are multiples of it). */
 const VEC4_K_GROUP = 4;
 /** C tile of gemm_tiled. */
@@ -90,6 +95,25 @@ export interface GemmProblem {
   conv?: ConvGeometry;
   /** Allow splitting K over several partial results (cMode 'plain', batch 1 only). */
   allowSplit?: boolean;
+  /**
+   * The dimension that is the batch (a dense layer's rows of x), when a sample's result must not depend
+   * on how many samples share the call: on the 'subgroup-vec4' core gemm_vec4 then runs for any batch
+   * size and the K split depends on the other dimensions only (batchInvariantSplits), so every output
+   * is summed in the same order whatever the batch. (Each core sums k in order; only the split changes it.)
+   */
+  batchDim?: 'M' | 'N';
+}
+
+/**
+ * The K split of a GEMM with a batch dimension on gemm_vec4: from `fixed` (the non-batch output
+ * dimension) and K only. One block of 16 batch rows has ceil(fixed / 64) workgroups; below
+ * VEC4_BATCH_BLOCK_TARGET, K is split into chunks of at least VEC4_MIN_CHUNK. The same for both forms
+ * of the problem (C or C^T), so the form may change with the batch size without changing the sums.
+ */
+export function batchInvariantSplits(fixed: number, K: number): number {
+  const workgroups = Math.ceil(fixed / VEC4_BLOCK_COLS);
+  if (workgroups >= VEC4_BATCH_BLOCK_TARGET) return 1;
+  return Math.max(1, Math.min(Math.ceil(VEC4_BATCH_BLOCK_TARGET / workgroups), Math.floor(K / VEC4_MIN_CHUNK)));
 }
 
 const NO_CONV: ConvGeometry = { nimg: 0, xc: 0, xh: 0, xw: 0, yc: 0, yh: 0, yw: 0, kh: 0, kw: 0, sh: 1, sw: 1, ph: 0, pw: 0 };
@@ -114,7 +138,7 @@ interface Plan {
  * chunks go to the invocations of a workgroup (SPLIT_LANES), which also keeps narrow results from
  * idling most of each workgroup.
  */
-function plan(core: GemmCore, M: number, N: number, K: number, canSplit: boolean, batch: number): Plan {
+function plan(core: GemmCore, M: number, N: number, K: number, canSplit: boolean, batch: number, batchDim?: 'M' | 'N'): Plan {
   const chunked = (splits: number, wg: number, splitLanes: boolean): Plan => ({ splits, kChunk: Math.max(1, Math.ceil(K / splits)), wg, splitLanes });
   // (at most 64 chunks, and at most 2^24 floats of partial sums)
   const maxSplits = Math.min(64, Math.floor(2 ** 24 / (M * N)));
@@ -130,7 +154,10 @@ function plan(core: GemmCore, M: number, N: number, K: number, canSplit: boolean
     // alignment of its vec4 reads).
     const workgroups = Math.ceil(M / VEC4_ROWS) * Math.ceil(N / VEC4_BLOCK_COLS) * batch;
     let splits = 1;
-    if (canSplit && workgroups < VEC4_TARGET_WORKGROUPS)
+    if (canSplit && batchDim)
+      // Independent of the batch size; beyond 2^24 floats of partials (huge batches) not split at all.
+      splits = batchInvariantSplits(batchDim === 'M' ? N : M, K) <= maxSplits ? batchInvariantSplits(batchDim === 'M' ? N : M, K) : 1;
+    else if (canSplit && workgroups < VEC4_TARGET_WORKGROUPS)
       splits = Math.max(1, Math.min(Math.ceil(VEC4_TARGET_WORKGROUPS / workgroups), Math.floor(K / VEC4_MIN_CHUNK), maxSplits));
     const kChunk = Math.max(VEC4_K_GROUP, VEC4_K_GROUP * Math.ceil(K / (VEC4_K_GROUP * splits)));
     return { splits: Math.max(1, Math.ceil(K / kChunk)), kChunk, wg: 16, splitLanes: false };
@@ -150,12 +177,13 @@ function plan(core: GemmCore, M: number, N: number, K: number, canSplit: boolean
 /**
  * Whether gemm_vec4 runs a GEMM (otherwise the 'subgroup-vec4' core runs it as the 'subgroup' core,
  * that is on gemm_subgroup or gemm_register). It needs subgroups; more than 4 rows (its row block is
- * 16; gemm_register has a 4-row block for the smallest GEMMs); and an operand it can read as vec4:
+ * 16; gemm_register has a 4-row block for the smallest GEMMs), except for a problem with a batch
+ * dimension (batchDim), which runs here at any batch size; and an operand it can read as vec4:
  * with scalar reads only, it loads more per multiply-add than gemm_subgroup (each A value it loads
  * serves 4 columns instead of 8) and steps the k indices twice as often.
  */
 export function runsVec4(e: Engine, pr: GemmProblem): boolean {
-  if (!hasSubgroups(e) || tmFor(pr.M) !== 16) return false;
+  if (!hasSubgroups(e) || (tmFor(pr.M) !== 16 && !pr.batchDim)) return false;
   const { aVec4, bVec4 } = vec4Reads(pr, VEC4_K_GROUP, 1);
   return aVec4 || bVec4 !== 'scalar';
 }
@@ -196,11 +224,12 @@ export function gemm(core: GemmCore, pr: GemmProblem): void {
   const batch = pr.batch ?? 1;
   const cMode = pr.cMode ?? 'plain';
   if (pr.M === 0 || pr.N === 0 || batch === 0) return;
-  const canSplit = !!pr.allowSplit && batch === 1 && cMode === 'plain' && pr.bMode !== 'phase';
   // gemm_vec4 runs the 'subgroup-vec4' core where it can (see runsVec4); elsewhere the core runs as 'subgroup'.
   const vec4 = core === 'subgroup-vec4' && runsVec4(e, pr);
+  // With a batch dimension, only gemm_vec4 has a K split that does not depend on the batch size.
+  const canSplit = !!pr.allowSplit && batch === 1 && cMode === 'plain' && pr.bMode !== 'phase' && (vec4 || !pr.batchDim);
   const kernelCore: GemmCore = core === 'subgroup-vec4' && !vec4 ? 'subgroup' : core;
-  const pl = plan(kernelCore, pr.M, pr.N, pr.K, canSplit, batch);
+  const pl = plan(kernelCore, pr.M, pr.N, pr.K, canSplit, batch, vec4 ? pr.batchDim : undefined);
   const kChunk = pl.kChunk;
   const split = pl.splits > 1;
 
@@ -316,19 +345,21 @@ export function plainGemm(
   aStrides: [number, number, number],
   bStrides: [number, number, number],
   cStrides: [number, number, number],
-  epi: { bias?: DeviceTensor | null; biasPerRow?: boolean; activation?: Activation; slope?: number },
+  epi: { bias?: DeviceTensor | null; biasPerRow?: boolean; activation?: Activation; slope?: number; batchRows?: boolean },
   allowSplit = true,
 ): void {
   const { M, N, K, batch } = dims;
   const biasPerRow = epi.biasPerRow ?? false;
   const direct: GemmProblem = {
     label, a, b, out, M, N, K, batch, aStrides, bStrides, cStrides, allowSplit,
+    batchDim: epi.batchRows ? 'M' : undefined,
     bias: epi.bias, biasMode: biasPerRow ? 'perRow' : 'perColumn',
     activation: epi.activation, slope: epi.slope,
   };
   // C^T[j, m] = sum_k B[k, j] A[m, k]: A' = B^T (rows j), B' = A^T, output strides swapped.
   const transposed: GemmProblem = {
     label: `${label} (transposed)`, a: b, b: a, out, M: N, N: M, K, batch, allowSplit,
+    batchDim: epi.batchRows ? 'N' : undefined,
     aStrides: [bStrides[0], bStrides[2], bStrides[1]],
     bStrides: [aStrides[0], aStrides[2], aStrides[1]],
     cStrides: [cStrides[0], cStrides[2], cStrides[1]],
@@ -446,6 +477,11 @@ export const CORE_INFO = {
  */
 export const SOFTWARE_GEMM_INFO = { ...CORE_INFO['subgroup-vec4'], preferredOn: ['software'] as ('software' | 'hardware')[] };
 
+/** Variant options of an op whose software default is the vec4 core (instead of the subgroup core). */
+export function softwareVec4Info(core: GemmCore): VariantOptions {
+  return core === 'subgroup-vec4' ? SOFTWARE_GEMM_INFO : core === 'subgroup' ? { ...CORE_INFO.subgroup, preferredOn: [] } : CORE_INFO[core];
+}
+
 /** The GEMM cores in the order their variants register (the first is the fallback default). */
 export const GEMM_CORES: readonly GemmCore[] = ['register', 'subgroup', 'subgroup-vec4', 'tiled'];
 
@@ -498,6 +534,4 @@ const MATMUL_BY_CORE: Record<GemmCore, typeof matmul> = {
   'subgroup-vec4': matmulSubgroupVec4,
   tiled: matmulTiled,
 };
-registerPerCore(matmulOp, GEMM_VARIANT_NAMES, (core) => MATMUL_BY_CORE[core], (core) =>
-  core === 'subgroup-vec4' ? SOFTWARE_GEMM_INFO : core === 'subgroup' ? { ...CORE_INFO.subgroup, preferredOn: [] } : CORE_INFO[core],
-);
+registerPerCore(matmulOp, GEMM_VARIANT_NAMES, (core) => MATMUL_BY_CORE[core], softwareVec4Info);
