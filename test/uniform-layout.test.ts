@@ -1,13 +1,14 @@
 // Uniform blocks declared once in TS (src/gpu/uniform-layout.ts): the generated WGSL struct and the
 // packed bytes must agree. The GPU tests let the WGSL compiler lay the generated struct out and read
 // every field back, so a packing offset that differs from the compiler's shows up as a wrong value.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../src/gpu/engine.js';
 import { loadShader } from '../src/gpu/shaders.js';
 import { UniformLayout, camelCase, screamingCase, wgslEnumConstants, type UniformFieldSpec } from '../src/gpu/uniform-layout.js';
 import { A_MODE, B_MODE, B_VEC4, BIAS_MODE, C_MODE, GEMM_PARAMS } from '../src/kernels/gemm-layout.js';
 import { BN_PARAMS } from '../src/kernels/batchnorm2d.js';
+import { ACTIVATION_CODE } from '../src/kernels/activation-codes.js';
 import { testEngine } from './helpers.js';
 
 const SMALL = new UniformLayout('Small', [
@@ -111,6 +112,24 @@ describe('generated shader libraries', () => {
       // The GEMM core's switches name their modes.
       expect(text, file).not.toMatch(/case \d+u?:/);
     }
+  });
+
+  it('give every shader that imports common the ACT_* codes once, from ACTIVATION_CODE, and no .wgsl file a copy', () => {
+    const dir = new URL('../shaders/', import.meta.url);
+    const shaders = readdirSync(dir).filter((f) => f.endsWith('.wgsl')).map((f) => f.slice(0, -5));
+    const withCommon = shaders.filter((n) => /^\/\/!\s*import common\s*$/m.test(readFileSync(new URL(`${n}.wgsl`, dir), 'utf8')));
+    expect(withCommon).toEqual(expect.arrayContaining(['activation', 'conv2d', 'matmul', 'matmul_vec4']));
+    for (const name of withCommon) {
+      const { code } = loadShader(name);
+      for (const [key, v] of Object.entries(ACTIVATION_CODE)) {
+        const decl = new RegExp(`const ACT_${screamingCase(key)}: u32 = (\\d+)u;`, 'g');
+        expect([...code.matchAll(decl)].map((m) => Number(m[1])), `${name}: ACT_${screamingCase(key)}`).toEqual([v]);
+      }
+      // The generated constants come before common's functions that switch on them.
+      expect(code.indexOf('const ACT_NONE'), name).toBeLessThan(code.indexOf('fn activate('));
+    }
+    for (const file of [...shaders, ...readdirSync(new URL('lib/', dir)).filter((f) => f.endsWith('.wgsl')).map((f) => `lib/${f.slice(0, -5)}`)])
+      expect(readFileSync(new URL(`${file}.wgsl`, dir), 'utf8'), file).not.toMatch(/^\s*const ACT_\w+\s*:/m);
   });
 
   it('give batchnorm2d its Params struct', () => {

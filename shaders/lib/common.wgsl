@@ -6,12 +6,9 @@ fn linear_index(gid: vec3u, nwg: vec3u, wg_size: u32) -> u32 {
   return gid.x + gid.y * nwg.x * wg_size;
 }
 
-// Activation codes shared by every fused epilogue and by the activation kernels.
-const ACT_NONE: u32 = 0u;
-const ACT_RELU: u32 = 1u;
-const ACT_LEAKY_RELU: u32 = 2u;
-const ACT_SIGMOID: u32 = 3u;
-const ACT_TANH: u32 = 4u;
+// Activation codes (ACT_NONE, ACT_RELU, ...) shared by every fused epilogue and by the activation
+// kernels: declared once, as ACTIVATION_CODE in src/kernels/activation.ts.
+//! import generated:activation_codes
 
 // Numerically safe sigmoid: exp of a negative argument only, so +-80 neither overflows nor gives NaN.
 fn sigmoid_f(x: f32) -> f32 {

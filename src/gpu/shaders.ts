@@ -42,10 +42,30 @@ export interface ShaderSource {
 export function loadShader(name: string): ShaderSource {
   shaderDir ??= findShaderDir();
   const own = readSource(name);
-  const imports = [...own.matchAll(/^\/\/!\s*import\s+((?:generated:)?[\w-]+)\s*$/gm)].map((m) => m[1]);
-  const prelude = imports.map((lib) => (lib.startsWith(GENERATED) ? generatedLib(name, lib.slice(GENERATED.length)) : readSource(`lib/${lib}`))).join('\n');
+  // A library may itself import generated libraries (lib/common.wgsl: the activation codes); those go
+  // before it. Each library is placed once.
+  const placed = new Set<string>();
+  const parts: string[] = [];
+  const place = (lib: string): void => {
+    if (placed.has(lib)) return;
+    placed.add(lib);
+    if (lib.startsWith(GENERATED)) {
+      parts.push(generatedLib(name, lib.slice(GENERATED.length)));
+      return;
+    }
+    const text = readSource(`lib/${lib}`);
+    for (const inner of importsOf(text)) if (inner.startsWith(GENERATED)) place(inner);
+    parts.push(text);
+  };
+  importsOf(own).forEach(place);
+  const prelude = parts.join('\n');
   const code = prelude ? `${prelude}\n${own}` : own;
   return { code, preludeLines: prelude ? prelude.split('\n').length : 0 };
+}
+
+/** The `//! import` lines of a shader or library, in order. */
+function importsOf(text: string): string[] {
+  return [...text.matchAll(/^\/\/!\s*import\s+((?:generated:)?[\w-]+)\s*$/gm)].map((m) => m[1]);
 }
 
 function generatedLib(shader: string, lib: string): string {

@@ -7,10 +7,9 @@ import { defineOp } from './registry.js';
 import { forEachSplit } from './batch-split.js';
 import { perInvocation, SOFTWARE_PER_INVOCATION } from './elementwise.js';
 
-export type Activation = 'none' | 'relu' | 'leakyRelu' | 'sigmoid' | 'tanh';
+import { ACTIVATION_CODE, type Activation } from './activation-codes.js';
 
-/** Codes of lib/common.wgsl's ACT_* constants. */
-export const ACTIVATION_CODE: Record<Activation, number> = { none: 0, relu: 1, leakyRelu: 2, sigmoid: 3, tanh: 4 };
+export { ACTIVATION_CODE, type Activation };
 
 const WG = 256;
 

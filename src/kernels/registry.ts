@@ -37,6 +37,8 @@
 // runs best on 'direct'; conv2/conv3 on a GEMM core), so tuned choices are keyed by (adapter, op,
 // bucket). An op's `bucket(...args)` maps a call's arguments to a coarse key (e.g. log2-rounded GEMM
 // sizes). Ops without one have the single bucket ALL_SHAPES.
+// Side effect: the WGSL activation codes that lib/common.wgsl imports (see activation-codes.ts).
+import './activation-codes.js';
 import type { Engine } from '../gpu/engine.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
