@@ -28,7 +28,7 @@ function weightsPath(dir: string, name: string): string {
  */
 export function writeModelDir(dir: string, format: string, weights: Record<string, StateDict>, meta: Record<string, unknown>): void {
   mkdirSync(dir, { recursive: true });
-  for (const [name, state] of Object.entries(weights)) writeSafetensors(weightsPath(dir, name), state, { format });
+  for (const [name, state] of Object.entries(weights)) writeModelWeights(dir, format, name, state);
   const json = JSON.stringify({ format, ...meta }, null, 2) + '\n';
   writeFileAtomic(join(dir, MODEL_JSON), [new TextEncoder().encode(json)]);
 }
@@ -55,6 +55,11 @@ export function readModelJson<M extends { format: string }>(dir: string, format:
 }
 
 /** The state dict in <name>.safetensors of a model directory. */
+/** Writes one weights file `<name>.safetensors` of a model directory (atomically, as writeSafetensors does). */
+export function writeModelWeights(dir: string, format: string, name: string, state: StateDict): void {
+  writeSafetensors(weightsPath(dir, name), state, { format });
+}
+
 export function readModelWeights(dir: string, name = 'model'): StateDict {
   return readSafetensors(weightsPath(dir, name)).tensors;
 }

@@ -1,7 +1,7 @@
 // The anomaly detector end to end on tiny synthetic data: good surfaces from src/data/synthetic.ts and
 // defects drawn on the same kind of surface with known masks. One short training (16 px patches, widths
 // 8, a few epochs: seconds on lavapipe) is shared by the tests below.
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -238,6 +238,70 @@ describe('anomaly calibrate', () => {
     // 3 validation scores at 40 % false alarms: ceil(3 * 0.6) = 2nd smallest.
     expect(meta.threshold).toEqual({ value: [...cal.validationScores].sort((a, b) => a - b)[1], falseAlarmRate: 0.4, validationImages: 3 });
     expect(readFileSync(join(copy, 'encoder.safetensors')).equals(weights)).toBe(true);
+  });
+});
+
+describe('anomaly calibrate --backbone (feature memory)', () => {
+  it('adds a memory from training images kept apart from the edge profile; its map is larger inside defects; the model reloads and scores the same', async () => {
+    const copy = join(dir, 'memory');
+    cpSync(model, copy, { recursive: true });
+    // The memory alone (pixel and feature weights 0), so this checks the memory term by itself.
+    const candidates = [1, 2].map((sigma) => ({ sigma, topK: 4, pixelWeight: 0, featureWeight: 0, memoryWeight: 1, mirror: false }));
+    const cal = await recalibrateModelDir(copy, { engine, candidates, falseAlarmRate: 0.4, memory: { backbone: 'models/neu', size: 512 } });
+    const meta = readAnomalyMetadata(copy);
+    expect(meta.memory).toMatchObject({ backbone: 'models/neu', channels: [32, 64], size: 512, neighbourhood: 3 });
+    const train = meta.data!.files.train;
+    expect(meta.memory!.images.length).toBeGreaterThan(0);
+    expect(meta.memory!.images.every((f) => train.includes(f))).toBe(true);
+    expect(meta.memory!.images.length).toBeLessThan(train.length); // the rest fit the edge profile
+    expect(meta.scoring.memoryWeight).toBe(1);
+    expect(meta.scoring.memoryMean).toBeGreaterThan(0);
+    expect(existsSync(join(copy, 'memory.safetensors'))).toBe(true);
+    const det = await AnomalyDetector.load(copy, { engine });
+    try {
+      const val = meta.data!.files.val.map((f) => join(trainRoot, f));
+      const got = (await det.scoreBatch(val, { map: false })).map((r) => r.score);
+      got.forEach((g, i) => expect(g).toBeCloseTo(cal.validationScores[i], 4));
+      const ratios: number[] = [];
+      const defect: number[] = [];
+      for (const [path, mask] of spotMasks) {
+        const r = await det.score(path);
+        defect.push(r.score);
+        let inside = 0, nIn = 0, outside = 0, nOut = 0;
+        r.map!.data.forEach((v, i) => (mask[i] ? ((inside += v), nIn++) : ((outside += v), nOut++)));
+        ratios.push(inside / nIn / (outside / nOut));
+      }
+      const good = (await det.scoreBatch(readdirSync(join(data, 'good')).slice(0, 8).map((f) => join(data, 'good', f)), { map: false })).map((r) => r.score);
+      const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+      console.log(`memory map inside / outside: ${ratios.map((x) => x.toFixed(2)).join(' ')}; mean score good ${mean(good).toFixed(3)}, defect ${mean(defect).toFixed(3)}`);
+      expect(ratios.filter((x) => x > 1).length).toBeGreaterThanOrEqual(6);
+      expect(mean(defect)).toBeGreaterThan(mean(good));
+    } finally {
+      det.dispose();
+    }
+  });
+
+  it('anomaly train with a memory builds it after the encoder and calibrates with its term', async () => {
+    const out = join(dir, 'trained-memory');
+    const r = await trainAnomalyDetector(
+      tiny(out, { ganEpochs: 1, encoderEpochs: 1, sigma: undefined, topK: undefined, memory: { backbone: 'models/neu', size: 256 }, scoringCandidates: [{ sigma: 1, topK: 4, featureWeight: 1, memoryWeight: 3 }] }),
+    );
+    const meta = readAnomalyMetadata(out);
+    expect(meta.memory!.size).toBe(256);
+    expect(meta.memory!.images.every((f) => meta.data!.files.train.includes(f))).toBe(true);
+    expect(r.scoring.memoryWeight).toBe(3);
+    expect(meta.scoring.memoryMean).toBeGreaterThan(0);
+    expect(readSafetensors(join(out, 'memory.safetensors')).tensors.bank.shape).toEqual([256, 64]);
+  });
+
+  it('a backbone folder that is not a classifier is a clear error, and the model is left as it was', async () => {
+    const copy = join(dir, 'memory-bad');
+    cpSync(model, copy, { recursive: true });
+    const before = readFileSync(join(copy, 'model.json'));
+    await expect(recalibrateModelDir(copy, { engine, memory: { backbone: join(dir, 'nowhere') } })).rejects.toThrow(/nowhere/);
+    await expect(recalibrateModelDir(copy, { engine, memory: { backbone: model } })).rejects.toThrow(/wgsl-nn-classifier|classifier/);
+    expect(readFileSync(join(copy, 'model.json')).equals(before)).toBe(true);
+    expect(existsSync(join(copy, 'memory.safetensors'))).toBe(false);
   });
 });
 

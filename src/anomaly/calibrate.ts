@@ -17,13 +17,14 @@ import { mixSeed } from '../data/split.js';
 import { rocAuc } from '../eval/metrics.js';
 import type { Engine } from '../gpu/engine.js';
 import { WgslNnError } from '../gpu/errors.js';
-import { MODEL_JSON } from '../model-dir.js';
+import { MODEL_JSON, writeModelWeights } from '../model-dir.js';
 import { writeFileAtomic } from '../nn/serialize.js';
 import { Rng } from '../util/rng.js';
 import type { ResolvedAnomalyConfig } from './config.js';
 import { thresholdAtFalseAlarmRate } from './metrics.js';
-import { disposeNetworks, loadAnomalyDir, type AnomalyMetadata } from './model-dir.js';
+import { ANOMALY_FORMAT, disposeNetworks, loadAnomalyDir, type AnomalyMetadata } from './model-dir.js';
 import { workImageFrom } from './patches.js';
+import { buildFeatureMemory, memoryAndReference, type MemoryOptions } from './feature-memory.js';
 import {
   anomalyMap,
   averageWithMirror,
@@ -39,7 +40,7 @@ import {
 } from './scorer.js';
 import { SYNTHETIC_DEFECT_KINDS, withSyntheticDefect, type SyntheticDefectKind } from './synthetic-defects.js';
 
-export type ScoringSettings = Pick<Scoring, 'sigma' | 'topK'> & { featureWeight: number; mirror?: boolean };
+export type ScoringSettings = Pick<Scoring, 'sigma' | 'topK'> & { featureWeight: number; mirror?: boolean; pixelWeight?: number; memoryWeight?: number };
 
 /** Distance bands of the edge profile (working pixels; the last is the interior) and its quantile. */
 export const EDGE_BANDS = 33;
@@ -57,6 +58,22 @@ export function evenSubset<T>(items: readonly T[], max: number): T[] {
 export const DEFAULT_SCORING_CANDIDATES: ScoringSettings[] = [false, true].flatMap((mirror) =>
   [1, 2, 4].flatMap((sigma) => [1, 16, 64].flatMap((topK) => [0, 1, 3].map((featureWeight) => ({ sigma, topK, featureWeight, mirror })))),
 );
+
+/**
+ * With a feature memory: the default candidates without it, with it added (weight 1 or 3), and the memory
+ * alone (pixel and feature weights 0).
+ */
+export const MEMORY_SCORING_CANDIDATES: ScoringSettings[] = [
+  ...DEFAULT_SCORING_CANDIDATES.flatMap((c) => [0, 1, 3].map((memoryWeight) => ({ ...c, memoryWeight }))),
+  ...[false, true].flatMap((mirror) =>
+    [1, 2, 4].flatMap((sigma) => [1, 16, 64].map((topK) => ({ sigma, topK, mirror, pixelWeight: 0, featureWeight: 0, memoryWeight: 1 }))),
+  ),
+];
+
+/** The default candidates for a model with or without a feature memory. */
+export function defaultScoringCandidates(hasMemory: boolean): ScoringSettings[] {
+  return hasMemory ? MEMORY_SCORING_CANDIDATES : DEFAULT_SCORING_CANDIDATES;
+}
 
 export interface CandidateResult extends ScoringSettings {
   /** ROC-AUC of clean vs synthetically defected validation images, per kind, and their mean. */
@@ -101,9 +118,14 @@ export async function calibrate(
   };
   const pick = (set: { plain: ResidualMaps[]; mirror: ResidualMaps[] }, c: ScoringSettings) => (c.mirror ? set.mirror : set.plain);
   const clean = await residualSets(validation);
-  const units = { pixelMean: meanOver(clean.plain.map((r) => r.pixel)), featureMean: meanOver(clean.plain.map((r) => r.feature)) };
-  if (!(units.pixelMean > 0 && units.featureMean > 0))
-    throw new WgslNnError(`calibration failed: mean residuals ${units.pixelMean} (pixel), ${units.featureMean} (feature) on the validation images`);
+  const units: Pick<Scoring, 'pixelMean' | 'featureMean' | 'memoryMean'> = { pixelMean: meanOver(clean.plain.map((r) => r.pixel)), featureMean: meanOver(clean.plain.map((r) => r.feature)) };
+  if (nets.memory) units.memoryMean = meanOver(clean.plain.map((r) => r.memory!));
+  if (!(units.pixelMean > 0 && units.featureMean > 0) || (nets.memory && !(units.memoryMean! > 0)))
+    throw new WgslNnError(
+      `calibration failed: mean residuals ${units.pixelMean} (pixel), ${units.featureMean} (feature)${nets.memory ? `, ${units.memoryMean} (memory)` : ''} on the validation images`,
+    );
+  if (!nets.memory && opts.candidates.some((c) => (c.memoryWeight ?? 0) > 0)) throw new WgslNnError('a scoring candidate uses the feature memory, but the model has none');
+  // The caller gives the edge-profile images (memoryAndReference keeps them apart from the memory's).
   const reference = await residualSets(evenSubset(opts.reference, EDGE_REFERENCE_IMAGES));
   const withEdges = (c: ScoringSettings): Scoring => {
     const s: Scoring = { ...units, ...c, mirror: !!c.mirror };
@@ -131,9 +153,11 @@ export async function calibrate(
       return { ...c, auroc };
     });
     const best = selection.reduce((a, b) => (b.auroc.mean > a.auroc.mean ? b : a));
-    chosen = { sigma: best.sigma, topK: best.topK, featureWeight: best.featureWeight, mirror: !!best.mirror };
+    const { auroc: _auroc, ...settings } = best;
+    chosen = { ...settings, mirror: !!best.mirror };
     opts.log?.(
-      `scoring chosen on synthetic defects: sigma ${best.sigma}, top-k ${best.topK}, feature weight ${best.featureWeight}, mirror ${!!best.mirror} ` +
+      `scoring chosen on synthetic defects: sigma ${best.sigma}, top-k ${best.topK}, pixel weight ${best.pixelWeight ?? 1}, feature weight ${best.featureWeight}, ` +
+        `memory weight ${best.memoryWeight ?? 0}, mirror ${!!best.mirror} ` +
         `(ROC-AUC ${SYNTHETIC_DEFECT_KINDS.map((k) => `${k} ${best.auroc[k].toFixed(3)}`).join(', ')})`,
     );
   }
@@ -147,8 +171,10 @@ export interface RecalibrateOptions {
   /** Dataset root holding the model's validation files (default: the root recorded in model.json). */
   data?: string;
   falseAlarmRate?: number;
-  /** Default: DEFAULT_SCORING_CANDIDATES (selection on synthetic defects). */
+  /** Default: defaultScoringCandidates (selection on synthetic defects). */
   candidates?: ScoringSettings[];
+  /** Build (or rebuild) the model's feature memory from its training images first (the weights of G, D and E are not touched). */
+  memory?: MemoryOptions;
   engine?: Engine;
   log?: (line: string) => void;
   /** Recorded in model.json (recalibration.command). */
@@ -157,7 +183,8 @@ export interface RecalibrateOptions {
 
 /**
  * Re-runs calibration of a trained model directory on its own validation good images (model.json's
- * data.files.val) and rewrites model.json's scoring and threshold; the weights are not touched.
+ * data.files.val) and rewrites model.json's scoring and threshold; the weights of G, D and E are not
+ * touched. With `memory`, a feature memory is built from the training images first (memory.safetensors).
  */
 export async function recalibrateModelDir(dir: string, opts: RecalibrateOptions = {}): Promise<CalibrationResult> {
   const { nets, meta, config } = loadAnomalyDir(dir, opts.engine);
@@ -167,17 +194,33 @@ export async function recalibrateModelDir(dir: string, opts: RecalibrateOptions 
     if (!root || !files?.length) throw new WgslNnError(`${dir} does not record its validation images: cannot recalibrate`);
     const load = (rel: string) => loadGray8(join(root, ...rel.split('/')));
     const validation = await Promise.all(files.map(load));
-    const reference = await Promise.all(evenSubset(meta.data!.files.train, EDGE_REFERENCE_IMAGES).map(load));
+    const train = meta.data!.files.train;
+    let memoryMeta = meta.memory;
+    if (opts.memory) {
+      const split = memoryAndReference(train, EDGE_REFERENCE_IMAGES);
+      const images = await Promise.all(split.memory.map(async (f) => workImageFrom(await load(f), config)));
+      const engine = nets.generator.parameters()[0].engine;
+      const memory = await buildFeatureMemory(opts.memory, images, new Rng(mixSeed(meta.data?.splitSeed ?? 1, 0x3e3)), engine);
+      nets.memory?.dispose();
+      nets.memory = memory;
+      memoryMeta = { ...memory.config, images: split.memory };
+      opts.log?.(`feature memory: ${memory.config.size} vectors of ${memory.channels} from ${split.memory.length} training images (backbone ${opts.memory.backbone})`);
+    }
+    const memoryFiles = new Set(memoryMeta?.images ?? []);
+    const referenceFiles = memoryMeta ? train.filter((f) => !memoryFiles.has(f)) : train;
+    const reference = await Promise.all(evenSubset(referenceFiles, EDGE_REFERENCE_IMAGES).map(load));
     const rate = opts.falseAlarmRate ?? meta.threshold.falseAlarmRate;
     const cal = await calibrate(nets, config, validation, {
       falseAlarmRate: rate,
       reference,
-      candidates: opts.candidates ?? DEFAULT_SCORING_CANDIDATES,
+      candidates: opts.candidates ?? defaultScoringCandidates(!!nets.memory),
       seed: meta.data?.splitSeed ?? 1,
       log: opts.log,
     });
+    if (opts.memory) writeModelWeights(dir, ANOMALY_FORMAT, 'memory', await nets.memory!.stateDict());
     const updated: AnomalyMetadata = {
       ...meta,
+      ...(memoryMeta ? { memory: memoryMeta } : {}),
       scoring: cal.scoring,
       threshold: { value: cal.threshold, falseAlarmRate: rate, validationImages: validation.length },
       training: { ...meta.training, validationScores: cal.validationScores, scoringSelection: cal.selection },

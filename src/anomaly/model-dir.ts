@@ -2,14 +2,18 @@
 //   generator.safetensors      the DCGAN generator (torch names; src/gan/models.ts)
 //   discriminator.safetensors  the DCGAN discriminator (its body gives the feature residual)
 //   encoder.safetensors        the encoder (encoder.ts)
+//   memory.safetensors         optional: the feature memory (feature-memory.ts: backbone convolutions and
+//                              the memory vectors 'bank')
 //   model.json                 format 'wgsl-nn-anomaly/1': patch configuration, GAN architecture,
 //                              scoring calibration, the decision threshold and how it was chosen,
 //                              the split of the good images, training history
 import type { Engine } from '../gpu/engine.js';
+import { WgslNnError } from '../gpu/errors.js';
 import { Discriminator, Generator, resolveGanConfig, type ResolvedGanConfig } from '../gan/models.js';
 import { readModelJson, readModelWeights, writeModelDir } from '../model-dir.js';
 import { resolveAnomalyConfig, type ResolvedAnomalyConfig } from './config.js';
 import { Encoder } from './encoder.js';
+import { FeatureMemory, type FeatureMemoryConfig } from './feature-memory.js';
 import type { AnomalyNetworks, Scoring } from './scorer.js';
 
 export const ANOMALY_FORMAT = 'wgsl-nn-anomaly/1';
@@ -40,6 +44,8 @@ export interface AnomalyMetadata {
     files: { train: string[]; val: string[]; test: string[] };
   };
   training?: Record<string, unknown>;
+  /** The feature memory (memory.safetensors), and the training files its vectors were drawn from. */
+  memory?: FeatureMemoryConfig & { images: string[] };
   /** Set by `anomaly calibrate`: the scoring and threshold were redone after training. */
   recalibration?: { command?: string; at: string };
   createdAt: string;
@@ -51,7 +57,9 @@ export const PREPROCESSING =
 
 export async function saveAnomalyDir(dir: string, nets: AnomalyNetworks, meta: Omit<AnomalyMetadata, 'format' | 'gan' | 'preprocessing' | 'createdAt'>): Promise<void> {
   const [generator, discriminator, encoder] = await Promise.all([nets.generator.stateDict(), nets.discriminator.stateDict(), nets.encoder.stateDict()]);
-  writeModelDir(dir, ANOMALY_FORMAT, { generator, discriminator, encoder }, {
+  if (!!nets.memory !== !!meta.memory) throw new WgslNnError('saveAnomalyDir: the feature memory and its metadata must be given together');
+  const weights = { generator, discriminator, encoder, ...(nets.memory ? { memory: await nets.memory.stateDict() } : {}) };
+  writeModelDir(dir, ANOMALY_FORMAT, weights, {
     ...meta,
     gan: nets.generator.config,
     preprocessing: PREPROCESSING,
@@ -71,11 +79,16 @@ export function loadAnomalyDir(dir: string, engine?: Engine): { nets: AnomalyNet
   const generator = new Generator(gan, engine);
   const discriminator = new Discriminator(gan, engine);
   const encoder = new Encoder(config.patchSize, config.latentDim, config.nef, engine);
-  const nets = { generator, discriminator, encoder };
+  const nets: AnomalyNetworks = { generator, discriminator, encoder };
   try {
     generator.loadStateDict(readModelWeights(dir, 'generator'));
     discriminator.loadStateDict(readModelWeights(dir, 'discriminator'));
     encoder.loadStateDict(readModelWeights(dir, 'encoder'));
+    if (meta.memory) {
+      const { images: _images, ...memoryConfig } = meta.memory;
+      nets.memory = new FeatureMemory(memoryConfig, generator.parameters()[0].engine);
+      nets.memory.loadStateDict(readModelWeights(dir, 'memory'));
+    }
   } catch (e) {
     disposeNetworks(nets);
     throw e;
@@ -88,4 +101,5 @@ export function disposeNetworks(nets: AnomalyNetworks): void {
   nets.generator.dispose();
   nets.discriminator.dispose();
   nets.encoder.dispose();
+  nets.memory?.dispose();
 }

@@ -5,11 +5,13 @@
 //   pixel residual    (x - x^)^2                                        per pixel of the patch
 //   feature residual  mean over channels of (f(x) - f(x^))^2             per cell of f, upsampled
 //                     with f = the discriminator's body (its last feature map, 4x4 cells per patch)
-// Overlapping patches are averaged into two maps of the working image. The anomaly map is
-//   map = blur_sigma( pixel / pixelMean + featureWeight * feature / featureMean )
-// where pixelMean and featureMean are the mean residuals over the validation good images, so with
-// featureWeight 1 the two terms weigh the same on defect-free parts (f-AnoGAN's A_R + kappa A_D, with
-// kappa set by calibration instead of by hand; calibrate.ts may choose another weight). The image score is the mean of the `topK` largest map values (1: the maximum):
+// Overlapping patches are averaged into two maps of the working image. A model with a feature memory
+// (feature-memory.ts) has a third map, each pixel's distance to the nearest defect-free feature. The anomaly map is
+//   map = blur_sigma( pixelWeight * pixel / pixelMean + featureWeight * feature / featureMean
+//                     + memoryWeight * memory / memoryMean )
+// where the means are the mean residuals over the validation good images, so with weights 1 the terms
+// weigh the same on defect-free parts (f-AnoGAN's A_R + kappa A_D, with kappa set by calibration instead
+// of by hand; calibrate.ts chooses the weights on synthetic defects). The image score is the mean of the `topK` largest map values (1: the maximum):
 // a defect of a few pixels decides the score, however large the rest of the tile.
 import { WgslNnError } from '../gpu/errors.js';
 import type { Discriminator, Generator } from '../gan/models.js';
@@ -18,12 +20,15 @@ import type { Module } from '../nn/modules.js';
 import { noGrad } from '../nn/tensor.js';
 import type { ResolvedAnomalyConfig } from './config.js';
 import type { Encoder } from './encoder.js';
+import type { FeatureMemory } from './feature-memory.js';
 import { extractPatch, gaussianBlur, MapAccumulator, patchGrid, resizeBilinear, type WorkImage } from './patches.js';
 
 export interface AnomalyNetworks {
   generator: Generator;
   discriminator: Discriminator;
   encoder: Encoder;
+  /** The optional feature memory (the third term of the map). */
+  memory?: FeatureMemory;
 }
 
 /** The two residual maps of a working image (before calibration). */
@@ -32,6 +37,8 @@ export interface ResidualMaps {
   height: number;
   pixel: Float32Array;
   feature: Float32Array;
+  /** Distance to the feature memory (models with one). */
+  memory?: Float32Array;
 }
 
 /** How residual maps become an anomaly map and a score (stored in the model). */
@@ -41,6 +48,11 @@ export interface Scoring {
   featureMean: number;
   /** Weight of the feature term (default 1: both terms equal on defect-free surface). */
   featureWeight?: number;
+  /** Weight of the pixel term (default 1). */
+  pixelWeight?: number;
+  /** Weight of the feature-memory term (default 0) and the mean memory distance over the validation good images. */
+  memoryWeight?: number;
+  memoryMean?: number;
   /** The map's normal level by distance to the image edge in working pixels (the last entry: that far and farther); absent: 1 everywhere. */
   edgeScale?: number[];
   /** Average the residuals of the image and of its mirror image (left-right), un-mirrored: less noise, twice the work. */
@@ -121,7 +133,9 @@ export async function residualMaps(nets: AnomalyNetworks, config: ResolvedAnomal
       acc[j.image].feature.add(f, 0, j.x, j.y, P);
     });
   }
-  return images.map((im, i) => ({ width: im.width, height: im.height, pixel: acc[i].pixel.result(), feature: acc[i].feature.result() }));
+  const out: ResidualMaps[] = images.map((im, i) => ({ width: im.width, height: im.height, pixel: acc[i].pixel.result(), feature: acc[i].feature.result() }));
+  if (nets.memory) for (let i = 0; i < images.length; i++) out[i].memory = await nets.memory.distanceMap(images[i]);
+  return out;
 }
 
 /** Distance of (x, y) to the nearest edge of a width x height image, capped at `cap`. */
@@ -129,12 +143,18 @@ export function edgeDistance(x: number, y: number, width: number, height: number
   return Math.min(cap, x, y, width - 1 - x, height - 1 - y);
 }
 
-/** The anomaly map before the edge normalisation: blur(pixel / pixelMean + featureWeight * feature / featureMean). */
+/** The anomaly map before the edge normalisation (see the file comment). */
 export function rawAnomalyMap(r: ResidualMaps, s: Omit<Scoring, 'edgeScale'>): Float32Array {
   const m = new Float32Array(r.pixel.length);
-  const a = 1 / s.pixelMean;
+  const a = (s.pixelWeight ?? 1) / s.pixelMean;
   const b = (s.featureWeight ?? 1) / s.featureMean;
   for (let i = 0; i < m.length; i++) m[i] = r.pixel[i] * a + r.feature[i] * b;
+  const mw = s.memoryWeight ?? 0;
+  if (mw > 0) {
+    if (!r.memory || !(s.memoryMean! > 0)) throw new WgslNnError('the scoring uses the feature memory, but the model has none (or no calibrated memoryMean)');
+    const c = mw / s.memoryMean!;
+    for (let i = 0; i < m.length; i++) m[i] += r.memory[i] * c;
+  }
   return gaussianBlur(m, r.width, r.height, s.sigma);
 }
 
@@ -153,13 +173,14 @@ export function mirrorImage(img: WorkImage): WorkImage {
 /** The mean of an image's residual maps and those of its mirror image (computed on the mirrored image, mirrored back). */
 export function averageWithMirror(plain: ResidualMaps, mirrored: ResidualMaps): ResidualMaps {
   const { width: w, height: h } = plain;
-  const p = mirrorMap(mirrored.pixel, w, h);
-  const f = mirrorMap(mirrored.feature, w, h);
-  for (let i = 0; i < p.length; i++) {
-    p[i] = (p[i] + plain.pixel[i]) / 2;
-    f[i] = (f[i] + plain.feature[i]) / 2;
-  }
-  return { width: w, height: h, pixel: p, feature: f };
+  const average = (a: Float32Array, mirroredB: Float32Array) => {
+    const out = mirrorMap(mirroredB, w, h);
+    for (let i = 0; i < out.length; i++) out[i] = (out[i] + a[i]) / 2;
+    return out;
+  };
+  const out: ResidualMaps = { width: w, height: h, pixel: average(plain.pixel, mirrored.pixel), feature: average(plain.feature, mirrored.feature) };
+  if (plain.memory && mirrored.memory) out.memory = average(plain.memory, mirrored.memory);
+  return out;
 }
 
 /** Residual maps as the scoring wants them: with `mirror`, averaged with the mirror image's. */

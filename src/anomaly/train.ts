@@ -11,6 +11,8 @@
 //   3. encoder   E learns to invert G with G and D frozen ("izif" training): minimise
 //                  mean (x - G(E(x)))^2 + kappa * mean (f(x) - f(G(E(x))))^2,   f = D's body features,
 //                on real training patches, so that G(E(x)) is the closest defect-free patch to x.
+//   3b. memory   optional (`memory`): a feature memory (feature-memory.ts) filled from part of the training
+//                images (the rest fit the edge profile), a third term of the anomaly map;
 //   4. calibrate (calibrate.ts) the map's units and edge profile, choose the scoring settings on synthetic
 //                defects drawn on the validation good images, and set the decision threshold at the
 //                false-alarm rate on the validation good images.
@@ -38,7 +40,8 @@ import { runTrainingLoop, type BatchProgress } from '../train/loop.js';
 import { Rng } from '../util/rng.js';
 import { resolveAnomalyConfig, type AnomalyConfig, type ResolvedAnomalyConfig } from './config.js';
 import { Encoder } from './encoder.js';
-import { calibrate, DEFAULT_SCORING_CANDIDATES, type CandidateResult, type ScoringSettings } from './calibrate.js';
+import { calibrate, defaultScoringCandidates, EDGE_REFERENCE_IMAGES, type CandidateResult, type ScoringSettings } from './calibrate.js';
+import { buildFeatureMemory, memoryAndReference, type MemoryOptions } from './feature-memory.js';
 import { saveAnomalyDir } from './model-dir.js';
 import { randomPatches, workImageFrom, type WorkImage } from './patches.js';
 import { patchResiduals, toModelRange, type AnomalyNetworks, type Scoring } from './scorer.js';
@@ -75,6 +78,8 @@ export interface AnomalyTrainOptions {
   featureWeight?: number;
   mirror?: boolean;
   scoringCandidates?: ScoringSettings[];
+  /** Add a feature memory on this classifier's convolutions (feature-memory.ts); calibration then also weighs its term. */
+  memory?: MemoryOptions;
   /** False-alarm rate on the validation good images that sets the threshold (default 0.05). */
   falseAlarmRate?: number;
   seed?: number;
@@ -351,14 +356,21 @@ export async function trainAnomalyDetector(opts: AnomalyTrainOptions): Promise<A
     await writeImageGrid(join(samplesDir, `encoder-epoch-${String(epoch).padStart(4, '0')}.png`), pairs, P, 8);
   }
 
-  // ---- stage 3: calibration and threshold on the validation good images
+  // ---- stage 3b: the feature memory, from training images kept apart from the edge profile's
+  const memorySplit = opts.memory ? memoryAndReference(good.split.train, EDGE_REFERENCE_IMAGES) : { memory: [], reference: good.split.train };
+  if (opts.memory) {
+    nets.memory = await buildFeatureMemory(opts.memory, memorySplit.memory.map((i) => good.images[i]), new Rng(mixSeed(seed, 0x3e3)), engine);
+    log(`feature memory: ${nets.memory.config.size} vectors of ${nets.memory.channels} from ${memorySplit.memory.length} training images (backbone ${opts.memory.backbone})`);
+  }
+
+  // ---- stage 4: calibration and threshold on the validation good images
   const fixed = opts.sigma !== undefined || opts.topK !== undefined || opts.featureWeight !== undefined || opts.mirror !== undefined;
   const candidates = fixed
     ? [{ sigma: opts.sigma ?? 2, topK: opts.topK ?? 16, featureWeight: opts.featureWeight ?? 1, mirror: opts.mirror ?? false }]
-    : (opts.scoringCandidates ?? DEFAULT_SCORING_CANDIDATES);
+    : (opts.scoringCandidates ?? defaultScoringCandidates(!!nets.memory));
   const cal = await calibrate(nets, config, good.split.val.map((i) => good.originals[i]), {
     falseAlarmRate: rate,
-    reference: good.split.train.map((i) => good.originals[i]),
+    reference: memorySplit.reference.map((i) => good.originals[i]),
     candidates,
     seed,
     log,
@@ -371,6 +383,7 @@ export async function trainAnomalyDetector(opts: AnomalyTrainOptions): Promise<A
   const files = (idx: number[]) => idx.map((i) => good.items[i].rel);
   const meta = {
     config,
+    ...(nets.memory ? { memory: { ...nets.memory.config, images: files(memorySplit.memory) } } : {}),
     scoring,
     threshold: { value: threshold, falseAlarmRate: rate, validationImages: valImages.length },
     data: {
@@ -408,6 +421,7 @@ export async function trainAnomalyDetector(opts: AnomalyTrainOptions): Promise<A
   G.dispose();
   D.dispose();
   E.dispose();
+  nets.memory?.dispose();
   const result: AnomalyTrainResult = {
     modelDir: opts.out,
     history,

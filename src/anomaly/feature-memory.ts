@@ -1,0 +1,247 @@
+// A memory of defect-free surface features, and each pixel's distance to it (PatchCore-style; Roth et al.,
+// "Towards Total Recall in Industrial Anomaly Detection", CVPR 2022), as a third term of the anomaly map
+// beside f-AnoGAN's two residuals (scorer.ts).
+//
+// Why: f-AnoGAN's residuals miss what its generator can reproduce (large uneven regions, faint cracks), and
+// its discriminator's features, trained to tell real from generated patches, describe texture poorly. A
+// classifier trained to tell surface defects apart has features made for this. The backbone is the first two
+// conv blocks of one of this project's classifiers, by default models/neu (steel surfaces: another product
+// and another dataset, never a magnetic tile; the role ImageNet plays for PatchCore), applied fully
+// convolutionally to the whole working image:
+//
+//   f = ReLU(conv2(maxpool2(ReLU(conv1(z)))))     z = the working image standardised (mean 0, std 1)
+//
+// giving C-dimensional features on a grid of stride 2 (each sees 8 x 8 working pixels), then averaged over a
+// `neighbourhood` x `neighbourhood` window of cells (PatchCore's local aggregation). The memory is `size`
+// such vectors drawn at random from the training good images. A cell's distance is the squared Euclidean
+// distance to its nearest memory vector, computed on the GPU as |q|^2 - max_m (2 q.m - |m|^2): one GEMM
+// (F.linear with weight 2m and bias -|m|^2) and a max-pool over the memory axis. The cell map is
+// upsampled bilinearly to the working image.
+import type { Engine } from '../gpu/engine.js';
+import { readModelMetadata } from '../cnn/model-dir.js';
+import { WgslNnError } from '../gpu/errors.js';
+import { readModelWeights } from '../model-dir.js';
+import * as F from '../nn/functional.js';
+import { nn } from '../nn/index.js';
+import type { StateDict } from '../nn/modules.js';
+import { noGrad, Tensor } from '../nn/tensor.js';
+import type { Rng } from '../util/rng.js';
+import { resizeBilinear, type WorkImage } from './patches.js';
+
+/** Stored in model.json (`memory`). */
+export interface FeatureMemoryConfig {
+  /** The classifier directory the backbone's weights were copied from (for the record). */
+  backbone: string;
+  /** Output channels of the backbone's two conv layers. */
+  channels: [number, number];
+  /** Side of the window of cells averaged into a feature (odd; 1: none). */
+  neighbourhood: number;
+  /** Vectors in the memory. */
+  size: number;
+}
+
+export const DEFAULT_MEMORY_SIZE = 16384;
+export const DEFAULT_NEIGHBOURHOOD = 3;
+/** Query cells per GPU call: bounds the [cells, size] distance matrix (1024 x 16384 floats = 64 MiB). */
+const QUERY_CHUNK = 1024;
+
+export class FeatureMemory extends nn.Module {
+  readonly backbone: nn.Sequential;
+  readonly bank: Tensor;
+  private derived: { weight: Tensor; bias: Tensor } | null = null;
+
+  constructor(
+    readonly config: FeatureMemoryConfig,
+    engine: Engine,
+  ) {
+    super();
+    const [c1, c2] = config.channels;
+    if (!(Number.isInteger(config.neighbourhood) && config.neighbourhood >= 1 && config.neighbourhood % 2 === 1))
+      throw new WgslNnError(`memory neighbourhood must be an odd positive integer, got ${config.neighbourhood}`);
+    if (!(Number.isInteger(config.size) && config.size >= 1)) throw new WgslNnError(`memory size must be a positive integer, got ${config.size}`);
+    const o = { engine };
+    // The same layer indices as DefectClassifier.net (src/cnn/model.ts), so its weights load by name.
+    this.backbone = new nn.Sequential(new nn.Conv2d(1, c1, 3, o), new nn.ReLU(), new nn.MaxPool2d(2), new nn.Conv2d(c1, c2, 3, o), new nn.ReLU());
+    this.registerModule('backbone', this.backbone);
+    this.bank = this.registerBuffer('bank', new Tensor(engine.fromArray(new Float32Array(config.size * c2), [config.size, c2]), { track: false }));
+  }
+
+  get channels(): number {
+    return this.config.channels[1];
+  }
+
+  /**
+   * The backbone from a classifier's weights (its model.safetensors: the state of DefectClassifier.net,
+   * whose layers 0 and 3 are the first two convolutions), with an empty memory of `size` vectors.
+   */
+  static fromClassifier(classifier: StateDict, config: Omit<FeatureMemoryConfig, 'channels'>, engine: Engine): FeatureMemory {
+    const w1 = classifier['0.weight'];
+    const w2 = classifier['3.weight'];
+    const ok = (w: StateDict[string] | undefined, inC: number) => w && w.shape.length === 4 && w.shape[1] === inC && w.shape[2] === 3 && w.shape[3] === 3;
+    if (!ok(w1, 1) || !ok(w2, w1.shape[0]) || !classifier['0.bias'] || !classifier['3.bias'])
+      throw new WgslNnError(`${config.backbone} is not a classifier of this project (3x3 convolutions '0' and '3' on grayscale input): it cannot be the feature memory's backbone`);
+    const m = new FeatureMemory({ ...config, channels: [w1.shape[0], w2.shape[0]] }, engine);
+    m.backbone.loadStateDict({ '0.weight': w1, '0.bias': classifier['0.bias'], '3.weight': w2, '3.bias': classifier['3.bias'] });
+    return m;
+  }
+
+  /**
+   * The features of a working image: [cells, C] row-major (cell = y * w + x) on the h x w grid, each the
+   * mean over its neighbourhood window (clipped at the grid's edges).
+   */
+  async features(img: WorkImage): Promise<{ h: number; w: number; data: Float32Array }> {
+    if (img.width < 8 || img.height < 8) throw new WgslNnError(`feature memory: the working image is ${img.width}x${img.height}, below the backbone's 8x8 field`);
+    const e = this.bank.engine;
+    const n = img.data.length;
+    let sum = 0;
+    let sumSq = 0;
+    for (let i = 0; i < n; i++) {
+      sum += img.data[i];
+      sumSq += img.data[i] * img.data[i];
+    }
+    const mean = sum / n;
+    const k = 1 / Math.max(Math.sqrt(Math.max(sumSq / n - mean * mean, 0)), 1e-2);
+    const z = new Float32Array(n);
+    for (let i = 0; i < n; i++) z[i] = (img.data[i] - mean) * k;
+    const t = noGrad(() => e.tidy(() => this.backbone.forward(e.tensor(z, [1, 1, img.height, img.width]))));
+    const raw = (await t.toArray()) as Float32Array;
+    const [, C, h, w] = t.shape;
+    t.dispose();
+    const r = (this.config.neighbourhood - 1) / 2;
+    const out = new Float32Array(h * w * C);
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < w; x++) {
+        const y0 = Math.max(0, y - r);
+        const y1 = Math.min(h - 1, y + r);
+        const x0 = Math.max(0, x - r);
+        const x1 = Math.min(w - 1, x + r);
+        const inv = 1 / ((y1 - y0 + 1) * (x1 - x0 + 1));
+        const o = (y * w + x) * C;
+        for (let c = 0; c < C; c++) {
+          let s = 0;
+          for (let yy = y0; yy <= y1; yy++) for (let xx = x0; xx <= x1; xx++) s += raw[(c * h + yy) * w + xx];
+          out[o + c] = s * inv;
+        }
+      }
+    return { h, w, data: out };
+  }
+
+  /** Fills the memory with `size` feature vectors drawn uniformly from all cells of `images`. */
+  async fill(images: readonly WorkImage[], rng: Rng): Promise<void> {
+    if (images.length === 0) throw new WgslNnError('feature memory: no images to fill it from');
+    const C = this.channels;
+    const feats = [];
+    for (const im of images) feats.push(await this.features(im));
+    const total = feats.reduce((a, f) => a + f.h * f.w, 0);
+    const size = this.config.size;
+    const bank = new Float32Array(size * C);
+    // Without replacement while there are enough cells (a small training set repeats vectors).
+    const order = rng.shuffle(Array.from({ length: total }, (_, i) => i));
+    for (let i = 0; i < size; i++) {
+      let cell = order[i % total];
+      const f = feats.find((x) => (cell < x.h * x.w ? true : ((cell -= x.h * x.w), false)))!;
+      bank.set(f.data.subarray(cell * C, (cell + 1) * C), i * C);
+    }
+    this.bank.setValue(this.bank.engine.fromArray(bank, [size, C]));
+    this.dropDerived();
+  }
+
+  /** The backbone's feature map [n, C, h, w] of standardised images [n, 1, H, W]. */
+  forward(x: Tensor): Tensor {
+    return this.backbone.forward(x);
+  }
+
+  override loadStateDict(state: StateDict, strict = true): void {
+    super.loadStateDict(state, strict);
+    this.dropDerived();
+  }
+
+  /** Squared distance of each feature [n, C] to its nearest memory vector. */
+  async nearestDistances(features: Float32Array): Promise<Float32Array> {
+    const C = this.channels;
+    const n = features.length / C;
+    const { weight, bias } = this.prepared();
+    const e = this.bank.engine;
+    const M = this.config.size;
+    const out = new Float32Array(n);
+    for (let s = 0; s < n; s += QUERY_CHUNK) {
+      const k = Math.min(QUERY_CHUNK, n - s);
+      const q = features.subarray(s * C, (s + k) * C);
+      // max_m (2 q.m - |m|^2), via a [k, M] GEMM and a max-pool over the memory axis.
+      const t = noGrad(() => e.tidy(() => F.maxPool2d(F.reshape(F.linear(e.tensor(q, [k, C]), weight, bias), [1, 1, k, M]), { kernelSize: [1, M] })));
+      const best = (await t.toArray()) as Float32Array;
+      t.dispose();
+      for (let i = 0; i < k; i++) {
+        let qq = 0;
+        for (let c = 0; c < C; c++) qq += q[i * C + c] * q[i * C + c];
+        out[s + i] = Math.max(0, qq - best[i]);
+      }
+    }
+    return out;
+  }
+
+  /** The distance map of a working image, at its working resolution. */
+  async distanceMap(img: WorkImage): Promise<Float32Array> {
+    const f = await this.features(img);
+    const d = await this.nearestDistances(f.data);
+    return resizeBilinear(d, f.w, f.h, img.width, img.height);
+  }
+
+  override dispose(): void {
+    this.dropDerived();
+    super.dispose();
+  }
+
+  private prepared(): { weight: Tensor; bias: Tensor } {
+    if (!this.derived) {
+      const e = this.bank.engine;
+      this.derived = noGrad(() => ({
+        weight: e.keep(F.mul(this.bank, 2)),
+        bias: e.keep(F.mul(F.sum(F.mul(this.bank, this.bank), 1), -1)),
+      }));
+    }
+    return this.derived;
+  }
+
+  private dropDerived(): void {
+    this.derived?.weight.dispose();
+    this.derived?.bias.dispose();
+    this.derived = null;
+  }
+}
+
+export interface MemoryOptions {
+  /** A classifier model directory of this project (default models/neu). */
+  backbone: string;
+  size?: number;
+  neighbourhood?: number;
+}
+
+/** Builds a feature memory on `backbone`'s convolutions and fills it from `images` (the training good images it is given). */
+export async function buildFeatureMemory(opts: MemoryOptions, images: readonly WorkImage[], rng: Rng, engine: Engine): Promise<FeatureMemory> {
+  readModelMetadata(opts.backbone); // a clear error for a missing or non-classifier directory
+  const memory = FeatureMemory.fromClassifier(
+    readModelWeights(opts.backbone, 'model'),
+    { backbone: opts.backbone, size: opts.size ?? DEFAULT_MEMORY_SIZE, neighbourhood: opts.neighbourhood ?? DEFAULT_NEIGHBOURHOOD },
+    engine,
+  );
+  try {
+    await memory.fill(images, rng);
+  } catch (e) {
+    memory.dispose();
+    throw e;
+  }
+  return memory;
+}
+
+/**
+ * Which training images fill the memory and which fit the edge profile (calibrate.ts): disjoint, since an
+ * image whose own features are in the memory has near-zero distances and would understate the normal
+ * level. The edge profile keeps its usual images (every k-th, at most `referenceMax`) when at least half
+ * of the training images are left for the memory; otherwise (few images) the two take alternate images.
+ */
+export function memoryAndReference<T>(train: readonly T[], referenceMax: number): { memory: T[]; reference: T[] } {
+  const k = Math.max(1, Math.ceil(train.length / referenceMax));
+  const isReference = (i: number) => (train.length - Math.ceil(train.length / k) >= train.length / 2 ? i % k === 0 : i % 2 === 1);
+  return { memory: train.filter((_, i) => !isReference(i)), reference: train.filter((_, i) => isReference(i)) };
+}

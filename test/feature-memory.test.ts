@@ -1,0 +1,162 @@
+// The anomaly detector's feature memory (src/anomaly/feature-memory.ts) against float64 CPU references:
+// the backbone's features (conv, ReLU, max-pool, conv, ReLU, neighbourhood mean: src/kernels/reference),
+// the nearest-neighbour distances (brute force), and the split of training images between the memory and
+// the edge profile. End to end (a trained detector with a memory) in test/anomaly.test.ts.
+//
+// Tolerances: features 1e-4 relative to their largest magnitude (float32 convolutions of <= 288 terms);
+// distances 1e-4 relative to |q|^2 + |m|^2 (the GPU computes |q|^2 - (2 q.m - |m|^2), whose rounding
+// scales with those norms).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FeatureMemory, memoryAndReference } from '../src/anomaly/feature-memory.js';
+import type { WorkImage } from '../src/anomaly/patches.js';
+import type { Engine } from '../src/gpu/engine.js';
+import { WgslNnError } from '../src/gpu/errors.js';
+import { conv2dRef } from '../src/kernels/reference/conv2d.js';
+import { maxPool2dRef } from '../src/kernels/reference/maxpool2d.js';
+import type { StateDict } from '../src/nn/modules.js';
+import { Rng } from '../src/util/rng.js';
+import { randArray, rng, testEngine } from './helpers.js';
+
+let engine: Engine;
+beforeAll(async () => {
+  engine = await testEngine();
+});
+afterAll(() => engine?.destroy());
+
+/** A classifier-like state dict: conv 1 -> 4 and 4 -> 6 channels, 3x3 (plus a layer the memory ignores). */
+function classifierState(r: Rng): StateDict {
+  const e = (shape: number[], scale = 0.5) => ({ shape, dtype: 'F32' as const, data: randArray(r, shape.reduce((a, b) => a * b, 1), scale) });
+  return { '0.weight': e([4, 1, 3, 3]), '0.bias': e([4], 0.1), '3.weight': e([6, 4, 3, 3]), '3.bias': e([6], 0.1), '6.weight': e([8, 6, 3, 3]) };
+}
+
+function workImage(r: Rng, width: number, height: number): WorkImage {
+  const data = new Float32Array(width * height);
+  for (let i = 0; i < data.length; i++) data[i] = 0.5 + 0.3 * Math.sin(i * 0.37) * r.uniform(0.5, 1) + r.uniform(-0.1, 0.1);
+  return { width, height, data, originalWidth: width, originalHeight: height };
+}
+
+/** The features of features(), in float64 on the CPU: standardise, conv, ReLU, pool, conv, ReLU, neighbourhood mean. */
+function featuresRef(img: WorkImage, s: StateDict, neighbourhood: number): { h: number; w: number; data: Float64Array } {
+  const n = img.data.length;
+  const mean = img.data.reduce((a, v) => a + v, 0) / n;
+  const std = Math.max(Math.sqrt(Math.max(img.data.reduce((a, v) => a + v * v, 0) / n - mean * mean, 0)), 1e-2);
+  const z = Float64Array.from(img.data, (v) => (v - mean) / std);
+  const p = { stride: [1, 1] as [number, number], padding: [0, 0] as [number, number] };
+  const [H, W] = [img.height, img.width];
+  const c1 = conv2dRef(z, [1, 1, H, W], s['0.weight'].data as Float32Array, [4, 1, 3, 3], s['0.bias'].data as Float32Array, p, 'relu');
+  const pooled = maxPool2dRef(c1, [1, 4, H - 2, W - 2], { kernel: [2, 2], stride: [2, 2] });
+  const [, , ph, pw] = pooled.shape;
+  const c2 = conv2dRef(pooled.y, pooled.shape, s['3.weight'].data as Float32Array, [6, 4, 3, 3], s['3.bias'].data as Float32Array, p, 'relu');
+  const [h, w] = [ph - 2, pw - 2];
+  const r = (neighbourhood - 1) / 2;
+  const out = new Float64Array(h * w * 6);
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++)
+      for (let c = 0; c < 6; c++) {
+        let sum = 0;
+        let cnt = 0;
+        for (let yy = Math.max(0, y - r); yy <= Math.min(h - 1, y + r); yy++)
+          for (let xx = Math.max(0, x - r); xx <= Math.min(w - 1, x + r); xx++) {
+            sum += c2[(c * h + yy) * w + xx];
+            cnt++;
+          }
+        out[(y * w + x) * 6 + c] = sum / cnt;
+      }
+  return { h, w, data: out };
+}
+
+describe('FeatureMemory', () => {
+  it('computes the backbone features of a whole image as the float64 reference (odd sizes, neighbourhoods 1 and 3)', async () => {
+    const state = classifierState(rng(1));
+    for (const neighbourhood of [1, 3]) {
+      const m = FeatureMemory.fromClassifier(state, { backbone: 'test', size: 4, neighbourhood }, engine);
+      try {
+        const img = workImage(rng(2), 27, 19);
+        const got = await m.features(img);
+        const exp = featuresRef(img, state, neighbourhood);
+        expect([got.h, got.w]).toEqual([exp.h, exp.w]);
+        const scale = Math.max(...exp.data.map(Math.abs));
+        expect(scale).toBeGreaterThan(0.1); // not a test on zeros
+        let err = 0;
+        got.data.forEach((v, i) => (err = Math.max(err, Math.abs(v - exp.data[i]))));
+        expect(err / scale).toBeLessThan(1e-4);
+      } finally {
+        m.dispose();
+      }
+    }
+  });
+
+  it('gives each query its squared distance to the nearest memory vector (brute force in float64)', async () => {
+    const m = new FeatureMemory({ backbone: 'test', channels: [4, 6], size: 37, neighbourhood: 1 }, engine);
+    try {
+      const r = rng(3);
+      const bank = randArray(r, 37 * 6);
+      m.loadStateDict({ ...(await m.stateDict()), bank: { shape: [37, 6], dtype: 'F32', data: bank } });
+      const queries = randArray(r, 1500 * 6); // two query chunks (QUERY_CHUNK = 1024)
+      // A few queries equal to memory vectors: distance ~0.
+      for (let i = 0; i < 5; i++) queries.set(bank.subarray(i * 6, i * 6 + 6), i * 6);
+      const got = await m.nearestDistances(queries);
+      for (let q = 0; q < 1500; q++) {
+        let best = Infinity;
+        let bestNorm = 0;
+        for (let k = 0; k < 37; k++) {
+          let d = 0;
+          let nq = 0;
+          let nm = 0;
+          for (let c = 0; c < 6; c++) {
+            d += (queries[q * 6 + c] - bank[k * 6 + c]) ** 2;
+            nq += queries[q * 6 + c] ** 2;
+            nm += bank[k * 6 + c] ** 2;
+          }
+          if (d < best) [best, bestNorm] = [d, nq + nm];
+        }
+        expect(Math.abs(got[q] - best), `query ${q}`).toBeLessThanOrEqual(1e-4 * bestNorm + 1e-6);
+        expect(got[q]).toBeGreaterThanOrEqual(0);
+      }
+    } finally {
+      m.dispose();
+    }
+  });
+
+  it('fills the memory with feature vectors of the images, and saves and loads by name', async () => {
+    const state = classifierState(rng(4));
+    const m = FeatureMemory.fromClassifier(state, { backbone: 'test', size: 50, neighbourhood: 3 }, engine);
+    const imgs = [workImage(rng(5), 20, 16), workImage(rng(6), 18, 18)];
+    await m.fill(imgs, new Rng(1));
+    const feats = await Promise.all(imgs.map((i) => m.features(i)));
+    const all = feats.flatMap((f) => Array.from({ length: f.h * f.w }, (_, k) => f.data.subarray(k * 6, k * 6 + 6)));
+    const saved = await m.stateDict();
+    expect(Object.keys(saved).sort()).toEqual(['backbone.0.bias', 'backbone.0.weight', 'backbone.3.bias', 'backbone.3.weight', 'bank']);
+    const bank = saved.bank.data as Float32Array;
+    for (let i = 0; i < 50; i++) expect(all.some((v) => v.every((x, c) => x === bank[i * 6 + c])), `bank row ${i}`).toBe(true);
+    // Every memory vector is its own nearest neighbour.
+    const self = await m.nearestDistances(bank);
+    for (const d of self) expect(d).toBeLessThan(1e-4);
+    const copy = new FeatureMemory(m.config, engine);
+    copy.loadStateDict(saved);
+    expect(Array.from(await copy.nearestDistances(all[3]))).toEqual(Array.from(await m.nearestDistances(all[3])));
+    m.dispose();
+    copy.dispose();
+  });
+
+  it('refuses a backbone that is not a classifier of this project, and images below its field', async () => {
+    const bad = { '0.weight': { shape: [4, 3, 3, 3], dtype: 'F32' as const, data: new Float32Array(108) } };
+    expect(() => FeatureMemory.fromClassifier(bad, { backbone: 'models/x', size: 4, neighbourhood: 1 }, engine)).toThrow(/models\/x is not a classifier/);
+    const m = FeatureMemory.fromClassifier(classifierState(rng(7)), { backbone: 'test', size: 4, neighbourhood: 1 }, engine);
+    await expect(m.features(workImage(rng(8), 7, 30))).rejects.toThrow(WgslNnError);
+    m.dispose();
+  });
+});
+
+describe('memoryAndReference', () => {
+  it('keeps the memory and the edge-profile images apart, and the usual edge-profile images when there are enough', () => {
+    const many = Array.from({ length: 229 }, (_, i) => i);
+    const a = memoryAndReference(many, 80);
+    expect(a.reference).toEqual(many.filter((i) => i % 3 === 0)); // as evenSubset(train, 80)
+    expect(a.memory).toEqual(many.filter((i) => i % 3 !== 0));
+    const few = [0, 1, 2, 3, 4, 5];
+    const b = memoryAndReference(few, 80);
+    expect(b).toEqual({ memory: [0, 2, 4], reference: [1, 3, 5] });
+    for (const s of [a, b]) expect(s.memory.filter((i) => s.reference.includes(i))).toEqual([]);
+  });
+});
