@@ -94,7 +94,7 @@ export class AnomalyDetector {
   /** Scores already-decoded working images (see load()). */
   async scoreWorkImages(work: readonly WorkImage[], options: ScoreOptions = {}): Promise<AnomalyResult[]> {
     this.check();
-    const residuals = await scoringResiduals(this.nets, this.config, work, this.meta.scoring.mirror ?? false, this.batchSize);
+    const residuals = await scoringResiduals(this.nets, this.config, work, this.meta.scoring, this.batchSize);
     return residuals.map((r, i) => {
       const m = anomalyMap(r, this.meta.scoring);
       const score = topKMean(m, this.meta.scoring.topK);

@@ -117,10 +117,17 @@ export async function patchResiduals(
 }
 
 /** The residual maps of several working images; their grid patches go through the networks in batches of up to `batchSize`. */
-export async function residualMaps(nets: AnomalyNetworks, config: ResolvedAnomalyConfig, images: readonly WorkImage[], batchSize = 128): Promise<ResidualMaps[]> {
+export async function residualMaps(
+  nets: AnomalyNetworks,
+  config: ResolvedAnomalyConfig,
+  images: readonly WorkImage[],
+  batchSize = 128,
+  terms: ScoringTerms = { gan: true, memory: true },
+): Promise<ResidualMaps[]> {
   const P = config.patchSize;
   const acc = images.map((im) => ({ pixel: new MapAccumulator(im.width, im.height), feature: new MapAccumulator(im.width, im.height) }));
-  const jobs = images.flatMap((im, i) => patchGrid(im.width, im.height, P, config.stride).map((p) => ({ image: i, ...p })));
+  // Without the GAN terms the patches are not run at all (the two maps stay zero).
+  const jobs = terms.gan ? images.flatMap((im, i) => patchGrid(im.width, im.height, P, config.stride).map((p) => ({ image: i, ...p }))) : [];
   for (let start = 0; start < jobs.length; start += batchSize) {
     const chunk = jobs.slice(start, start + batchSize);
     const x = new Float32Array(chunk.length * P * P);
@@ -134,7 +141,7 @@ export async function residualMaps(nets: AnomalyNetworks, config: ResolvedAnomal
     });
   }
   const out: ResidualMaps[] = images.map((im, i) => ({ width: im.width, height: im.height, pixel: acc[i].pixel.result(), feature: acc[i].feature.result() }));
-  if (nets.memory) for (let i = 0; i < images.length; i++) out[i].memory = await nets.memory.distanceMap(images[i]);
+  if (nets.memory && terms.memory) for (let i = 0; i < images.length; i++) out[i].memory = await nets.memory.distanceMap(images[i]);
   return out;
 }
 
@@ -184,9 +191,21 @@ export function averageWithMirror(plain: ResidualMaps, mirrored: ResidualMaps): 
 }
 
 /** Residual maps as the scoring wants them: with `mirror`, averaged with the mirror image's. */
-export async function scoringResiduals(nets: AnomalyNetworks, config: ResolvedAnomalyConfig, images: readonly WorkImage[], mirror: boolean, batchSize = 128): Promise<ResidualMaps[]> {
-  if (!mirror) return residualMaps(nets, config, images, batchSize);
-  const all = await residualMaps(nets, config, [...images, ...images.map(mirrorImage)], batchSize);
+/** Which residual maps a scoring needs: the GAN's two (any weight > 0) and the memory's. */
+export interface ScoringTerms {
+  gan: boolean;
+  memory: boolean;
+}
+
+export function scoringTerms(s: Pick<Scoring, 'pixelWeight' | 'featureWeight' | 'memoryWeight'>): ScoringTerms {
+  return { gan: (s.pixelWeight ?? 1) > 0 || (s.featureWeight ?? 1) > 0, memory: (s.memoryWeight ?? 0) > 0 };
+}
+
+/** Residual maps as a scoring wants them: only the terms it weighs; with `mirror`, averaged with the mirror image's. */
+export async function scoringResiduals(nets: AnomalyNetworks, config: ResolvedAnomalyConfig, images: readonly WorkImage[], scoring: Scoring, batchSize = 128): Promise<ResidualMaps[]> {
+  const terms = scoringTerms(scoring);
+  if (!scoring.mirror) return residualMaps(nets, config, images, batchSize, terms);
+  const all = await residualMaps(nets, config, [...images, ...images.map(mirrorImage)], batchSize, terms);
   return images.map((_, i) => averageWithMirror(all[i], all[images.length + i]));
 }
 
