@@ -38,17 +38,21 @@ describe('models/magnetic-tile-anomaly', () => {
     expect(r.goodCount).toBe(files.test.length);
     expect(r.threshold).toBe(meta.threshold.value);
     expect(r.count).toBe(files.test.length + 276);
+    // The feature memory: drawn from training good tiles only.
+    expect(meta.memory!.images.length).toBeGreaterThan(0);
+    expect(meta.memory!.images.every((f) => files.train.includes(f))).toBe(true);
     // The recorded result (README): above chance, far below the 0.90 target.
-    expect(r.auroc).toBeGreaterThan(0.6);
-    expect(r.pixelAuroc).toBeGreaterThan(0.55);
-    expect(r.goodRecall).toBeGreaterThan(0.8);
-    expect(r.defectRecall).toBeGreaterThan(0.3);
+    expect(r.auroc).toBeGreaterThan(0.7);
+    expect(r.pixelAuroc).toBeGreaterThan(0.6);
+    expect(r.goodRecall).toBeGreaterThan(0.85);
+    expect(r.defectRecall).toBeGreaterThan(0.4);
   });
 
   it.runIf(existsSync(DATASET))('reproduces the recorded scores of a few test images', async () => {
     const r = report();
-    // The first two images of every folder in the report (good test tiles and each defect class).
-    const picked = [...new Set(r.images.map((i) => i.folder))].flatMap((f) => r.images.filter((i) => i.folder === f).slice(0, 2));
+    // The first image of every folder in the report (good test tiles and each defect class): about 1.5 s
+    // per image with the feature memory on lavapipe.
+    const picked = [...new Set(r.images.map((i) => i.folder))].flatMap((f) => r.images.filter((i) => i.folder === f).slice(0, 1));
     const det = await AnomalyDetector.load(DIR, { engine });
     try {
       const got = await det.scoreBatch(
