@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Engine } from '../src/gpu/engine.js';
 import { ShapeError } from '../src/gpu/errors.js';
 import { biasGrad } from '../src/kernels/bias-grad.js';
@@ -22,7 +22,7 @@ import { matmulRef } from '../src/kernels/reference/matmul.js';
 import '../src/kernels/matmul.js';
 import { dot, expectClose, numericalGrad, randArray, rng } from './helpers.js';
 import { expectRef, refCases, refData, refTol } from './torch-ref.js';
-import { plainTestEngine, subgroupTestEngine, variantRuns, type DeviceKind } from './gemm-helpers.js';
+import { variantRuns, gemmTestEngines, type DeviceKind } from './gemm-helpers.js';
 
 // Tolerances:
 // - GPU kernels vs the float64 reference: relative error (max |diff| / max |expected|) <= 1e-4; the
@@ -36,15 +36,7 @@ const TOL = 1e-4;
 
 let engine: Engine;
 let sgEngine: Engine;
-beforeAll(async () => {
-  engine = await plainTestEngine();
-  sgEngine = await subgroupTestEngine();
-});
-afterAll(() => {
-  engine.destroy();
-  sgEngine.destroy();
-});
-const engineFor = (d: DeviceKind) => (d === 'default' ? engine : sgEngine);
+const engineFor = gemmTestEngines((plain, subgroups) => ([engine, sgEngine] = [plain, subgroups]));
 
 interface ConvCase {
   n: number;

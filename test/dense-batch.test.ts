@@ -5,26 +5,18 @@
 // Each GEMM core sums k in order; only the K split (split-K partial sums) could change with the batch
 // size, so linear.forward marks x's rows as the batch (GemmProblem.batchDim) and the split is chosen
 // from the layer's shape alone (batchInvariantSplits in src/kernels/matmul.ts).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DefectClassifier } from '../src/cnn/model.js';
 import type { Engine } from '../src/gpu/engine.js';
 import { linearForward, linearForwardOp } from '../src/kernels/dense.js';
 import { linearForwardRef } from '../src/kernels/reference/dense.js';
 import { noGrad } from '../src/nn/tensor.js';
-import { describeDevice, subgroupTestEngine, variantRuns, plainTestEngine, type DeviceKind } from './gemm-helpers.js';
+import { describeDevice, variantRuns, gemmTestEngines, type DeviceKind } from './gemm-helpers.js';
 import { randArray, relErr, rng } from './helpers.js';
 
 let engine: Engine;
 let sgEngine: Engine;
-beforeAll(async () => {
-  engine = await plainTestEngine();
-  sgEngine = await subgroupTestEngine();
-});
-afterAll(() => {
-  engine.destroy();
-  sgEngine.destroy();
-});
-const engineFor = (d: DeviceKind) => (d === 'default' ? engine : sgEngine);
+const engineFor = gemmTestEngines((plain, subgroups) => ([engine, sgEngine] = [plain, subgroups]));
 
 const BATCHES = [1, 2, 3, 5, 16, 17, 33, 100];
 // [in, out]: a long reduction with few outputs (split K), a vec4-friendly square layer, an input width

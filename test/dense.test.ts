@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Engine } from '../src/gpu/engine.js';
 import { ShapeError } from '../src/gpu/errors.js';
 import { biasGrad } from '../src/kernels/bias-grad.js';
@@ -13,7 +13,7 @@ import {
 } from '../src/kernels/reference/dense.js';
 import { dot, expectClose, numericalGrad, randArray, rng } from './helpers.js';
 import { expectRef, refCases, refData, refTol } from './torch-ref.js';
-import { plainTestEngine, subgroupTestEngine, variantRuns, type DeviceKind } from './gemm-helpers.js';
+import { variantRuns, gemmTestEngines, type DeviceKind } from './gemm-helpers.js';
 
 // Tolerances:
 // - GPU vs float64 reference: relative error (max |diff| / max |expected|) <= 1e-4 (float32 sums of
@@ -26,15 +26,7 @@ const TOL = 1e-4;
 
 let engine: Engine;
 let sgEngine: Engine;
-beforeAll(async () => {
-  engine = await plainTestEngine();
-  sgEngine = await subgroupTestEngine();
-});
-afterAll(() => {
-  engine.destroy();
-  sgEngine.destroy();
-});
-const engineFor = (d: DeviceKind) => (d === 'default' ? engine : sgEngine);
+const engineFor = gemmTestEngines((plain, subgroups) => ([engine, sgEngine] = [plain, subgroups]));
 
 // [N, in, out, activation]: sizes that are not multiples of any tile, a single output (computed
 // transposed), a long reduction with few outputs (split-K) and the MNIST-sized layer.

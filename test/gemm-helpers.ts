@@ -1,4 +1,5 @@
 // Test helpers shared by the GEMM-family tests (matmul, dense, conv2d, conv-transpose2d).
+import { afterAll, beforeAll } from 'vitest';
 import { Engine } from '../src/gpu/engine.js';
 import { hasSubgroups } from '../src/kernels/matmul.js';
 import { kernels } from '../src/kernels/registry.js';
@@ -27,4 +28,23 @@ export function variantRuns(op: string): [string, DeviceKind][] {
 /** Notes in a test name whether the subgroup kernel really ran. */
 export function describeDevice(e: Engine): string {
   return hasSubgroups(e) ? 'with subgroups' : 'without subgroups';
+}
+
+/**
+ * Creates the plain and the subgroup test engines before a file's tests (handing them to `set`) and
+ * destroys them after; returns the engine of a DeviceKind.
+ */
+export function gemmTestEngines(set: (plain: Engine, subgroups: Engine) => void): (d: DeviceKind) => Engine {
+  let plain: Engine;
+  let subgroups: Engine;
+  beforeAll(async () => {
+    plain = await plainTestEngine();
+    subgroups = await subgroupTestEngine();
+    set(plain, subgroups);
+  });
+  afterAll(() => {
+    plain?.destroy();
+    subgroups?.destroy();
+  });
+  return (d) => (d === 'default' ? plain : subgroups);
 }

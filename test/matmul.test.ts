@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Engine } from '../src/gpu/engine.js';
 import { DeviceTensor } from '../src/gpu/device-tensor.js';
 import { ShapeError, TensorTooLargeError } from '../src/gpu/errors.js';
@@ -8,7 +8,7 @@ import { kernels } from '../src/kernels/registry.js';
 import { matmulRef } from '../src/kernels/reference/matmul.js';
 import type { ActivationName } from '../src/kernels/reference/activation.js';
 import { expectClose, randArray, rng } from './helpers.js';
-import { plainTestEngine, subgroupTestEngine, variantRuns, type DeviceKind } from './gemm-helpers.js';
+import { variantRuns, gemmTestEngines, type DeviceKind } from './gemm-helpers.js';
 
 // Tolerance: float32 accumulation of K <= 5000 products of values in [-1, 1) against float64:
 // relative error (max |diff| / max |expected|) <= 1e-4.
@@ -16,15 +16,7 @@ const TOL = 1e-4;
 
 let engine: Engine;
 let sgEngine: Engine;
-beforeAll(async () => {
-  engine = await plainTestEngine();
-  sgEngine = await subgroupTestEngine();
-});
-afterAll(() => {
-  engine.destroy();
-  sgEngine.destroy();
-});
-const engineFor = (d: DeviceKind) => (d === 'default' ? engine : sgEngine);
+const engineFor = gemmTestEngines((plain, subgroups) => ([engine, sgEngine] = [plain, subgroups]));
 
 interface Case {
   a: number[];
