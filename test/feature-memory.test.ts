@@ -10,7 +10,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FeatureMemory, memoryAndReference } from '../src/anomaly/feature-memory.js';
 import type { WorkImage } from '../src/anomaly/patches.js';
 import type { Engine } from '../src/gpu/engine.js';
-import { WgslNnError } from '../src/gpu/errors.js';
 import { conv2dRef } from '../src/kernels/reference/conv2d.js';
 import { maxPool2dRef } from '../src/kernels/reference/maxpool2d.js';
 import type { StateDict } from '../src/nn/modules.js';
@@ -139,11 +138,17 @@ describe('FeatureMemory', () => {
     copy.dispose();
   });
 
-  it('refuses a backbone that is not a classifier of this project, and images below its field', async () => {
+  it('refuses a backbone that is not a classifier of this project, and pads images below its field', async () => {
     const bad = { '0.weight': { shape: [4, 3, 3, 3], dtype: 'F32' as const, data: new Float32Array(108) } };
     expect(() => FeatureMemory.fromClassifier(bad, { backbone: 'models/x', size: 4, neighbourhood: 1 }, engine)).toThrow(/models\/x is not a classifier/);
+    // An image below the backbone's 8 x 8 field is padded by repeating its border: features of the padded image.
     const m = FeatureMemory.fromClassifier(classifierState(rng(7)), { backbone: 'test', size: 4, neighbourhood: 1 }, engine);
-    await expect(m.features(workImage(rng(8), 7, 30))).rejects.toThrow(WgslNnError);
+    const thin = workImage(rng(8), 5, 12);
+    const padded = { width: 8, height: 12, data: new Float32Array(96).map((_, i) => thin.data[Math.floor(i / 8) * 5 + Math.min(i % 8, 4)]) };
+    const [a, b] = await Promise.all([m.features(thin), m.features(padded)]);
+    expect([a.h, a.w]).toEqual([3, 1]); // 12 x 8: conv 10 x 6, pool 5 x 3, conv 3 x 1
+    expect(Array.from(a.data)).toEqual(Array.from(b.data));
+    expect((await m.distanceMap(thin)).length).toBe(60);
     m.dispose();
   });
 });

@@ -42,6 +42,18 @@ export interface FeatureMemoryConfig {
 
 export const DEFAULT_MEMORY_SIZE = 16384;
 export const DEFAULT_NEIGHBOURHOOD = 3;
+/** The backbone's receptive field: two valid 3x3 convolutions around a 2x2 max-pool. */
+const MIN_SIDE = 8;
+
+function padToMinSide(img: Pick<WorkImage, 'width' | 'height' | 'data'>): Pick<WorkImage, 'width' | 'height' | 'data'> {
+  const width = Math.max(MIN_SIDE, img.width);
+  const height = Math.max(MIN_SIDE, img.height);
+  const data = new Float32Array(width * height);
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++) data[y * width + x] = img.data[Math.min(y, img.height - 1) * img.width + Math.min(x, img.width - 1)];
+  return { width, height, data };
+}
+
 /** Query cells per GPU call: bounds the [cells, size] distance matrix (1024 x 16384 floats = 64 MiB). */
 const QUERY_CHUNK = 1024;
 
@@ -89,8 +101,10 @@ export class FeatureMemory extends nn.Module {
    * The features of a working image: [cells, C] row-major (cell = y * w + x) on the h x w grid, each the
    * mean over its neighbourhood window (clipped at the grid's edges).
    */
-  async features(img: WorkImage): Promise<{ h: number; w: number; data: Float32Array }> {
-    if (img.width < 8 || img.height < 8) throw new WgslNnError(`feature memory: the working image is ${img.width}x${img.height}, below the backbone's 8x8 field`);
+  async features(img: Pick<WorkImage, 'width' | 'height' | 'data'>): Promise<{ h: number; w: number; data: Float32Array }> {
+    // An image narrower than the backbone's 8 x 8 field is padded by repeating its border (as the
+    // patches of scorer.ts are), so a tiny image is scored rather than refused.
+    if (img.width < MIN_SIDE || img.height < MIN_SIDE) img = padToMinSide(img);
     const e = this.bank.engine;
     const n = img.data.length;
     let sum = 0;
@@ -180,8 +194,8 @@ export class FeatureMemory extends nn.Module {
     return out;
   }
 
-  /** The distance map of a working image, at its working resolution. */
-  async distanceMap(img: WorkImage): Promise<Float32Array> {
+  /** The distance map of a working image, at its working resolution (a padded image's cells are spread over the whole image). */
+  async distanceMap(img: Pick<WorkImage, 'width' | 'height' | 'data'>): Promise<Float32Array> {
     const f = await this.features(img);
     const d = await this.nearestDistances(f.data);
     return resizeBilinear(d, f.w, f.h, img.width, img.height);
