@@ -235,3 +235,107 @@ fn adam_multi7(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
   let s = multi_at(am.state_off, e.k) + e.i;
   param_store7(e.k, e.i, adam_multi_update(s, param_load7(e.k, e.i), grad_load7(e.k, e.i)));
 }
+
+// ---------------------------------------------------------------- multi-tensor Adam on vec4s
+// The same update four elements at a time: each component goes through the same f32 operations as
+// adam_multi_update, so the results are bit-identical, with one storage access per 4 elements for each
+// of the step's seven (on CPU adapters every access is emulated per lane, and the step waits for them).
+// The bindings alias the scalar ones above (an entry point uses one kind only). The host sends here the
+// parameters whose size, moment offset and binding offsets are multiples of 4 elements; n, state_off and
+// the element index are then in units of vec4.
+
+@group(0) @binding(1) var<storage, read_write> exp_avg_all4: array<vec4f>;
+@group(0) @binding(2) var<storage, read_write> exp_avg_sq_all4: array<vec4f>;
+@group(0) @binding(3) var<storage, read_write> param0_4: array<vec4f>;
+@group(0) @binding(4) var<storage, read> grad0_4: array<vec4f>;
+@group(0) @binding(5) var<storage, read_write> param1_4: array<vec4f>;
+@group(0) @binding(6) var<storage, read> grad1_4: array<vec4f>;
+@group(0) @binding(7) var<storage, read_write> param2_4: array<vec4f>;
+@group(0) @binding(8) var<storage, read> grad2_4: array<vec4f>;
+@group(0) @binding(9) var<storage, read_write> param3_4: array<vec4f>;
+@group(0) @binding(10) var<storage, read> grad3_4: array<vec4f>;
+@group(0) @binding(11) var<storage, read_write> param4_4: array<vec4f>;
+@group(0) @binding(12) var<storage, read> grad4_4: array<vec4f>;
+@group(0) @binding(13) var<storage, read_write> param5_4: array<vec4f>;
+@group(0) @binding(14) var<storage, read> grad5_4: array<vec4f>;
+@group(0) @binding(15) var<storage, read_write> param6_4: array<vec4f>;
+@group(0) @binding(16) var<storage, read> grad6_4: array<vec4f>;
+
+fn param4_load3(k: u32, i: u32) -> vec4f {
+  switch k {
+    case 0u: { return param0_4[i]; }
+    case 1u: { return param1_4[i]; }
+    default: { return param2_4[i]; }
+  }
+}
+
+fn grad4_load3(k: u32, i: u32) -> vec4f {
+  switch k {
+    case 0u: { return grad0_4[i]; }
+    case 1u: { return grad1_4[i]; }
+    default: { return grad2_4[i]; }
+  }
+}
+
+fn param4_store3(k: u32, i: u32, w: vec4f) {
+  switch k {
+    case 0u: { param0_4[i] = w; }
+    case 1u: { param1_4[i] = w; }
+    default: { param2_4[i] = w; }
+  }
+}
+
+fn param4_load7(k: u32, i: u32) -> vec4f {
+  switch k {
+    case 3u: { return param3_4[i]; }
+    case 4u: { return param4_4[i]; }
+    case 5u: { return param5_4[i]; }
+    case 6u: { return param6_4[i]; }
+    default: { return param4_load3(k, i); }
+  }
+}
+
+fn grad4_load7(k: u32, i: u32) -> vec4f {
+  switch k {
+    case 3u: { return grad3_4[i]; }
+    case 4u: { return grad4_4[i]; }
+    case 5u: { return grad5_4[i]; }
+    case 6u: { return grad6_4[i]; }
+    default: { return grad4_load3(k, i); }
+  }
+}
+
+fn param4_store7(k: u32, i: u32, w: vec4f) {
+  switch k {
+    case 3u: { param3_4[i] = w; }
+    case 4u: { param4_4[i] = w; }
+    case 5u: { param5_4[i] = w; }
+    case 6u: { param6_4[i] = w; }
+    default: { param4_store3(k, i, w); }
+  }
+}
+
+fn adam_multi_update4(s: u32, w: vec4f, grad: vec4f) -> vec4f {
+  let g = grad + am.weight_decay * w;
+  let m = am.beta1 * exp_avg_all4[s] + am.one_minus_beta1 * g;
+  let v = am.beta2 * exp_avg_sq_all4[s] + am.one_minus_beta2 * g * g;
+  exp_avg_all4[s] = m;
+  exp_avg_sq_all4[s] = v;
+  return w - am.step_size * m / (sqrt(v) / am.sqrt_bc2 + am.eps);
+}
+
+@compute @workgroup_size(WG)
+fn adam_multi3_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let e = multi_element(wid, nwg, lid);
+  if (!e.ok) { return; }
+  let s = multi_at(am.state_off, e.k) + e.i;
+  param4_store3(e.k, e.i, adam_multi_update4(s, param4_load3(e.k, e.i), grad4_load3(e.k, e.i)));
+}
+
+@compute @workgroup_size(WG)
+fn adam_multi7_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let e = multi_element(wid, nwg, lid);
+  if (!e.ok) { return; }
+  let s = multi_at(am.state_off, e.k) + e.i;
+  param4_store7(e.k, e.i, adam_multi_update4(s, param4_load7(e.k, e.i), grad4_load7(e.k, e.i)));
+}

@@ -119,14 +119,24 @@ describe.each(kernels.variants('optim.adam'))('adamStep (%s)', (variant) => {
 describe('multi-tensor Adam (optim.adamMulti)', () => {
   // Bit-identical to adamStep: the same float32 operations per element, whatever the grouping.
   const shapes = [[1], [4], [3, 5], [5, 3, 3, 3], [3, 5, 7, 9], [257], [2, 2], [7], [300, 11]];
-  for (const slots of [3, 7]) {
-    it(`${shapes.length} parameters, ${slots} per dispatch, 3 steps with weight decay: bit for bit adamStep`, async () => {
+  // Two layouts of the moments: packed after 5 unused elements (no offset a multiple of 4: every parameter
+  // takes the scalar entry points), and aligned to 4 elements (parameters of 4k elements take the vec4 ones).
+  for (const [slots, aligned] of [[3, false], [7, false], [3, true], [7, true]] as const) {
+    it(`${shapes.length} parameters, ${slots} per dispatch, moments ${aligned ? 'aligned to 4' : 'packed'}, 3 steps with weight decay: bit for bit adamStep`, async () => {
       if (slots > adamMultiSlots(engine)) return; // this device binds fewer storage buffers: 3 per dispatch only
       const r = rng(slots);
       const o = { lr: 3e-3, beta1: 0.8, beta2: 0.99, eps: 1e-8, weightDecay: 0.01 };
       const sizes = shapes.map((s) => s.reduce((a, b) => a * b, 1));
-      const total = sizes.reduce((a, b) => a + b, 0) + 5;
-      const offsets = sizes.map((_, i) => 5 + sizes.slice(0, i).reduce((a, b) => a + b, 0)); // 5 unused elements first
+      const offsets: number[] = [];
+      let end = 5; // 5 unused elements first
+      for (const n of sizes) {
+        if (aligned) end = Math.ceil(end / 4) * 4;
+        offsets.push(end);
+        end += n;
+      }
+      const total = end;
+      const wide = sizes.filter((n, i) => aligned && n % 4 === 0 && offsets[i] % 4 === 0).length;
+      expect(wide).toBe(aligned ? 3 : 0); // [4], [2, 2], [300, 11]
       const init = shapes.map((s, i) => randArray(r, sizes[i]));
       const single = shapes.map((s, i) => ({ p: engine.fromArray(init[i], s), m: engine.zeros(s), v: engine.zeros(s) }));
       const multi = shapes.map((s, i) => engine.fromArray(init[i], s));
@@ -139,7 +149,7 @@ describe('multi-tensor Adam (optim.adamMulti)', () => {
         adamMultiStep(shapes.map((_, i) => ({ param: multi[i], grad: grads[i], offset: offsets[i] })), m, v, { ...o, step: t }, slots);
         grads.forEach((g) => g.dispose());
       }
-      expect(engine.dispatchCount - d0).toBe(3 * (shapes.length + Math.ceil(shapes.length / slots)));
+      expect(engine.dispatchCount - d0).toBe(3 * (shapes.length + Math.ceil(wide / slots) + Math.ceil((shapes.length - wide) / slots)));
       const [mAll, vAll] = [await m.toArray(), await v.toArray()];
       for (let i = 0; i < shapes.length; i++) {
         const what = `parameter ${i} ${JSON.stringify(shapes[i])}`;
@@ -152,7 +162,7 @@ describe('multi-tensor Adam (optim.adamMulti)', () => {
     });
   }
 
-  it('nn Adam: a training step of a small CNN updates its 6 parameters in ceil(6 / slots) dispatches and reads nothing back', async () => {
+  it('nn Adam: a training step of a small CNN updates its 6 parameters in few dispatches (vec4 for 4k elements, scalar for the rest) and reads nothing back', async () => {
     manualSeed(5);
     const net = new Sequential(
       new Conv2d(1, 4, 3, { engine }), new ReLU(), new MaxPool2d(2),
@@ -179,7 +189,8 @@ describe('multi-tensor Adam (optim.adamMulti)', () => {
           loss.backward();
           const d0 = engine.dispatchCount;
           opt.step();
-          expect(engine.dispatchCount - d0).toBe(Math.ceil(6 / adamMultiSlots(engine)));
+          // 5 parameters of 4k elements (vec4) and the 3-element bias (scalar).
+          expect(engine.dispatchCount - d0).toBe(Math.ceil(5 / adamMultiSlots(engine)) + 1);
           return loss;
         }));
       }

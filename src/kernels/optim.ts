@@ -114,7 +114,8 @@ const spares = new WeakMap<Engine, { params: DeviceTensor[]; grad: DeviceTensor 
 function spareBindings(e: Engine): { params: DeviceTensor[]; grad: DeviceTensor } {
   let s = spares.get(e);
   if (!s || s.grad.isDisposed) {
-    s = { params: Array.from({ length: 6 }, () => e.zeros([1])), grad: e.zeros([1]) };
+    // 4 elements: also a valid (16-byte) binding for the vec4 entry points.
+    s = { params: Array.from({ length: 6 }, () => e.zeros([4])), grad: e.zeros([4]) };
     spares.set(e, s);
   }
   return s;
@@ -145,32 +146,41 @@ export function adamMultiStep(items: readonly AdamMultiItem[], expAvg: DeviceTen
   const hyper: UniformValue[] = [
     f32(p.beta1), f32(1 - p.beta1), f32(p.beta2), f32(1 - p.beta2), f32(p.lr / bc1), f32(Math.sqrt(bc2)), f32(p.eps), f32(p.weightDecay),
   ];
-  let group: AdamMultiItem[] = [];
-  let storages = new Set<PooledBuffer>();
-  const flush = () => {
-    if (group.length) dispatchAdamMulti(e, group, perDispatch, expAvg, expAvgSq, hyper, p.step);
-    group = [];
-    storages = new Set();
-  };
-  for (const it of items) {
-    if (group.length === perDispatch || storages.has(it.param.storage) || storages.has(it.grad.storage)) flush();
-    group.push(it);
-    storages.add(it.param.storage);
-    storages.add(it.grad.storage);
+  // Parameters whose elements, moments and bindings fall in whole vec4s take the vec4 entry points (one
+  // storage access per 4 elements; bit-identical), the others the scalar ones.
+  const stateAligned = expAvg.byteOffset % 16 === 0 && expAvgSq.byteOffset % 16 === 0;
+  const vec4 = (it: AdamMultiItem) => stateAligned && it.param.size % 4 === 0 && it.offset % 4 === 0 && it.param.byteOffset % 16 === 0 && it.grad.byteOffset % 16 === 0;
+  for (const wide of [true, false]) {
+    let group: AdamMultiItem[] = [];
+    let storages = new Set<PooledBuffer>();
+    const flush = () => {
+      if (group.length) dispatchAdamMulti(e, group, perDispatch, expAvg, expAvgSq, hyper, p.step, wide);
+      group = [];
+      storages = new Set();
+    };
+    for (const it of items) {
+      if (vec4(it) !== wide) continue;
+      if (group.length === perDispatch || storages.has(it.param.storage) || storages.has(it.grad.storage)) flush();
+      group.push(it);
+      storages.add(it.param.storage);
+      storages.add(it.grad.storage);
+    }
+    flush();
   }
-  flush();
 }
 
-function dispatchAdamMulti(e: Engine, group: AdamMultiItem[], slots: number, m: DeviceTensor, v: DeviceTensor, hyper: UniformValue[], step: number): void {
+/** One dispatch of adam_multi{3,7} (or their _vec4 forms, with `wide`: sizes and offsets in vec4s). */
+function dispatchAdamMulti(e: Engine, group: AdamMultiItem[], slots: number, m: DeviceTensor, v: DeviceTensor, hyper: UniformValue[], step: number, wide: boolean): void {
+  const unit = wide ? 4 : 1;
   const n = new Array<number>(8).fill(0);
   const off = new Array<number>(8).fill(0);
   const start = new Array<number>(8).fill(0);
   let workgroups = 0;
   group.forEach((it, k) => {
-    n[k] = it.param.size;
-    off[k] = it.offset;
+    n[k] = it.param.size / unit;
+    off[k] = it.offset / unit;
     start[k] = workgroups;
-    workgroups += Math.ceil(it.param.size / WG);
+    workgroups += Math.ceil(n[k] / WG);
   });
   start[group.length] = workgroups;
   if (workgroups === 0) return;
@@ -182,11 +192,11 @@ function dispatchAdamMulti(e: Engine, group: AdamMultiItem[], slots: number, m: 
   }
   e.dispatch({
     shader: 'optim',
-    entry: slots === 7 ? 'adam_multi7' : 'adam_multi3',
+    entry: `adam_multi${slots === 7 ? 7 : 3}${wide ? '_vec4' : ''}`,
     uniforms: [...n, ...off, ...start, group.length, ...hyper],
     bindings,
     workgroups: e.grid(workgroups * WG, WG),
-    label: `optim.adamMulti ${group.map((it) => JSON.stringify(it.param.shape)).join(' ')} t=${step}`,
+    label: `optim.adamMulti${wide ? ' (vec4)' : ''} ${group.map((it) => JSON.stringify(it.param.shape)).join(' ')} t=${step}`,
   });
 }
 

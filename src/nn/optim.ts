@@ -124,12 +124,14 @@ export class Adam extends Optimizer {
     // A block holds what one storage binding can; a larger parameter gets a block of its own.
     const capacity = Math.floor(e.limits.maxStorageBufferBindingSize / 4);
     const sizes: number[] = [];
+    // Each parameter's moments start at a multiple of 4 elements, so the kernel can update them as vec4s.
+    const align4 = (n: number) => Math.ceil(n / 4) * 4;
     for (const p of this.params) {
       if (this.slots.has(p)) continue;
       const last = sizes.length - 1;
-      if (last >= 0 && sizes[last] + p.size <= capacity) {
-        this.slots.set(p, { block: last, offset: sizes[last] });
-        sizes[last] += p.size;
+      if (last >= 0 && align4(sizes[last]) + p.size <= capacity) {
+        this.slots.set(p, { block: last, offset: align4(sizes[last]) });
+        sizes[last] = align4(sizes[last]) + p.size;
       } else {
         this.slots.set(p, { block: sizes.length, offset: 0 });
         sizes.push(p.size);
