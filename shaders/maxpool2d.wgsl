@@ -116,6 +116,12 @@ fn backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
   var q = iw / p.sw;
   var r = iw - q * p.sw;
   var rows = window_rows(ih);
+  // NON_OVERLAPPING: the last window read and its argmax and gradient. The kw neighbours of a row share
+  // a window, so each window is read once per row instead of once per element (every storage load is
+  // emulated per lane on CPU adapters; this is what the pass waits for).
+  var cached_o = 0xffffffffu;
+  var cached_am = 0;
+  var cached_dy = 0.0;
   for (var i = start; i < end; i++) {
     let me = i32(ih * p.w + iw);
     let obase = plane * p.ho * p.wo;
@@ -124,7 +130,12 @@ fn backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
       // kh <= sh and kw <= sw: at most one window, (rows.x, q), contains the element.
       if (rows.x < rows.y && q < p.wo && r < p.kw) {
         let o = obase + rows.x * p.wo + q;
-        if (am[o] == me) { acc = dy[o]; }
+        if (o != cached_o) {
+          cached_o = o;
+          cached_am = am[o];
+          cached_dy = dy[o];
+        }
+        if (cached_am == me) { acc = cached_dy; }
       }
     } else {
       for (var oh = rows.x; oh < rows.y; oh++) {
