@@ -8,7 +8,8 @@ import { forEachSplit, sumParts } from './batch-split.js';
 
 const WG = 64;
 
-function biasGradGather(dy: DeviceTensor): DeviceTensor {
+/** With `vec4`, a dy whose trailing axes hold a multiple of 4 elements is read as vec4s (sum_spatial_vec4). */
+function biasGradGather(dy: DeviceTensor, vec4 = false): DeviceTensor {
   if (dy.shape.length < 2) throw new ShapeError(`bias.backward: dy [${dy.shape.join(', ')}] must have at least 2 axes (axis 1 = channels)`);
   if (dy.dtype !== 'f32') throw new ShapeError(`bias.backward: dy [${dy.shape.join(', ')}] has dtype ${dy.dtype}; f32 is required`);
   const e = dy.engine;
@@ -29,7 +30,7 @@ function biasGradGather(dy: DeviceTensor): DeviceTensor {
     parts.push(db);
     e.dispatch({
       shader: 'bias_grad',
-      entry: spatial ? 'sum_spatial' : 'sum_rows',
+      entry: !spatial ? 'sum_rows' : vec4 && B % 4 === 0 ? 'sum_spatial_vec4' : 'sum_spatial',
       uniforms: [r.count, C, B],
       bindings: [dys, db],
       workgroups: [Math.min(spatial ? C : Math.ceil(C / WG), max)],
@@ -44,8 +45,12 @@ export function biasGrad(dy: DeviceTensor): DeviceTensor {
   return biasBackwardOp.get(dy.engine)(dy);
 }
 
-export const biasBackwardOp = defineOp<typeof biasGradGather>('bias.backward');
-biasBackwardOp.register('gather', biasGradGather, {
+export const biasBackwardOp = defineOp<(dy: DeviceTensor) => DeviceTensor>('bias.backward');
+biasBackwardOp.register('gather', (dy) => biasGradGather(dy), {
   description: 'per-channel gather: one invocation per channel for [N,C], one workgroup per channel with a tree reduction otherwise',
-  preferredOn: ['software', 'hardware'],
+  preferredOn: ['hardware'],
+});
+biasBackwardOp.register('gather-vec4', (dy) => biasGradGather(dy, true), {
+  description: "as 'gather', reading dy as vec4s where each channel's spatial extent is a multiple of 4",
+  preferredOn: ['software'],
 });
