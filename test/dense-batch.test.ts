@@ -4,7 +4,7 @@
 //
 // Each GEMM core sums k in order; only the K split (split-K partial sums) could change with the batch
 // size, so linear.forward marks x's rows as the batch (GemmProblem.batchDim) and the split is chosen
-// from the layer's shape alone (batchInvariantSplits in src/kernels/matmul.ts).
+// from the layer's shape and the adapter alone (batchInvariantSplits in src/kernels/matmul.ts).
 import { describe, expect, it } from 'vitest';
 import { DefectClassifier } from '../src/cnn/model.js';
 import type { Engine } from '../src/gpu/engine.js';
