@@ -85,12 +85,13 @@ describe('FeatureMemory', () => {
     }
   });
 
-  it('gives each query its squared distance to the nearest memory vector (brute force in float64)', async () => {
-    const m = new FeatureMemory({ backbone: 'test', channels: [4, 6], size: 37, neighbourhood: 1 }, engine);
+  // 37: the row maximum in one max-pool; 1024: in two stages (32 x 32).
+  it.each([37, 1024])('gives each query its squared distance to the nearest of %i memory vectors (brute force in float64)', async (size) => {
+    const m = new FeatureMemory({ backbone: 'test', channels: [4, 6], size, neighbourhood: 1 }, engine);
     try {
       const r = rng(3);
-      const bank = randArray(r, 37 * 6);
-      m.loadStateDict({ ...(await m.stateDict()), bank: { shape: [37, 6], dtype: 'F32', data: bank } });
+      const bank = randArray(r, size * 6);
+      m.loadStateDict({ ...(await m.stateDict()), bank: { shape: [size, 6], dtype: 'F32', data: bank } });
       const queries = randArray(r, 1500 * 6); // two query chunks (QUERY_CHUNK = 1024)
       // A few queries equal to memory vectors: distance ~0.
       for (let i = 0; i < 5; i++) queries.set(bank.subarray(i * 6, i * 6 + 6), i * 6);
@@ -98,7 +99,7 @@ describe('FeatureMemory', () => {
       for (let q = 0; q < 1500; q++) {
         let best = Infinity;
         let bestNorm = 0;
-        for (let k = 0; k < 37; k++) {
+        for (let k = 0; k < size; k++) {
           let d = 0;
           let nq = 0;
           let nm = 0;

@@ -42,6 +42,21 @@ export interface FeatureMemoryConfig {
 
 export const DEFAULT_MEMORY_SIZE = 16384;
 export const DEFAULT_NEIGHBOURHOOD = 3;
+/**
+ * The maximum of each row of s [k, M], as max-pools: in two stages when M splits into two factors near
+ * its square root (every M = 2^n does), so that k * M1 windows run in parallel rather than k long ones
+ * (a max-pool gives each output window to one invocation, and k rows of M = 16,384 are too few windows
+ * to keep every CPU thread busy). The maximum is exact, so the result is the same either way.
+ */
+function rowMax(s: Tensor, k: number, M: number): Tensor {
+  let m1 = Math.floor(Math.sqrt(M));
+  while (m1 > 1 && M % m1 !== 0) m1--;
+  if (m1 < 16) return F.maxPool2d(F.reshape(s, [1, 1, k, M]), { kernelSize: [1, M] });
+  const m2 = M / m1;
+  const partial = F.maxPool2d(F.reshape(s, [1, 1, k * m1, m2]), { kernelSize: [1, m2] });
+  return F.maxPool2d(F.reshape(partial, [1, 1, k, m1]), { kernelSize: [1, m1] });
+}
+
 /** The backbone's receptive field: two valid 3x3 convolutions around a 2x2 max-pool. */
 const MIN_SIDE = 8;
 
@@ -182,7 +197,7 @@ export class FeatureMemory extends nn.Module {
       const k = Math.min(QUERY_CHUNK, n - s);
       const q = features.subarray(s * C, (s + k) * C);
       // max_m (2 q.m - |m|^2), via a [k, M] GEMM and a max-pool over the memory axis.
-      const t = noGrad(() => e.tidy(() => F.maxPool2d(F.reshape(F.linear(e.tensor(q, [k, C]), weight, bias), [1, 1, k, M]), { kernelSize: [1, M] })));
+      const t = noGrad(() => e.tidy(() => rowMax(F.linear(e.tensor(q, [k, C]), weight, bias), k, M)));
       const best = (await t.toArray()) as Float32Array;
       t.dispose();
       for (let i = 0; i < k; i++) {
