@@ -64,28 +64,72 @@ fn pool_window(i: u32, plane: u32, oh: u32, ow: u32) {
   argmax[i] = i32(best_idx);
 }
 
-// Each invocation computes V consecutive outputs, stepping (plane, oh, ow) like an odometer so the
+// The output after (plane, oh, ow) = o.xyz, row by row (an odometer: no divisions per output).
+fn next_output(o: vec3u) -> vec3u {
+  var r = vec3u(o.x, o.y, o.z + 1u);
+  if (r.z == p.wo) {
+    r.z = 0u;
+    r.y += 1u;
+    if (r.y == p.ho) {
+      r.y = 0u;
+      r.x += 1u;
+    }
+  }
+  return r;
+}
+
+// The first output of an invocation that computes V consecutive ones, as (plane, oh, ow).
+fn first_output(start: u32) -> vec3u {
+  return vec3u(start / (p.wo * p.ho), (start / p.wo) % p.ho, start % p.wo);
+}
+
+// Each invocation computes V consecutive outputs, stepping (plane, oh, ow) with next_output so the
 // index divisions run once per invocation (see V).
 @compute @workgroup_size(WG)
 fn forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let start = linear_index(gid, nwg, WG) * V;
-  let total = p.planes * p.ho * p.wo;
-  if (start >= total) { return; }
-  let end = min(total, start + V);
-  var ow = start % p.wo;
-  var oh = (start / p.wo) % p.ho;
-  var plane = start / (p.wo * p.ho);
+  let end = min(p.planes * p.ho * p.wo, start + V);
+  var o = first_output(start);
   for (var i = start; i < end; i++) {
-    pool_window(i, plane, oh, ow);
-    ow += 1u;
-    if (ow == p.wo) {
-      ow = 0u;
-      oh += 1u;
-      if (oh == p.ho) {
-        oh = 0u;
-        plane += 1u;
-      }
+    pool_window(i, o.x, o.y, o.z);
+    o = next_output(o);
+  }
+}
+
+// forward_pairs: for kw == sw == 2 on an even width (the usual 2x2 stride 2 on even maps), each window
+// row is one aligned vec2 of x: half the storage loads (each emulated per lane on CPU adapters), the same
+// comparisons in the same order as pool_window. x2 aliases x (an entry point reads one or the other).
+@group(0) @binding(1) var<storage, read> x2: array<vec2f>;
+
+fn pool_window_pairs(i: u32, plane: u32, oh: u32, ow: u32) {
+  let base = plane * p.h * p.w;   // even, as are the row offsets and w0: element e is x2[e / 2][e % 2]
+  let w0 = ow * 2u;
+  var best_idx = oh * p.sh * p.w + w0;
+  var best = x2[(base + best_idx) / 2u].x;
+  for (var u = 0u; u < p.kh; u++) {
+    let idx = (oh * p.sh + u) * p.w + w0;
+    let pair = x2[(base + idx) / 2u];
+    if (pair.x > best || is_nan(pair.x)) {
+      best = pair.x;
+      best_idx = idx;
     }
+    if (pair.y > best || is_nan(pair.y)) {
+      best = pair.y;
+      best_idx = idx + 1u;
+    }
+  }
+  y[i] = best;
+  argmax[i] = i32(best_idx);
+}
+
+@compute @workgroup_size(WG)
+fn forward_pairs(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let start = linear_index(gid, nwg, WG) * V;
+  let end = min(p.planes * p.ho * p.wo, start + V);
+  var o = first_output(start);
+  for (var i = start; i < end; i++) {
+    pool_window_pairs(i, o.x, o.y, o.z);
+    o = next_output(o);
   }
 }
 

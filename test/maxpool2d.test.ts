@@ -35,7 +35,8 @@ const P = (k: number | [number, number], s: number | [number, number]): Pool2dPa
 });
 
 // Covers batch 1 and 3; channels 1, 3, 5; 7x9 and 13x11; kernels 1, 2, 3, 5 (and non-square);
-// strides 1 and 2 (overlapping windows when kernel > stride; uncovered rows/cols in floor mode).
+// strides 1 and 2 (overlapping windows when kernel > stride; uncovered rows/cols in floor mode); even
+// and odd widths.
 const cases: [number[], Pool2dParams][] = [
   [[1, 1, 7, 9], P(2, 2)],
   [[3, 3, 7, 9], P(3, 1)],
@@ -48,6 +49,9 @@ const cases: [number[], Pool2dParams][] = [
   [[1, 5, 13, 11], P([3, 2], [1, 2])],
   [[3, 2, 7, 9], P([2, 5], [2, 1])],
   [[1, 1, 5, 5], P(5, 5)],
+  // Even widths with kw = sw = 2: each window row read as one vec2 (PAIRS), also with kh != 2.
+  [[2, 3, 9, 10], P([3, 2], [1, 2])],
+  [[3, 2, 6, 12], P(2, 2)],
 ];
 
 describe.each(kernels.variants('maxPool2d.forward'))('maxPool2d (%s)', (variant) => {

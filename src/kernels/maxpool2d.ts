@@ -57,7 +57,9 @@ function forwardWith(x: DeviceTensor, p: Pool2dParams, v: number): { y: DeviceTe
   forEachSplit(e, label, n, operands, (r, [xs, ys, ams]) => {
     e.dispatch({
       shader: 'maxpool2d',
-      entry: 'forward',
+      // forward_pairs reads each window row as one aligned vec2 of x (a batch range's binding starts at a
+      // multiple of 256 bytes, so at an even element).
+      entry: p.kernel[1] === 2 && p.stride[1] === 2 && w % 2 === 0 ? 'forward_pairs' : 'forward',
       constants: { V: v },
       uniforms: uniforms(xs.shape, ys.shape, p),
       bindings: [xs, ys, ams],
