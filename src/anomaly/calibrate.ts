@@ -200,11 +200,10 @@ export async function recalibrateModelDir(dir: string, opts: RecalibrateOptions 
       const split = memoryAndReference(train, EDGE_REFERENCE_IMAGES);
       const images = await Promise.all(split.memory.map(async (f) => workImageFrom(await load(f), config)));
       const engine = nets.generator.parameters()[0].engine;
-      const memory = await buildFeatureMemory(opts.memory, images, new Rng(mixSeed(meta.data?.splitSeed ?? 1, 0x3e3)), engine);
+      const memory = await buildFeatureMemory(opts.memory, images, meta.data?.splitSeed ?? 1, engine, opts.log);
       nets.memory?.dispose();
       nets.memory = memory;
       memoryMeta = { ...memory.config, images: split.memory };
-      opts.log?.(`feature memory: ${memory.config.size} vectors of ${memory.channels} from ${split.memory.length} training images (backbone ${opts.memory.backbone})`);
     }
     const memoryFiles = new Set(memoryMeta?.images ?? []);
     const referenceFiles = memoryMeta ? train.filter((f) => !memoryFiles.has(f)) : train;

@@ -19,13 +19,15 @@
 // upsampled bilinearly to the working image.
 import type { Engine } from '../gpu/engine.js';
 import { readModelMetadata } from '../cnn/model-dir.js';
+import { imageMeanStd } from '../cnn/model.js';
 import { WgslNnError } from '../gpu/errors.js';
 import { readModelWeights } from '../model-dir.js';
 import * as F from '../nn/functional.js';
 import { nn } from '../nn/index.js';
 import type { StateDict } from '../nn/modules.js';
 import { noGrad, Tensor } from '../nn/tensor.js';
-import type { Rng } from '../util/rng.js';
+import { mixSeed } from '../data/split.js';
+import { Rng } from '../util/rng.js';
 import { resizeBilinear, type WorkImage } from './patches.js';
 
 /** Stored in model.json (`memory`). */
@@ -121,18 +123,10 @@ export class FeatureMemory extends nn.Module {
     // patches of scorer.ts are), so a tiny image is scored rather than refused.
     if (img.width < MIN_SIDE || img.height < MIN_SIDE) img = padToMinSide(img);
     const e = this.bank.engine;
-    const n = img.data.length;
-    let sum = 0;
-    let sumSq = 0;
-    for (let i = 0; i < n; i++) {
-      sum += img.data[i];
-      sumSq += img.data[i] * img.data[i];
-    }
-    const mean = sum / n;
-    const k = 1 / Math.max(Math.sqrt(Math.max(sumSq / n - mean * mean, 0)), 1e-2);
-    const z = new Float32Array(n);
-    for (let i = 0; i < n; i++) z[i] = (img.data[i] - mean) * k;
-    const t = noGrad(() => e.tidy(() => this.backbone.forward(e.tensor(z, [1, 1, img.height, img.width]))));
+    // Standardised as the classifier standardises its inputs per image.
+    const { mean, std } = imageMeanStd(img.data);
+    const z = img.data.map((v) => (v - mean) / std);
+    const t = noGrad(() => e.tidy(() => this.forward(e.tensor(z, [1, 1, img.height, img.width]))));
     const raw = (await t.toArray()) as Float32Array;
     const [, C, h, w] = t.shape;
     t.dispose();
@@ -164,12 +158,17 @@ export class FeatureMemory extends nn.Module {
     const total = feats.reduce((a, f) => a + f.h * f.w, 0);
     const size = this.config.size;
     const bank = new Float32Array(size * C);
-    // Without replacement while there are enough cells (a small training set repeats vectors).
+    // Without replacement while there are enough cells (a small training set repeats vectors). A cell
+    // index counts through the images in order.
     const order = rng.shuffle(Array.from({ length: total }, (_, i) => i));
     for (let i = 0; i < size; i++) {
       let cell = order[i % total];
-      const f = feats.find((x) => (cell < x.h * x.w ? true : ((cell -= x.h * x.w), false)))!;
-      bank.set(f.data.subarray(cell * C, (cell + 1) * C), i * C);
+      let img = 0;
+      while (cell >= feats[img].h * feats[img].w) {
+        cell -= feats[img].h * feats[img].w;
+        img++;
+      }
+      bank.set(feats[img].data.subarray(cell * C, (cell + 1) * C), i * C);
     }
     this.bank.setValue(this.bank.engine.fromArray(bank, [size, C]));
     this.dropDerived();
@@ -246,8 +245,17 @@ export interface MemoryOptions {
   neighbourhood?: number;
 }
 
-/** Builds a feature memory on `backbone`'s convolutions and fills it from `images` (the training good images it is given). */
-export async function buildFeatureMemory(opts: MemoryOptions, images: readonly WorkImage[], rng: Rng, engine: Engine): Promise<FeatureMemory> {
+/**
+ * Builds a feature memory on `backbone`'s convolutions and fills it from `images` (the training good
+ * images it is given), drawing its vectors with a generator derived from `seed`; logs what it built.
+ */
+export async function buildFeatureMemory(
+  opts: MemoryOptions,
+  images: readonly WorkImage[],
+  seed: number,
+  engine: Engine,
+  log?: (line: string) => void,
+): Promise<FeatureMemory> {
   readModelMetadata(opts.backbone); // a clear error for a missing or non-classifier directory
   const memory = FeatureMemory.fromClassifier(
     readModelWeights(opts.backbone, 'model'),
@@ -255,11 +263,12 @@ export async function buildFeatureMemory(opts: MemoryOptions, images: readonly W
     engine,
   );
   try {
-    await memory.fill(images, rng);
+    await memory.fill(images, new Rng(mixSeed(seed, 0x3e3)));
   } catch (e) {
     memory.dispose();
     throw e;
   }
+  log?.(`feature memory: ${memory.config.size} vectors of ${memory.channels} from ${images.length} training images (backbone ${opts.backbone})`);
   return memory;
 }
 

@@ -31,7 +31,7 @@ export interface AnomalyNetworks {
   memory?: FeatureMemory;
 }
 
-/** The two residual maps of a working image (before calibration). */
+/** The residual maps of a working image (before calibration). */
 export interface ResidualMaps {
   width: number;
   height: number;
@@ -190,7 +190,6 @@ export function averageWithMirror(plain: ResidualMaps, mirrored: ResidualMaps): 
   return out;
 }
 
-/** Residual maps as the scoring wants them: with `mirror`, averaged with the mirror image's. */
 /** Which residual maps a scoring needs: the GAN's two (any weight > 0) and the memory's. */
 export interface ScoringTerms {
   gan: boolean;

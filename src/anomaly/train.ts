@@ -359,8 +359,7 @@ export async function trainAnomalyDetector(opts: AnomalyTrainOptions): Promise<A
   // ---- stage 3b: the feature memory, from training images kept apart from the edge profile's
   const memorySplit = opts.memory ? memoryAndReference(good.split.train, EDGE_REFERENCE_IMAGES) : { memory: [], reference: good.split.train };
   if (opts.memory) {
-    nets.memory = await buildFeatureMemory(opts.memory, memorySplit.memory.map((i) => good.images[i]), new Rng(mixSeed(seed, 0x3e3)), engine);
-    log(`feature memory: ${nets.memory.config.size} vectors of ${nets.memory.channels} from ${memorySplit.memory.length} training images (backbone ${opts.memory.backbone})`);
+    nets.memory = await buildFeatureMemory(opts.memory, memorySplit.memory.map((i) => good.images[i]), seed, engine, log);
   }
 
   // ---- stage 4: calibration and threshold on the validation good images

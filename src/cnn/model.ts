@@ -51,6 +51,19 @@ export function featureSize(inputSize: number, padding: 'valid' | 'same' = 'vali
   return s;
 }
 
+/** The mean and std of one image's pixels for per-image standardisation ('image'); a flat image gets std 1e-2, so it stays finite. */
+export function imageMeanStd(pixels: ArrayLike<number>): { mean: number; std: number } {
+  const n = pixels.length;
+  let sum = 0;
+  let sumSq = 0;
+  for (let i = 0; i < n; i++) {
+    sum += pixels[i];
+    sumSq += pixels[i] * pixels[i];
+  }
+  const mean = sum / n;
+  return { mean, std: Math.max(Math.sqrt(Math.max(sumSq / n - mean * mean, 0)), 1e-2) };
+}
+
 export class DefectClassifier {
   readonly net: nn.Sequential;
   readonly config: Required<ModelConfig>;
@@ -94,16 +107,7 @@ export class DefectClassifier {
     for (let img = 0; img < n; img++) {
       let mean = inputMean;
       let std = inputStd;
-      if (normalize === 'image') {
-        let sum = 0;
-        let sumSq = 0;
-        for (let i = img * area; i < (img + 1) * area; i++) {
-          sum += pixels[i];
-          sumSq += pixels[i] * pixels[i];
-        }
-        mean = sum / area;
-        std = Math.max(Math.sqrt(Math.max(sumSq / area - mean * mean, 0)), 1e-2); // flat images stay finite
-      }
+      if (normalize === 'image') ({ mean, std } = imageMeanStd(pixels.subarray(img * area, (img + 1) * area)));
       const k = 1 / std;
       for (let i = img * area; i < (img + 1) * area; i++) x[i] = (pixels[i] - mean) * k;
     }
