@@ -54,11 +54,12 @@ export function readModelJson<M extends { format: string }>(dir: string, format:
   return meta;
 }
 
-/** The state dict in <name>.safetensors of a model directory. */
 /** Writes one weights file `<name>.safetensors` of a model directory (atomically, as writeSafetensors does). */
 export function writeModelWeights(dir: string, format: string, name: string, state: StateDict): void {
   writeSafetensors(weightsPath(dir, name), state, { format });
 }
+
+/** The state dict in <name>.safetensors of a model directory. */
 
 export function readModelWeights(dir: string, name = 'model'): StateDict {
   return readSafetensors(weightsPath(dir, name)).tensors;

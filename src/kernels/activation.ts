@@ -6,9 +6,9 @@ import { ShapeError } from '../gpu/errors.js';
 import { defineOp } from './registry.js';
 import { forEachSplit } from './batch-split.js';
 import { perInvocation, SOFTWARE_PER_INVOCATION } from './elementwise.js';
-
 import { ACTIVATION_CODE, type Activation } from './activation-codes.js';
 
+// Declared in activation-codes.ts (with the WGSL constants); re-exported for the kernel's callers.
 export { ACTIVATION_CODE, type Activation };
 
 const WG = 256;

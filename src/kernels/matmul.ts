@@ -45,8 +45,10 @@ const VEC4_MIN_CHUNK = 256;
  * on 2 cores). Elsewhere 16.
  */
 function batchBlockTarget(e: Engine): number {
-  return e.info.software ? Math.max(1, Math.min(16, availableParallelism())) : 16;
+  return e.info.software ? CPU_BLOCK_TARGET : 16;
 }
+/** CPU threads (read once, not per GEMM), at most 16. */
+const CPU_BLOCK_TARGET = Math.max(1, Math.min(16, availableParallelism()));
 /** gemm_vec4 steps k in groups of 4 (its K chunks are multiples of it). */
 const VEC4_K_GROUP = 4;
 /** C tile of gemm_tiled. */

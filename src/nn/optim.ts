@@ -129,9 +129,10 @@ export class Adam extends Optimizer {
     for (const p of this.params) {
       if (this.slots.has(p)) continue;
       const last = sizes.length - 1;
-      if (last >= 0 && align4(sizes[last]) + p.size <= capacity) {
-        this.slots.set(p, { block: last, offset: align4(sizes[last]) });
-        sizes[last] = align4(sizes[last]) + p.size;
+      const offset = last >= 0 ? align4(sizes[last]) : 0;
+      if (last >= 0 && offset + p.size <= capacity) {
+        this.slots.set(p, { block: last, offset });
+        sizes[last] = offset + p.size;
       } else {
         this.slots.set(p, { block: sizes.length, offset: 0 });
         sizes.push(p.size);
