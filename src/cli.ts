@@ -93,6 +93,7 @@ async function train(opts: Record<string, any>, extra: Partial<TrainOptions> = {
       syntheticSampling: opts.syntheticSampling,
       limitPerClass: opts.limitPerClass,
       operatingPoint: opts.operatingPoint,
+      initFrom: opts.initFrom,
       engine,
       command: commandLine(),
       ...progressCallbacks(epochs, opts.quiet),
@@ -157,6 +158,7 @@ program
   .addOption(new Option('--synthetic-sampling <how>', 'pool: generated images join the training set; balanced: every batch half real, half generated').choices(['pool', 'balanced']).default('pool'))
   .option('--limit-per-class <n>', 'scarce-data experiments: train on the first n images per class of train+val, no validation', int('--limit-per-class'))
   .option('--operating-point <far=x|recall=x>', 'binary: choose the decision threshold on the validation split for a false-alarm rate or a defect recall (default far=0.05)', operatingPoint)
+  .option('--init-from <model-dir>', 'transfer learning: start from the weights of this classifier whose names and shapes match (the convolutions at the same --channels)')
   .option('--quiet', 'no progress bar')
   .action((opts) => train(opts));
 

@@ -49,6 +49,8 @@ export interface ModelMetadata {
     synthetic?: { ganDir: string; ratio: number; sampling: 'pool' | 'balanced'; perClass: Record<string, number> };
     /** Scarce-data limit: training images per class. */
     limitPerClass?: number;
+    /** Transfer learning: the classifier whose matching weights initialised this one (`--init-from`). */
+    initFrom?: { model: string; copied: string[] };
     seconds: number;
     imagesPerSecond: number;
     adapter: string;
@@ -102,4 +104,29 @@ export function loadModelDir(dir: string, engine?: Engine): { model: DefectClass
   model.net.loadStateDict(readModelWeights(dir, 'model'));
   model.eval();
   return { model, meta };
+}
+
+/**
+ * Transfer learning: copies into `model` each layer of the classifier in `dir` whose weights all match
+ * this model's by name and shape (with the seed's layout, the convolutions of a model with the same
+ * channel widths; the dense layers only at the same input size and class count). A layer is copied
+ * whole or not at all, so a bias never joins a random weight. Returns the tensor names copied and kept random.
+ */
+export function initFromModelDir(model: DefectClassifier, dir: string): { copied: string[]; skipped: string[] } {
+  const source = readModelWeights(dir, 'model');
+  const targets = new Map(model.net.namedParameters());
+  const layerOf = (name: string) => name.slice(0, name.lastIndexOf('.'));
+  const matches = (name: string) => {
+    const entry = source[name];
+    const t = targets.get(name);
+    return !!entry && !!t && entry.shape.length === t.shape.length && entry.shape.every((d, i) => d === t.shape[i]);
+  };
+  const layers = new Set([...targets.keys()].map(layerOf));
+  const copiedLayers = [...layers].filter((layer) => [...targets.keys()].filter((n) => layerOf(n) === layer).every(matches));
+  const copied = [...targets.keys()].filter((n) => copiedLayers.includes(layerOf(n)));
+  const skipped = [...targets.keys()].filter((n) => !copied.includes(n));
+  if (copied.length === 0) throw new ModelFormatError(`${dir}: no layer's weights match this model's names and shapes, so nothing can be initialised from it`);
+  const matching = Object.fromEntries(copied.map((n) => [n, source[n]]));
+  model.net.loadStateDict(matching, false);
+  return { copied, skipped };
 }

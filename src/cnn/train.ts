@@ -21,7 +21,7 @@ import type { LrSchedule } from '../train/schedule.js';
 import { DefectClassifier, type Task } from './model.js';
 import { mixGeneratedImages, type SyntheticSampling } from './synthetic-mix.js';
 import { firstPerClass } from '../data/split.js';
-import { loadModelDir, saveModelDir, type EpochRecord } from './model-dir.js';
+import { initFromModelDir, loadModelDir, saveModelDir, type EpochRecord } from './model-dir.js';
 import { binaryMetricsAt, chooseThreshold, DEFAULT_OPERATING_POINT, formatOperatingPoint, ratesAt, storedDecision, type OperatingPoint, type StoredDecision } from './calibration.js';
 
 export { TrainingDivergedError } from '../train/loop.js';
@@ -83,6 +83,11 @@ export interface TrainOptions {
    * stored in model.json (default far=0.05; see calibration.ts). Without a validation split none is stored.
    */
   operatingPoint?: OperatingPoint;
+  /**
+   * Transfer learning: a classifier model directory whose weights of matching name and shape (the
+   * convolutions, for the same channel widths) replace the random initialisation.
+   */
+  initFrom?: string;
 }
 
 export interface TrainResult {
@@ -152,6 +157,8 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
     { task: opts.task, classes: data.classes, inputSize: size, channels: opts.channels, padding: opts.padding, inputMean: stats.mean, inputStd: stats.std, normalize: opts.normalize },
     engine,
   );
+  const init = opts.initFrom ? initFromModelDir(model, opts.initFrom) : null;
+  if (init) log(`initialised from ${opts.initFrom}: ${init.copied.join(', ')}${init.skipped.length ? `; kept random: ${init.skipped.join(', ')}` : ''}`);
   const optimizer = new Adam(model.parameters(), { lr });
   const task = model.config.task;
   // Running accuracy of the epoch, counted as the steps' logits come back.
@@ -188,6 +195,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
           syntheticRatio: opts.augmentWith ? (opts.syntheticRatio ?? 1) : undefined,
           syntheticSampling: opts.augmentWith ? (opts.syntheticSampling ?? 'pool') : undefined,
           limitPerClass: limit,
+          initFrom: opts.initFrom,
         },
         resume: opts.resume,
       },
@@ -287,6 +295,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
       augment: augment !== null,
       synthetic: mix ? { ganDir: opts.augmentWith!, ratio: opts.syntheticRatio ?? 1, sampling: opts.syntheticSampling ?? 'pool', perClass: mix.perClass } : undefined,
       limitPerClass: limit,
+      initFrom: init ? { model: opts.initFrom!, copied: init.copied } : undefined,
       seconds: trainSeconds,
       imagesPerSecond,
       adapter: engine.describe(),
