@@ -94,6 +94,7 @@ async function train(opts: Record<string, any>, extra: Partial<TrainOptions> = {
       limitPerClass: opts.limitPerClass,
       operatingPoint: opts.operatingPoint,
       initFrom: opts.initFrom,
+      testTimeFlips: opts.testTimeFlips,
       engine,
       command: commandLine(),
       ...progressCallbacks(epochs, opts.quiet),
@@ -158,6 +159,7 @@ program
   .addOption(new Option('--synthetic-sampling <how>', 'pool: generated images join the training set; balanced: every batch half real, half generated').choices(['pool', 'balanced']).default('pool'))
   .option('--limit-per-class <n>', 'scarce-data experiments: train on the first n images per class of train+val, no validation', int('--limit-per-class'))
   .option('--operating-point <far=x|recall=x>', 'binary: choose the decision threshold on the validation split for a false-alarm rate or a defect recall (default far=0.05)', operatingPoint)
+  .option('--test-time-flips', "predict with the mean of each image's and its three flips' probabilities (4 forwards per image); threshold and metrics use it")
   .option('--init-from <model-dir>', 'transfer learning: start from the weights of this classifier whose names and shapes match (the convolutions at the same --channels)')
   .option('--quiet', 'no progress bar')
   .action((opts) => train(opts));
@@ -168,9 +170,11 @@ program
   .requiredOption('--model <dir>', 'model directory (its model.json records the split)')
   .requiredOption('--data <dir>', 'the dataset the model was trained on')
   .requiredOption('--operating-point <far=x|recall=x>', 'target false-alarm rate (share of good parts called defect) or defect recall', operatingPoint)
+  .addOption(new Option('--test-time-flips <on|off>', "average each image's probability with its three flips (4 forwards per image); stored with the threshold").choices(['on', 'off']))
   .option('--json', 'print one JSON object')
   .action(async (opts) => {
-    const r = await withEngine((engine) => calibrateModelDir(opts.model, opts.data, opts.operatingPoint, { engine, command: commandLine() }));
+    const testTimeFlips = opts.testTimeFlips === undefined ? undefined : opts.testTimeFlips === 'on';
+    const r = await withEngine((engine) => calibrateModelDir(opts.model, opts.data, opts.operatingPoint, { engine, command: commandLine(), testTimeFlips }));
     if (opts.json) return console.log(JSON.stringify(r));
     const d = r.decision;
     console.log(`decision threshold ${d.threshold.toFixed(6)} for ${d.operatingPoint} (was ${r.previousThreshold === null ? 'none: 0.5' : r.previousThreshold.toFixed(6)}); defect when P(defect) >= threshold`);

@@ -15,7 +15,8 @@ import { evaluateModel } from '../src/cnn/evaluate.js';
 import { calibrateModelDir, chooseThreshold, OperatingPointError } from '../src/cnn/calibration.js';
 import { ModelFormatError, readModelMetadata } from '../src/cnn/model-dir.js';
 import { generateSynthetic, syntheticSample } from '../src/data/synthetic.js';
-import { floatToU8 } from '../src/data/images.js';
+import { decodeImage, floatToU8 } from '../src/data/images.js';
+import { flipImages } from '../src/cnn/model.js';
 import { startServer } from '../src/serve/server.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -36,6 +37,12 @@ function copyModel(name: string, edit: (meta: Record<string, any>) => void): str
   edit(meta);
   writeFileSync(join(out, 'model.json'), JSON.stringify(meta));
   return out;
+}
+
+/** A grayscale PNG of s x s pixels in [0,1] (exact in 8 bits when they came from an 8-bit image). */
+function pngOf(px: Float32Array, s: number): Promise<Buffer> {
+  const u8 = floatToU8(px);
+  return sharp(Buffer.from(u8.buffer, u8.byteOffset, u8.length), { raw: { width: s, height: s, channels: 1 } }).png().toBuffer();
 }
 
 /** The recorded split's images of a model (paths under `data`) with labels 0 good / 1 defect. */
@@ -135,6 +142,35 @@ describe('decision threshold', () => {
     insp.dispose();
   });
 
+  it('calibrateModelDir --test-time-flips: scores are the four-flip means, and the setting is stored with the threshold', async () => {
+    const target = copyModel('flips', () => {});
+    const r = await calibrateModelDir(target, data, { far: 0.1 }, { engine, command: 'test', testTimeFlips: true });
+    const after = readModelMetadata(target);
+    expect(after.architecture.testTimeFlips).toBe(true);
+    expect(after.decision!.threshold).toBe(r.decision.threshold);
+    // The flipped inspector's score is the mean of the plain inspector's scores of the four flipped images.
+    const plain = await Inspector.load(model, { engine });
+    const flipped = await Inspector.load(target, { engine });
+    const { paths } = splitImages('val');
+    const s = plain.meta.inputSize;
+    let changed = 0;
+    for (const path of paths.slice(0, 4)) {
+      const px = await decodeImage(path, { size: s });
+      const views = [[false, false], [true, false], [false, true], [true, true]].map(([h, v]) => flipImages(px, 1, s, h, v));
+      const viewScores = await Promise.all(views.map(async (v) => (await plain.inspect(await pngOf(v, s))).scores.defect));
+      const expected = viewScores.reduce((a, b) => a + b, 0) / 4;
+      changed = Math.max(changed, Math.abs(expected - viewScores[0]));
+      expect((await flipped.inspect(path)).scores.defect).toBeCloseTo(expected, 5);
+      expect((await flipped.inspect(path, { heatmap: true })).scores.defect).toBeCloseTo(expected, 5);
+    }
+    expect(changed).toBeGreaterThan(1e-4); // the flips change the score: the mean is not the plain score by accident
+    plain.dispose();
+    flipped.dispose();
+    // Switching it off again restores the plain scores.
+    await calibrateModelDir(target, data, { far: 0.1 }, { engine, command: 'test', testTimeFlips: false });
+    expect(readModelMetadata(target).architecture.testTimeFlips).toBe(false);
+  });
+
   it('calibrateModelDir refuses data without the recorded images, and multiclass-only operating points', async () => {
     const partial = join(dir, 'partial');
     for (const f of ['good', 'crack']) {
@@ -184,6 +220,21 @@ describe('eval operating points', () => {
     expect(existsSync(line.heatmap)).toBe(true);
     const png = await sharp(line.heatmap).metadata();
     expect(png).toMatchObject({ format: 'png', width: 37, height: 23, channels: 3 });
+  });
+});
+
+describe('flipImages', () => {
+  it('mirrors each of n images left-right, top-bottom or both (checked against index arithmetic)', () => {
+    const n = 2;
+    const s = 3;
+    const px = Float32Array.from({ length: n * s * s }, (_, i) => i + 1);
+    const at = (img: number, y: number, x: number) => img * s * s + y * s + x;
+    for (const [h, v] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      const out = flipImages(px, n, s, h, v);
+      for (let img = 0; img < n; img++)
+        for (let y = 0; y < s; y++) for (let x = 0; x < s; x++) expect(out[at(img, y, x)]).toBe(px[at(img, v ? s - 1 - y : y, h ? s - 1 - x : x)]);
+    }
+    expect(Array.from(flipImages(px, n, s, true, true).subarray(0, 9))).toEqual([9, 8, 7, 6, 5, 4, 3, 2, 1]);
   });
 });
 

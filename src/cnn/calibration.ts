@@ -198,6 +198,11 @@ export interface CalibrateOptions {
   command?: string;
   batchSize?: number;
   log?: (line: string) => void;
+  /**
+   * Set the model's test-time flips (ModelConfig.testTimeFlips) and choose the threshold with them;
+   * stored in model.json's architecture together with the threshold. Default: the stored setting.
+   */
+  testTimeFlips?: boolean;
 }
 
 export interface CalibrationResult {
@@ -215,7 +220,7 @@ export interface CalibrationResult {
  */
 export async function calibrateModelDir(modelDir: string, dataDir: string, op: OperatingPoint, options: CalibrateOptions = {}): Promise<CalibrationResult> {
   checkOperatingPoint(op);
-  const insp = await Inspector.load(modelDir, { engine: options.engine, batchSize: options.batchSize });
+  const insp = await Inspector.load(modelDir, { engine: options.engine, batchSize: options.batchSize, testTimeFlips: options.testTimeFlips });
   try {
     const meta = insp.meta;
     if (meta.task !== 'binary') throw new OperatingPointError(`${modelDir} is a ${meta.task} model; decision thresholds are for binary (good/defect) models`);
@@ -247,6 +252,7 @@ export async function calibrateModelDir(modelDir: string, dataDir: string, op: O
     const path = join(modelDir, MODEL_JSON);
     const raw = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown> & { metrics?: Record<string, unknown> };
     raw.decision = decision;
+    if (options.testTimeFlips !== undefined) raw.architecture = { ...(raw.architecture as object), testTimeFlips: options.testTimeFlips };
     raw.metrics = { ...(raw.metrics ?? {}), validation, ...(testMetrics ? { test: testMetrics } : {}) };
     writeFileAtomic(path, [new TextEncoder().encode(JSON.stringify(raw, null, 2) + '\n')]);
     return { decision, validation, test: testMetrics, previousThreshold };

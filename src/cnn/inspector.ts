@@ -23,7 +23,6 @@
 // `engine` by its caller does not own it and cannot replace it: its calls fail with DeviceLostError.
 import { Engine, type EngineOptions } from '../gpu/engine.js';
 import { DeviceLostError, WgslNnError } from '../gpu/errors.js';
-import { noGrad } from '../nn/tensor.js';
 import { loadTuned } from '../kernels/tuning-cache.js';
 import { decodeImage, loadGray8 } from '../data/images.js';
 import type { DefectClassifier } from './model.js';
@@ -71,6 +70,11 @@ export interface InspectorOptions {
   maxBatch?: number;
   /** How long an inspect() call waits for others to share its GPU batch when the GPU is idle (default 2 ms). */
   maxWaitMs?: number;
+  /**
+   * Override the model's stored test-time flips (ModelConfig.testTimeFlips). Its stored decision
+   * threshold was chosen with the stored setting; `wgsl-nn calibrate --test-time-flips` changes both.
+   */
+  testTimeFlips?: boolean;
 }
 
 /** An inspection failed for a reason other than its image: the GPU device was lost and the retry on a new device failed too. */
@@ -114,7 +118,7 @@ export class Inspector {
     const ownsEngine = !options.engine;
     const engine = options.engine ?? (await Inspector.createEngine(options));
     try {
-      const { model, meta } = loadModelDir(modelDir, engine);
+      const { model, meta } = loadModelDir(modelDir, engine, { testTimeFlips: options.testTimeFlips });
       return new Inspector(engine, model, meta, modelDir, ownsEngine, options);
     } catch (e) {
       if (ownsEngine) engine.destroy();
@@ -185,8 +189,10 @@ export class Inspector {
     const [pixels, original] = await Promise.all([this.decode(image, name), loadGray8(image, { name })]);
     this.assertUsable();
     if (this.ownsEngine && this.current.engine.isLost) await this.recover(this.current.engine);
-    const cam = await gradCam(this.current.model, pixels, { classIndex });
-    const inspection = this.interpret(cam.probabilities, 0);
+    const model = this.current.model;
+    const cam = await gradCam(model, pixels, { classIndex });
+    // The decision is inspect()'s: with test-time flips it averages four views, the map explains the image itself.
+    const inspection = this.interpret(model.config.testTimeFlips ? await model.predict(pixels, 1) : cam.probabilities, 0);
     const data = upsampleCam(cam, {
       width: original.width,
       height: original.height,
@@ -213,7 +219,7 @@ export class Inspector {
       loss = new DeviceLostError('the GPU device was lost while the inspector was idle');
     } else {
       try {
-        return await this.forward(attempt.engine, attempt.model, pixels);
+        return await this.forward(attempt.model, pixels);
       } catch (e) {
         if (!this.isDeviceLoss(attempt.engine, e) || !this.ownsEngine) throw e;
         if (this.disposed) throw this.disposedError(e);
@@ -223,7 +229,7 @@ export class Inspector {
     try {
       await this.recover(attempt.engine);
       const retry = this.current;
-      return await this.forward(retry.engine, retry.model, pixels);
+      return await this.forward(retry.model, pixels);
     } catch (e2) {
       if (this.disposed) throw this.disposedError(e2);
       throw new InspectionFailedError(
@@ -233,17 +239,12 @@ export class Inspector {
     }
   }
 
-  private async forward(engine: Engine, model: DefectClassifier, pixels: Float32Array[]): Promise<Inspection[]> {
+  private async forward(model: DefectClassifier, pixels: Float32Array[]): Promise<Inspection[]> {
     const area = this.meta.inputSize ** 2;
     const x = new Float32Array(pixels.length * area);
     pixels.forEach((p, i) => x.set(p, i * area));
-    const probs = noGrad(() => engine.tidy(() => model.probabilities(model.inputTensor(x, pixels.length))));
-    try {
-      const p = (await probs.toArray()) as Float32Array;
-      return pixels.map((_, i) => this.interpret(p, i));
-    } finally {
-      probs.dispose();
-    }
+    const p = await model.predict(x, pixels.length);
+    return pixels.map((_, i) => this.interpret(p, i));
   }
 
   private isDeviceLoss(engine: Engine, e: unknown): boolean {
@@ -280,7 +281,7 @@ export class Inspector {
       }
       let model: DefectClassifier;
       try {
-        const loaded = loadModelDir(this.modelDir, engine);
+        const loaded = loadModelDir(this.modelDir, engine, { testTimeFlips: this.options.testTimeFlips });
         model = loaded.model;
         this.checkSameModel(loaded.meta);
       } catch (e) {

@@ -97,13 +97,22 @@ export function readModelMetadata(dir: string): ModelMetadata {
 }
 
 /** Builds the model described by `dir` and loads its weights. */
-export function loadModelDir(dir: string, engine?: Engine): { model: DefectClassifier; meta: ModelMetadata } {
+export function loadModelDir(dir: string, engine?: Engine, inference: InferenceOverrides = {}): { model: DefectClassifier; meta: ModelMetadata } {
   const meta = readModelMetadata(dir);
   const { name: _name, ...config } = meta.architecture;
-  const model = new DefectClassifier(config, engine);
+  const model = new DefectClassifier({ ...config, ...definedOnly(inference) }, engine);
   model.net.loadStateDict(readModelWeights(dir, 'model'));
   model.eval();
   return { model, meta };
+}
+
+/** Inference settings that may differ from the ones stored (calibrate tries them before storing). */
+export interface InferenceOverrides {
+  testTimeFlips?: boolean;
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /**

@@ -12,7 +12,7 @@ import type { Engine } from '../gpu/engine.js';
 import { WgslNnError } from '../gpu/errors.js';
 import * as F from '../nn/functional.js';
 import { nn } from '../nn/index.js';
-import type { Tensor } from '../nn/tensor.js';
+import { noGrad, type Tensor } from '../nn/tensor.js';
 
 export type Task = 'binary' | 'multiclass';
 
@@ -42,6 +42,35 @@ export interface ModelConfig {
    * a window. 'same': padding 1, which keeps the border in view (edge breaks on magnetic tiles).
    */
   padding?: 'valid' | 'same';
+  /**
+   * Test-time augmentation: predict() averages the probabilities of the image and its horizontal,
+   * vertical and double (180 degree) flips, the flips training augments with. Costs four forwards per
+   * image; chosen per model on its validation split (see `wgsl-nn calibrate --test-time-flips`).
+   */
+  testTimeFlips?: boolean;
+}
+
+/** The test-time views: [horizontal flip, vertical flip] for identity, h, v and both (180 degrees). */
+const FLIPS: readonly (readonly [boolean, boolean])[] = [
+  [false, false],
+  [true, false],
+  [false, true],
+  [true, true],
+];
+
+/** n square images of side s, each mirrored left-right (h) and/or top-bottom (v). */
+export function flipImages(pixels: Float32Array, n: number, s: number, h: boolean, v: boolean): Float32Array {
+  if (!h && !v) return pixels;
+  const out = new Float32Array(pixels.length);
+  for (let img = 0; img < n; img++) {
+    const base = img * s * s;
+    for (let y = 0; y < s; y++) {
+      const from = base + (v ? s - 1 - y : y) * s;
+      const to = base + y * s;
+      for (let x = 0; x < s; x++) out[to + x] = pixels[from + (h ? s - 1 - x : x)];
+    }
+  }
+  return out;
 }
 
 /** Spatial size after the three conv(3x3) + pool(2) blocks. */
@@ -78,6 +107,7 @@ export class DefectClassifier {
       inputStd: config.inputStd ?? 1,
       normalize: config.normalize ?? 'dataset',
       padding: config.padding ?? 'valid',
+      testTimeFlips: config.testTimeFlips ?? false,
     };
     if (c.padding !== 'valid' && c.padding !== 'same') throw new WgslNnError(`padding must be 'valid' or 'same', got ${String(c.padding)}`);
     if (!(c.inputStd > 0)) throw new WgslNnError(`inputStd must be > 0, got ${c.inputStd}`);
@@ -138,6 +168,29 @@ export class DefectClassifier {
     const z = this.logits(x);
     if (this.config.task === 'binary') return F.sigmoid(z);
     return F.softmax(z, -1);
+  }
+
+  /**
+   * Probabilities for n images given as [0,1] pixels, read back ([n,K] multiclass, [n] binary), without
+   * the tape (call it in eval mode); with testTimeFlips, the mean over the image and its three flips.
+   */
+  async predict(pixels: Float32Array, n: number): Promise<Float32Array> {
+    const s = this.config.inputSize;
+    const views = this.config.testTimeFlips ? FLIPS.map(([h, v]) => flipImages(pixels, n, s, h, v)) : [pixels];
+    const x = new Float32Array(views.length * pixels.length);
+    views.forEach((v, i) => x.set(v, i * pixels.length));
+    const engine = this.net.parameters()[0].engine;
+    const p = noGrad(() => engine.tidy(() => this.probabilities(this.inputTensor(x, views.length * n))));
+    let all: Float32Array;
+    try {
+      all = (await p.toArray()) as Float32Array;
+    } finally {
+      p.dispose();
+    }
+    if (views.length === 1) return all;
+    const out = new Float32Array(all.length / views.length);
+    for (let v = 0; v < views.length; v++) for (let i = 0; i < out.length; i++) out[i] += all[v * out.length + i] / views.length;
+    return out;
   }
 
   parameters(): Tensor[] {

@@ -88,6 +88,8 @@ export interface TrainOptions {
    * convolutions, for the same channel widths) replace the random initialisation.
    */
   initFrom?: string;
+  /** Store ModelConfig.testTimeFlips: the stored threshold, validation and test metrics use the four-flip mean. */
+  testTimeFlips?: boolean;
 }
 
 export interface TrainResult {
@@ -154,7 +156,7 @@ export async function trainClassifier(opts: TrainOptions): Promise<TrainResult> 
 
   manualSeed(seed);
   const model = new DefectClassifier(
-    { task: opts.task, classes: data.classes, inputSize: size, channels: opts.channels, padding: opts.padding, inputMean: stats.mean, inputStd: stats.std, normalize: opts.normalize },
+    { task: opts.task, classes: data.classes, inputSize: size, channels: opts.channels, padding: opts.padding, inputMean: stats.mean, inputStd: stats.std, normalize: opts.normalize, testTimeFlips: opts.testTimeFlips },
     engine,
   );
   const init = opts.initFrom ? initFromModelDir(model, opts.initFrom) : null;
@@ -389,16 +391,13 @@ async function lossAndAccuracy(model: DefectClassifier, source: ImageSource, lab
 
 /** Probabilities for the images of `indices` (eval mode): [n,K] multiclass, [n] defect probability binary. */
 export async function predictIndices(model: DefectClassifier, source: ImageSource, labels: ArrayLike<number>, indices: number[], batchSize = 32): Promise<{ probs: Float32Array; yTrue: Int32Array }> {
-  const engine = model.parameters()[0].engine;
   model.eval();
   const k = model.config.task === 'binary' ? 1 : model.config.classes.length;
   const probs = new Float32Array(indices.length * k);
   const yTrue = new Int32Array(indices.length);
   let row = 0;
   for await (const b of iterateBatches(source, labels, indices, { batchSize, seed: 0, shuffle: false, augment: false })) {
-    const p = noGrad(() => engine.tidy(() => model.probabilities(model.inputTensor(b.x, b.size))));
-    probs.set((await p.toArray()) as Float32Array, row * k);
-    p.dispose();
+    probs.set(await model.predict(b.x, b.size), row * k);
     yTrue.set(b.labels, row);
     row += b.size;
   }

@@ -64,8 +64,6 @@ function backwardWith(y: DeviceTensor, dy: DeviceTensor, act: Activation, slope:
 }
 
 const V_SW = SOFTWARE_PER_INVOCATION;
-type Fwd = (x: DeviceTensor, act: Activation, slope?: number) => DeviceTensor;
-type Bwd = (y: DeviceTensor, dy: DeviceTensor, act: Activation, slope?: number) => DeviceTensor;
 export const activationForwardOp = defineOp<typeof activationForward>('activation.forward');
 activationForwardOp.register('elementwise', (x, act, slope = 0.01) => forwardWith(x, act, slope, 1), {
   description: 'one element per invocation (coalesced on real GPUs)',
