@@ -8,6 +8,11 @@
 //   backward: gather, no atomics: each input element sums dy over the (at most ceil(kh/sh) x
 //             ceil(kw/sw)) windows that contain it and chose it (argmax == its index). Elements no
 //             window covers get 0.
+//   RELU:     a ReLU folded in: y = max(window max, 0), which equals the max of the ReLU'd window
+//             (max commutes with an increasing function), and backward passes dy only where y > 0,
+//             which is the ReLU's own backward. So Conv -> ReLU -> MaxPool needs no ReLU pass over the
+//             full-size map in either direction. (Where y = 0 the unfolded chain's gradient is 0 too:
+//             ReLU's derivative is 0 at and below 0; so dx is the same whichever element is argmax.)
 
 const WG: u32 = 64u;
 // Elements per invocation: many on CPU implementations (lavapipe), where per-invocation overhead and
@@ -16,6 +21,7 @@ override V: u32 = 1u;
 // Backward only: set when kh <= sh and kw <= sw (e.g. the usual 2x2 stride 2), so each input element
 // lies in at most one window and the window loops reduce to one test.
 override NON_OVERLAPPING: bool = false;
+override RELU: bool = false;
 
 struct Params {
   planes: u32,   // N * C
@@ -60,8 +66,14 @@ fn pool_window(i: u32, plane: u32, oh: u32, ow: u32) {
       }
     }
   }
-  y[i] = best;
+  y[i] = pooled(best);
   argmax[i] = i32(best_idx);
+}
+
+// The window's output: its max, through the folded ReLU when RELU (the fused epilogues' max(x, 0)).
+fn pooled(best: f32) -> f32 {
+  if (RELU) { return activate(ACT_RELU, best, 0.0); }
+  return best;
 }
 
 // The output after (plane, oh, ow) = o.xyz, row by row (an odometer: no divisions per output).
@@ -118,7 +130,7 @@ fn pool_window_pairs(i: u32, plane: u32, oh: u32, ow: u32) {
       best_idx = idx + 1u;
     }
   }
-  y[i] = best;
+  y[i] = pooled(best);
   argmax[i] = i32(best_idx);
 }
 
@@ -136,6 +148,14 @@ fn forward_pairs(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgro
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read> am: array<i32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+// RELU: the forward's output, whose sign gates dy (without RELU the host binds dy here; it is not read).
+@group(0) @binding(4) var<storage, read> y_gate: array<f32>;
+
+// dy of window o, through the folded ReLU's derivative.
+fn window_grad(o: u32) -> f32 {
+  if (RELU) { return dy[o] * activate_grad_from_output(ACT_RELU, y_gate[o], 0.0); }
+  return dy[o];
+}
 
 // Window rows oh containing input row ih: oh*sh <= ih < oh*sh + kh, i.e.
 // ceil((ih - kh + 1) / sh) <= oh <= ih / sh, clipped to [0, ho). Returns [lo, hi). u32 only.
@@ -177,7 +197,7 @@ fn backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
         if (o != cached_o) {
           cached_o = o;
           cached_am = am[o];
-          cached_dy = dy[o];
+          cached_dy = window_grad(o);
         }
         if (cached_am == me) { acc = cached_dy; }
       }
@@ -189,7 +209,7 @@ fn backward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) 
         loop {
           if (ow < 0 || u32(ow) * p.sw + p.kw <= iw) { break; }
           let o = orow + u32(ow);
-          if (am[o] == me) { acc += dy[o]; }
+          if (am[o] == me) { acc += window_grad(o); }
           ow -= 1;
         }
       }

@@ -79,6 +79,31 @@ describe.each(kernels.variants('maxPool2d.forward'))('maxPool2d (%s)', (variant)
     });
   }
 
+  // The folded ReLU (p.relu) against the unfolded chain on the CPU: relu first, then the pool; dx is the
+  // pool's backward of relu(x), times relu'(x). The argmax may differ where a whole window is <= 0 (all
+  // ReLU outputs tie at 0), but there the gradient is 0 either way, so y and dx must agree exactly.
+  for (const [shape, p] of cases) {
+    it(`${JSON.stringify(shape)} k${p.kernel} s${p.stride} with a folded ReLU matches relu then pool`, async () => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const r = rng(n + 7 * p.kernel[1]);
+      const x = randArray(r, n);
+      const xRelu = Array.from(x, (v) => Math.max(v, 0));
+      const ref = maxPool2dRef(xRelu, shape, p);
+      const pr = { ...p, relu: true };
+      const { y, argmax } = fwd()(engine.fromArray(x, shape), pr);
+      expectClose(await y.toArray(), ref.y, 0, 'y');
+      // Small windows have all-negative ones here (the gate is exercised: their dy must not pass).
+      if (p.kernel[0] * p.kernel[1] <= 4 && y.size >= 40) expect(Array.from(await y.toArray()).filter((v) => v === 0).length).toBeGreaterThan(0);
+      const dy = randArray(r, y.size);
+      const dxRef = maxPool2dBackwardRef(xRelu, shape, dy, p).map((g, i) => (x[i] > 0 ? g : 0));
+      for (const bv of bwdVariants) {
+        const dx = kernels.get('maxPool2d.backward', engine, bv)(engine.fromArray(dy, ref.shape), argmax, shape, pr, y);
+        expectClose(await dx.toArray(), dxRef, TOL, `dx (${bv})`);
+      }
+      expect(() => kernels.get('maxPool2d.backward', engine)(engine.fromArray(dy, ref.shape), argmax, shape, pr)).toThrow(/with a folded ReLU, the forward's output y/);
+    });
+  }
+
   it('ties: the first maximum in row-major window order wins (constant input)', async () => {
     const shape = [1, 2, 5, 6];
     const p = P(3, 2);

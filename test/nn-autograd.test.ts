@@ -118,6 +118,39 @@ describe('autograd', () => {
     expect(() => y.backward()).not.toThrow(); // a leaf-like root accumulates nothing new upstream
   });
 
+  it('Sequential folds Conv2d -> ReLU -> MaxPool2d into the pool: the same output and gradients as the unfused chain, to the bit', async () => {
+    manualSeed(3);
+    const model = new nn.Sequential(new nn.Conv2d(2, 5, 3), new nn.ReLU(), new nn.MaxPool2d(2), new nn.Conv2d(5, 4, 3, { padding: 1 }), new nn.ReLU(), new nn.MaxPool2d(3, 2));
+    const [w1, b1, w2, b2] = model.parameters();
+    const r = rng(8);
+    const xs = randArray(r, 3 * 2 * 15 * 15);
+    const dyOf = (n: number) => engine.tensor(randArray(rng(9), n), [n]);
+    const ops: string[][] = [];
+    const run = async (forward: (x: Tensor) => Tensor) => {
+      for (const p of model.parameters()) p.grad = null;
+      const x = engine.tensor(xs, [3, 2, 15, 15], { requiresGrad: true });
+      const y = forward(x);
+      const tape: string[] = [];
+      for (let t: Tensor | undefined = y; t?.node; t = t.node.inputs[0]) tape.push(t.node.op);
+      ops.push(tape);
+      const loss = F.sum(F.mul(F.reshape(y, [y.size]), dyOf(y.size)));
+      loss.backward();
+      const out = [await y.toArray(), await x.grad!.toArray(), ...(await Promise.all(model.parameters().map((p) => p.grad!.toArray())))];
+      return out.map((a) => Array.from(a as Float32Array));
+    };
+    const fused = await run((x) => model.forward(x));
+    const unfused = await run((x) => {
+      const h = F.maxPool2d(F.relu(F.conv2d(x, w1, b1)), { kernelSize: 2 });
+      return F.maxPool2d(F.relu(F.conv2d(h, w2, b2, { padding: 1 })), { kernelSize: 3, stride: 2 });
+    });
+    const names = ['y', 'dx', 'dw1', 'db1', 'dw2', 'db2'];
+    fused.forEach((a, i) => expect(a, names[i]).toEqual(unfused[i]));
+    expect(fused[0].filter((v) => v === 0).length).toBeGreaterThan(0); // some windows are all <= 0: the gate is exercised
+    expect(ops[0]).toEqual(['maxPool2d', 'conv2d', 'maxPool2d', 'conv2d']); // no ReLU pass: folded into the pools
+    expect(ops[1]).toEqual(['maxPool2d', 'relu', 'conv2d', 'maxPool2d', 'relu', 'conv2d']);
+    model.dispose();
+  });
+
   it('noGrad records nothing', () => {
     const x = engine.tensor([1, -2], [2], { requiresGrad: true });
     const y = noGrad(() => F.relu(x));

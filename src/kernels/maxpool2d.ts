@@ -13,6 +13,11 @@ import { forEachSplit } from './batch-split.js';
 export interface Pool2dParams {
   kernel: [number, number];
   stride: [number, number];
+  /**
+   * A ReLU folded in: y = relu(max) (= the max of the ReLU'd window), and backward, given y, gates dy
+   * by y > 0 (the ReLU's backward), so a ReLU before the pool costs no pass of its own.
+   */
+  relu?: boolean;
 }
 
 const WG = 64;
@@ -46,7 +51,7 @@ function forwardWith(x: DeviceTensor, p: Pool2dParams, v: number): { y: DeviceTe
   const e = x.engine;
   const y = e.empty(outShape);
   const argmax = e.empty(outShape, 'i32');
-  const label = `maxPool2d.forward ${shapeString(x.shape)} k${p.kernel} s${p.stride}`;
+  const label = `maxPool2d.forward ${shapeString(x.shape)} k${p.kernel} s${p.stride}${p.relu ? ' +relu' : ''}`;
   const [n, c, h, w] = x.shape;
   const yUnit = c * outShape[2] * outShape[3];
   const operands = [
@@ -60,7 +65,7 @@ function forwardWith(x: DeviceTensor, p: Pool2dParams, v: number): { y: DeviceTe
       // forward_pairs reads each window row as one aligned vec2 of x (a batch range's binding starts at a
       // multiple of 256 bytes, so at an even element).
       entry: p.kernel[1] === 2 && p.stride[1] === 2 && w % 2 === 0 ? 'forward_pairs' : 'forward',
-      constants: { V: v },
+      constants: { V: v, RELU: !!p.relu },
       uniforms: uniforms(xs.shape, ys.shape, p),
       bindings: [xs, ys, ams],
       workgroups: e.grid(Math.ceil(ys.size / v), WG),
@@ -70,17 +75,21 @@ function forwardWith(x: DeviceTensor, p: Pool2dParams, v: number): { y: DeviceTe
   return { y, argmax };
 }
 
-/** dx[i] = sum of dy over every window whose argmax is i; uncovered positions 0. */
+/**
+ * dx[i] = sum of dy over every window whose argmax is i; uncovered positions 0. With p.relu, y (the
+ * forward's output) gates each window's dy by y > 0.
+ */
 export function maxPool2dBackward(
   dy: DeviceTensor,
   argmax: DeviceTensor,
   xShape: readonly number[],
   p: Pool2dParams,
+  y?: DeviceTensor,
 ): DeviceTensor {
-  return backwardWith(dy, argmax, xShape, p, perInvocation(dy.engine));
+  return backwardWith(dy, argmax, xShape, p, perInvocation(dy.engine), y);
 }
 
-function backwardWith(dy: DeviceTensor, argmax: DeviceTensor, xShape: readonly number[], p: Pool2dParams, v: number): DeviceTensor {
+function backwardWith(dy: DeviceTensor, argmax: DeviceTensor, xShape: readonly number[], p: Pool2dParams, v: number, y?: DeviceTensor): DeviceTensor {
   const outShape = pool2dOutShape('maxPool2d.backward', xShape, p);
   const same = (s: readonly number[]) => s.length === 4 && s.every((d, i) => d === outShape[i]);
   if (dy.dtype !== 'f32' || !same(dy.shape))
@@ -91,23 +100,27 @@ function backwardWith(dy: DeviceTensor, argmax: DeviceTensor, xShape: readonly n
     throw new ShapeError(
       `maxPool2d.backward: argmax ${argmax.dtype} ${shapeString(argmax.shape)} must be i32 ${shapeString(outShape)}`,
     );
+  if (p.relu && (!y || y.dtype !== 'f32' || !same(y.shape)))
+    throw new ShapeError(`maxPool2d.backward: with a folded ReLU, the forward's output y (f32 ${shapeString(outShape)}) is needed${y ? `, got ${y.dtype} ${shapeString(y.shape)}` : ''}`);
   const e = dy.engine;
   const dx = e.empty(xShape);
-  const label = `maxPool2d.backward ${shapeString(xShape)} k${p.kernel} s${p.stride}`;
+  const label = `maxPool2d.backward ${shapeString(xShape)} k${p.kernel} s${p.stride}${p.relu ? ' +relu' : ''}`;
   const [n, c, h, w] = xShape;
   const yUnit = c * outShape[2] * outShape[3];
   const operands = [
     { tensor: dy, name: 'dy', unit: yUnit },
     { tensor: argmax, name: 'argmax', unit: yUnit },
     { tensor: dx, name: 'dx', unit: c * h * w, output: true },
+    // The gate's source; without a folded ReLU, dy stands in (the shader does not read it).
+    { tensor: p.relu ? y! : dy, name: 'y', unit: yUnit },
   ];
-  forEachSplit(e, label, n, operands, (r, [dys, ams, dxs]) => {
+  forEachSplit(e, label, n, operands, (r, [dys, ams, dxs, gate]) => {
     e.dispatch({
       shader: 'maxpool2d',
       entry: 'backward',
-      constants: { V: v, NON_OVERLAPPING: p.kernel[0] <= p.stride[0] && p.kernel[1] <= p.stride[1] },
+      constants: { V: v, NON_OVERLAPPING: p.kernel[0] <= p.stride[0] && p.kernel[1] <= p.stride[1], RELU: !!p.relu },
       uniforms: uniforms(dxs.shape, dys.shape, p),
-      bindings: [dys, ams, dxs],
+      bindings: [dys, ams, dxs, gate],
       workgroups: e.grid(Math.ceil(dxs.size / v), WG),
       label,
     });
@@ -127,10 +140,10 @@ maxPool2dForwardOp.register('per-element', (x: DeviceTensor, p: Pool2dParams) =>
 });
 export const maxPool2dBackwardOp = defineOp<typeof maxPool2dBackward>('maxPool2d.backward');
 maxPool2dBackwardOp.register('chunked',
-  (dy: DeviceTensor, am: DeviceTensor, xShape: readonly number[], p: Pool2dParams) => backwardWith(dy, am, xShape, p, V_SW),
+  (dy: DeviceTensor, am: DeviceTensor, xShape: readonly number[], p: Pool2dParams, y?: DeviceTensor) => backwardWith(dy, am, xShape, p, V_SW, y),
   { description: `gather over the windows containing each input element, ${V_SW} elements per invocation`, preferredOn: ['software'] },
 );
 maxPool2dBackwardOp.register('per-element',
-  (dy: DeviceTensor, am: DeviceTensor, xShape: readonly number[], p: Pool2dParams) => backwardWith(dy, am, xShape, p, 1),
+  (dy: DeviceTensor, am: DeviceTensor, xShape: readonly number[], p: Pool2dParams, y?: DeviceTensor) => backwardWith(dy, am, xShape, p, 1, y),
   { description: 'gather over the windows containing each input element, one per invocation', preferredOn: ['hardware'] },
 );

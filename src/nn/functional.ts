@@ -163,12 +163,16 @@ export function linear(
   });
 }
 
-export function maxPool2d(x: Tensor, options: { kernelSize: Pair; stride?: Pair }): Tensor {
-  const p = { kernel: pair(options.kernelSize, 2), stride: pair(options.stride ?? options.kernelSize, 2) };
+/**
+ * Max pooling (floor mode, no padding). With `relu`, relu(maxPool2d(x)) = maxPool2d(relu(x)) in one
+ * kernel each way: the ReLU's forward and backward run on the pooled map, folded into the pool's passes.
+ */
+export function maxPool2d(x: Tensor, options: { kernelSize: Pair; stride?: Pair; relu?: boolean }): Tensor {
+  const p = { kernel: pair(options.kernelSize, 2), stride: pair(options.stride ?? options.kernelSize, 2), relu: !!options.relu };
   const e = x.engine;
   const { y, argmax } = maxPool2dForwardOp.get(e)(x.value, p);
-  // d/dx: dy routed to the arg-max of each window (summed where windows overlap).
-  return record('maxPool2d', [x], y, (dy) => [maxPool2dBackwardOp.get(e)(dy, argmax, x.shape, p)], [argmax]);
+  // d/dx: dy routed to the arg-max of each window (summed where windows overlap); with relu, only where y > 0.
+  return record('maxPool2d', [x], y, (dy) => [maxPool2dBackwardOp.get(e)(dy, argmax, x.shape, p, p.relu ? y : undefined)], [argmax]);
 }
 
 // ------------------------------------------------------------------ activations

@@ -423,8 +423,9 @@ export class MaxPool2d extends Module {
   ) {
     super();
   }
-  forward(x: Tensor): Tensor {
-    return F.maxPool2d(x, { kernelSize: this.kernelSize, stride: this.stride ?? this.kernelSize });
+  /** With `relu`, the pool of a ReLU'd x: relu(pool(x)), folded into the pool's kernels (F.maxPool2d). */
+  forward(x: Tensor, relu = false): Tensor {
+    return F.maxPool2d(x, { kernelSize: this.kernelSize, stride: this.stride ?? this.kernelSize, relu });
   }
 }
 
@@ -515,9 +516,10 @@ function activationOf(m: Module): { act: Activation; slope?: number } | null {
 }
 
 /**
- * Layers applied in order, named '0', '1', ... as torch.nn.Sequential. A Conv2d, ConvTranspose2d or
- * Linear followed by an activation runs as one kernel with the activation fused into its epilogue
- * (same values and gradients, one pass fewer over memory).
+ * Layers applied in order, named '0', '1', ... as torch.nn.Sequential, with two fusions (same values
+ * and gradients, passes fewer over memory): a ReLU followed by a MaxPool2d runs inside the pool's
+ * kernels, on the pooled map (ReLU and max commute); otherwise a Conv2d, ConvTranspose2d or Linear
+ * followed by an activation runs as one kernel with the activation in its epilogue.
  */
 export class Sequential extends Module {
   readonly layers: Module[];
@@ -534,7 +536,14 @@ export class Sequential extends Module {
     for (let i = 0; i < end; i++) {
       const layer = this.layers[i];
       const next = i + 1 < end ? this.layers[i + 1] : undefined;
-      const fused = next && (layer instanceof Conv2d || layer instanceof ConvTranspose2d || layer instanceof Linear) ? activationOf(next) : null;
+      if (layer instanceof ReLU && next instanceof MaxPool2d) {
+        h = next.forward(h, true);
+        i++;
+        continue;
+      }
+      // A ReLU that a pool will take is left to the pool (in the epilogue its backward would be a pass over the full-size map).
+      const poolTakesIt = next instanceof ReLU && i + 2 < end && this.layers[i + 2] instanceof MaxPool2d;
+      const fused = next && !poolTakesIt && (layer instanceof Conv2d || layer instanceof ConvTranspose2d || layer instanceof Linear) ? activationOf(next) : null;
       if (fused) {
         h = (layer as Conv2d | ConvTranspose2d | Linear).forward(h, fused.act, fused.slope);
         i++;
