@@ -5,6 +5,7 @@ import type { Engine } from '../src/gpu/engine.js';
 import { Discriminator, Generator, resolveGanConfig, type GanConfig } from '../src/gan/models.js';
 import { GanStep } from '../src/gan/step.js';
 import { manualSeed } from '../src/nn/seed.js';
+import * as F from '../src/nn/functional.js';
 import { Rng } from '../src/util/rng.js';
 import { testEngine } from './helpers.js';
 
@@ -110,5 +111,45 @@ describe.each(cases)('GAN step: %s', (_name, config) => {
       d.dispose();
     }
     expect(runs[0]).toEqual(runs[1]);
+  });
+});
+
+// Discriminators without batch statistics score real and fake in one pass (Discriminator.batchesJoin);
+// the step must equal the two-pass form: the same losses and the same updated D (up to the rounding of
+// mean-of-2n-doubled against the sum of two means, which Adam's first step turns into at most an ulp-scale
+// difference of lr-sized updates: tolerance 1e-6 absolute on parameters of size ~0.1).
+describe('GAN step: one discriminator pass over real and fake', () => {
+  const joinCases: [string, GanConfig, boolean][] = [
+    ['dense 8x8', { arch: 'dense', imageSize: 8, classes: ['a'], latentDim: 6, hidden: 16 }, true],
+    ['dcgan 16x16 conditional without D batch norm, DiffAugment', { arch: 'dcgan', imageSize: 16, classes: ['a', 'b'], latentDim: 6, ngf: 4, ndf: 4, discriminatorBatchNorm: false }, true],
+    ['dcgan 16x16 with D batch norm', { arch: 'dcgan', imageSize: 16, classes: ['a'], latentDim: 6, ngf: 4, ndf: 4 }, false],
+    ['dcgan 16x16 with spectral norm', { arch: 'dcgan', imageSize: 16, classes: ['a'], latentDim: 6, ngf: 4, ndf: 4, spectralNorm: true }, false],
+  ];
+  it.each(joinCases)('%s: joins = %s, and the joined step equals the two-pass step', async (_name, config, joins) => {
+    const engine = await testEngine();
+    const c = resolveGanConfig(config);
+    const n = 6;
+    const labels = Int32Array.from({ length: n }, (_, i) => i % c.classes.length);
+    const real = realBatch(n, c.imageSize, labels, new Rng(2));
+    const augment = c.arch === 'dcgan' ? (x: Parameters<typeof F.diffAugment>[0], seed: number) => F.diffAugment(x, { seed }) : null;
+    const results: { losses: number[]; d: Float32Array[] }[] = [];
+    for (const join of [true, false]) {
+      manualSeed(11);
+      const g = new Generator(c, engine);
+      const d = new Discriminator(c, engine);
+      expect(d.batchesJoin).toBe(joins);
+      if (!join) Object.defineProperty(d, 'batchesJoin', { get: () => false });
+      const s = new GanStep(g, d, { seed: 4, labelSmoothing: 0.1, augment });
+      const l = s.discriminatorStep(real, labels, new Rng(3));
+      results.push({ losses: [await l.lossD.item(), await l.dReal.item(), await l.dFake.item()], d: await snapshot(d.parameters()) });
+      s.dispose();
+      g.dispose();
+      d.dispose();
+    }
+    const [joined, separate] = results;
+    joined.losses.forEach((v, i) => expect(v).toBeCloseTo(separate.losses[i], 6));
+    joined.d.forEach((p, i) => p.forEach((v, j) => expect(Math.abs(v - separate.d[i][j])).toBeLessThanOrEqual(1e-6)));
+    expect(joined.losses[0]).toBeGreaterThan(0.5); // a real loss, not zeros
+    engine.destroy();
   });
 });

@@ -151,6 +151,26 @@ describe('autograd', () => {
     model.dispose();
   });
 
+  it('cat and narrow along dimension 0: values, gradients routed to the right rows, clear errors', async () => {
+    const a = engine.tensor([1, 2, 3, 4, 5, 6], [2, 3], { requiresGrad: true });
+    const b = engine.tensor([7, 8, 9], [1, 3]);
+    const c = engine.tensor([10, 11, 12, 13, 14, 15], [2, 3], { requiresGrad: true });
+    const y = F.cat([a, b, c]);
+    expect(y.shape).toEqual([5, 3]);
+    expect(Array.from(await y.toArray())).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+    const mid = F.narrow(y, 1, 3);
+    expect(mid.shape).toEqual([3, 3]);
+    expect(Array.from(await mid.toArray())).toEqual([4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    // loss = sum(mid * w): d/dy is w in rows 1..3 and 0 elsewhere; a gets row 1 of that, c row 3.
+    const w = engine.tensor([0.5, -1, 2, 3, -0.25, 4, -2, 1.5, 0.75], [3, 3]);
+    F.sum(F.mul(mid, w)).backward();
+    expect(Array.from(await a.grad!.toArray())).toEqual([0, 0, 0, 0.5, -1, 2]);
+    expect(Array.from(await c.grad!.toArray())).toEqual([-2, 1.5, 0.75, 0, 0, 0]);
+    expect(b.grad).toBeNull();
+    expect(() => F.cat([a, engine.tensor([1, 2], [1, 2])])).toThrow(/cat: .* do not agree beyond dimension 0/);
+    expect(() => F.narrow(y, 4, 2)).toThrow(/narrow: rows \[4, 6\) are not within \[5, 3\]/);
+  });
+
   it('noGrad records nothing', () => {
     const x = engine.tensor([1, -2], [2], { requiresGrad: true });
     const y = noGrad(() => F.relu(x));

@@ -196,6 +196,15 @@ export class Discriminator extends nn.Module {
     if (c.spectralNorm) applySpectralNorm(this);
   }
 
+  /**
+   * Whether one forward over a batch [a; b] gives what two forwards over a and b give, with the same
+   * state afterwards: no batch statistics (BatchNorm) and no per-forward state (spectral norm's power
+   * iteration). The D step then scores real and fake images in one pass.
+   */
+  get batchesJoin(): boolean {
+    return !this.config.spectralNorm && (this.config.arch === 'dense' || !this.config.discriminatorBatchNorm);
+  }
+
   /** Logits [N, 1]; `onehot` [N, K] is required for a conditional model and ignored otherwise. */
   logits(x: Tensor, onehot: Tensor | null = null): Tensor {
     const n = x.shape[0];

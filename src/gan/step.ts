@@ -2,6 +2,7 @@
 // with the non-saturating generator loss -log D(G(z))).
 //
 //   D step: loss_D = BCE(D(aug(x_real)), 1 - smoothing) + BCE(D(aug(G(z).detach())), 0); update D only.
+//           A discriminator without batch statistics scores real and fake in one pass (Discriminator.batchesJoin).
 //   G step: loss_G = BCE(D(aug(G(z'))), 1); the discriminator's parameters are frozen for this
 //           backward (no weight-gradient GEMMs are run for them); update G only.
 //
@@ -100,11 +101,26 @@ export class GanStep {
       const onehot = this.oneHotTensor(labels);
       const x = e.tensor(this.toModelRange(real), [n, 1, S, S]);
       const fake = noGrad(() => G.forward(e.tensor(latentBatch(c, labels, () => rng.normal()), [n, G.inputDim])));
-      const realLogits = D.logits(this.aug(x, rng), onehot);
-      const fakeLogits = D.logits(this.aug(fake, rng), onehot);
-      const lossReal = F.binaryCrossEntropyWithLogits(realLogits, e.tensor(new Float32Array(n).fill(1 - this.smoothing), [n, 1]));
-      const lossFake = F.binaryCrossEntropyWithLogits(fakeLogits, e.tensor(new Float32Array(n), [n, 1]));
-      const lossD = F.add(lossReal, lossFake);
+      const realIn = this.aug(x, rng);
+      const fakeIn = this.aug(fake, rng);
+      const targets = new Float32Array(2 * n).fill(1 - this.smoothing, 0, n);
+      let realLogits: Tensor;
+      let fakeLogits: Tensor;
+      let lossD: Tensor;
+      if (D.batchesJoin) {
+        // One pass over [real; fake] (half the dispatches, twice the rows per GEMM). The mean over 2n
+        // rows, doubled, is mean(real terms) + mean(fake terms): the same loss and gradients.
+        const logits = D.logits(F.cat([realIn, fakeIn]), onehot ? F.cat([onehot, onehot]) : null);
+        lossD = F.mul(F.binaryCrossEntropyWithLogits(logits, e.tensor(targets, [2 * n, 1])), 2);
+        realLogits = noGrad(() => F.narrow(logits, 0, n));
+        fakeLogits = noGrad(() => F.narrow(logits, n, n));
+      } else {
+        realLogits = D.logits(realIn, onehot);
+        fakeLogits = D.logits(fakeIn, onehot);
+        const lossReal = F.binaryCrossEntropyWithLogits(realLogits, e.tensor(targets.slice(0, n), [n, 1]));
+        const lossFake = F.binaryCrossEntropyWithLogits(fakeLogits, e.tensor(targets.slice(n), [n, 1]));
+        lossD = F.add(lossReal, lossFake);
+      }
       lossD.backward();
       this.optD.step();
       const probs = noGrad(() => ({ dReal: F.mean(F.sigmoid(realLogits)), dFake: F.mean(F.sigmoid(fakeLogits)) }));

@@ -314,6 +314,55 @@ export function flatten(x: Tensor): Tensor {
   return reshape(x, [x.shape[0], x.size / x.shape[0]]);
 }
 
+/** The rows [start, start + length) of dimension 0 of a device tensor, copied into a tensor of its own. */
+function copyRows(x: DeviceTensor, start: number, length: number): DeviceTensor {
+  const rowSize = x.size / x.shape[0];
+  const out = x.engine.empty([length, ...x.shape.slice(1)], x.dtype);
+  const src = x.view(start * rowSize, out.shape);
+  x.engine.copy(src, out);
+  src.dispose();
+  return out;
+}
+
+/** Tensors joined along dimension 0 (torch.cat(xs, 0)); the other dimensions must agree. */
+export function cat(xs: Tensor[]): Tensor {
+  if (xs.length === 0) throw new InvalidArgumentError('cat: no tensors');
+  sameEngine('cat', ...xs);
+  const rest = xs[0].shape.slice(1);
+  for (const x of xs)
+    if (x.shape.length === 0 || x.dtype !== xs[0].dtype || x.shape.length !== xs[0].shape.length || x.shape.slice(1).some((d, i) => d !== rest[i]))
+      throw new ShapeError(`cat: ${xs.map((t) => `${t.dtype} ${shapeString(t.shape)}`).join(', ')} do not agree beyond dimension 0`);
+  const e = xs[0].engine;
+  const y = e.empty([xs.reduce((n, x) => n + x.shape[0], 0), ...rest], xs[0].dtype);
+  const rowSize = sizeOf(rest);
+  let row = 0;
+  const starts = xs.map((x) => {
+    const dst = y.view(row * rowSize, x.shape);
+    e.copy(x.value, dst);
+    dst.dispose();
+    row += x.shape[0];
+    return row - x.shape[0];
+  });
+  // d/dx_i: the rows of dy that came from x_i.
+  return record('cat', xs, y, (dy) => xs.map((x, i) => (x.requiresGrad ? copyRows(dy, starts[i], x.shape[0]) : null)));
+}
+
+/** The rows [start, start + length) of dimension 0 (torch.narrow(x, 0, start, length)), as a new tensor. */
+export function narrow(x: Tensor, start: number, length: number): Tensor {
+  if (x.shape.length === 0 || !Number.isInteger(start) || !Number.isInteger(length) || start < 0 || length < 1 || start + length > x.shape[0])
+    throw new ShapeError(`narrow: rows [${start}, ${start + length}) are not within ${shapeString(x.shape)}`);
+  const e = x.engine;
+  // d/dx: dy in those rows, zero elsewhere.
+  return record('narrow', [x], copyRows(x.value, start, length), (dy) => {
+    const dx = e.empty(x.shape);
+    e.clear(dx);
+    const dst = dx.view(start * (x.size / x.shape[0]), dy.shape);
+    e.copy(dy, dst);
+    dst.dispose();
+    return [dx];
+  });
+}
+
 // ------------------------------------------------------------------ arithmetic and reductions
 
 function scalarOp(x: Tensor, alpha: number, beta: number, op: string): Tensor {
