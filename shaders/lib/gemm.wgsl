@@ -5,6 +5,10 @@
 override A_MODE: u32 = 0u;
 override B_MODE: u32 = 0u;
 override C_MODE: u32 = 0u;
+// The im2col readers test each element against x's bounds (zero padding) only when the conv pads:
+// unpadded, every pixel + tap lies inside x (floor-mode output size), so the test and its selects
+// would only cost ALU work in the inner loop.
+override IM2COL_PADDED: bool = true;
 // Invocations per workgroup of gemm_register (the host picks it from the number of columns).
 override WG: u32 = 64u;
 // gemm_register: invocations of a workgroup take different k chunks instead of different columns.
@@ -217,7 +221,7 @@ fn a_next(k: Ix, s: Slice) -> Ix {
 }
 
 fn a_read(row: Ix, k: Ix) -> f32 {
-  if (A_MODE == A_IM2COL || A_MODE == A_IM2COL_T) {
+  if ((A_MODE == A_IM2COL || A_MODE == A_IM2COL_T) && IM2COL_PADDED) {
     // Bounded, as b_read: zero padding outside x; the index is clamped to 0 there.
     let inside = im2col_inside(row, k);
     let v = a[select(0, row.off + k.off, inside)];
@@ -291,7 +295,7 @@ fn b_next(k: Ix, s: Slice) -> Ix {
 }
 
 fn b_read(col: Ix, k: Ix) -> f32 {
-  if (B_MODE == B_PLAIN || B_MODE == B_NCHW_COLS) {
+  if (B_MODE == B_PLAIN || B_MODE == B_NCHW_COLS || (B_MODE != B_PHASE && !IM2COL_PADDED)) {
     return b[col.off + k.off];
   }
   // Bounded readers: the element exists iff the summed coordinates are inside the image read

@@ -267,6 +267,7 @@ export function gemm(core: GemmCore, pr: GemmProblem): void {
     A_MODE: A_MODE[pr.aMode ?? 'plain'],
     B_MODE: B_MODE[pr.bMode ?? 'plain'],
     C_MODE: C_MODE[cMode],
+    IM2COL_PADDED: im2colPadded(pr),
   };
   // The subgroup kernel covers the 16-row blocks without SPLIT_LANES; the rest runs on gemm_register.
   const subgroup = kernelCore === 'subgroup' && !pl.splitLanes && tmFor(pr.M) === 16 && hasSubgroups(e);
@@ -317,6 +318,11 @@ export function gemm(core: GemmCore, pr: GemmProblem): void {
     });
     target.dispose();
   }
+}
+
+/** Whether the im2col readers must test for zero padding (IM2COL_PADDED): only a padded conv reads outside x. */
+function im2colPadded(pr: GemmProblem): boolean {
+  return !pr.conv || pr.conv.ph > 0 || pr.conv.pw > 0;
 }
 
 /**
