@@ -35,6 +35,10 @@ export function kernelCases(): BenchKernelCase[] {
     ...tag('seed conv3 64->128 14x14 b32', opCases.conv2d(32, 64, 128, 14, 14, 3), convTf('conv3')),
     // A dense layer of the seed's size class (the seed CNN at 64x64 itself has 128*6*6 = 4608 inputs).
     ...tag('linear 3200->128 b32', opCases.linear(32, 3200, 128)),
+    // The seed dense GAN's two big layers: G's Linear(128 -> 784) at batch 128 and D's Linear(784 -> 128)
+    // over real and fake joined (batch 256). Small GEMMs, where per-dispatch cost and tile fill matter.
+    ...tag('dense GAN G linear 128->784 b128', opCases.linear(128, 128, 784)),
+    ...tag('dense GAN D linear 784->128 b256', opCases.linear(256, 784, 128)),
     ...tag('matmul 256^3', [opCases.matmul(256, 256, 256)], () => 'matmul256'),
     ...tag('matmul 512^3', [opCases.matmul(512, 512, 512)], () => 'matmul512'),
     // DCGAN discriminator block: a strided conv (kernel 4, stride 2, padding 1), 32x32 -> 16x16; batch 8

@@ -281,6 +281,27 @@ describe('anomaly calibrate --backbone (feature memory)', () => {
     }
   });
 
+  it('a coreset memory (--memory-sampling coreset) records how it was chosen and scores with it', async () => {
+    const copy = join(dir, 'memory-coreset');
+    cpSync(model, copy, { recursive: true });
+    const candidates = [{ sigma: 1, topK: 4, pixelWeight: 0, featureWeight: 0, memoryWeight: 1, mirror: false }];
+    const cal = await recalibrateModelDir(copy, { engine, candidates, falseAlarmRate: 0.4, memory: { backbone: 'models/neu', size: 256, sampling: 'coreset', pool: 2048 } });
+    const meta = readAnomalyMetadata(copy);
+    expect(meta.memory).toMatchObject({ size: 256, sampling: 'coreset', pool: 2048 });
+    const bank = readSafetensors(join(copy, 'memory.safetensors')).tensors.bank;
+    expect(bank.shape).toEqual([256, 64]);
+    const rows = new Set(Array.from({ length: 256 }, (_, i) => Array.from((bank.data as Float32Array).subarray(i * 64, i * 64 + 64)).join()));
+    expect(rows.size).toBe(256); // distinct picks
+    const det = await AnomalyDetector.load(copy, { engine });
+    try {
+      const val = meta.data!.files.val.slice(0, 3).map((f) => join(trainRoot, f));
+      const got = (await det.scoreBatch(val, { map: false })).map((r) => r.score);
+      got.forEach((g, i) => expect(g).toBeCloseTo(cal.validationScores[i], 4));
+    } finally {
+      det.dispose();
+    }
+  });
+
   it('anomaly train with a memory builds it after the encoder and calibrates with its term', async () => {
     const out = join(dir, 'trained-memory');
     const r = await trainAnomalyDetector(

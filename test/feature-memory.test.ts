@@ -139,6 +139,26 @@ describe('FeatureMemory', () => {
     copy.dispose();
   });
 
+  it('fills a coreset memory with the greedy picks of its pool, and records how', async () => {
+    const state = classifierState(rng(4));
+    const imgs = [workImage(rng(5), 20, 16), workImage(rng(6), 18, 18)];
+    const m = FeatureMemory.fromClassifier(state, { backbone: 'test', size: 12, neighbourhood: 3, sampling: 'coreset', pool: 40 }, engine);
+    try {
+      await m.fill(imgs, new Rng(1));
+      const bank = (await m.stateDict()).bank.data as Float32Array;
+      // Twelve distinct feature vectors of the images.
+      const feats = await Promise.all(imgs.map((i) => m.features(i)));
+      const all = feats.flatMap((f) => Array.from({ length: f.h * f.w }, (_, k) => f.data.subarray(k * 6, k * 6 + 6)));
+      const rows = Array.from({ length: 12 }, (_, i) => bank.subarray(i * 6, i * 6 + 6));
+      for (const [i, row] of rows.entries()) expect(all.some((v) => v.every((x, c) => x === row[c])), `bank row ${i}`).toBe(true);
+      expect(new Set(rows.map((row) => row.join())).size).toBe(12);
+      expect(m.config).toMatchObject({ sampling: 'coreset', pool: 40 });
+    } finally {
+      m.dispose();
+    }
+    expect(() => new FeatureMemory({ backbone: 'test', channels: [4, 6], size: 4, neighbourhood: 1, sampling: 'best' as never }, engine)).toThrow(/sampling must be one of random, coreset/);
+  });
+
   it('refuses a backbone that is not a classifier of this project, and pads images below its field', async () => {
     const bad = { '0.weight': { shape: [4, 3, 3, 3], dtype: 'F32' as const, data: new Float32Array(108) } };
     expect(() => FeatureMemory.fromClassifier(bad, { backbone: 'models/x', size: 4, neighbourhood: 1 }, engine)).toThrow(/models\/x is not a classifier/);

@@ -7,7 +7,7 @@ import { WgslNnError } from '../gpu/errors.js';
 import type { DiffAugmentPolicy } from '../nn/functional.js';
 import { TrainingProgress } from '../train/progress.js';
 import { recalibrateModelDir } from './calibrate.js';
-import { DEFAULT_MEMORY_SIZE } from './feature-memory.js';
+import { DEFAULT_MEMORY_SIZE, DEFAULT_POOL_FACTOR, MEMORY_SAMPLINGS, type MemoryOptions, type MemorySampling } from './feature-memory.js';
 import { AnomalyDetector } from './detector.js';
 import { evaluateAnomalyDetector, formatAnomalyReport } from './evaluate.js';
 import { writeHeatmapPng } from './heatmap.js';
@@ -25,6 +25,12 @@ const fraction = (name: string) => (v: string) => {
   if (!(n >= 0 && n < 1)) throw new InvalidArgumentError(`${name} must be a number in [0, 1)`);
   return n;
 };
+
+/** The feature memory's options from the flags train and calibrate share. */
+function memoryOptions(opts: { backbone: string; memorySize: number; memorySampling: MemorySampling; memoryPool?: number }): MemoryOptions {
+  if (opts.memoryPool !== undefined && opts.memorySampling !== 'coreset') throw new WgslNnError('--memory-pool applies to --memory-sampling coreset only');
+  return { backbone: opts.backbone, size: opts.memorySize, sampling: opts.memorySampling, pool: opts.memoryPool };
+}
 
 export function registerAnomalyCommands(program: Command): void {
   const anomaly = program.command('anomaly').description('anomaly detection trained on good images only (f-AnoGAN on patches): train, eval, score');
@@ -57,6 +63,8 @@ export function registerAnomalyCommands(program: Command): void {
     .option('--mirror', 'average each image with its mirror image when scoring (default: chosen by calibration)')
     .option('--backbone <dir>', "add a feature memory on this classifier's first convolutions (e.g. models/neu); calibration weighs its term")
     .option('--memory-size <n>', 'feature vectors in the memory', int('--memory-size'), DEFAULT_MEMORY_SIZE)
+    .addOption(new Option('--memory-sampling <how>', "how the memory's vectors are chosen: random cells, or a greedy coreset (PatchCore) of a random pool").choices(MEMORY_SAMPLINGS).default('random'))
+    .option('--memory-pool <n>', `candidate cells of the coreset (default ${DEFAULT_POOL_FACTOR} x --memory-size)`, int('--memory-pool'))
     .option('--false-alarm-rate <f>', 'share of validation good images allowed above the threshold', fraction('--false-alarm-rate'), 0.05)
     .option('--seed <n>', 'seed of split, initialisation, patches and noise', int('--seed'), 1)
     .option('--test-fraction <f>', 'share of the good images held out for testing', fraction('--test-fraction'), 0.2)
@@ -111,7 +119,7 @@ export function registerAnomalyCommands(program: Command): void {
           topK: opts.topK,
           featureWeight: opts.featureWeight,
           mirror: opts.mirror,
-          memory: opts.backbone ? { backbone: opts.backbone, size: opts.memorySize } : undefined,
+          memory: opts.backbone ? memoryOptions(opts) : undefined,
           falseAlarmRate: opts.falseAlarmRate,
           seed: opts.seed,
           testFraction: opts.testFraction,
@@ -156,6 +164,8 @@ export function registerAnomalyCommands(program: Command): void {
     .option('--mirror', 'fix: average with the mirror image')
     .option('--backbone <dir>', "first build a feature memory on this classifier's first convolutions (e.g. models/neu) from the model's training images")
     .option('--memory-size <n>', 'feature vectors in the memory', int('--memory-size'), DEFAULT_MEMORY_SIZE)
+    .addOption(new Option('--memory-sampling <how>', "how the memory's vectors are chosen: random cells, or a greedy coreset (PatchCore) of a random pool").choices(MEMORY_SAMPLINGS).default('random'))
+    .option('--memory-pool <n>', `candidate cells of the coreset (default ${DEFAULT_POOL_FACTOR} x --memory-size)`, int('--memory-pool'))
     .action(async (opts) => {
       const fixed = opts.sigma !== undefined || opts.topK !== undefined || opts.featureWeight !== undefined || opts.mirror !== undefined;
       const cal = await withEngine((engine) =>
@@ -164,7 +174,7 @@ export function registerAnomalyCommands(program: Command): void {
           data: opts.data,
           falseAlarmRate: opts.falseAlarmRate,
           candidates: fixed ? [{ sigma: opts.sigma ?? 2, topK: opts.topK ?? 16, featureWeight: opts.featureWeight ?? 1, mirror: !!opts.mirror }] : undefined,
-          memory: opts.backbone ? { backbone: opts.backbone, size: opts.memorySize } : undefined,
+          memory: opts.backbone ? memoryOptions(opts) : undefined,
           log: (line) => console.error(line),
           command: commandLine(),
         }),

@@ -28,6 +28,7 @@ import type { StateDict } from '../nn/modules.js';
 import { noGrad, Tensor } from '../nn/tensor.js';
 import { mixSeed } from '../data/split.js';
 import { Rng } from '../util/rng.js';
+import { greedyCoreset } from './coreset.js';
 import { resizeBilinear, type WorkImage } from './patches.js';
 
 /** Stored in model.json (`memory`). */
@@ -40,7 +41,22 @@ export interface FeatureMemoryConfig {
   neighbourhood: number;
   /** Vectors in the memory. */
   size: number;
+  /**
+   * How the vectors were chosen among the training images' cells: 'random' (uniformly; the default, and
+   * what a model without this field used) or 'coreset' (k-center greedy over a random pool of `pool`
+   * cells, coreset.ts).
+   */
+  sampling?: MemorySampling;
+  /** Candidate cells of the coreset selection. */
+  pool?: number;
 }
+
+export type MemorySampling = 'random' | 'coreset';
+export const MEMORY_SAMPLINGS: readonly MemorySampling[] = ['random', 'coreset'];
+/** Default coreset pool, in memory sizes: the pool's cells are each compared with every pick. */
+export const DEFAULT_POOL_FACTOR = 8;
+/** Dimensions the coreset selection measures distances in (a random projection of the features). */
+const CORESET_PROJECTION = 16;
 
 export const DEFAULT_MEMORY_SIZE = 16384;
 export const DEFAULT_NEIGHBOURHOOD = 3;
@@ -88,6 +104,9 @@ export class FeatureMemory extends nn.Module {
     if (!(Number.isInteger(config.neighbourhood) && config.neighbourhood >= 1 && config.neighbourhood % 2 === 1))
       throw new WgslNnError(`memory neighbourhood must be an odd positive integer, got ${config.neighbourhood}`);
     if (!(Number.isInteger(config.size) && config.size >= 1)) throw new WgslNnError(`memory size must be a positive integer, got ${config.size}`);
+    if (config.sampling !== undefined && !MEMORY_SAMPLINGS.includes(config.sampling))
+      throw new WgslNnError(`memory sampling must be one of ${MEMORY_SAMPLINGS.join(', ')}, got '${config.sampling}'`);
+    if (config.pool !== undefined && !(Number.isInteger(config.pool) && config.pool >= 1)) throw new WgslNnError(`memory pool must be a positive integer, got ${config.pool}`);
     const o = { engine };
     // The same layer indices as DefectClassifier.net (src/cnn/model.ts), so its weights load by name.
     this.backbone = new nn.Sequential(new nn.Conv2d(1, c1, 3, o), new nn.ReLU(), new nn.MaxPool2d(2), new nn.Conv2d(c1, c2, 3, o), new nn.ReLU());
@@ -149,27 +168,39 @@ export class FeatureMemory extends nn.Module {
     return { h, w, data: out };
   }
 
-  /** Fills the memory with `size` feature vectors drawn uniformly from all cells of `images`. */
+  /**
+   * Fills the memory with `size` feature vectors from the cells of `images`: drawn uniformly ('random'),
+   * or picked by k-center greedy from a uniform pool of `pool` cells ('coreset').
+   */
   async fill(images: readonly WorkImage[], rng: Rng): Promise<void> {
     if (images.length === 0) throw new WgslNnError('feature memory: no images to fill it from');
     const C = this.channels;
-    const feats = [];
+    const feats: { h: number; w: number; data: Float32Array }[] = [];
     for (const im of images) feats.push(await this.features(im));
     const total = feats.reduce((a, f) => a + f.h * f.w, 0);
     const size = this.config.size;
-    const bank = new Float32Array(size * C);
     // Without replacement while there are enough cells (a small training set repeats vectors). A cell
     // index counts through the images in order.
     const order = rng.shuffle(Array.from({ length: total }, (_, i) => i));
-    for (let i = 0; i < size; i++) {
-      let cell = order[i % total];
+    const vectorOf = (index: number) => {
+      let cell = order[index % total];
       let img = 0;
       while (cell >= feats[img].h * feats[img].w) {
         cell -= feats[img].h * feats[img].w;
         img++;
       }
-      bank.set(feats[img].data.subarray(cell * C, (cell + 1) * C), i * C);
+      return feats[img].data.subarray(cell * C, (cell + 1) * C);
+    };
+    let chosen: ArrayLike<number> = Array.from({ length: size }, (_, i) => i);
+    if (this.config.sampling === 'coreset') {
+      const poolSize = Math.min(total, this.config.pool ?? DEFAULT_POOL_FACTOR * size);
+      const pool = new Float32Array(poolSize * C);
+      for (let i = 0; i < poolSize; i++) pool.set(vectorOf(i), i * C);
+      // The pool is in random order already, so its first cell is a random first pick.
+      chosen = greedyCoreset(pool, C, size, { first: 0, projectTo: CORESET_PROJECTION, rng });
     }
+    const bank = new Float32Array(size * C);
+    for (let i = 0; i < size; i++) bank.set(vectorOf(chosen[i]), i * C);
     this.bank.setValue(this.bank.engine.fromArray(bank, [size, C]));
     this.dropDerived();
   }
@@ -243,6 +274,8 @@ export interface MemoryOptions {
   backbone: string;
   size?: number;
   neighbourhood?: number;
+  sampling?: MemorySampling;
+  pool?: number;
 }
 
 /**
@@ -259,7 +292,12 @@ export async function buildFeatureMemory(
   readModelMetadata(opts.backbone); // a clear error for a missing or non-classifier directory
   const memory = FeatureMemory.fromClassifier(
     readModelWeights(opts.backbone, 'model'),
-    { backbone: opts.backbone, size: opts.size ?? DEFAULT_MEMORY_SIZE, neighbourhood: opts.neighbourhood ?? DEFAULT_NEIGHBOURHOOD },
+    {
+      backbone: opts.backbone,
+      size: opts.size ?? DEFAULT_MEMORY_SIZE,
+      neighbourhood: opts.neighbourhood ?? DEFAULT_NEIGHBOURHOOD,
+      ...(opts.sampling === 'coreset' ? { sampling: opts.sampling, pool: opts.pool ?? DEFAULT_POOL_FACTOR * (opts.size ?? DEFAULT_MEMORY_SIZE) } : {}),
+    },
     engine,
   );
   try {
@@ -268,7 +306,8 @@ export async function buildFeatureMemory(
     memory.dispose();
     throw e;
   }
-  log?.(`feature memory: ${memory.config.size} vectors of ${memory.channels} from ${images.length} training images (backbone ${opts.backbone})`);
+  const how = memory.config.sampling === 'coreset' ? `greedy coreset of a pool of ${memory.config.pool} cells` : 'random cells';
+  log?.(`feature memory: ${memory.config.size} vectors of ${memory.channels} (${how}) from ${images.length} training images (backbone ${opts.backbone})`);
   return memory;
 }
 
