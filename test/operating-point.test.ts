@@ -15,7 +15,7 @@ import { evaluateModel } from '../src/cnn/evaluate.js';
 import { calibrateModelDir, chooseThreshold, OperatingPointError } from '../src/cnn/calibration.js';
 import { ModelFormatError, readModelMetadata } from '../src/cnn/model-dir.js';
 import { generateSynthetic, syntheticSample } from '../src/data/synthetic.js';
-import { decodeImage, floatToU8 } from '../src/data/images.js';
+import { decodeImage, floatToU8, writeGrayPng } from '../src/data/images.js';
 import { flipImages } from '../src/cnn/model.js';
 import { startServer } from '../src/serve/server.js';
 import { Rng } from '../src/util/rng.js';
@@ -37,12 +37,6 @@ function copyModel(name: string, edit: (meta: Record<string, any>) => void): str
   edit(meta);
   writeFileSync(join(out, 'model.json'), JSON.stringify(meta));
   return out;
-}
-
-/** A grayscale PNG of s x s pixels in [0,1] (exact in 8 bits when they came from an 8-bit image). */
-function pngOf(px: Float32Array, s: number): Promise<Buffer> {
-  const u8 = floatToU8(px);
-  return sharp(Buffer.from(u8.buffer, u8.byteOffset, u8.length), { raw: { width: s, height: s, channels: 1 } }).png().toBuffer();
 }
 
 /** The recorded split's images of a model (paths under `data`) with labels 0 good / 1 defect. */
@@ -157,7 +151,14 @@ describe('decision threshold', () => {
     for (const path of paths.slice(0, 4)) {
       const px = await decodeImage(path, { size: s });
       const views = [[false, false], [true, false], [false, true], [true, true]].map(([h, v]) => flipImages(px, 1, s, h, v));
-      const viewScores = await Promise.all(views.map(async (v) => (await plain.inspect(await pngOf(v, s))).scores.defect));
+      // Each view as an 8-bit PNG (exact: the pixels came from an 8-bit image).
+      const viewScores = await Promise.all(
+        views.map(async (v, k) => {
+          const file = join(dir, `flip-view-${k}.png`);
+          await writeGrayPng(file, v, s, s);
+          return (await plain.inspect(file)).scores.defect;
+        }),
+      );
       const expected = viewScores.reduce((a, b) => a + b, 0) / 4;
       changed = Math.max(changed, Math.abs(expected - viewScores[0]));
       expect((await flipped.inspect(path)).scores.defect).toBeCloseTo(expected, 5);

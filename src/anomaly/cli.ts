@@ -26,6 +26,14 @@ const fraction = (name: string) => (v: string) => {
   return n;
 };
 
+/** The feature memory's flags, the same on train and calibrate (each adds its own --backbone). */
+function addMemoryFlags(command: Command): Command {
+  return command
+    .option('--memory-size <n>', 'feature vectors in the memory', int('--memory-size'), DEFAULT_MEMORY_SIZE)
+    .addOption(new Option('--memory-sampling <how>', "how the memory's vectors are chosen: random cells, or a greedy coreset (PatchCore) of a random pool").choices(MEMORY_SAMPLINGS).default('random'))
+    .option('--memory-pool <n>', `candidate cells of the coreset (default ${DEFAULT_POOL_FACTOR} x --memory-size)`, int('--memory-pool'));
+}
+
 /** The feature memory's options from the flags train and calibrate share. */
 function memoryOptions(opts: { backbone: string; memorySize: number; memorySampling: MemorySampling; memoryPool?: number }): MemoryOptions {
   if (opts.memoryPool !== undefined && opts.memorySampling !== 'coreset') throw new WgslNnError('--memory-pool applies to --memory-sampling coreset only');
@@ -35,7 +43,7 @@ function memoryOptions(opts: { backbone: string; memorySize: number; memorySampl
 export function registerAnomalyCommands(program: Command): void {
   const anomaly = program.command('anomaly').description('anomaly detection trained on good images only (f-AnoGAN on patches): train, eval, score');
 
-  anomaly
+  const train = anomaly
     .command('train')
     .description('train on the folders named good/free/ok/normal of a dataset (all other folders are ignored)')
     .requiredOption('--data <dir>', 'dataset root; only its good/free/ok/normal folders are read')
@@ -61,10 +69,8 @@ export function registerAnomalyCommands(program: Command): void {
     .option('--top-k <n>', 'image score = mean of the n largest map values (default: chosen by calibration)', int('--top-k'))
     .option('--feature-weight <w>', 'weight of the discriminator-feature residual in the map (default: chosen by calibration)', num('--feature-weight'))
     .option('--mirror', 'average each image with its mirror image when scoring (default: chosen by calibration)')
-    .option('--backbone <dir>', "add a feature memory on this classifier's first convolutions (e.g. models/neu); calibration weighs its term")
-    .option('--memory-size <n>', 'feature vectors in the memory', int('--memory-size'), DEFAULT_MEMORY_SIZE)
-    .addOption(new Option('--memory-sampling <how>', "how the memory's vectors are chosen: random cells, or a greedy coreset (PatchCore) of a random pool").choices(MEMORY_SAMPLINGS).default('random'))
-    .option('--memory-pool <n>', `candidate cells of the coreset (default ${DEFAULT_POOL_FACTOR} x --memory-size)`, int('--memory-pool'))
+    .option('--backbone <dir>', "add a feature memory on this classifier's first convolutions (e.g. models/neu); calibration weighs its term");
+  addMemoryFlags(train)
     .option('--false-alarm-rate <f>', 'share of validation good images allowed above the threshold', fraction('--false-alarm-rate'), 0.05)
     .option('--seed <n>', 'seed of split, initialisation, patches and noise', int('--seed'), 1)
     .option('--test-fraction <f>', 'share of the good images held out for testing', fraction('--test-fraction'), 0.2)
@@ -152,7 +158,7 @@ export function registerAnomalyCommands(program: Command): void {
       });
     });
 
-  anomaly
+  const calibrate = anomaly
     .command('calibrate')
     .description("redo a trained model's calibration on its validation good images (scoring settings, threshold); weights unchanged")
     .requiredOption('--model <dir>', 'anomaly model directory (model.json is rewritten)')
@@ -162,10 +168,8 @@ export function registerAnomalyCommands(program: Command): void {
     .option('--top-k <n>', 'fix the score top-k', int('--top-k'))
     .option('--feature-weight <w>', 'fix the feature weight', num('--feature-weight'))
     .option('--mirror', 'fix: average with the mirror image')
-    .option('--backbone <dir>', "first build a feature memory on this classifier's first convolutions (e.g. models/neu) from the model's training images")
-    .option('--memory-size <n>', 'feature vectors in the memory', int('--memory-size'), DEFAULT_MEMORY_SIZE)
-    .addOption(new Option('--memory-sampling <how>', "how the memory's vectors are chosen: random cells, or a greedy coreset (PatchCore) of a random pool").choices(MEMORY_SAMPLINGS).default('random'))
-    .option('--memory-pool <n>', `candidate cells of the coreset (default ${DEFAULT_POOL_FACTOR} x --memory-size)`, int('--memory-pool'))
+    .option('--backbone <dir>', "first build a feature memory on this classifier's first convolutions (e.g. models/neu) from the model's training images");
+  addMemoryFlags(calibrate)
     .action(async (opts) => {
       const fixed = opts.sigma !== undefined || opts.topK !== undefined || opts.featureWeight !== undefined || opts.mirror !== undefined;
       const cal = await withEngine((engine) =>

@@ -95,11 +95,12 @@ export class FeatureMemory extends nn.Module {
   readonly bank: Tensor;
   private derived: { weight: Tensor; bias: Tensor } | null = null;
 
-  constructor(
-    readonly config: FeatureMemoryConfig,
-    engine: Engine,
-  ) {
+  /** As given, with a coreset's pool defaulted (DEFAULT_POOL_FACTOR x size) so that model.json records the pool used. */
+  readonly config: FeatureMemoryConfig;
+
+  constructor(config: FeatureMemoryConfig, engine: Engine) {
     super();
+    this.config = config.sampling === 'coreset' ? { ...config, pool: config.pool ?? DEFAULT_POOL_FACTOR * config.size } : config;
     const [c1, c2] = config.channels;
     if (!(Number.isInteger(config.neighbourhood) && config.neighbourhood >= 1 && config.neighbourhood % 2 === 1))
       throw new WgslNnError(`memory neighbourhood must be an odd positive integer, got ${config.neighbourhood}`);
@@ -193,7 +194,7 @@ export class FeatureMemory extends nn.Module {
     };
     let chosen: ArrayLike<number> = Array.from({ length: size }, (_, i) => i);
     if (this.config.sampling === 'coreset') {
-      const poolSize = Math.min(total, this.config.pool ?? DEFAULT_POOL_FACTOR * size);
+      const poolSize = Math.min(total, this.config.pool!);
       const pool = new Float32Array(poolSize * C);
       for (let i = 0; i < poolSize; i++) pool.set(vectorOf(i), i * C);
       // The pool is in random order already, so its first cell is a random first pick.
@@ -296,7 +297,7 @@ export async function buildFeatureMemory(
       backbone: opts.backbone,
       size: opts.size ?? DEFAULT_MEMORY_SIZE,
       neighbourhood: opts.neighbourhood ?? DEFAULT_NEIGHBOURHOOD,
-      ...(opts.sampling === 'coreset' ? { sampling: opts.sampling, pool: opts.pool ?? DEFAULT_POOL_FACTOR * (opts.size ?? DEFAULT_MEMORY_SIZE) } : {}),
+      ...(opts.sampling === 'coreset' ? { sampling: opts.sampling, pool: opts.pool } : {}),
     },
     engine,
   );

@@ -100,7 +100,7 @@ export function readModelMetadata(dir: string): ModelMetadata {
 export function loadModelDir(dir: string, engine?: Engine, inference: InferenceOverrides = {}): { model: DefectClassifier; meta: ModelMetadata } {
   const meta = readModelMetadata(dir);
   const { name: _name, ...config } = meta.architecture;
-  const model = new DefectClassifier({ ...config, ...definedOnly(inference) }, engine);
+  const model = new DefectClassifier({ ...config, testTimeFlips: inference.testTimeFlips ?? config.testTimeFlips }, engine);
   model.net.loadStateDict(readModelWeights(dir, 'model'));
   model.eval();
   return { model, meta };
@@ -109,10 +109,6 @@ export function loadModelDir(dir: string, engine?: Engine, inference: InferenceO
 /** Inference settings that may differ from the ones stored (calibrate tries them before storing). */
 export interface InferenceOverrides {
   testTimeFlips?: boolean;
-}
-
-function definedOnly<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /**

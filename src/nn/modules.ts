@@ -533,17 +533,18 @@ export class Sequential extends Module {
   /** Runs the layers [0, end) (all by default). */
   forward(x: Tensor, end = this.layers.length): Tensor {
     let h = x;
+    // Layer j is a ReLU that the max-pool after it takes (run inside the pool's kernels).
+    const reluIntoPool = (j: number) => j + 1 < end && this.layers[j] instanceof ReLU && this.layers[j + 1] instanceof MaxPool2d;
     for (let i = 0; i < end; i++) {
       const layer = this.layers[i];
       const next = i + 1 < end ? this.layers[i + 1] : undefined;
-      if (layer instanceof ReLU && next instanceof MaxPool2d) {
-        h = next.forward(h, true);
+      if (reluIntoPool(i)) {
+        h = (next as MaxPool2d).forward(h, true);
         i++;
         continue;
       }
       // A ReLU that a pool will take is left to the pool (in the epilogue its backward would be a pass over the full-size map).
-      const poolTakesIt = next instanceof ReLU && i + 2 < end && this.layers[i + 2] instanceof MaxPool2d;
-      const fused = next && !poolTakesIt && (layer instanceof Conv2d || layer instanceof ConvTranspose2d || layer instanceof Linear) ? activationOf(next) : null;
+      const fused = next && !reluIntoPool(i + 1) && (layer instanceof Conv2d || layer instanceof ConvTranspose2d || layer instanceof Linear) ? activationOf(next) : null;
       if (fused) {
         h = (layer as Conv2d | ConvTranspose2d | Linear).forward(h, fused.act, fused.slope);
         i++;
