@@ -51,6 +51,9 @@ export function kernelCases(): BenchKernelCase[] {
     ...tag('batchnorm train [32,32,32,32]', opCases.batchNorm2d([32, 32, 32, 32])),
     ...tag('add bias broadcast', [opCases.binary([32, 32, 62, 62], [1, 32, 1, 1], 'add')]),
     ...tag('adam 1M params', [opCases.adam(1 << 20)]),
+    // The anomaly detector's memory search: 2,048 feature cells (part of one magnetic tile) against its
+    // 16,384 memory vectors of 64 features.
+    ...tag('anomaly memory search 2048 x 16384 x 64', [opCases.nearest(2048, 16384, 64)]),
   ];
 }
 

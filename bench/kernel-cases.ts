@@ -270,4 +270,10 @@ export const opCases = {
       (fn, t) => fn(t.param, t.grad, t.m, t.v, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: 10 }),
       { bytes: 28 * n }, ['param', 'm', 'v']);
   },
+
+  /** Nearest-neighbour squared distance of n queries to a memory of m vectors, c features each (the anomaly detector's memory search). */
+  nearest(n: number, m: number, c: number): KernelCase {
+    return simpleCase('nearest.squaredDistance', `q ${sh([n, c])} m ${sh([m, c])}`, { n, m, c }, { q: { shape: [n, c], lo: 0, hi: 1 }, m: { shape: [m, c], lo: 0, hi: 1 } },
+      (fn, t) => fn(t.q, t.m), { flops: 2 * n * m * c });
+  },
 };

@@ -14,6 +14,7 @@ import type { SamplingLimits } from './timing.js';
 /** Ops bench/torch_peer.py implements (the GEMM and convolution families). */
 export const TORCH_KERNEL_OPS = new Set([
   'matmul',
+  'nearest.squaredDistance',
   'linear.forward',
   'linear.backwardInput',
   'linear.backwardWeight',

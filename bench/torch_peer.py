@@ -105,6 +105,9 @@ def kernel_fn(case):
     t = {s["name"]: spec_tensor(s) for s in case["inputs"]}
     if op == "matmul":
         return lambda: torch.matmul(t["a"], t["b"])
+    if op == "nearest.squaredDistance":
+        # cdist through matrix products (as the kernel: |q|^2 + |m|^2 - 2 q.m), squared, min over the memory.
+        return lambda: torch.cdist(t["q"], t["m"], compute_mode="use_mm_for_euclid_dist").pow(2).amin(1)
     family, _, pass_ = op.partition(".")
     if family == "conv2d":
         s, pad = p["s"], p["p"]

@@ -302,6 +302,26 @@ describe('anomaly calibrate --backbone (feature memory)', () => {
     }
   });
 
+  it('a memory of three backbone blocks (--memory-layers 3) holds 64 + 128 features, records them and scores the same after reloading', async () => {
+    const copy = join(dir, 'memory-deep');
+    cpSync(model, copy, { recursive: true });
+    const candidates = [{ sigma: 1, topK: 4, pixelWeight: 0, featureWeight: 0, memoryWeight: 1, mirror: false }];
+    const cal = await recalibrateModelDir(copy, { engine, candidates, falseAlarmRate: 0.4, memory: { backbone: 'models/neu', size: 128, layers: 3 } });
+    const meta = readAnomalyMetadata(copy);
+    expect(meta.memory!.channels).toEqual([32, 64, 128]);
+    const saved = readSafetensors(join(copy, 'memory.safetensors')).tensors;
+    expect(saved.bank.shape).toEqual([128, 192]);
+    expect(saved['deep.1.weight'].shape).toEqual([128, 64, 3, 3]);
+    const det = await AnomalyDetector.load(copy, { engine });
+    try {
+      const val = meta.data!.files.val.slice(0, 3).map((f) => join(trainRoot, f));
+      const got = (await det.scoreBatch(val, { map: false })).map((r) => r.score);
+      got.forEach((g, i) => expect(g).toBeCloseTo(cal.validationScores[i], 4));
+    } finally {
+      det.dispose();
+    }
+  });
+
   it('anomaly train with a memory builds it after the encoder and calibrates with its term', async () => {
     const out = join(dir, 'trained-memory');
     const r = await trainAnomalyDetector(

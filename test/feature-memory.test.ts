@@ -4,8 +4,8 @@
 // the edge profile. End to end (a trained detector with a memory) in test/anomaly.test.ts.
 //
 // Tolerances: features 1e-4 relative to their largest magnitude (float32 convolutions of <= 288 terms);
-// distances 1e-4 relative to |q|^2 + |m|^2 (the GPU computes |q|^2 - (2 q.m - |m|^2), whose rounding
-// scales with those norms).
+// distances 1e-4 relative to |q|^2 + |m|^2 (the GPU computes |q|^2 + |m|^2 - 2 q.m, whose rounding
+// scales with those norms; the kernel itself is tested in test/nearest.test.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FeatureMemory, memoryAndReference } from '../src/anomaly/feature-memory.js';
 import type { WorkImage } from '../src/anomaly/patches.js';
@@ -25,7 +25,7 @@ afterAll(() => engine?.destroy());
 /** A classifier-like state dict: conv 1 -> 4 and 4 -> 6 channels, 3x3 (plus a layer the memory ignores). */
 function classifierState(r: Rng): StateDict {
   const e = (shape: number[], scale = 0.5) => ({ shape, dtype: 'F32' as const, data: randArray(r, shape.reduce((a, b) => a * b, 1), scale) });
-  return { '0.weight': e([4, 1, 3, 3]), '0.bias': e([4], 0.1), '3.weight': e([6, 4, 3, 3]), '3.bias': e([6], 0.1), '6.weight': e([8, 6, 3, 3]) };
+  return { '0.weight': e([4, 1, 3, 3]), '0.bias': e([4], 0.1), '3.weight': e([6, 4, 3, 3]), '3.bias': e([6], 0.1), '6.weight': e([8, 6, 3, 3]), '6.bias': e([8], 0.1) };
 }
 
 function workImage(r: Rng, width: number, height: number): WorkImage {
@@ -34,8 +34,12 @@ function workImage(r: Rng, width: number, height: number): WorkImage {
   return { width, height, data, originalWidth: width, originalHeight: height };
 }
 
-/** The features of features(), in float64 on the CPU: standardise, conv, ReLU, pool, conv, ReLU, neighbourhood mean. */
-function featuresRef(img: WorkImage, s: StateDict, neighbourhood: number): { h: number; w: number; data: Float64Array } {
+/**
+ * The features of features(), in float64 on the CPU: standardise, conv, ReLU, pool, conv, ReLU; with
+ * `layers` 3, pool, conv, ReLU again, that map sampled bilinearly at each stride-2 cell's centre and
+ * appended; then the neighbourhood mean.
+ */
+function featuresRef(img: WorkImage, s: StateDict, neighbourhood: number, layers: 2 | 3 = 2): { h: number; w: number; data: Float64Array } {
   const n = img.data.length;
   const mean = img.data.reduce((a, v) => a + v, 0) / n;
   const std = Math.max(Math.sqrt(Math.max(img.data.reduce((a, v) => a + v * v, 0) / n - mean * mean, 0)), 1e-2);
@@ -47,19 +51,43 @@ function featuresRef(img: WorkImage, s: StateDict, neighbourhood: number): { h: 
   const [, , ph, pw] = pooled.shape;
   const c2 = conv2dRef(pooled.y, pooled.shape, s['3.weight'].data as Float32Array, [6, 4, 3, 3], s['3.bias'].data as Float32Array, p, 'relu');
   const [h, w] = [ph - 2, pw - 2];
+  // Per cell: its c2 features, then (3 layers) the deep ones. cell(y, x)[c] for c < C.
+  let C = 6;
+  let cell = (y: number, x: number, c: number) => c2[(c * h + y) * w + x];
+  if (layers === 3) {
+    const pooled2 = maxPool2dRef(c2, [1, 6, h, w], { kernel: [2, 2], stride: [2, 2] });
+    const [, , qh, qw] = pooled2.shape;
+    const c3 = conv2dRef(pooled2.y, pooled2.shape, s['6.weight'].data as Float32Array, [8, 6, 3, 3], s['6.bias'].data as Float32Array, p, 'relu');
+    const [h3, w3] = [qh - 2, qw - 2];
+    // A deep cell j covers stride-2 cells 2j .. 2j + 5: centre 2j + 2.5, so cell i sits at (i - 2.5) / 2.
+    const at = (i: number, n: number) => Math.min(Math.max((i - 2.5) / 2, 0), n - 1);
+    const sample = (c: number, ty: number, tx: number) => {
+      const y0 = Math.floor(ty);
+      const x0 = Math.floor(tx);
+      const y1 = Math.min(y0 + 1, h3 - 1);
+      const x1 = Math.min(x0 + 1, w3 - 1);
+      const v = (yy: number, xx: number) => c3[(c * h3 + yy) * w3 + xx];
+      const fy = ty - y0;
+      const fx = tx - x0;
+      return (v(y0, x0) * (1 - fx) + v(y0, x1) * fx) * (1 - fy) + (v(y1, x0) * (1 - fx) + v(y1, x1) * fx) * fy;
+    };
+    const shallow = cell;
+    cell = (y, x, c) => (c < 6 ? shallow(y, x, c) : sample(c - 6, at(y, h3), at(x, w3)));
+    C = 14;
+  }
   const r = (neighbourhood - 1) / 2;
-  const out = new Float64Array(h * w * 6);
+  const out = new Float64Array(h * w * C);
   for (let y = 0; y < h; y++)
     for (let x = 0; x < w; x++)
-      for (let c = 0; c < 6; c++) {
+      for (let c = 0; c < C; c++) {
         let sum = 0;
         let cnt = 0;
         for (let yy = Math.max(0, y - r); yy <= Math.min(h - 1, y + r); yy++)
           for (let xx = Math.max(0, x - r); xx <= Math.min(w - 1, x + r); xx++) {
-            sum += c2[(c * h + yy) * w + xx];
+            sum += cell(yy, xx, c);
             cnt++;
           }
-        out[(y * w + x) * 6 + c] = sum / cnt;
+        out[(y * w + x) * C + c] = sum / cnt;
       }
   return { h, w, data: out };
 }
@@ -85,14 +113,47 @@ describe('FeatureMemory', () => {
     }
   });
 
-  // 37: the row maximum in one max-pool; 1024: in two stages (32 x 32).
+  it('appends the third block\'s features with three layers (float64 reference), and saves them by name', async () => {
+    const state = classifierState(rng(11));
+    const m = FeatureMemory.fromClassifier(state, { backbone: 'test', size: 8, neighbourhood: 3 }, engine, 3);
+    try {
+      expect(m.config.channels).toEqual([4, 6, 8]);
+      expect(m.channels).toBe(14);
+      const img = workImage(rng(12), 41, 37);
+      const got = await m.features(img);
+      const exp = featuresRef(img, state, 3, 3);
+      expect([got.h, got.w]).toEqual([exp.h, exp.w]);
+      const deep = exp.data.filter((_, i) => i % 14 >= 6);
+      expect(Math.max(...deep.map(Math.abs))).toBeGreaterThan(0.1); // the deep features are not zeros
+      const scale = Math.max(...exp.data.map(Math.abs));
+      let err = 0;
+      got.data.forEach((v, i) => (err = Math.max(err, Math.abs(v - exp.data[i]))));
+      expect(err / scale).toBeLessThan(1e-4);
+      await m.fill([img], new Rng(2));
+      const saved = await m.stateDict();
+      expect(Object.keys(saved).sort()).toEqual(['backbone.0.bias', 'backbone.0.weight', 'backbone.3.bias', 'backbone.3.weight', 'bank', 'deep.1.bias', 'deep.1.weight']);
+      const copy = new FeatureMemory(m.config, engine);
+      copy.loadStateDict(saved);
+      expect(Array.from(await copy.distanceMap(img))).toEqual(Array.from(await m.distanceMap(img)));
+      copy.dispose();
+      // A small image is padded to the third block's 18 x 18 field.
+      expect((await m.distanceMap(workImage(rng(13), 9, 20))).length).toBe(180);
+    } finally {
+      m.dispose();
+    }
+    const { '6.weight': _w, '6.bias': _b, ...twoBlocks } = state;
+    expect(() => FeatureMemory.fromClassifier(twoBlocks, { backbone: 'models/small', size: 4, neighbourhood: 1 }, engine, 3)).toThrow(/no third 3x3 convolution/);
+    expect(() => new FeatureMemory({ backbone: 'test', channels: [4] as never, size: 4, neighbourhood: 1 }, engine)).toThrow(/two or three positive integers/);
+  });
+
+  // 37: a partial block of memory vectors; 1024: whole blocks.
   it.each([37, 1024])('gives each query its squared distance to the nearest of %i memory vectors (brute force in float64)', async (size) => {
     const m = new FeatureMemory({ backbone: 'test', channels: [4, 6], size, neighbourhood: 1 }, engine);
     try {
       const r = rng(3);
       const bank = randArray(r, size * 6);
       m.loadStateDict({ ...(await m.stateDict()), bank: { shape: [size, 6], dtype: 'F32', data: bank } });
-      const queries = randArray(r, 1500 * 6); // two query chunks (QUERY_CHUNK = 1024)
+      const queries = randArray(r, 1500 * 6);
       // A few queries equal to memory vectors: distance ~0.
       for (let i = 0; i < 5; i++) queries.set(bank.subarray(i * 6, i * 6 + 6), i * 6);
       const got = await m.nearestDistances(queries);

@@ -41,6 +41,7 @@ const TESTED_OPS: Record<string, string> = {
   'linear.backwardWeight': 'test/dense.test.ts',
   'linear.forward': 'test/dense.test.ts',
   matmul: 'test/matmul.test.ts',
+  'nearest.squaredDistance': 'test/nearest.test.ts',
   'maxPool2d.backward': 'test/maxpool2d.test.ts',
   'maxPool2d.forward': 'test/maxpool2d.test.ts',
   'optim.adam': 'test/optim.test.ts',

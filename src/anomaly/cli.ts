@@ -31,13 +31,18 @@ function addMemoryFlags(command: Command): Command {
   return command
     .option('--memory-size <n>', 'feature vectors in the memory', int('--memory-size'), DEFAULT_MEMORY_SIZE)
     .addOption(new Option('--memory-sampling <how>', "how the memory's vectors are chosen: random cells, or a greedy coreset (PatchCore) of a random pool").choices(MEMORY_SAMPLINGS).default('random'))
-    .option('--memory-pool <n>', `candidate cells of the coreset (default ${DEFAULT_POOL_FACTOR} x --memory-size)`, int('--memory-pool'));
+    .option('--memory-pool <n>', `candidate cells of the coreset (default ${DEFAULT_POOL_FACTOR} x --memory-size)`, int('--memory-pool'))
+    .addOption(
+      new Option('--memory-layers <n>', "conv blocks of the backbone whose features the memory holds: 2, or 3 to append the third block's (larger field)")
+        .choices(['2', '3'])
+        .default('2'),
+    );
 }
 
 /** The feature memory's options from the flags train and calibrate share. */
-function memoryOptions(opts: { backbone: string; memorySize: number; memorySampling: MemorySampling; memoryPool?: number }): MemoryOptions {
+function memoryOptions(opts: { backbone: string; memorySize: number; memorySampling: MemorySampling; memoryPool?: number; memoryLayers: '2' | '3' }): MemoryOptions {
   if (opts.memoryPool !== undefined && opts.memorySampling !== 'coreset') throw new WgslNnError('--memory-pool applies to --memory-sampling coreset only');
-  return { backbone: opts.backbone, size: opts.memorySize, sampling: opts.memorySampling, pool: opts.memoryPool };
+  return { backbone: opts.backbone, size: opts.memorySize, sampling: opts.memorySampling, pool: opts.memoryPool, layers: opts.memoryLayers === '3' ? 3 : 2 };
 }
 
 export function registerAnomalyCommands(program: Command): void {

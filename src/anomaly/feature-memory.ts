@@ -12,20 +12,26 @@
 //   f = ReLU(conv2(maxpool2(ReLU(conv1(z)))))     z = the working image standardised (mean 0, std 1)
 //
 // giving C-dimensional features on a grid of stride 2 (each sees 8 x 8 working pixels), then averaged over a
-// `neighbourhood` x `neighbourhood` window of cells (PatchCore's local aggregation). The memory is `size`
-// such vectors drawn at random from the training good images. A cell's distance is the squared Euclidean
-// distance to its nearest memory vector, computed on the GPU as |q|^2 - max_m (2 q.m - |m|^2): one GEMM
-// (F.linear with weight 2m and bias -|m|^2) and a max-pool over the memory axis. The cell map is
-// upsampled bilinearly to the working image.
+// `neighbourhood` x `neighbourhood` window of cells (PatchCore's local aggregation). With a third channel
+// count the classifier's third block is used too, as PatchCore joins two depths of its backbone:
+//
+//   f3 = ReLU(conv3(maxpool2(f)))   (stride 4, each cell sees 18 x 18 working pixels)
+//
+// sampled bilinearly at the centres of f's cells and appended to f (C = c2 + c3): the deeper features
+// see a larger area (uneven surfaces, long cracks), the shallower ones keep the small defects sharp. The memory is `size`
+// such vectors drawn from the training good images (see `fill`). A cell's distance is the squared
+// Euclidean distance to its nearest memory vector, computed on the GPU by one fused kernel
+// (nearest.squaredDistance, src/kernels/nearest.ts) that never writes the [cells, memory] matrix. The
+// cell map is upsampled bilinearly to the working image.
 import type { Engine } from '../gpu/engine.js';
 import { readModelMetadata } from '../cnn/model-dir.js';
 import { imageMeanStd } from '../cnn/model.js';
 import { WgslNnError } from '../gpu/errors.js';
 import { readModelWeights } from '../model-dir.js';
-import * as F from '../nn/functional.js';
 import { nn } from '../nn/index.js';
 import type { StateDict } from '../nn/modules.js';
 import { noGrad, Tensor } from '../nn/tensor.js';
+import { nearestSquaredDistance } from '../kernels/nearest.js';
 import { mixSeed } from '../data/split.js';
 import { Rng } from '../util/rng.js';
 import { greedyCoreset } from './coreset.js';
@@ -35,8 +41,8 @@ import { resizeBilinear, type WorkImage } from './patches.js';
 export interface FeatureMemoryConfig {
   /** The classifier directory the backbone's weights were copied from (for the record). */
   backbone: string;
-  /** Output channels of the backbone's two conv layers. */
-  channels: [number, number];
+  /** Output channels of the backbone's conv layers: two, or three to append the third block's features. */
+  channels: [number, number] | [number, number, number];
   /** Side of the window of cells averaged into a feature (odd; 1: none). */
   neighbourhood: number;
   /** Vectors in the memory. */
@@ -61,39 +67,28 @@ const CORESET_PROJECTION = 16;
 export const DEFAULT_MEMORY_SIZE = 16384;
 export const DEFAULT_NEIGHBOURHOOD = 3;
 /**
- * The maximum of each row of s [k, M], as max-pools: in two stages when M splits into two factors near
- * its square root (every M = 2^n does), so that k * M1 windows run in parallel rather than k long ones
- * (a max-pool gives each output window to one invocation, and k rows of M = 16,384 are too few windows
- * to keep every CPU thread busy). The maximum is exact, so the result is the same either way.
+ * The smallest image side the backbone takes: two valid 3x3 convolutions around a 2x2 max-pool need 8
+ * pixels; the third block (another max-pool and 3x3 convolution) needs 3 cells after its pool: 18.
  */
-function rowMax(s: Tensor, k: number, M: number): Tensor {
-  let m1 = Math.floor(Math.sqrt(M));
-  while (m1 > 1 && M % m1 !== 0) m1--;
-  if (m1 < 16) return F.maxPool2d(F.reshape(s, [1, 1, k, M]), { kernelSize: [1, M] });
-  const m2 = M / m1;
-  const partial = F.maxPool2d(F.reshape(s, [1, 1, k * m1, m2]), { kernelSize: [1, m2] });
-  return F.maxPool2d(F.reshape(partial, [1, 1, k, m1]), { kernelSize: [1, m1] });
-}
+const minSide = (layers: number) => (layers === 3 ? 18 : 8);
 
-/** The backbone's receptive field: two valid 3x3 convolutions around a 2x2 max-pool. */
-const MIN_SIDE = 8;
+/** Where cell i of the stride-2 grid lies on the third block's grid: its window is cells 2j .. 2j + 5, centred at 2j + 2.5. */
+const deepCoordinate = (i: number) => (i - 2.5) / 2;
 
-function padToMinSide(img: Pick<WorkImage, 'width' | 'height' | 'data'>): Pick<WorkImage, 'width' | 'height' | 'data'> {
-  const width = Math.max(MIN_SIDE, img.width);
-  const height = Math.max(MIN_SIDE, img.height);
+function padToMinSide(img: Pick<WorkImage, 'width' | 'height' | 'data'>, side: number): Pick<WorkImage, 'width' | 'height' | 'data'> {
+  const width = Math.max(side, img.width);
+  const height = Math.max(side, img.height);
   const data = new Float32Array(width * height);
   for (let y = 0; y < height; y++)
     for (let x = 0; x < width; x++) data[y * width + x] = img.data[Math.min(y, img.height - 1) * img.width + Math.min(x, img.width - 1)];
   return { width, height, data };
 }
 
-/** Query cells per GPU call: bounds the [cells, size] distance matrix (1024 x 16384 floats = 64 MiB). */
-const QUERY_CHUNK = 1024;
-
 export class FeatureMemory extends nn.Module {
   readonly backbone: nn.Sequential;
+  /** The third block (max-pool, conv, ReLU) on the backbone's output, for three channel counts. */
+  readonly deep: nn.Sequential | null;
   readonly bank: Tensor;
-  private derived: { weight: Tensor; bias: Tensor } | null = null;
 
   /** As given, with a coreset's pool defaulted (DEFAULT_POOL_FACTOR x size) so that model.json records the pool used. */
   readonly config: FeatureMemoryConfig;
@@ -101,7 +96,9 @@ export class FeatureMemory extends nn.Module {
   constructor(config: FeatureMemoryConfig, engine: Engine) {
     super();
     this.config = config.sampling === 'coreset' ? { ...config, pool: config.pool ?? DEFAULT_POOL_FACTOR * config.size } : config;
-    const [c1, c2] = config.channels;
+    const [c1, c2, c3] = config.channels;
+    if (![2, 3].includes(config.channels.length) || !config.channels.every((c) => Number.isInteger(c) && c >= 1))
+      throw new WgslNnError(`memory channels must be two or three positive integers, got [${config.channels.join(', ')}]`);
     if (!(Number.isInteger(config.neighbourhood) && config.neighbourhood >= 1 && config.neighbourhood % 2 === 1))
       throw new WgslNnError(`memory neighbourhood must be an odd positive integer, got ${config.neighbourhood}`);
     if (!(Number.isInteger(config.size) && config.size >= 1)) throw new WgslNnError(`memory size must be a positive integer, got ${config.size}`);
@@ -112,25 +109,34 @@ export class FeatureMemory extends nn.Module {
     // The same layer indices as DefectClassifier.net (src/cnn/model.ts), so its weights load by name.
     this.backbone = new nn.Sequential(new nn.Conv2d(1, c1, 3, o), new nn.ReLU(), new nn.MaxPool2d(2), new nn.Conv2d(c1, c2, 3, o), new nn.ReLU());
     this.registerModule('backbone', this.backbone);
-    this.bank = this.registerBuffer('bank', new Tensor(engine.fromArray(new Float32Array(config.size * c2), [config.size, c2]), { track: false }));
+    this.deep = c3 === undefined ? null : new nn.Sequential(new nn.MaxPool2d(2), new nn.Conv2d(c2, c3, 3, o), new nn.ReLU());
+    if (this.deep) this.registerModule('deep', this.deep);
+    this.bank = this.registerBuffer('bank', new Tensor(engine.fromArray(new Float32Array(config.size * this.channels), [config.size, this.channels]), { track: false }));
   }
 
+  /** Features per cell (and per memory vector). */
   get channels(): number {
-    return this.config.channels[1];
+    return this.config.channels[1] + (this.config.channels[2] ?? 0);
   }
 
   /**
    * The backbone from a classifier's weights (its model.safetensors: the state of DefectClassifier.net,
-   * whose layers 0 and 3 are the first two convolutions), with an empty memory of `size` vectors.
+   * whose layers 0, 3 and 6 are the three convolutions), with an empty memory of `size` vectors; `layers`
+   * 3 also takes the third convolution.
    */
-  static fromClassifier(classifier: StateDict, config: Omit<FeatureMemoryConfig, 'channels'>, engine: Engine): FeatureMemory {
+  static fromClassifier(classifier: StateDict, config: Omit<FeatureMemoryConfig, 'channels'>, engine: Engine, layers: 2 | 3 = 2): FeatureMemory {
     const w1 = classifier['0.weight'];
     const w2 = classifier['3.weight'];
+    const w3 = classifier['6.weight'];
     const ok = (w: StateDict[string] | undefined, inC: number) => w && w.shape.length === 4 && w.shape[1] === inC && w.shape[2] === 3 && w.shape[3] === 3;
     if (!ok(w1, 1) || !ok(w2, w1.shape[0]) || !classifier['0.bias'] || !classifier['3.bias'])
       throw new WgslNnError(`${config.backbone} is not a classifier of this project (3x3 convolutions '0' and '3' on grayscale input): it cannot be the feature memory's backbone`);
-    const m = new FeatureMemory({ ...config, channels: [w1.shape[0], w2.shape[0]] }, engine);
+    if (layers === 3 && (!ok(w3, w2.shape[0]) || !classifier['6.bias']))
+      throw new WgslNnError(`${config.backbone} has no third 3x3 convolution '6' on the second's ${w2.shape[0]} channels: it cannot give three layers of features`);
+    const channels: FeatureMemoryConfig['channels'] = layers === 3 ? [w1.shape[0], w2.shape[0], w3.shape[0]] : [w1.shape[0], w2.shape[0]];
+    const m = new FeatureMemory({ ...config, channels }, engine);
     m.backbone.loadStateDict({ '0.weight': w1, '0.bias': classifier['0.bias'], '3.weight': w2, '3.bias': classifier['3.bias'] });
+    m.deep?.loadStateDict({ '1.weight': w3, '1.bias': classifier['6.bias'] });
     return m;
   }
 
@@ -139,17 +145,29 @@ export class FeatureMemory extends nn.Module {
    * mean over its neighbourhood window (clipped at the grid's edges).
    */
   async features(img: Pick<WorkImage, 'width' | 'height' | 'data'>): Promise<{ h: number; w: number; data: Float32Array }> {
-    // An image narrower than the backbone's 8 x 8 field is padded by repeating its border (as the
-    // patches of scorer.ts are), so a tiny image is scored rather than refused.
-    if (img.width < MIN_SIDE || img.height < MIN_SIDE) img = padToMinSide(img);
+    // An image narrower than the backbone's field is padded by repeating its border (as the patches of
+    // scorer.ts are), so a tiny image is scored rather than refused.
+    const side = minSide(this.config.channels.length);
+    if (img.width < side || img.height < side) img = padToMinSide(img, side);
     const e = this.bank.engine;
     // Standardised as the classifier standardises its inputs per image.
     const { mean, std } = imageMeanStd(img.data);
     const z = img.data.map((v) => (v - mean) / std);
-    const t = noGrad(() => e.tidy(() => this.forward(e.tensor(z, [1, 1, img.height, img.width]))));
-    const raw = (await t.toArray()) as Float32Array;
-    const [, C, h, w] = t.shape;
-    t.dispose();
+    const maps = noGrad(() =>
+      e.tidy(() => {
+        const f = this.forward(e.tensor(z, [1, 1, img.height, img.width]));
+        return this.deep ? [f, this.deep.forward(f)] : [f];
+      }),
+    );
+    const [, , h, w] = maps[0].shape;
+    const C = this.channels;
+    let raw: Float32Array;
+    try {
+      const [f2, f3] = (await Promise.all(maps.map((t) => t.toArray()))) as Float32Array[];
+      raw = f3 ? appendDeep(f2, maps[0].shape[1], h, w, f3, maps[1].shape[1], maps[1].shape[2], maps[1].shape[3]) : f2;
+    } finally {
+      maps.forEach((t) => t.dispose());
+    }
     const r = (this.config.neighbourhood - 1) / 2;
     const out = new Float32Array(h * w * C);
     for (let y = 0; y < h; y++)
@@ -203,7 +221,6 @@ export class FeatureMemory extends nn.Module {
     const bank = new Float32Array(size * C);
     for (let i = 0; i < size; i++) bank.set(vectorOf(chosen[i]), i * C);
     this.bank.setValue(this.bank.engine.fromArray(bank, [size, C]));
-    this.dropDerived();
   }
 
   /** The backbone's feature map [n, C, h, w] of standardised images [n, 1, H, W]. */
@@ -211,33 +228,21 @@ export class FeatureMemory extends nn.Module {
     return this.backbone.forward(x);
   }
 
-  override loadStateDict(state: StateDict, strict = true): void {
-    super.loadStateDict(state, strict);
-    this.dropDerived();
-  }
-
-  /** Squared distance of each feature [n, C] to its nearest memory vector. */
+  /** Squared distance of each feature [n, C] to its nearest memory vector (one fused kernel, src/kernels/nearest.ts). */
   async nearestDistances(features: Float32Array): Promise<Float32Array> {
     const C = this.channels;
-    const n = features.length / C;
-    const { weight, bias } = this.prepared();
     const e = this.bank.engine;
-    const M = this.config.size;
-    const out = new Float32Array(n);
-    for (let s = 0; s < n; s += QUERY_CHUNK) {
-      const k = Math.min(QUERY_CHUNK, n - s);
-      const q = features.subarray(s * C, (s + k) * C);
-      // max_m (2 q.m - |m|^2), via a [k, M] GEMM and a max-pool over the memory axis.
-      const t = noGrad(() => e.tidy(() => rowMax(F.linear(e.tensor(q, [k, C]), weight, bias), k, M)));
-      const best = (await t.toArray()) as Float32Array;
-      t.dispose();
-      for (let i = 0; i < k; i++) {
-        let qq = 0;
-        for (let c = 0; c < C; c++) qq += q[i * C + c] * q[i * C + c];
-        out[s + i] = Math.max(0, qq - best[i]);
+    const q = e.fromArray(features, [features.length / C, C]);
+    try {
+      const d = nearestSquaredDistance(q, this.bank.value);
+      try {
+        return (await d.toArray()) as Float32Array;
+      } finally {
+        d.dispose();
       }
+    } finally {
+      q.dispose();
     }
-    return out;
   }
 
   /** The distance map of a working image, at its working resolution (a padded image's cells are spread over the whole image). */
@@ -246,33 +251,44 @@ export class FeatureMemory extends nn.Module {
     const d = await this.nearestDistances(f.data);
     return resizeBilinear(d, f.w, f.h, img.width, img.height);
   }
+}
 
-  override dispose(): void {
-    this.dropDerived();
-    super.dispose();
-  }
-
-  private prepared(): { weight: Tensor; bias: Tensor } {
-    if (!this.derived) {
-      const e = this.bank.engine;
-      this.derived = noGrad(() => ({
-        weight: e.keep(F.mul(this.bank, 2)),
-        bias: e.keep(F.mul(F.sum(F.mul(this.bank, this.bank), 1), -1)),
-      }));
+/**
+ * The stride-2 features f2 [c2, h, w] with the third block's f3 [c3, h3, w3] appended per cell: [c2 + c3, h, w],
+ * f3 sampled bilinearly at each cell's centre (deepCoordinate), clamped at the edges.
+ */
+function appendDeep(f2: Float32Array, c2: number, h: number, w: number, f3: Float32Array, c3: number, h3: number, w3: number): Float32Array {
+  const out = new Float32Array((c2 + c3) * h * w);
+  out.set(f2);
+  const axis = (i: number, n: number) => {
+    const t = Math.min(Math.max(deepCoordinate(i), 0), n - 1);
+    const i0 = Math.min(Math.floor(t), n - 1);
+    const i1 = Math.min(i0 + 1, n - 1);
+    return { i0, i1, f: t - i0 };
+  };
+  const ys = Array.from({ length: h }, (_, y) => axis(y, h3));
+  const xs = Array.from({ length: w }, (_, x) => axis(x, w3));
+  for (let c = 0; c < c3; c++) {
+    const plane = f3.subarray(c * h3 * w3, (c + 1) * h3 * w3);
+    const o = (c2 + c) * h * w;
+    for (let y = 0; y < h; y++) {
+      const { i0: y0, i1: y1, f: fy } = ys[y];
+      for (let x = 0; x < w; x++) {
+        const { i0: x0, i1: x1, f: fx } = xs[x];
+        const top = plane[y0 * w3 + x0] * (1 - fx) + plane[y0 * w3 + x1] * fx;
+        const bottom = plane[y1 * w3 + x0] * (1 - fx) + plane[y1 * w3 + x1] * fx;
+        out[o + y * w + x] = top * (1 - fy) + bottom * fy;
+      }
     }
-    return this.derived;
   }
-
-  private dropDerived(): void {
-    this.derived?.weight.dispose();
-    this.derived?.bias.dispose();
-    this.derived = null;
-  }
+  return out;
 }
 
 export interface MemoryOptions {
   /** A classifier model directory of this project (default models/neu). */
   backbone: string;
+  /** Conv blocks of the backbone whose features are used: 2 (default) or 3. */
+  layers?: 2 | 3;
   size?: number;
   neighbourhood?: number;
   sampling?: MemorySampling;
@@ -300,6 +316,7 @@ export async function buildFeatureMemory(
       ...(opts.sampling === 'coreset' ? { sampling: opts.sampling, pool: opts.pool } : {}),
     },
     engine,
+    opts.layers ?? 2,
   );
   try {
     await memory.fill(images, new Rng(mixSeed(seed, 0x3e3)));

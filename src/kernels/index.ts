@@ -15,6 +15,7 @@ import './dropout.js';
 import './optim.js';
 import './random.js';
 import './diffaugment.js';
+import './nearest.js';
 
 import { applyKernelEnv } from './registry.js';
 

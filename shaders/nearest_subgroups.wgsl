@@ -1,0 +1,125 @@
+//! import enable_subgroups
+// Nearest-neighbour squared distance (see shaders/nearest.wgsl for the definition) for CPU
+// implementations such as lavapipe: the layout of gemm_vec4 (shaders/matmul_vec4.wgsl), whose comments
+// say why, with the column loop inside the kernel and a running minimum instead of a write:
+//
+//   - a workgroup owns 16 queries; its 16 invocations sweep the memory in blocks of 64 vectors, each
+//     invocation 4 of them: 16 x 4 dot products in registers (vec4 accumulators over the 4 vectors);
+//   - features advance 4 at a time, read as vec4 (C must be a multiple of 4: the host checks);
+//   - the 16 query rows are the same for every invocation: lane r of each subgroup loads rows r and
+//     r + 8, and subgroupBroadcast hands them to the others;
+//   - after each block, |m|^2 - 2 q.m folds into a running minimum per query (16 floats); at the end
+//     the 16 invocations' minima meet in workgroup memory.
+//
+// Per group of 4 features an invocation does 2 + 4 loads for 256 multiply-adds.
+// Needs subgroups of at least 8 invocations (the host checks).
+
+struct Params {
+  n: u32,    // queries
+  M: u32,    // memory vectors
+  C4: u32,   // features per vector / 4
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> q4: array<vec4f>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read> m4: array<vec4f>;
+@group(0) @binding(4) var<storage, read> mnorm: array<f32>;
+
+const ROWS: u32 = 16u;   // queries per workgroup
+const COLS: u32 = 4u;    // memory vectors per invocation and block
+const WG: u32 = 16u;     // two lavapipe subgroups of 8, as gemm_vec4
+
+var<workgroup> lane_best: array<array<f32, ROWS>, WG>;
+
+// Rows r and r + 8 += their query values at 4 features (a_lo, a_hi) times the 4 vectors' values there
+// (bk[kk] = feature kk of the 4 vectors).
+fn rows(r: u32, a_lo: vec4f, a_hi: vec4f, bk: array<vec4f, 4>, acc: ptr<function, array<vec4f, ROWS>>) {
+  var lo = (*acc)[r];
+  lo += a_lo.x * bk[0];
+  lo += a_lo.y * bk[1];
+  lo += a_lo.z * bk[2];
+  lo += a_lo.w * bk[3];
+  (*acc)[r] = lo;
+  var hi = (*acc)[r + 8u];
+  hi += a_hi.x * bk[0];
+  hi += a_hi.y * bk[1];
+  hi += a_hi.z * bk[2];
+  hi += a_hi.w * bk[3];
+  (*acc)[r + 8u] = hi;
+}
+
+// The running minima of queries i0.. over the block of vectors starting at jb.
+fn block(i0: u32, jb: u32, lid: u32, sid: u32, best: ptr<function, array<f32, ROWS>>) {
+  // Vectors past M repeat the last one (harmless for a minimum); queries past n read a valid row.
+  var cols: array<u32, COLS>;
+  var nrm: vec4f;
+  for (var t = 0u; t < COLS; t++) {
+    let j = min(jb + COLS * lid + t, p.M - 1u);
+    cols[t] = j * p.C4;
+    nrm[t] = mnorm[j];
+  }
+  let loader = sid % 8u;
+  let row_lo = min(i0 + loader, p.n - 1u) * p.C4;
+  let row_hi = min(i0 + 8u + loader, p.n - 1u) * p.C4;
+  var acc: array<vec4f, ROWS>;
+  for (var k = 0u; k < p.C4; k++) {
+    let a_lo = q4[row_lo + k];
+    let a_hi = q4[row_hi + k];
+    let c0 = m4[cols[0] + k];
+    let c1 = m4[cols[1] + k];
+    let c2 = m4[cols[2] + k];
+    let c3 = m4[cols[3] + k];
+    // Transposed in registers: bk[kk] = feature kk of the 4 vectors.
+    let bk = array<vec4f, 4>(vec4f(c0.x, c1.x, c2.x, c3.x), vec4f(c0.y, c1.y, c2.y, c3.y), vec4f(c0.z, c1.z, c2.z, c3.z), vec4f(c0.w, c1.w, c2.w, c3.w));
+    // subgroupBroadcast takes a constant lane, hence the unrolled calls.
+    rows(0u, subgroupBroadcast(a_lo, 0u), subgroupBroadcast(a_hi, 0u), bk, &acc);
+    rows(1u, subgroupBroadcast(a_lo, 1u), subgroupBroadcast(a_hi, 1u), bk, &acc);
+    rows(2u, subgroupBroadcast(a_lo, 2u), subgroupBroadcast(a_hi, 2u), bk, &acc);
+    rows(3u, subgroupBroadcast(a_lo, 3u), subgroupBroadcast(a_hi, 3u), bk, &acc);
+    rows(4u, subgroupBroadcast(a_lo, 4u), subgroupBroadcast(a_hi, 4u), bk, &acc);
+    rows(5u, subgroupBroadcast(a_lo, 5u), subgroupBroadcast(a_hi, 5u), bk, &acc);
+    rows(6u, subgroupBroadcast(a_lo, 6u), subgroupBroadcast(a_hi, 6u), bk, &acc);
+    rows(7u, subgroupBroadcast(a_lo, 7u), subgroupBroadcast(a_hi, 7u), bk, &acc);
+  }
+  for (var r = 0u; r < ROWS; r++) {
+    let d = nrm - 2.0 * acc[r];
+    (*best)[r] = min((*best)[r], min(min(d.x, d.y), min(d.z, d.w)));
+  }
+}
+
+// Grid: x = blocks of 16 queries (grid-stride: uniform, as subgroup operations and barriers require).
+@compute @workgroup_size(WG)
+fn nearest_subgroup(
+  @builtin(workgroup_id) wid: vec3u,
+  @builtin(num_workgroups) nwg: vec3u,
+  @builtin(local_invocation_index) lid: u32,
+  @builtin(subgroup_invocation_id) sid: u32,
+) {
+  for (var i0 = wid.x * ROWS; i0 < p.n; i0 += nwg.x * ROWS) {
+    var best: array<f32, ROWS>;
+    for (var r = 0u; r < ROWS; r++) {
+      best[r] = 3.4e38;
+    }
+    for (var jb = 0u; jb < p.M; jb += WG * COLS) {
+      block(i0, jb, lid, sid, &best);
+    }
+    lane_best[lid] = best;
+    workgroupBarrier();
+    let i = i0 + lid;
+    if (lid < ROWS && i < p.n) {
+      var b = lane_best[0][lid];
+      for (var l = 1u; l < WG; l++) {
+        b = min(b, lane_best[l][lid]);
+      }
+      var qq = 0.0;
+      for (var k = 0u; k < p.C4; k++) {
+        let v = q4[i * p.C4 + k];
+        qq += dot(v, v);
+      }
+      out[i] = max(0.0, qq + b);
+    }
+    // lane_best is rewritten by the next block of queries.
+    workgroupBarrier();
+  }
+}
