@@ -58,10 +58,13 @@ const FLIPS: readonly (readonly [boolean, boolean])[] = [
   [true, true],
 ];
 
-/** n square images of side s, each mirrored left-right (h) and/or top-bottom (v). */
-export function flipImages(pixels: Float32Array, n: number, s: number, h: boolean, v: boolean): Float32Array {
-  if (!h && !v) return pixels;
-  const out = new Float32Array(pixels.length);
+/**
+ * n square images of side s, each mirrored left-right (h) and/or top-bottom (v), written to `out` (a new
+ * array by default; the identity view returns `pixels` itself unless `out` is given).
+ */
+export function flipImages(pixels: Float32Array, n: number, s: number, h: boolean, v: boolean, out?: Float32Array): Float32Array {
+  if (!h && !v && !out) return pixels;
+  out ??= new Float32Array(pixels.length);
   for (let img = 0; img < n; img++) {
     const base = img * s * s;
     for (let y = 0; y < s; y++) {
@@ -176,20 +179,22 @@ export class DefectClassifier {
    */
   async predict(pixels: Float32Array, n: number): Promise<Float32Array> {
     const s = this.config.inputSize;
-    const views = this.config.testTimeFlips ? FLIPS.map(([h, v]) => flipImages(pixels, n, s, h, v)) : [pixels];
-    const x = new Float32Array(views.length * pixels.length);
-    views.forEach((v, i) => x.set(v, i * pixels.length));
+    const views = this.config.testTimeFlips ? FLIPS.length : 1;
+    // Each view written once, straight into the batch of all views.
+    const len = pixels.length;
+    const x = views === 1 ? pixels : new Float32Array(views * len);
+    if (views > 1) FLIPS.forEach(([h, v], i) => flipImages(pixels, n, s, h, v, x.subarray(i * len, (i + 1) * len)));
     const engine = this.net.parameters()[0].engine;
-    const p = noGrad(() => engine.tidy(() => this.probabilities(this.inputTensor(x, views.length * n))));
+    const p = noGrad(() => engine.tidy(() => this.probabilities(this.inputTensor(x, views * n))));
     let all: Float32Array;
     try {
       all = (await p.toArray()) as Float32Array;
     } finally {
       p.dispose();
     }
-    if (views.length === 1) return all;
-    const out = new Float32Array(all.length / views.length);
-    for (let v = 0; v < views.length; v++) for (let i = 0; i < out.length; i++) out[i] += all[v * out.length + i] / views.length;
+    if (views === 1) return all;
+    const out = new Float32Array(all.length / views);
+    for (let v = 0; v < views; v++) for (let i = 0; i < out.length; i++) out[i] += all[v * out.length + i] / views;
     return out;
   }
 
