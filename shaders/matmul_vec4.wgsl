@@ -1,4 +1,5 @@
 //! import enable_subgroups
+//! import block16x4
 //! import common
 //! import generated:gemm_params
 //! import gemm
@@ -11,13 +12,8 @@
 //     lavapipe, issue 10);
 //   - k advances in groups of 4, and operands are read as vec4 over those 4 steps wherever the layout
 //     allows (a_read4 / b_read4 in lib/gemm.wgsl: one load instead of four);
-//   - the 16 A rows are the same for every invocation of a subgroup: lane r loads rows r and r + 8
-//     and subgroupBroadcast hands them to the other lanes (register shuffles on a CPU; a load with a
-//     subgroup-uniform address gets no fast path on lavapipe, so loading them in every lane would
-//     cost 16 loads instead of 2);
-//   - the four k steps of one accumulator run back to back: lavapipe does not fuse fma(), and with
-//     32 vector registers the 64 accumulators cannot all stay in registers; this way each accumulator
-//     is fetched once per 4 multiply-adds, while the 16 B values of the group stay live.
+//   - the 16 A rows are shared through subgroup broadcasts and the four k steps of one accumulator run
+//     back to back (block_step, lib/block16x4.wgsl, which says why).
 //
 // Per group of 4 steps an invocation does 2 + 4 loads (vec4 readers) for 256 multiply-adds; the
 // register kernel of matmul.wgsl does 4 * (16 + 8) for 512, matmul_subgroups.wgsl 4 * (2 + 8).
@@ -30,7 +26,7 @@
 // Needs subgroups of at least 8 invocations whose members all share the workgroup's rows (always so
 // here: rows come from workgroup_id only).
 
-const V4_ROWS: u32 = 16u;   // rows of C per invocation (the same for the whole workgroup)
+const V4_ROWS: u32 = BLOCK_ROWS;   // rows of C per invocation (the same for the whole workgroup; lib/block16x4.wgsl)
 const V4_COLS: u32 = 4u;    // columns of C per invocation
 // Invocations per workgroup: two lavapipe subgroups of 8 (the size measured fastest).
 const V4_WG: u32 = 16u;
@@ -45,23 +41,6 @@ fn v4_col(jb: u32, lid: u32, t: u32) -> u32 {
   // Strided by 8: each 8 invocations hold 32 consecutive columns, and their stores of one t are
   // adjacent.
   return jb + (lid / 8u) * 32u + lid % 8u + 8u * t;
-}
-
-// Rows r and r + 8 of the block += their A values at 4 steps (a_lo, a_hi) times B at those steps
-// (bk[kk] = B[k + kk, the 4 columns]).
-fn v4_rows(r: u32, a_lo: vec4f, a_hi: vec4f, bk: array<vec4f, 4>, acc: ptr<function, array<vec4f, V4_ROWS>>) {
-  var lo = (*acc)[r];
-  lo += a_lo.x * bk[0];
-  lo += a_lo.y * bk[1];
-  lo += a_lo.z * bk[2];
-  lo += a_lo.w * bk[3];
-  (*acc)[r] = lo;
-  var hi = (*acc)[r + 8u];
-  hi += a_hi.x * bk[0];
-  hi += a_hi.y * bk[1];
-  hi += a_hi.z * bk[2];
-  hi += a_hi.w * bk[3];
-  (*acc)[r + 8u] = hi;
 }
 
 // Writes the 16 x 4 block (rows m0.., columns js) through the epilogue.
@@ -113,15 +92,7 @@ fn v4_tile(s: Slice, m0: u32, jb: u32, lid: u32, sid: u32) {
     let a_lo = a_read4(row_lo, ksa, left);
     let a_hi = a_read4(row_hi, ksa, left);
     let bk = b_read4(cols, ksb, left);
-    // subgroupBroadcast takes a constant lane, hence the unrolled calls.
-    v4_rows(0u, subgroupBroadcast(a_lo, 0u), subgroupBroadcast(a_hi, 0u), bk, &acc);
-    v4_rows(1u, subgroupBroadcast(a_lo, 1u), subgroupBroadcast(a_hi, 1u), bk, &acc);
-    v4_rows(2u, subgroupBroadcast(a_lo, 2u), subgroupBroadcast(a_hi, 2u), bk, &acc);
-    v4_rows(3u, subgroupBroadcast(a_lo, 3u), subgroupBroadcast(a_hi, 3u), bk, &acc);
-    v4_rows(4u, subgroupBroadcast(a_lo, 4u), subgroupBroadcast(a_hi, 4u), bk, &acc);
-    v4_rows(5u, subgroupBroadcast(a_lo, 5u), subgroupBroadcast(a_hi, 5u), bk, &acc);
-    v4_rows(6u, subgroupBroadcast(a_lo, 6u), subgroupBroadcast(a_hi, 6u), bk, &acc);
-    v4_rows(7u, subgroupBroadcast(a_lo, 7u), subgroupBroadcast(a_hi, 7u), bk, &acc);
+    block_step(a_lo, a_hi, bk, &acc);
     ka = a_next(ksa[3], s);
     kb = b_next(ksb[3], s);
   }

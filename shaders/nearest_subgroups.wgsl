@@ -1,7 +1,9 @@
 //! import enable_subgroups
+//! import block16x4
 // Nearest-neighbour squared distance (see shaders/nearest.wgsl for the definition) for CPU
-// implementations such as lavapipe: the layout of gemm_vec4 (shaders/matmul_vec4.wgsl), whose comments
-// say why, with the column loop inside the kernel and a running minimum instead of a write:
+// implementations such as lavapipe: the 16 x 4 register block of gemm_vec4 (shaders/matmul_vec4.wgsl,
+// lib/block16x4.wgsl, whose comments say why), with the column loop inside the kernel and a running
+// minimum instead of a write:
 //
 //   - a workgroup owns 16 queries; its 16 invocations sweep the memory in blocks of 64 vectors, each
 //     invocation 4 of them: 16 x 4 dot products in registers (vec4 accumulators over the 4 vectors);
@@ -26,28 +28,11 @@ struct Params {
 @group(0) @binding(3) var<storage, read> m4: array<vec4f>;
 @group(0) @binding(4) var<storage, read> mnorm: array<f32>;
 
-const ROWS: u32 = 16u;   // queries per workgroup
+const ROWS: u32 = BLOCK_ROWS;   // queries per workgroup (lib/block16x4.wgsl)
 const COLS: u32 = 4u;    // memory vectors per invocation and block
 const WG: u32 = 16u;     // two lavapipe subgroups of 8, as gemm_vec4
 
 var<workgroup> lane_best: array<array<f32, ROWS>, WG>;
-
-// Rows r and r + 8 += their query values at 4 features (a_lo, a_hi) times the 4 vectors' values there
-// (bk[kk] = feature kk of the 4 vectors).
-fn rows(r: u32, a_lo: vec4f, a_hi: vec4f, bk: array<vec4f, 4>, acc: ptr<function, array<vec4f, ROWS>>) {
-  var lo = (*acc)[r];
-  lo += a_lo.x * bk[0];
-  lo += a_lo.y * bk[1];
-  lo += a_lo.z * bk[2];
-  lo += a_lo.w * bk[3];
-  (*acc)[r] = lo;
-  var hi = (*acc)[r + 8u];
-  hi += a_hi.x * bk[0];
-  hi += a_hi.y * bk[1];
-  hi += a_hi.z * bk[2];
-  hi += a_hi.w * bk[3];
-  (*acc)[r + 8u] = hi;
-}
 
 // The running minima of queries i0.. over the block of vectors starting at jb.
 fn block(i0: u32, jb: u32, lid: u32, sid: u32, best: ptr<function, array<f32, ROWS>>) {
@@ -72,15 +57,7 @@ fn block(i0: u32, jb: u32, lid: u32, sid: u32, best: ptr<function, array<f32, RO
     let c3 = m4[cols[3] + k];
     // Transposed in registers: bk[kk] = feature kk of the 4 vectors.
     let bk = array<vec4f, 4>(vec4f(c0.x, c1.x, c2.x, c3.x), vec4f(c0.y, c1.y, c2.y, c3.y), vec4f(c0.z, c1.z, c2.z, c3.z), vec4f(c0.w, c1.w, c2.w, c3.w));
-    // subgroupBroadcast takes a constant lane, hence the unrolled calls.
-    rows(0u, subgroupBroadcast(a_lo, 0u), subgroupBroadcast(a_hi, 0u), bk, &acc);
-    rows(1u, subgroupBroadcast(a_lo, 1u), subgroupBroadcast(a_hi, 1u), bk, &acc);
-    rows(2u, subgroupBroadcast(a_lo, 2u), subgroupBroadcast(a_hi, 2u), bk, &acc);
-    rows(3u, subgroupBroadcast(a_lo, 3u), subgroupBroadcast(a_hi, 3u), bk, &acc);
-    rows(4u, subgroupBroadcast(a_lo, 4u), subgroupBroadcast(a_hi, 4u), bk, &acc);
-    rows(5u, subgroupBroadcast(a_lo, 5u), subgroupBroadcast(a_hi, 5u), bk, &acc);
-    rows(6u, subgroupBroadcast(a_lo, 6u), subgroupBroadcast(a_hi, 6u), bk, &acc);
-    rows(7u, subgroupBroadcast(a_lo, 7u), subgroupBroadcast(a_hi, 7u), bk, &acc);
+    block_step(a_lo, a_hi, bk, &acc);
   }
   for (var r = 0u; r < ROWS; r++) {
     let d = nrm - 2.0 * acc[r];

@@ -10,6 +10,7 @@ import { recalibrateModelDir } from '../src/anomaly/calibrate.js';
 import { AnomalyDetector } from '../src/anomaly/detector.js';
 import { evaluateAnomalyDetector } from '../src/anomaly/evaluate.js';
 import { readAnomalyMetadata } from '../src/anomaly/model-dir.js';
+import type { MemoryOptions } from '../src/anomaly/feature-memory.js';
 import { trainAnomalyDetector, type AnomalyTrainOptions, type AnomalyTrainResult } from '../src/anomaly/train.js';
 import { DatasetError } from '../src/data/dataset.js';
 import { ImageDecodeError, writeGrayPng } from '../src/data/images.js';
@@ -281,45 +282,44 @@ describe('anomaly calibrate --backbone (feature memory)', () => {
     }
   });
 
-  it('a coreset memory (--memory-sampling coreset) records how it was chosen and scores with it', async () => {
-    const copy = join(dir, 'memory-coreset');
+  /** A copy of the trained model recalibrated with a feature memory built from `memory`, scored by the memory term alone. */
+  async function withMemoryOnly(name: string, memory: MemoryOptions) {
+    const copy = join(dir, name);
     cpSync(model, copy, { recursive: true });
     const candidates = [{ sigma: 1, topK: 4, pixelWeight: 0, featureWeight: 0, memoryWeight: 1, mirror: false }];
-    const cal = await recalibrateModelDir(copy, { engine, candidates, falseAlarmRate: 0.4, memory: { backbone: 'models/neu', size: 256, sampling: 'coreset', pool: 2048 } });
-    const meta = readAnomalyMetadata(copy);
+    const cal = await recalibrateModelDir(copy, { engine, candidates, falseAlarmRate: 0.4, memory });
+    return { copy, cal, meta: readAnomalyMetadata(copy) };
+  }
+
+  /** The model directory, loaded by AnomalyDetector, scores its first validation images as calibration did. */
+  async function expectReloadedScores(modelDir: string, validationScores: number[]): Promise<void> {
+    const det = await AnomalyDetector.load(modelDir, { engine });
+    try {
+      const val = readAnomalyMetadata(modelDir).data!.files.val.slice(0, 3).map((f) => join(trainRoot, f));
+      const got = (await det.scoreBatch(val, { map: false })).map((r) => r.score);
+      got.forEach((g, i) => expect(g).toBeCloseTo(validationScores[i], 4));
+    } finally {
+      det.dispose();
+    }
+  }
+
+  it('a coreset memory (--memory-sampling coreset) records how it was chosen and scores with it', async () => {
+    const { copy, cal, meta } = await withMemoryOnly('memory-coreset', { backbone: 'models/neu', size: 256, sampling: 'coreset', pool: 2048 });
     expect(meta.memory).toMatchObject({ size: 256, sampling: 'coreset', pool: 2048 });
     const bank = readSafetensors(join(copy, 'memory.safetensors')).tensors.bank;
     expect(bank.shape).toEqual([256, 64]);
     const rows = new Set(Array.from({ length: 256 }, (_, i) => Array.from((bank.data as Float32Array).subarray(i * 64, i * 64 + 64)).join()));
     expect(rows.size).toBe(256); // distinct picks
-    const det = await AnomalyDetector.load(copy, { engine });
-    try {
-      const val = meta.data!.files.val.slice(0, 3).map((f) => join(trainRoot, f));
-      const got = (await det.scoreBatch(val, { map: false })).map((r) => r.score);
-      got.forEach((g, i) => expect(g).toBeCloseTo(cal.validationScores[i], 4));
-    } finally {
-      det.dispose();
-    }
+    await expectReloadedScores(copy, cal.validationScores);
   });
 
   it('a memory of three backbone blocks (--memory-layers 3) holds 64 + 128 features, records them and scores the same after reloading', async () => {
-    const copy = join(dir, 'memory-deep');
-    cpSync(model, copy, { recursive: true });
-    const candidates = [{ sigma: 1, topK: 4, pixelWeight: 0, featureWeight: 0, memoryWeight: 1, mirror: false }];
-    const cal = await recalibrateModelDir(copy, { engine, candidates, falseAlarmRate: 0.4, memory: { backbone: 'models/neu', size: 128, layers: 3 } });
-    const meta = readAnomalyMetadata(copy);
+    const { copy, cal, meta } = await withMemoryOnly('memory-deep', { backbone: 'models/neu', size: 128, layers: 3 });
     expect(meta.memory!.channels).toEqual([32, 64, 128]);
     const saved = readSafetensors(join(copy, 'memory.safetensors')).tensors;
     expect(saved.bank.shape).toEqual([128, 192]);
     expect(saved['deep.1.weight'].shape).toEqual([128, 64, 3, 3]);
-    const det = await AnomalyDetector.load(copy, { engine });
-    try {
-      const val = meta.data!.files.val.slice(0, 3).map((f) => join(trainRoot, f));
-      const got = (await det.scoreBatch(val, { map: false })).map((r) => r.score);
-      got.forEach((g, i) => expect(g).toBeCloseTo(cal.validationScores[i], 4));
-    } finally {
-      det.dispose();
-    }
+    await expectReloadedScores(copy, cal.validationScores);
   });
 
   it('anomaly train with a memory builds it after the encoder and calibrates with its term', async () => {
