@@ -191,8 +191,9 @@ export class Inspector {
     if (this.ownsEngine && this.current.engine.isLost) await this.recover(this.current.engine);
     const model = this.current.model;
     const cam = await gradCam(model, pixels, { classIndex });
-    // The decision is inspect()'s: with test-time flips it averages four views, the map explains the image itself.
-    const inspection = this.interpret(model.config.testTimeFlips ? await model.predict(pixels, 1) : cam.probabilities, 0);
+    // The decision is inspect()'s: with test-time flips it averages four views (the image's own from
+    // Grad-CAM's forward, the three flips run here); the map explains the image itself.
+    const inspection = this.interpret(await model.predict(pixels, 1, cam.probabilities), 0);
     const data = upsampleCam(cam, {
       width: original.width,
       height: original.height,

@@ -176,25 +176,30 @@ export class DefectClassifier {
   /**
    * Probabilities for n images given as [0,1] pixels, read back ([n,K] multiclass, [n] binary), without
    * the tape (call it in eval mode); with testTimeFlips, the mean over the image and its three flips.
+   * `unflipped`: the images' own probabilities when the caller has them already (Grad-CAM computes them),
+   * so only the three flips run.
    */
-  async predict(pixels: Float32Array, n: number): Promise<Float32Array> {
+  async predict(pixels: Float32Array, n: number, unflipped?: Float32Array): Promise<Float32Array> {
+    if (!this.config.testTimeFlips && unflipped) return unflipped;
     const s = this.config.inputSize;
-    const views = this.config.testTimeFlips ? FLIPS.length : 1;
+    const flips = this.config.testTimeFlips ? FLIPS.slice(unflipped ? 1 : 0) : [FLIPS[0]];
     // Each view written once, straight into the batch of all views.
     const len = pixels.length;
-    const x = views === 1 ? pixels : new Float32Array(views * len);
-    if (views > 1) FLIPS.forEach(([h, v], i) => flipImages(pixels, n, s, h, v, x.subarray(i * len, (i + 1) * len)));
+    const x = flips.length === 1 && !unflipped ? pixels : new Float32Array(flips.length * len);
+    if (x !== pixels) flips.forEach(([h, v], i) => flipImages(pixels, n, s, h, v, x.subarray(i * len, (i + 1) * len)));
     const engine = this.net.parameters()[0].engine;
-    const p = noGrad(() => engine.tidy(() => this.probabilities(this.inputTensor(x, views * n))));
+    const p = noGrad(() => engine.tidy(() => this.probabilities(this.inputTensor(x, flips.length * n))));
     let all: Float32Array;
     try {
       all = (await p.toArray()) as Float32Array;
     } finally {
       p.dispose();
     }
-    if (views === 1) return all;
-    const out = new Float32Array(all.length / views);
-    for (let v = 0; v < views; v++) for (let i = 0; i < out.length; i++) out[i] += all[v * out.length + i] / views;
+    if (!this.config.testTimeFlips) return all;
+    const views = FLIPS.length;
+    const out = new Float32Array(all.length / flips.length);
+    if (unflipped) for (let i = 0; i < out.length; i++) out[i] = unflipped[i] / views;
+    for (let v = 0; v < flips.length; v++) for (let i = 0; i < out.length; i++) out[i] += all[v * out.length + i] / views;
     return out;
   }
 
