@@ -16,6 +16,8 @@ import { trainGan, type GanTrainOptions } from '../src/gan/train.js';
 import { formatGanScore, scoreGan } from '../src/gan/score.js';
 import { trainClassifier } from '../src/cnn/train.js';
 import { readModelMetadata } from '../src/cnn/model-dir.js';
+import { readSafetensors } from '../src/nn/serialize.js';
+import { checkpointPartPath } from '../src/train/checkpoint.js';
 import { testEngine } from './helpers.js';
 
 let engine: Engine;
@@ -86,6 +88,29 @@ describe('trainGan', () => {
     const a = await generatorWeights(straight);
     const b = await generatorWeights(resumed);
     expect(b.every((t, i) => t.every((v, j) => v === a[i][j]))).toBe(true);
+  });
+
+  it('--ema saves the weight average as the generator (the trained one stays in the checkpoint) and resumes to the same weights', async () => {
+    const straight = join(dir, 'ema-straight');
+    const resumed = join(dir, 'ema-resumed');
+    const ema = { className: 'crack', emaDecay: 0.5 };
+    await trainGan(tiny(straight, { ...ema, epochs: 2 }));
+    expect(readGanMetadata(straight).training).toMatchObject({ emaDecay: 0.5 });
+    // The saved generator is the average: not the trained weights the checkpoint holds.
+    const saved = await generatorWeights(straight);
+    const part = (name: string) => readSafetensors(checkpointPartPath(join(straight, 'checkpoint'), `${name}.safetensors`)).tensors;
+    const trained = part('generator');
+    const average = part('generatorAverage');
+    const first = Object.keys(trained).find((k) => k.endsWith('weight'))!;
+    expect(Array.from(trained[first].data as Float32Array)).not.toEqual(Array.from(average[first].data as Float32Array));
+    expect(saved.some((t) => t.every((v, j) => v === (average[first].data as Float32Array)[j]))).toBe(true);
+    await trainGan(tiny(resumed, { ...ema, epochs: 1 }));
+    const r = await trainGan(tiny(resumed, { ...ema, epochs: 2, resume: true }));
+    expect(r.history.map((h) => h.epoch)).toEqual([1, 2]);
+    const b = await generatorWeights(resumed);
+    expect(b.every((t, i) => t.every((v, j) => v === saved[i][j]))).toBe(true);
+    // A checkpoint written with --ema does not resume without it (the options differ).
+    await expect(trainGan(tiny(resumed, { className: 'crack', epochs: 3, resume: true }))).rejects.toThrow(/emaDecay|options/i);
   });
 
   it('trains the dense seed GAN on patches', async () => {

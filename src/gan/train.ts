@@ -17,6 +17,7 @@ import { firstPerClass } from '../data/split.js';
 import { Engine } from '../gpu/engine.js';
 import { WgslNnError } from '../gpu/errors.js';
 import * as F from '../nn/functional.js';
+import { WeightAverage } from '../nn/ema.js';
 import { manualSeed } from '../nn/seed.js';
 import type { Tensor } from '../nn/tensor.js';
 import { writeFileAtomic } from '../nn/serialize.js';
@@ -53,6 +54,11 @@ export interface GanTrainOptions {
   discriminatorBatchNorm?: boolean;
   /** Spectral normalisation of the discriminator's weights (see GanConfig.spectralNorm). */
   spectralNorm?: boolean;
+  /**
+   * Keep an exponential moving average of the generator's weights with this decay (e.g. 0.999;
+   * src/nn/ema.ts): samples, grids, the diversity measure and the saved generator are the average's.
+   */
+  emaDecay?: number;
   seed?: number;
   /** Seed of the split (default `seed`): the GAN trains on the train + validation parts of the split `wgsl-nn train --seed <splitSeed>` makes. */
   splitSeed?: number;
@@ -166,6 +172,10 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
   manualSeed(seed);
   const G = new Generator(resolved, engine);
   const D = new Discriminator(resolved, engine);
+  // With an average, it is the generator that is sampled and saved; G keeps training (both checkpointed).
+  const average = opts.emaDecay === undefined ? null : new WeightAverage(G, new Generator(resolved, engine), opts.emaDecay);
+  average?.copy();
+  const sampled = (average?.target as Generator | undefined) ?? G;
   const policy = opts.diffAugment ?? d.augment;
   const augment: DiscriminatorAugment | null = policy.length ? (x: Tensor, s: number) => F.diffAugment(x, { policy, seed: s }) : null;
   const gan = new GanStep(G, D, { lrG: opts.lrG, lrD: opts.lrD, beta1: opts.beta1, labelSmoothing: opts.labelSmoothing, augment, seed });
@@ -201,6 +211,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
     beta1: opts.beta1 ?? 0.5,
     labelSmoothing: opts.labelSmoothing ?? 0,
     diffAugment: policy,
+    ...(average ? { emaDecay: average.decay } : {}),
     adapter: engine.describe(),
     history,
   });
@@ -211,16 +222,17 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
     epochs,
     seed,
     engine,
-    modules: { generator: G, discriminator: D },
+    modules: { generator: G, discriminator: D, ...(average ? { generatorAverage: sampled } : {}) },
     optimizers: { generator: gan.optG, discriminator: gan.optD },
     batches: (epoch) => iterateBatches(prepared.cache, labels, indices, { batchSize, seed, epoch, augment: loaderAugment(opts.arch), dropLast: indices.length > batchSize }),
     batchesPerEpoch,
     step: (b, ctx) => {
       const l = gan.step(b.x, b.labels, (ctx.epoch - 1) * batchesPerEpoch + ctx.batch);
+      average?.update();
       return { losses: { lossD: l.lossD, lossG: l.lossG, dReal: l.dReal, dFake: l.dFake }, samples: b.size };
     },
     evaluateEpoch: async (s) => {
-      const fixed = await generateImages(G, fixedLabels, new Rng(seed ^ 0x5eed));
+      const fixed = await generateImages(sampled, fixedLabels, new Rng(seed ^ 0x5eed));
       const diversity = relativeDiversity(fixed, fixedLabels, realRef.x, realRef.labels, classes.length).mean;
       const warning = alarm.check(diversity);
       if (warning) log(`warning: epoch ${s.epoch}: ${warning}`);
@@ -241,9 +253,9 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
       return { record, score: s.epoch };
     },
     onImproved: async (outcome) => {
-      await saveGanDir(opts.out, G, D, { data: dataDescription, training: training([...historySoFar, outcome.record]) });
+      await saveGanDir(opts.out, sampled, D, { data: dataDescription, training: training([...historySoFar, outcome.record]) });
       if (saveEvery > 0 && outcome.record.epoch % saveEvery === 0)
-        await saveGanDir(join(opts.out, 'snapshots', `epoch-${String(outcome.record.epoch).padStart(4, '0')}`), G, D, {
+        await saveGanDir(join(opts.out, 'snapshots', `epoch-${String(outcome.record.epoch).padStart(4, '0')}`), sampled, D, {
           data: dataDescription,
           training: training([...historySoFar, outcome.record]),
         });
@@ -263,6 +275,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
         ...(splitSeed !== seed ? { splitSeed } : {}),
         diffAugment: policy,
         limitPerClass: opts.limitPerClass ?? null,
+        ...(average ? { emaDecay: average.decay } : {}),
       },
       extraState: {
         save: () => ({ collapseAlarm: alarm.state }),
@@ -283,8 +296,9 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
   });
   const history = loop.history;
   // The model directory was written at each epoch; write it once more with the whole history (a resumed run's included).
-  await saveGanDir(opts.out, G, D, { data: dataDescription, training: training(history) });
+  await saveGanDir(opts.out, sampled, D, { data: dataDescription, training: training(history) });
   gan.dispose();
+  average?.target.dispose();
   G.dispose();
   D.dispose();
   const trainSeconds = history.reduce((n, h) => n + h.seconds, 0);

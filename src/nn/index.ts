@@ -6,4 +6,5 @@ export * as F from './functional.js';
 export * as nn from './modules.js';
 export * as optim from './optim.js';
 export { manualSeed } from './seed.js';
+export { WeightAverage } from './ema.js';
 export { save, load, readSafetensors, writeSafetensors, SafetensorsError } from './serialize.js';
