@@ -17,7 +17,8 @@ import { Engine } from '../src/gpu/engine.js';
 import { loadTuned } from '../src/kernels/tuning-cache.js';
 import { evaluateModel } from '../src/cnn/evaluate.js';
 import { trainClassifier, type TrainOptions } from '../src/cnn/train.js';
-import { readModelMetadata } from '../src/cnn/model-dir.js';
+import { loadModelDir, readModelMetadata } from '../src/cnn/model-dir.js';
+import { classifierFilter } from '../src/gan/classifier-filter.js';
 import { loadGanDir } from '../src/gan/model-dir.js';
 import { writeSampleFolders } from '../src/gan/samples.js';
 import { trainGan } from '../src/gan/train.js';
@@ -31,11 +32,11 @@ function cnnOptions(epochs: number): Partial<TrainOptions> {
   return { task: 'multiclass', inputSize: 64, batchSize: 32, lr: 1e-3, lrSchedule: 'cosine', normalize: 'image', epochs, splitSeed: SPLIT_SEED };
 }
 
-/** A folder of links to the reference model's test-split images, one sub-folder per class. */
-function materialiseTestSplit(reference: string, data: string, out: string): number {
+/** A folder of links to one of the reference model's split parts (test or val), one sub-folder per class. */
+function materialiseSplit(reference: string, part: 'test' | 'val', data: string, out: string): number {
   const meta = readModelMetadata(reference);
-  const files = (meta.split as { files?: { test?: string[] } } | undefined)?.files?.test;
-  if (!files?.length) throw new Error(`${reference}/model.json records no test split`);
+  const files = (meta.split as { files?: Record<string, string[]> } | undefined)?.files?.[part];
+  if (!files?.length) throw new Error(`${reference}/model.json records no ${part} split`);
   rmSync(out, { recursive: true, force: true });
   for (const f of files) {
     const target = join(out, f);
@@ -43,6 +44,11 @@ function materialiseTestSplit(reference: string, data: string, out: string): num
     symlinkSync(resolve(data, f), target);
   }
   return files.length;
+}
+
+function samplingLabel(s: { truncation?: number; filterWith?: string; minConfidence?: number }): string {
+  const parts = [s.truncation !== undefined ? `truncation ${s.truncation}` : '', s.filterWith ? `filtered by ${s.filterWith} (p >= ${s.minConfidence}; not a pure TSTR)` : ''].filter(Boolean);
+  return parts.length ? `, ${parts.join(', ')}` : '';
 }
 
 const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
@@ -69,38 +75,53 @@ program
   .option('--per-class <n>', 'generated training images per class', (v) => Number(v), 300)
   .option('--epochs <n>', 'CNN epochs', (v) => Number(v), 25)
   .option('--seeds <list>', 'CNN seeds', '1')
+  .option('--truncation <t>', 'sample with the truncation trick (|z| <= t)', (v) => Number(v))
+  .option('--filter-with <classifier>', 'rejection-sample: keep the samples this classifier assigns to their class (not a pure TSTR then)')
+  .option('--min-confidence <p>', 'with --filter-with', (v) => Number(v), 0.5)
+  .option('--max-draw-factor <f>', 'with --filter-with: draws per written image before giving up on a class', (v) => Number(v), 20)
   .option('--out <dir>', 'work folder', 'runs/tstr')
   .option('--doc <file>', 'markdown table to write', 'docs/tstr.md')
   .action(async (o) => {
     await withEngine(async (engine) => {
       const testDir = join(o.out, 'real-test');
-      const nTest = materialiseTestSplit(o.reference, o.data, testDir);
+      const nTest = materialiseSplit(o.reference, 'test', o.data, testDir);
+      // The real validation split (seen by a GAN trained on train + val, never by the TSTR CNN): the
+      // figure to choose sampling settings by, so that the test split chooses nothing.
+      const valDir = join(o.out, 'real-val');
+      const nVal = materialiseSplit(o.reference, 'val', o.data, valDir);
       const reference = await evaluateModel(o.reference, testDir, { engine });
       const { meta } = loadGanDir(o.gan);
-      const rows: { seed: number; accuracy: number; macroF1: number; perClassRecall: Record<string, number> }[] = [];
+      const sampling = { truncation: o.truncation as number | undefined, filterWith: o.filterWith as string | undefined, minConfidence: o.filterWith ? (o.minConfidence as number) : undefined };
+      const rows: { seed: number; accuracy: number; macroF1: number; valAccuracy: number; acceptance?: Record<string, number>; perClassRecall: Record<string, number> }[] = [];
       for (const seed of String(o.seeds).split(',').map(Number)) {
         const samples = join(o.out, `samples-${seed}`);
         rmSync(samples, { recursive: true, force: true });
         const { generator } = loadGanDir(o.gan, engine);
-        await writeSampleFolders(generator, samples, o.perClass, seed);
+        const classifier = o.filterWith ? loadModelDir(o.filterWith, engine) : undefined;
+        const acceptance: Record<string, number> = {};
+        const filter = classifier && classifierFilter(classifier.model, { classifierClasses: classifier.meta.classes, ganClasses: meta.classes, imageSize: generator.config.imageSize, minConfidence: o.minConfidence });
+        await writeSampleFolders(generator, samples, o.perClass, seed, { truncation: o.truncation, filter, maxDrawFactor: o.maxDrawFactor, onClass: (c, accepted, drawn) => (acceptance[c] = accepted / drawn) });
         generator.dispose();
+        classifier?.model.dispose();
         const model = join(o.out, `cnn-${seed}`);
         // Trained on generated images only: 80 % for training, 20 % (generated) for model selection, no test split.
         await trainClassifier({ ...cnnOptions(o.epochs), data: samples, out: model, seed, testFraction: 0, valFraction: 0.2, engine, log: console.error } as TrainOptions);
+        const v = await evaluateModel(model, valDir, { engine });
         const r = await evaluateModel(model, testDir, { engine });
-        rows.push({ seed, accuracy: r.accuracy, macroF1: r.macroF1, perClassRecall: Object.fromEntries(Object.entries(r.perClass).map(([c, m]) => [c, m.recall])) });
-        console.error(`TSTR seed ${seed}: accuracy ${pct(r.accuracy)} on ${nTest} real test images`);
+        rows.push({ seed, accuracy: r.accuracy, macroF1: r.macroF1, valAccuracy: v.accuracy, acceptance: filter ? acceptance : undefined, perClassRecall: Object.fromEntries(Object.entries(r.perClass).map(([c, m]) => [c, m.recall])) });
+        console.error(`TSTR seed ${seed}: accuracy ${pct(v.accuracy)} on ${nVal} real validation images, ${pct(r.accuracy)} on ${nTest} real test images`);
       }
-      const result = { gan: o.gan, ganClasses: meta.classes, perClass: o.perClass, epochs: o.epochs, testImages: nTest, reference: { model: o.reference, accuracy: reference.accuracy, macroF1: reference.macroF1 }, rows };
+      const result = { gan: o.gan, ganClasses: meta.classes, perClass: o.perClass, epochs: o.epochs, sampling, testImages: nTest, valImages: nVal, reference: { model: o.reference, accuracy: reference.accuracy, macroF1: reference.macroF1 }, rows };
       mkdirSync(o.out, { recursive: true });
       writeFileSync(join(o.out, 'tstr.json'), JSON.stringify(result, null, 2) + '\n');
       const acc = rows.map((r) => r.accuracy);
       const lines = [
-        `| training data | test data | accuracy | macro F1 |`,
-        `|---|---|---:|---:|`,
-        `| real (${o.reference}) | real test split, ${nTest} images | ${pct(reference.accuracy)} | ${reference.macroF1.toFixed(3)} |`,
-        `| generated only: ${o.perClass} per class from ${o.gan} (${rows.length} seed${rows.length > 1 ? 's' : ''}) | same | ${pct(mean(acc))}${rows.length > 1 ? ` ± ${pct(std(acc))}` : ''} | ${mean(rows.map((r) => r.macroF1)).toFixed(3)} |`,
+        `| training data | test data | accuracy | macro F1 | accuracy on the real validation split (${nVal}) |`,
+        `|---|---|---:|---:|---:|`,
+        `| real (${o.reference}) | real test split, ${nTest} images | ${pct(reference.accuracy)} | ${reference.macroF1.toFixed(3)} | (its training selected on it) |`,
+        `| generated only: ${o.perClass} per class from ${o.gan}${samplingLabel(sampling)} (${rows.length} seed${rows.length > 1 ? 's' : ''}) | same | ${pct(mean(acc))}${rows.length > 1 ? ` ± ${pct(std(acc))}` : ''} | ${mean(rows.map((r) => r.macroF1)).toFixed(3)} | ${pct(mean(rows.map((r) => r.valAccuracy)))} |`,
         '',
+        ...(o.filterWith ? [`Filter acceptance per class (mean over seeds): ${meta.classes.map((c) => `${c} ${pct(mean(rows.map((r) => r.acceptance?.[c] ?? NaN)))}`).join(', ')}`, ''] : []),
         `Per-class recall (TSTR, mean over seeds): ${meta.classes.map((c) => `${c} ${pct(mean(rows.map((r) => r.perClassRecall[c] ?? NaN)))}`).join(', ')}`,
       ];
       mkdirSync(dirname(o.doc), { recursive: true });

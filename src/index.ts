@@ -53,6 +53,8 @@ export { Generator, Discriminator, resolveGanConfig, type GanConfig, type GanArc
 export { GanStep, type GanStepOptions } from './gan/step.js';
 export { trainGan, type GanTrainOptions, type GanTrainResult, type GanEpochRecord } from './gan/train.js';
 export { saveGanDir, loadGanDir, readGanMetadata, GAN_FORMAT, type GanMetadata } from './gan/model-dir.js';
-export { generateImages, writeImageGrid, writeSampleFolders } from './gan/samples.js';
+export { generateImages, latentNoise, writeImageGrid, writeSampleFolders, type GenerateOptions, type SampleFilter, type SampleFolderOptions } from './gan/samples.js';
+export { classifierFilter, type ClassifierFilterOptions } from './gan/classifier-filter.js';
 export { scoreGan, formatGanScore, type GanScoreReport } from './gan/score.js';
 export { frechetDistance, kernelInceptionDistance, realFloor, extractFeatures, extractFeaturesFromImages, type FeatureMatrix } from './gan/quality.js';
+export { predictImages } from './gan/features.js';

@@ -7,15 +7,19 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scanDataset } from '../src/data/dataset.js';
+import { Inspector } from '../src/cnn/inspector.js';
 import { generateSynthetic } from '../src/data/synthetic.js';
 import type { Engine } from '../src/gpu/engine.js';
 import { loadGanDir, readGanMetadata } from '../src/gan/model-dir.js';
 import { ModelFormatError } from '../src/model-dir.js';
-import { writeSampleFolders } from '../src/gan/samples.js';
+import { generateImages, latentNoise, type SampleFilter, writeSampleFolders } from '../src/gan/samples.js';
+import { classifierFilter } from '../src/gan/classifier-filter.js';
+import { toModelSize } from '../src/gan/features.js';
+import { Rng } from '../src/util/rng.js';
 import { trainGan, type GanTrainOptions } from '../src/gan/train.js';
 import { formatGanScore, scoreGan } from '../src/gan/score.js';
 import { trainClassifier } from '../src/cnn/train.js';
-import { readModelMetadata } from '../src/cnn/model-dir.js';
+import { loadModelDir, readModelMetadata } from '../src/cnn/model-dir.js';
 import { readSafetensors } from '../src/nn/serialize.js';
 import { checkpointPartPath } from '../src/train/checkpoint.js';
 import { testEngine } from './helpers.js';
@@ -150,11 +154,95 @@ describe('sampling and errors', () => {
     // Two epochs of a 4-wide generator are far from real images: above the floor on average.
     expect(r.meanFd).toBeGreaterThan(r.meanFloorFd);
     expect(formatGanScore(r)).toMatch(/floor/);
+    // GAN-test: the real images' agreement is the classifier's recall of each class over all its images (as Inspector decides them).
+    const inspector = await Inspector.load(classifier, { engine });
+    const ds = await scanDataset(data, 'multiclass');
+    const decided = await inspector.inspectBatch(ds.items.map((it) => it.path));
+    inspector.dispose();
+    for (const c of r.perClass) {
+      const mine = ds.items.map((it, i) => [ds.classes[it.label], decided[i].label]).filter(([truth]) => truth === c.className);
+      expect(c.realAgreement).toBeCloseTo(mine.filter(([truth, label]) => truth === label).length / mine.length, 6);
+      expect(c.classifierAgreement! * c.halfSize).toBeCloseTo(Math.round(c.classifierAgreement! * c.halfSize), 6);
+      expect(c.classifierAgreement).toBeGreaterThanOrEqual(0);
+      expect(c.classifierAgreement).toBeLessThanOrEqual(1);
+    }
+    expect(r.meanRealAgreement).toBeCloseTo(r.perClass.reduce((a, c) => a + c.realAgreement!, 0) / 6, 9);
+    expect(formatGanScore(r)).toMatch(/GAN-test/);
     // The test split recorded by the GAN trainer: 2 of the 10 images per class.
     const t = await scoreGan({ model: join(dir, 'cond'), data, classifier, engine, kidSubsets: 5, testSplit: true }).catch((e: Error) => e);
     expect(t).toBeInstanceOf(Error);
     expect((t as Error).message).toMatch(/at least 8/);
     await expect(scoreGan({ model: join(dir, 'cond'), data: join(dir, 'sampled'), classifier: join(dir, 'nope'), engine })).rejects.toThrow(/model directory not found/);
+  });
+
+  it('gan sample --filter-with: a classifier rejection-samples each class; the files are exactly the accepted images', async () => {
+    const { generator, meta } = loadGanDir(join(dir, 'cond'), engine);
+    const { model, meta: cmeta } = loadModelDir(join(dir, 'classifier'), engine);
+    try {
+      const S = generator.config.imageSize;
+      const filter = classifierFilter(model, { classifierClasses: cmeta.classes, ganClasses: meta.classes, imageSize: S, minConfidence: 0.2 });
+      // What the filter must decide, computed apart: the classifier's probabilities of the images resized to its input.
+      const imgs = await generateImages(generator, new Int32Array(40).fill(1), new Rng(9));
+      const q = Float32Array.from(imgs, (v) => Math.round(Math.min(1, Math.max(0, v)) * 255) / 255);
+      const s = model.config.inputSize;
+      const resized = new Float32Array(40 * s * s);
+      for (let i = 0; i < 40; i++) resized.set(await toModelSize({ width: S, height: S, data: q.subarray(i * S * S, (i + 1) * S * S) }, s), i * s * s);
+      const p = await model.predict(resized, 40);
+      const K = cmeta.classes.length;
+      const target = cmeta.classes.indexOf(meta.classes[1]);
+      const expected = Array.from({ length: 40 }, (_, i) => {
+        const row = Array.from(p.subarray(i * K, (i + 1) * K));
+        return row.indexOf(Math.max(...row)) === target && row[target] >= 0.2;
+      });
+      expect(Array.from(await filter(q, 40, 1))).toEqual(expected);
+      expect(() => classifierFilter(model, { classifierClasses: ['clean', 'crack'], ganClasses: meta.classes, imageSize: S })).toThrow(/no class 'inclusion'/);
+
+      // The writer keeps exactly what a filter accepts, in order, and names the class it is drawing.
+      const seen: number[] = [];
+      const accepted: Float32Array[] = [];
+      const everyOther: SampleFilter = async (images, count, k) => {
+        seen.push(k);
+        const keep = Array.from({ length: count }, (_, i) => i % 2 === 0);
+        keep.forEach((ok, i) => ok && accepted.push(images.slice(i * S * S, (i + 1) * S * S)));
+        return keep;
+      };
+      const rates: Record<string, number> = {};
+      const out = join(dir, 'filtered');
+      const files = await writeSampleFolders(generator, out, 5, 3, { filter: everyOther, truncation: 0.7, onClass: (c, a, d) => (rates[c] = a / d) });
+      expect(files).toHaveLength(30);
+      expect(new Set(seen)).toEqual(new Set([0, 1, 2, 3, 4, 5]));
+      expect(Object.values(rates)).toEqual(Array(6).fill(0.5));
+      // Class 2's files are its first five accepted images (32 accepted per draw of 64).
+      for (let i = 0; i < 5; i++) {
+        const { data: px } = await sharp(join(out, 'inclusion', `inclusion_0000${i}.png`)).extractChannel(0).raw().toBuffer({ resolveWithObject: true });
+        const want = accepted[2 * 32 + i];
+        expect(px.length).toBe(S * S);
+        for (let j = 0; j < S * S; j++) expect(px[j] / 255).toBeCloseTo(want[j], 6);
+      }
+      const never: SampleFilter = async (_images, count) => new Array<boolean>(count).fill(false);
+      await expect(writeSampleFolders(generator, join(dir, 'filtered-none'), 5, 3, { filter: never })).rejects.toThrow(/only 0 of 5 images of class 'clean' accepted in 128 draws/);
+      await expect(writeSampleFolders(generator, join(dir, 'filtered-none'), 5, 3, { filter: never, maxDrawFactor: 0 })).rejects.toThrow(/maxDrawFactor must be >= 1/);
+    } finally {
+      generator.dispose();
+      model.dispose();
+    }
+  });
+
+  it('the truncation trick draws |z| <= t with the truncated normal\'s spread; unset, the plain normal sequence', () => {
+    const t = 0.5;
+    const draw = latentNoise(new Rng(4), t);
+    const v = Array.from({ length: 20000 }, draw);
+    expect(Math.max(...v.map(Math.abs))).toBeLessThanOrEqual(t);
+    const m = v.reduce((a, b) => a + b, 0) / v.length;
+    const sd = Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / v.length);
+    // Var of N(0,1) truncated to [-t, t]: 1 - 2 t phi(t) / (2 Phi(t) - 1) = 0.08057 at t = 0.5 (sd 0.2838).
+    expect(Math.abs(m)).toBeLessThan(0.01);
+    expect(sd).toBeCloseTo(0.2838, 2);
+    const plain = latentNoise(new Rng(4));
+    const ref = new Rng(4);
+    for (let i = 0; i < 10; i++) expect(plain()).toBe(ref.normal());
+    expect(() => latentNoise(new Rng(1), 0.01)).toThrow(/truncation must be a number >= 0.05/);
+    expect(() => latentNoise(new Rng(1), Number.NaN)).toThrow(RangeError);
   });
 
   it('wgsl-nn train --augment-with mixes generated images (pool and balanced); --limit-per-class trains on a scarce subset', async () => {

@@ -3,6 +3,8 @@ import { resolve } from 'node:path';
 import { type Command, Option } from 'commander';
 import { commandLine, diffAugmentList as policyList, int, nonNegativeInt, num, withEngine } from '../cli-common.js';
 import { TrainingProgress } from '../train/progress.js';
+import { loadModelDir } from '../cnn/model-dir.js';
+import { classifierFilter } from './classifier-filter.js';
 import { loadGanDir } from './model-dir.js';
 import { writeSampleFolders } from './samples.js';
 import { formatGanScore, scoreGan } from './score.js';
@@ -111,14 +113,26 @@ export function registerGanCommands(program: Command): void {
     .requiredOption('--count <n>', 'images per class', int('--count'))
     .requiredOption('--out <dir>', 'output folder')
     .option('--seed <n>', 'noise seed', int('--seed'), 1)
+    .option('--truncation <t>', 'truncation trick: noise components redrawn until |z| <= t (fewer odd samples, less variety)', num('--truncation'))
+    .option('--filter-with <classifier>', 'keep only samples this classifier assigns to their class (rejection sampling; the classifier must know every class)')
+    .option('--min-confidence <p>', "with --filter-with: the classifier's probability a kept sample needs", num('--min-confidence'), 0.5)
+    .option('--max-draw-factor <f>', 'with --filter-with: give up on a class after drawing f x --count images', num('--max-draw-factor'), 20)
     .action(async (opts) => {
       await withEngine(async (engine) => {
         const { generator, meta } = loadGanDir(opts.model, engine);
+        const classifier = opts.filterWith ? loadModelDir(opts.filterWith, engine) : undefined;
         try {
-          const files = await writeSampleFolders(generator, opts.out, opts.count, opts.seed);
+          const filter = classifier && classifierFilter(classifier.model, { classifierClasses: classifier.meta.classes, ganClasses: meta.classes, imageSize: generator.config.imageSize, minConfidence: opts.minConfidence });
+          const files = await writeSampleFolders(generator, opts.out, opts.count, opts.seed, {
+            truncation: opts.truncation,
+            filter,
+            maxDrawFactor: opts.maxDrawFactor,
+            onClass: filter ? (c, accepted, drawn) => console.error(`${c}: the filter accepted ${accepted} of ${drawn} drawn (${((100 * accepted) / drawn).toFixed(0)} %)`) : undefined,
+          });
           console.log(`${files.length} images (${opts.count} per class: ${meta.classes.join(', ')}) in ${resolve(opts.out)}`);
         } finally {
           generator.dispose();
+          classifier?.model.dispose();
         }
       });
     });

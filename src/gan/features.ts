@@ -87,6 +87,21 @@ export async function toModelSize(img: GrayImage, size: number, fit: Fit = 'fill
   return u8ToFloat(await resizeGray8({ width: img.width, height: img.height, data: floatToU8(img.data) }, size, size, fit));
 }
 
+/** Raw grayscale images at the model's input size, checked finite: [n, S*S] as the model's input takes them. */
+async function modelPixels(model: DefectClassifier, images: readonly GrayImage[], fit?: Fit): Promise<Float32Array> {
+  const s = model.config.inputSize;
+  const area = s * s;
+  const pixels = new Float32Array(images.length * area);
+  for (let i = 0; i < images.length; i++) {
+    const p = await toModelSize(images[i], s, fit);
+    for (let j = 0; j < area; j++) {
+      if (!Number.isFinite(p[j])) throw new RangeError(`image #${i} has a non-finite pixel at index ${j}`);
+    }
+    pixels.set(p, i * area);
+  }
+  return pixels;
+}
+
 /**
  * Penultimate-layer features of raw grayscale images (pixels in [0, 1]) with the model's own
  * preprocessing: resized to the input size (see ImageFeatureOptions.fit), then standardised by
@@ -94,15 +109,29 @@ export async function toModelSize(img: GrayImage, size: number, fit: Fit = 'fill
  */
 export async function extractFeaturesFromImages(model: DefectClassifier, images: readonly GrayImage[], opts: ImageFeatureOptions = {}): Promise<FeatureMatrix> {
   const batchSize = checkBatchSize(opts.batchSize ?? 64);
-  const s = model.config.inputSize;
-  const area = s * s;
-  const pixels = new Float32Array(images.length * area);
-  for (let i = 0; i < images.length; i++) {
-    const p = await toModelSize(images[i], s, opts.fit);
-    for (let j = 0; j < area; j++) {
-      if (!Number.isFinite(p[j])) throw new RangeError(`image #${i} has a non-finite pixel at index ${j}`);
-    }
-    pixels.set(p, i * area);
-  }
+  const area = model.config.inputSize ** 2;
+  const pixels = await modelPixels(model, images, opts.fit);
   return gatherFeatures(model, images.length, batchSize, (start, count) => model.inputTensor(pixels.subarray(start * area, (start + count) * area), count));
+}
+
+/**
+ * The classifier's probabilities [n, outputs] for raw grayscale images, preprocessed as by
+ * extractFeaturesFromImages, with the model's own predict() (test-time flips if it stores them).
+ */
+export async function predictImages(model: DefectClassifier, images: readonly GrayImage[], opts: ImageFeatureOptions = {}): Promise<Float32Array> {
+  const batchSize = checkBatchSize(opts.batchSize ?? 64);
+  const area = model.config.inputSize ** 2;
+  const pixels = await modelPixels(model, images, opts.fit);
+  const parts: Float32Array[] = [];
+  for (let start = 0; start < images.length; start += batchSize) {
+    const count = Math.min(batchSize, images.length - start);
+    parts.push(await model.predict(pixels.subarray(start * area, (start + count) * area), count));
+  }
+  const out = new Float32Array(parts.reduce((n, q) => n + q.length, 0));
+  let o = 0;
+  for (const q of parts) {
+    out.set(q, o);
+    o += q.length;
+  }
+  return out;
 }

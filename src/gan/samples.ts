@@ -2,14 +2,39 @@
 // contact sheet (sample grid) and per-class PNG folders that `wgsl-nn train` reads as a dataset.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeGrayPng } from '../data/images.js';
+import { floatToU8, u8ToFloat, writeGrayPng } from '../data/images.js';
 import { WgslNnError } from '../gpu/errors.js';
 import { inference } from '../nn/modules.js';
 import { Rng } from '../util/rng.js';
 import { type Generator, latentBatch, pixelRange } from './models.js';
 
+export interface GenerateOptions {
+  /** Images per GPU batch (default 64). */
+  batchSize?: number;
+  /**
+   * The truncation trick (Brock et al. 2019, BigGAN): every noise component is redrawn until
+   * |z_j| <= truncation, trading variety for typical, cleaner samples. Unset: plain N(0, 1).
+   */
+  truncation?: number;
+}
+
+/** A standard normal source, truncated to [-t, t] by redrawing when `truncation` is set. */
+export function latentNoise(rng: Rng, truncation?: number): () => number {
+  if (truncation === undefined) return () => rng.normal();
+  // Below ~0.05 almost every draw is rejected: a mistake rather than a setting.
+  if (!(truncation >= 0.05) || !Number.isFinite(truncation)) throw new RangeError(`truncation must be a number >= 0.05, got ${truncation}`);
+  return () => {
+    for (;;) {
+      const v = rng.normal();
+      if (Math.abs(v) <= truncation) return v;
+    }
+  };
+}
+
 /** Images [n, S*S] in [0, 1] for the given class labels, from noise drawn with `rng`. */
-export async function generateImages(G: Generator, labels: ArrayLike<number>, rng: Rng, batchSize = 64): Promise<Float32Array> {
+export async function generateImages(G: Generator, labels: ArrayLike<number>, rng: Rng, opts: GenerateOptions = {}): Promise<Float32Array> {
+  const batchSize = opts.batchSize ?? 64;
+  const noise = latentNoise(rng, opts.truncation);
   const c = G.config;
   const S = c.imageSize;
   const n = labels.length;
@@ -18,7 +43,7 @@ export async function generateImages(G: Generator, labels: ArrayLike<number>, rn
   const e = G.parameters()[0].engine;
   for (let start = 0; start < n; start += batchSize) {
     const lab = Array.from({ length: Math.min(batchSize, n - start) }, (_, i) => labels[start + i]);
-    const z = latentBatch(c, lab, () => rng.normal());
+    const z = latentBatch(c, lab, noise);
     const x = e.tidy(() => inference(G, () => G.forward(e.tensor(z, [lab.length, G.inputDim]))));
     const v = (await x.toArray()) as Float32Array;
     x.dispose();
@@ -54,23 +79,57 @@ export async function writeImageGrid(file: string, images: Float32Array, size: n
 }
 
 /**
+ * Decides which generated images of class `classIndex` to keep: images [count, S*S] in [0, 1] as they
+ * will be written (8-bit), one boolean per image.
+ */
+export type SampleFilter = (images: Float32Array, count: number, classIndex: number) => Promise<ArrayLike<boolean>>;
+
+export interface SampleFolderOptions extends GenerateOptions {
+  /** Rejection sampling: only images the filter accepts are written (see classifierFilter). */
+  filter?: SampleFilter;
+  /** With a filter: give up on a class after drawing this many times `perClass` images (default 20). */
+  maxDrawFactor?: number;
+  /** Per class: how many of the images drawn the filter accepted (all without one; surplus included). */
+  onClass?: (className: string, accepted: number, drawn: number) => void;
+}
+
+/**
  * Writes `perClass` generated PNGs of every class under out/<class>/<class>_00000.png: a
  * class-per-folder dataset (the layout `wgsl-nn train` reads). Returns the files written.
  */
-export async function writeSampleFolders(G: Generator, out: string, perClass: number, seed: number): Promise<string[]> {
+export async function writeSampleFolders(G: Generator, out: string, perClass: number, seed: number, opts: SampleFolderOptions = {}): Promise<string[]> {
   if (!Number.isInteger(perClass) || perClass < 1) throw new WgslNnError(`--count must be a positive integer, got ${perClass}`);
+  const maxDrawFactor = opts.maxDrawFactor ?? 20;
+  if (!(maxDrawFactor >= 1)) throw new RangeError(`maxDrawFactor must be >= 1, got ${maxDrawFactor}`);
   const { classes, imageSize: S } = G.config;
+  const area = S * S;
   const rng = new Rng(seed);
   const files: string[] = [];
   for (let k = 0; k < classes.length; k++) {
     const dir = join(out, classes[k]);
     mkdirSync(dir, { recursive: true });
-    const imgs = await generateImages(G, new Int32Array(perClass).fill(k), rng);
-    for (let i = 0; i < perClass; i++) {
-      const file = join(dir, `${classes[k]}_${String(i).padStart(5, '0')}.png`);
-      await writeGrayPng(file, imgs.subarray(i * S * S, (i + 1) * S * S), S, S);
-      files.push(file);
+    let written = 0;
+    let drawn = 0;
+    let accepted = 0;
+    while (written < perClass) {
+      if (drawn >= maxDrawFactor * perClass)
+        throw new WgslNnError(`sample filter: only ${written} of ${perClass} images of class '${classes[k]}' accepted in ${drawn} draws; lower the filter's bar (e.g. --min-confidence) or the count`);
+      // Without a filter one draw of exactly what is missing; with one, draws of 64-256 (the filter's batch).
+      const count = opts.filter ? Math.min(256, Math.max(64, perClass - written)) : perClass - written;
+      // Pixels as the 8-bit PNG holds them, so a filter judges exactly what is written.
+      const imgs = u8ToFloat(floatToU8(await generateImages(G, new Int32Array(count).fill(k), rng, opts)));
+      drawn += count;
+      const keep = opts.filter ? await opts.filter(imgs, count, k) : null;
+      for (let i = 0; i < count; i++) if (!keep || keep[i]) accepted++;
+      for (let i = 0; i < count && written < perClass; i++) {
+        if (keep && !keep[i]) continue;
+        const file = join(dir, `${classes[k]}_${String(written).padStart(5, '0')}.png`);
+        await writeGrayPng(file, imgs.subarray(i * area, (i + 1) * area), S, S);
+        files.push(file);
+        written++;
+      }
     }
+    opts.onClass?.(classes[k], accepted, drawn);
   }
   return files;
 }

@@ -23,6 +23,8 @@ import {
   type FeatureMatrix,
   type KidResult,
 } from './quality.js';
+import { assignedTo } from './classifier-filter.js';
+import { predictImages } from './features.js';
 import { generateImages } from './samples.js';
 
 export interface ClassScore {
@@ -34,6 +36,13 @@ export interface ClassScore {
   floorFd: number;
   kid: KidResult;
   floorKid: KidResult;
+  /**
+   * GAN-test (Shmelkov et al., "How good is my GAN?", ECCV 2018): the share of the generated images
+   * that the classifier assigns to their class, beside the same share of the class's real images (its
+   * training images included unless the split is 'test'). Null when the classifier lacks the class.
+   */
+  classifierAgreement: number | null;
+  realAgreement: number | null;
 }
 
 export interface GanScoreReport {
@@ -47,6 +56,9 @@ export interface GanScoreReport {
   /** Means over the classes. */
   meanFd: number;
   meanFloorFd: number;
+  /** Means of classifierAgreement / realAgreement over the classes the classifier has (null if none). */
+  meanClassifierAgreement: number | null;
+  meanRealAgreement: number | null;
 }
 
 export interface GanScoreOptions {
@@ -105,6 +117,12 @@ export async function scoreGan(opts: GanScoreOptions): Promise<GanScoreReport> {
       const gen = await generateImages(generator, new Int32Array(floor.halfSize).fill(k), rng);
       const genImages: GrayImage[] = Array.from({ length: floor.halfSize }, (_, i) => ({ width: S, height: S, data: gen.subarray(i * S * S, (i + 1) * S * S) }));
       const genFeat: FeatureMatrix = await extractFeaturesFromImages(classifier, genImages, { fit });
+      const target = cmeta.task === 'multiclass' ? cmeta.classes.indexOf(name) : -1;
+      const agreement = async (images: GrayImage[]) => {
+        if (target < 0) return null;
+        const keep = assignedTo(await predictImages(classifier, images, { fit }), cmeta.classes.length, target);
+        return keep.filter(Boolean).length / keep.length;
+      };
       perClass.push({
         className: name,
         realImages: paths.length,
@@ -113,9 +131,13 @@ export async function scoreGan(opts: GanScoreOptions): Promise<GanScoreReport> {
         floorFd: floor.fd,
         kid: kernelInceptionDistance(genFeat, halfB, kid),
         floorKid: floor.kid,
+        classifierAgreement: await agreement(genImages),
+        realAgreement: await agreement(real),
       });
     }
     const mean = (f: (c: ClassScore) => number) => perClass.reduce((s, c) => s + f(c), 0) / perClass.length;
+    const known = perClass.filter((c) => c.classifierAgreement !== null);
+    const meanKnown = (f: (c: ClassScore) => number) => (known.length ? known.reduce((s, c) => s + f(c), 0) / known.length : null);
     return {
       model: opts.model,
       classifier: opts.classifier,
@@ -125,6 +147,8 @@ export async function scoreGan(opts: GanScoreOptions): Promise<GanScoreReport> {
       perClass,
       meanFd: mean((c) => c.fd),
       meanFloorFd: mean((c) => c.floorFd),
+      meanClassifierAgreement: meanKnown((c) => c.classifierAgreement!),
+      meanRealAgreement: meanKnown((c) => c.realAgreement!),
     };
   } finally {
     generator.dispose();
@@ -146,6 +170,17 @@ export function formatGanScore(r: GanScoreReport): string {
         `   ${fmtKid(c.kid).padStart(24)}   ${fmtKid(c.floorKid).padStart(24)}`,
     );
   lines.push(`${'mean'.padEnd(30)} ${r.meanFd.toFixed(1).padStart(10)} ${r.meanFloorFd.toFixed(1).padStart(10)} ${(r.meanFd / r.meanFloorFd).toFixed(2).padStart(10)}`);
+  if (r.meanClassifierAgreement !== null) {
+    const pct = (v: number | null) => (v === null ? '-' : `${(100 * v).toFixed(1)} %`);
+    lines.push(
+      '',
+      `GAN-test: the share of images ${r.classifier} assigns to their own class (generated: the GAN's images above; real: the class's real images${r.split === 'test' ? '' : ', its training images included'}).`,
+      '',
+      'class               generated       real',
+      ...r.perClass.map((c) => `${c.className.padEnd(18)} ${pct(c.classifierAgreement).padStart(10)} ${pct(c.realAgreement).padStart(10)}`),
+      `${'mean'.padEnd(18)} ${pct(r.meanClassifierAgreement).padStart(10)} ${pct(r.meanRealAgreement).padStart(10)}`,
+    );
+  }
   return lines.join('\n');
 }
 
