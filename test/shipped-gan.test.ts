@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../src/gpu/engine.js';
 import { loadGanDir } from '../src/gan/model-dir.js';
 import { writeSampleFolders } from '../src/gan/samples.js';
+import { Inspector } from '../src/cnn/inspector.js';
+import { runCli } from './helpers.js';
 
 const DIR = join(import.meta.dirname, '..', 'models', 'neu-gan');
 const NEU_CLASSES = ['crazing', 'inclusion', 'patches', 'pitted_surface', 'rolled-in_scale', 'scratches'];
@@ -54,4 +56,25 @@ describe('models/neu-gan', () => {
     expect([meta.width, meta.height]).toEqual([64, 64]);
     expect(stats.channels[0].stdev).toBeGreaterThan(1); // not a flat image
   });
+
+  it('wgsl-nn gan sample --filter-with models/neu keeps only what the classifier assigns to each class, and says how many it accepted', async () => {
+    const dest = join(out, 'filtered');
+    const r = await runCli(['gan', 'sample', '--model', DIR, '--count', '3', '--out', dest, '--seed', '2', '--truncation', '1.5', '--filter-with', 'models/neu', '--min-confidence', '0.5', '--max-draw-factor', '200']);
+    expect(r.stderr).not.toMatch(/Error/);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/18 images \(3 per class/);
+    for (const c of NEU_CLASSES) {
+      expect(readdirSync(join(dest, c))).toHaveLength(3);
+      expect(r.stderr).toMatch(new RegExp(`${c}: the filter accepted \\d+ of \\d+ drawn`));
+    }
+    // What was kept, read back as the classifier reads files: every image called its own class.
+    const insp = await Inspector.load('models/neu', { engine });
+    const decided = await insp.inspectBatch(NEU_CLASSES.flatMap((c) => readdirSync(join(dest, c)).map((f) => join(dest, c, f))));
+    insp.dispose();
+    expect(decided.map((d) => d.label)).toEqual(NEU_CLASSES.flatMap((c) => [c, c, c]));
+    expect(decided.every((d) => d.score >= 0.5)).toBe(true);
+    const bad = await runCli(['gan', 'sample', '--model', DIR, '--count', '1', '--out', join(out, 'bad'), '--filter-with', 'models/magnetic-tile']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/needs a multiclass classifier/);
+  }, 300_000);
 });
