@@ -17,8 +17,8 @@ import { Engine } from '../src/gpu/engine.js';
 import { loadTuned } from '../src/kernels/tuning-cache.js';
 import { evaluateModel } from '../src/cnn/evaluate.js';
 import { trainClassifier, type TrainOptions } from '../src/cnn/train.js';
-import { loadModelDir, readModelMetadata } from '../src/cnn/model-dir.js';
-import { classifierFilter } from '../src/gan/classifier-filter.js';
+import { readModelMetadata } from '../src/cnn/model-dir.js';
+import { loadClassifierFilter } from '../src/gan/classifier-filter.js';
 import { loadGanDir } from '../src/gan/model-dir.js';
 import { writeSampleFolders } from '../src/gan/samples.js';
 import { trainGan } from '../src/gan/train.js';
@@ -97,12 +97,12 @@ program
         const samples = join(o.out, `samples-${seed}`);
         rmSync(samples, { recursive: true, force: true });
         const { generator } = loadGanDir(o.gan, engine);
-        const classifier = o.filterWith ? loadModelDir(o.filterWith, engine) : undefined;
+        const classifier = o.filterWith ? loadClassifierFilter(o.filterWith, generator, o.minConfidence, engine) : undefined;
         const acceptance: Record<string, number> = {};
-        const filter = classifier && classifierFilter(classifier.model, { classifierClasses: classifier.meta.classes, ganClasses: meta.classes, imageSize: generator.config.imageSize, minConfidence: o.minConfidence });
+        const filter = classifier?.filter;
         await writeSampleFolders(generator, samples, o.perClass, seed, { truncation: o.truncation, filter, maxDrawFactor: o.maxDrawFactor, onClass: (c, accepted, drawn) => (acceptance[c] = accepted / drawn) });
         generator.dispose();
-        classifier?.model.dispose();
+        classifier?.dispose();
         const model = join(o.out, `cnn-${seed}`);
         // Trained on generated images only: 80 % for training, 20 % (generated) for model selection, no test split.
         await trainClassifier({ ...cnnOptions(o.epochs), data: samples, out: model, seed, testFraction: 0, valFraction: 0.2, engine, log: console.error } as TrainOptions);

@@ -7,6 +7,10 @@
 // enters through the filter, so a train-on-synthetic score with a filter must be reported as such.
 import { WgslNnError } from '../gpu/errors.js';
 import type { DefectClassifier } from '../cnn/model.js';
+import { loadModelDir } from '../cnn/model-dir.js';
+import type { Engine } from '../gpu/engine.js';
+import type { Generator } from './models.js';
+import { argmaxRows } from '../eval/metrics.js';
 import { predictImages } from './features.js';
 import type { SampleFilter } from './samples.js';
 
@@ -41,17 +45,24 @@ export function classifierFilter(model: DefectClassifier, opts: ClassifierFilter
 }
 
 /**
+ * classifierFilter for `generator`'s classes and image size, from a classifier model directory (loaded
+ * on `engine`); `dispose()` frees the classifier.
+ */
+export function loadClassifierFilter(dir: string, generator: Generator, minConfidence: number | undefined, engine: Engine): { filter: SampleFilter; dispose: () => void } {
+  const { model, meta } = loadModelDir(dir, engine);
+  try {
+    const filter = classifierFilter(model, { classifierClasses: meta.classes, ganClasses: generator.config.classes, imageSize: generator.config.imageSize, minConfidence });
+    return { filter, dispose: () => model.dispose() };
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+}
+
+/**
  * Per row of probabilities [n, K]: whether class `target` is the top class (first of ties) with
  * probability >= minConfidence.
  */
 export function assignedTo(probs: Float32Array, K: number, target: number, minConfidence = 0): boolean[] {
-  const n = probs.length / K;
-  const out: boolean[] = [];
-  for (let i = 0; i < n; i++) {
-    const row = probs.subarray(i * K, (i + 1) * K);
-    let best = 0;
-    for (let j = 1; j < K; j++) if (row[j] > row[best]) best = j;
-    out.push(best === target && row[target] >= minConfidence);
-  }
-  return out;
+  return Array.from(argmaxRows(probs, K), (best, i) => best === target && probs[i * K + target] >= minConfidence);
 }

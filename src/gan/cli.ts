@@ -3,8 +3,7 @@ import { resolve } from 'node:path';
 import { type Command, Option } from 'commander';
 import { commandLine, diffAugmentList as policyList, int, nonNegativeInt, num, withEngine } from '../cli-common.js';
 import { TrainingProgress } from '../train/progress.js';
-import { loadModelDir } from '../cnn/model-dir.js';
-import { classifierFilter } from './classifier-filter.js';
+import { loadClassifierFilter } from './classifier-filter.js';
 import { loadGanDir } from './model-dir.js';
 import { writeSampleFolders } from './samples.js';
 import { formatGanScore, scoreGan } from './score.js';
@@ -120,9 +119,10 @@ export function registerGanCommands(program: Command): void {
     .action(async (opts) => {
       await withEngine(async (engine) => {
         const { generator, meta } = loadGanDir(opts.model, engine);
-        const classifier = opts.filterWith ? loadModelDir(opts.filterWith, engine) : undefined;
+        let classifier: ReturnType<typeof loadClassifierFilter> | undefined;
         try {
-          const filter = classifier && classifierFilter(classifier.model, { classifierClasses: classifier.meta.classes, ganClasses: meta.classes, imageSize: generator.config.imageSize, minConfidence: opts.minConfidence });
+          classifier = opts.filterWith ? loadClassifierFilter(opts.filterWith, generator, opts.minConfidence, engine) : undefined;
+          const filter = classifier?.filter;
           const files = await writeSampleFolders(generator, opts.out, opts.count, opts.seed, {
             truncation: opts.truncation,
             filter,
@@ -132,7 +132,7 @@ export function registerGanCommands(program: Command): void {
           console.log(`${files.length} images (${opts.count} per class: ${meta.classes.join(', ')}) in ${resolve(opts.out)}`);
         } finally {
           generator.dispose();
-          classifier?.model.dispose();
+          classifier?.dispose();
         }
       });
     });

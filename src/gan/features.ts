@@ -87,8 +87,12 @@ export async function toModelSize(img: GrayImage, size: number, fit: Fit = 'fill
   return u8ToFloat(await resizeGray8({ width: img.width, height: img.height, data: floatToU8(img.data) }, size, size, fit));
 }
 
-/** Raw grayscale images at the model's input size, checked finite: [n, S*S] as the model's input takes them. */
-async function modelPixels(model: DefectClassifier, images: readonly GrayImage[], fit?: Fit): Promise<Float32Array> {
+/**
+ * Raw grayscale images (pixels in [0, 1]) as the model's input takes them: resized to its input size
+ * (see ImageFeatureOptions.fit), checked finite, [n, S*S]. Standardisation is left to model.inputTensor.
+ * Compute it once and pass it to featuresOfInput and predictInput when both are wanted.
+ */
+export async function modelInput(model: DefectClassifier, images: readonly GrayImage[], fit?: Fit): Promise<Float32Array> {
   const s = model.config.inputSize;
   const area = s * s;
   const pixels = new Float32Array(images.length * area);
@@ -102,36 +106,42 @@ async function modelPixels(model: DefectClassifier, images: readonly GrayImage[]
   return pixels;
 }
 
-/**
- * Penultimate-layer features of raw grayscale images (pixels in [0, 1]) with the model's own
- * preprocessing: resized to the input size (see ImageFeatureOptions.fit), then standardised by
- * model.inputTensor (dataset mean/std or per-image, as model.json says).
- */
-export async function extractFeaturesFromImages(model: DefectClassifier, images: readonly GrayImage[], opts: ImageFeatureOptions = {}): Promise<FeatureMatrix> {
+/** Penultimate-layer features of modelInput()'s pixels, standardised by model.inputTensor. */
+export async function featuresOfInput(model: DefectClassifier, pixels: Float32Array, opts: FeatureOptions = {}): Promise<FeatureMatrix> {
   const batchSize = checkBatchSize(opts.batchSize ?? 64);
   const area = model.config.inputSize ** 2;
-  const pixels = await modelPixels(model, images, opts.fit);
-  return gatherFeatures(model, images.length, batchSize, (start, count) => model.inputTensor(pixels.subarray(start * area, (start + count) * area), count));
+  return gatherFeatures(model, pixels.length / area, batchSize, (start, count) => model.inputTensor(pixels.subarray(start * area, (start + count) * area), count));
 }
 
-/**
- * The classifier's probabilities [n, outputs] for raw grayscale images, preprocessed as by
- * extractFeaturesFromImages, with the model's own predict() (test-time flips if it stores them).
- */
-export async function predictImages(model: DefectClassifier, images: readonly GrayImage[], opts: ImageFeatureOptions = {}): Promise<Float32Array> {
+/** The classifier's probabilities [n, outputs] of modelInput()'s pixels, by its own predict() (test-time flips if it stores them). */
+export async function predictInput(model: DefectClassifier, pixels: Float32Array, opts: FeatureOptions = {}): Promise<Float32Array> {
   const batchSize = checkBatchSize(opts.batchSize ?? 64);
   const area = model.config.inputSize ** 2;
-  const pixels = await modelPixels(model, images, opts.fit);
+  const n = pixels.length / area;
   const parts: Float32Array[] = [];
-  for (let start = 0; start < images.length; start += batchSize) {
-    const count = Math.min(batchSize, images.length - start);
+  for (let start = 0; start < n; start += batchSize) {
+    const count = Math.min(batchSize, n - start);
     parts.push(await model.predict(pixels.subarray(start * area, (start + count) * area), count));
   }
-  const out = new Float32Array(parts.reduce((n, q) => n + q.length, 0));
+  const out = new Float32Array(parts.reduce((len, q) => len + q.length, 0));
   let o = 0;
   for (const q of parts) {
     out.set(q, o);
     o += q.length;
   }
   return out;
+}
+
+/**
+ * Penultimate-layer features of raw grayscale images (pixels in [0, 1]) with the model's own
+ * preprocessing: resized to the input size (see ImageFeatureOptions.fit), then standardised by
+ * model.inputTensor (dataset mean/std or per-image, as model.json says).
+ */
+export async function extractFeaturesFromImages(model: DefectClassifier, images: readonly GrayImage[], opts: ImageFeatureOptions = {}): Promise<FeatureMatrix> {
+  return featuresOfInput(model, await modelInput(model, images, opts.fit), opts);
+}
+
+/** The classifier's probabilities [n, outputs] for raw grayscale images, preprocessed as by extractFeaturesFromImages. */
+export async function predictImages(model: DefectClassifier, images: readonly GrayImage[], opts: ImageFeatureOptions = {}): Promise<Float32Array> {
+  return predictInput(model, await modelInput(model, images, opts.fit), opts);
 }

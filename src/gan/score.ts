@@ -15,7 +15,6 @@ import type { Engine } from '../gpu/engine.js';
 import { Rng } from '../util/rng.js';
 import { loadGanDir, type GanMetadata } from './model-dir.js';
 import {
-  extractFeaturesFromImages,
   frechetDistance,
   kernelInceptionDistance,
   realFloor,
@@ -24,7 +23,7 @@ import {
   type KidResult,
 } from './quality.js';
 import { assignedTo } from './classifier-filter.js';
-import { predictImages } from './features.js';
+import { featuresOfInput, modelInput, predictInput } from './features.js';
 import { generateImages } from './samples.js';
 
 export interface ClassScore {
@@ -110,17 +109,20 @@ export async function scoreGan(opts: GanScoreOptions): Promise<GanScoreReport> {
       const paths = items.filter((it) => it.label === label).map((it) => it.path);
       if (paths.length < 8) throw new WgslNnError(`class '${name}' has ${paths.length} real images in ${opts.data}; at least 8 are needed`);
       const real: GrayImage[] = await Promise.all(paths.map((p) => loadGray(p)));
-      const realFeat = await extractFeaturesFromImages(classifier, real, { fit });
+      // Each set resized once, for both the features and GAN-test's predictions.
+      const realInput = await modelInput(classifier, real, fit);
+      const realFeat = await featuresOfInput(classifier, realInput);
       const floor = realFloor(realFeat, { seed, kid });
       const halfB = selectRows(realFeat, floor.halves.b);
       const S = generator.config.imageSize;
       const gen = await generateImages(generator, new Int32Array(floor.halfSize).fill(k), rng);
       const genImages: GrayImage[] = Array.from({ length: floor.halfSize }, (_, i) => ({ width: S, height: S, data: gen.subarray(i * S * S, (i + 1) * S * S) }));
-      const genFeat: FeatureMatrix = await extractFeaturesFromImages(classifier, genImages, { fit });
+      const genInput = await modelInput(classifier, genImages, fit);
+      const genFeat: FeatureMatrix = await featuresOfInput(classifier, genInput);
       const target = cmeta.task === 'multiclass' ? cmeta.classes.indexOf(name) : -1;
-      const agreement = async (images: GrayImage[]) => {
+      const agreement = async (input: Float32Array) => {
         if (target < 0) return null;
-        const keep = assignedTo(await predictImages(classifier, images, { fit }), cmeta.classes.length, target);
+        const keep = assignedTo(await predictInput(classifier, input), cmeta.classes.length, target);
         return keep.filter(Boolean).length / keep.length;
       };
       perClass.push({
@@ -131,8 +133,8 @@ export async function scoreGan(opts: GanScoreOptions): Promise<GanScoreReport> {
         floorFd: floor.fd,
         kid: kernelInceptionDistance(genFeat, halfB, kid),
         floorKid: floor.kid,
-        classifierAgreement: await agreement(genImages),
-        realAgreement: await agreement(real),
+        classifierAgreement: await agreement(genInput),
+        realAgreement: await agreement(realInput),
       });
     }
     const mean = (f: (c: ClassScore) => number) => perClass.reduce((s, c) => s + f(c), 0) / perClass.length;
