@@ -20,7 +20,7 @@ import { adapterKey, kernels } from '../src/kernels/registry.js';
 import { endToEndCases, kernelCases, type BenchKernelCase, type EndToEndCase } from './cases.js';
 import { initTfjs, type TfjsBench } from './tfjs.js';
 import { findTorchPython, runTorch, sampledRelErr, torchKernelEntry, type TorchInfo, type TorchJob, type TorchRun } from './torch.js';
-import { firstLine, measure, timedOnce, withMainThreadCpu, type SamplingLimits, type Timing } from './timing.js';
+import { adapterSlug, firstLine, measure, timedOnce, withMainThreadCpu, type SamplingLimits, type Timing } from './timing.js';
 
 const PEERS = ['tfjs', 'torch'] as const;
 type Peer = (typeof PEERS)[number];
@@ -499,18 +499,6 @@ interface Results {
   endToEnd: EndToEndResult[];
   wallSeconds: number;
   note?: string;
-}
-
-function adapterSlug(engine: Engine): string {
-  const i = engine.info;
-  const name = /llvmpipe|lavapipe/i.test(`${i.description} ${i.device}`) ? 'lavapipe' : i.device || i.description || i.architecture;
-  return [i.vendor, name, i.backend]
-    .filter(Boolean)
-    .join('-')
-    .toLowerCase()
-    .replace(/[^a-z0-9]+/g, '-')
-    .replace(/^-|-$/g, '')
-    .slice(0, 60) || 'unknown-adapter';
 }
 
 /** Best correct variant of a kernel result. */

@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import Benchmark from 'benchmark';
+import type { Engine } from '../src/gpu/engine.js';
 
 export interface Timing {
   medianMs: number;
@@ -142,4 +143,17 @@ export async function withMainThreadCpu<T>(fn: () => Promise<T>): Promise<{ resu
 /** First line of an error's message. */
 export function firstLine(e: unknown): string {
   return String((e as Error)?.message ?? e).split('\n')[0];
+}
+
+/** The adapter's name in results file names (bench/results/<slug>.*): vendor, device ('lavapipe' for llvmpipe), backend. */
+export function adapterSlug(engine: Engine): string {
+  const i = engine.info;
+  const name = /llvmpipe|lavapipe/i.test(`${i.description} ${i.device}`) ? 'lavapipe' : i.device || i.description || i.architecture;
+  return [i.vendor, name, i.backend]
+    .filter(Boolean)
+    .join('-')
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-|-$/g, '')
+    .slice(0, 60) || 'unknown-adapter';
 }

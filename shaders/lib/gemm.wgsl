@@ -26,6 +26,39 @@ override SPLIT_LANES: bool = false;
 // of this shader has the same bindings.
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 
+// A fused activation's backward, folded into the operand that is dy (the backward passes of a conv or
+// dense layer whose forward applied the activation): that operand is read as dy * act'(y), with y the
+// layer's forward output bound at `gate`. y has dy's shape and layout, so the element at index i of
+// the operand's buffer pairs with gate[i] whatever the reader's mode. A_GATE / B_GATE hold the ACT_*
+// code of the operand's activation, ACT_NONE (the default) for an operand read as it is; the slope of
+// a leaky ReLU is p.gate_slope. Always bound (the host binds `a` again without a gate). This saves the
+// separate activation-backward pass that would write dz = dy * act'(y) for the GEMMs to read.
+override A_GATE: u32 = 0u;
+override B_GATE: u32 = 0u;
+@group(0) @binding(5) var<storage, read> gate: array<f32>;
+
+// v, the operand's element at index i, times act'(y[i]).
+fn gated(act: u32, v: f32, i: i32) -> f32 {
+  if (act == ACT_NONE) {
+    return v;
+  }
+  return v * activate_grad_from_output(act, gate[i], p.gate_slope);
+}
+
+// The same for the four elements at i..i+3 (i a multiple of 4: the vec4 readers' elements).
+fn gated4(act: u32, v: vec4f, i: i32) -> vec4f {
+  if (act == ACT_NONE) {
+    return v;
+  }
+  let g = vec4f(
+    activate_grad_from_output(act, gate[i], p.gate_slope),
+    activate_grad_from_output(act, gate[i + 1], p.gate_slope),
+    activate_grad_from_output(act, gate[i + 2], p.gate_slope),
+    activate_grad_from_output(act, gate[i + 3], p.gate_slope),
+  );
+  return v * g;
+}
+
 struct Ix {
   off: i32,
   h: i32,
@@ -224,10 +257,11 @@ fn a_read(row: Ix, k: Ix) -> f32 {
   if ((A_MODE == A_IM2COL || A_MODE == A_IM2COL_T) && IM2COL_PADDED) {
     // Bounded, as b_read: zero padding outside x; the index is clamped to 0 there.
     let inside = im2col_inside(row, k);
-    let v = a[select(0, row.off + k.off, inside)];
-    return select(0.0, v, inside);
+    let i = select(0, row.off + k.off, inside);
+    return select(0.0, gated(A_GATE, a[i], i), inside);
   }
-  return a[row.off + k.off];
+  let i = row.off + k.off;
+  return gated(A_GATE, a[i], i);
 }
 
 // ------------------------------------------------------------------------------------ B operand
@@ -296,7 +330,8 @@ fn b_next(k: Ix, s: Slice) -> Ix {
 
 fn b_read(col: Ix, k: Ix) -> f32 {
   if (B_MODE == B_PLAIN || B_MODE == B_NCHW_COLS || (B_MODE != B_PHASE && !IM2COL_PADDED)) {
-    return b[col.off + k.off];
+    let i = col.off + k.off;
+    return gated(B_GATE, b[i], i);
   }
   // Bounded readers: the element exists iff the summed coordinates are inside the image read
   // (x for the im2col readers, dy for the phase reader); outside is zero padding. The index is
@@ -304,8 +339,8 @@ fn b_read(col: Ix, k: Ix) -> f32 {
   let bh = select(p.xh, p.yh, B_MODE == B_PHASE);
   let bw = select(p.xw, p.yw, B_MODE == B_PHASE);
   let inside = u32(col.h + k.h) < u32(bh) && u32(col.w + k.w) < u32(bw);
-  let v = b[select(0, col.off + k.off, inside)];
-  return select(0.0, v, inside);
+  let i = select(0, col.off + k.off, inside);
+  return select(0.0, gated(B_GATE, b[i], i), inside);
 }
 
 // ------------------------------------------------------------------------------------ vec4 readers
@@ -327,8 +362,8 @@ fn b_read(col: Ix, k: Ix) -> f32 {
 override A_VEC4: bool = false;
 override B_VEC4: u32 = 0u;   // B_SCALAR, B_VEC4_K or B_VEC4_COLUMNS
 
-@group(0) @binding(5) var<storage, read> a4: array<vec4f>;
-@group(0) @binding(6) var<storage, read> b4: array<vec4f>;
+@group(0) @binding(6) var<storage, read> a4: array<vec4f>;
+@group(0) @binding(7) var<storage, read> b4: array<vec4f>;
 
 // The k descriptors of steps k, k+1, k+2, k+3, from that of step k.
 fn a_k4(k: Ix, s: Slice) -> array<Ix, 4> {
@@ -353,7 +388,8 @@ fn b_k4(k: Ix, s: Slice) -> array<Ix, 4> {
 // read as 0. That group always takes the scalar reads: a vec4 there could reach past the operand.
 fn a_read4(row: Ix, ks: array<Ix, 4>, left: u32) -> vec4f {
   if (A_VEC4 && left >= 4u) {
-    return a4[(row.off + ks[0].off) >> 2u];
+    let i = row.off + ks[0].off;
+    return gated4(A_GATE, a4[i >> 2u], i);
   }
   var v: vec4f;
   for (var kk = 0u; kk < 4u; kk++) {
@@ -370,10 +406,14 @@ fn b_read4(cols: array<Ix, 4>, ks: array<Ix, 4>, left: u32) -> array<vec4f, 4> {
   var r: array<vec4f, 4>;
   if (B_VEC4 == B_VEC4_K && left >= 4u) {
     // One vec4 over k per column, transposed in registers (free where each invocation is a SIMD lane).
-    let c0 = b4[(cols[0].off + ks[0].off) >> 2u];
-    let c1 = b4[(cols[1].off + ks[0].off) >> 2u];
-    let c2 = b4[(cols[2].off + ks[0].off) >> 2u];
-    let c3 = b4[(cols[3].off + ks[0].off) >> 2u];
+    let i0 = cols[0].off + ks[0].off;
+    let i1 = cols[1].off + ks[0].off;
+    let i2 = cols[2].off + ks[0].off;
+    let i3 = cols[3].off + ks[0].off;
+    let c0 = gated4(B_GATE, b4[i0 >> 2u], i0);
+    let c1 = gated4(B_GATE, b4[i1 >> 2u], i1);
+    let c2 = gated4(B_GATE, b4[i2 >> 2u], i2);
+    let c3 = gated4(B_GATE, b4[i3 >> 2u], i3);
     r[0] = vec4f(c0.x, c1.x, c2.x, c3.x);
     r[1] = vec4f(c0.y, c1.y, c2.y, c3.y);
     r[2] = vec4f(c0.z, c1.z, c2.z, c3.z);
@@ -382,7 +422,9 @@ fn b_read4(cols: array<Ix, 4>, ks: array<Ix, 4>, left: u32) -> array<vec4f, 4> {
   }
   if (B_VEC4 == B_VEC4_COLUMNS && left >= 4u) {
     for (var kk = 0u; kk < 4u; kk++) {
-      r[kk] = b4[(cols[0].off + ks[kk].off) >> 2u];
+      // (rounded down to the vec4's first element, as the load: see the out-of-range note above)
+      let i = (cols[0].off + ks[kk].off) & ~3;
+      r[kk] = gated4(B_GATE, b4[i >> 2u], i);
     }
     return r;
   }

@@ -2,7 +2,7 @@
 // Tensors over one storage binding run per range of elements (src/kernels/batch-split.ts).
 import { f32 } from '../gpu/engine.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
-import { ShapeError } from '../gpu/errors.js';
+import { InvalidArgumentError, ShapeError } from '../gpu/errors.js';
 import { defineOp } from './registry.js';
 import { forEachSplit } from './batch-split.js';
 import { perInvocation, SOFTWARE_PER_INVOCATION } from './elementwise.js';
@@ -12,6 +12,34 @@ import { ACTIVATION_CODE, type Activation } from './activation-codes.js';
 export { ACTIVATION_CODE, type Activation };
 
 const WG = 256;
+
+/**
+ * A fused activation's backward, folded into the backward pass that reads dy: the pass reads
+ * dy * act'(y) instead of dy (y: the layer's forward output, dy's shape), so no separate
+ * activation-backward pass writes dz for it (the GEMM readers and the bias gradient fold it in).
+ */
+export interface ActivationGate {
+  y: DeviceTensor;
+  activation: Activation;
+  /** Leaky ReLU's negative slope. */
+  slope: number;
+}
+
+/** Throws unless `gate` (if any) can gate `dy` of op `op`: an f32 y of dy's shape, a real activation. */
+export function checkGate(op: string, dy: DeviceTensor, gate: ActivationGate | undefined): void {
+  if (!gate) return;
+  const s = (t: readonly number[]) => `[${t.join(', ')}]`;
+  if (gate.y.dtype !== 'f32' || gate.y.shape.length !== dy.shape.length || gate.y.shape.some((d, i) => d !== dy.shape[i]))
+    throw new ShapeError(`${op}: the activation gate's y ${s(gate.y.shape)} (${gate.y.dtype}) must be f32 of dy's shape ${s(dy.shape)}`);
+  if (!(gate.activation in ACTIVATION_CODE) || gate.activation === 'none')
+    throw new ShapeError(`${op}: the activation gate needs an activation (relu, leakyRelu, sigmoid or tanh), got '${gate.activation}'`);
+  if (gate.y.engine !== dy.engine) throw new ShapeError(`${op}: the activation gate's y belongs to another engine than dy`);
+}
+
+/** dy * act'(y) as its own pass: for a variant that cannot fold the gate into its reads. */
+export function applyGate(dy: DeviceTensor, gate: ActivationGate): DeviceTensor {
+  return activationBackwardOp.get(dy.engine)(gate.y, dy, gate.activation, gate.slope);
+}
 
 /** y = act(x). `slope` is leaky ReLU's negative slope (must be > 0). */
 export function activationForward(x: DeviceTensor, act: Activation, slope = 0.01): DeviceTensor {

@@ -16,9 +16,11 @@ import {
   convForwardGemm,
   convGeometry,
   geometryOf,
+  type BackwardParams,
   type Conv2dParams,
   type Epilogue,
 } from './conv2d.js';
+import { applyGate, checkGate } from './activation.js';
 import { CONV_GEMM_VARIANT_NAMES, CORE_INFO, checkF32, registerPerCore, type GemmCore } from './matmul.js';
 import { defineOp } from './registry.js';
 
@@ -42,9 +44,9 @@ function outputShape(op: string, xShape: readonly number[], wShape: readonly num
 /** y = act(convTranspose2d(x, w) + b): x [N,Cin,H,W], w [Cin,Cout,kH,kW], b [Cout] -> [N,Cout,Ho,Wo]. */
 export type ConvTranspose2dForwardFn = (x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, p: Conv2dParams & Epilogue) => DeviceTensor;
 /** dx (shape xShape = [N,Cin,H,W]) from dy [N,Cout,Ho,Wo] and w [Cin,Cout,kH,kW]. */
-export type ConvTranspose2dBackwardInputFn = (dy: DeviceTensor, w: DeviceTensor, xShape: readonly number[], p: Conv2dParams) => DeviceTensor;
+export type ConvTranspose2dBackwardInputFn = (dy: DeviceTensor, w: DeviceTensor, xShape: readonly number[], p: BackwardParams) => DeviceTensor;
 /** dw (shape wShape = [Cin,Cout,kH,kW]) from x [N,Cin,H,W] and dy [N,Cout,Ho,Wo]. */
-export type ConvTranspose2dBackwardWeightFn = (x: DeviceTensor, dy: DeviceTensor, wShape: readonly number[], p: Conv2dParams) => DeviceTensor;
+export type ConvTranspose2dBackwardWeightFn = (x: DeviceTensor, dy: DeviceTensor, wShape: readonly number[], p: BackwardParams) => DeviceTensor;
 
 /** Checks dy against the output shape of x and w. */
 function checkDy(op: string, dy: DeviceTensor, xShape: readonly number[], wShape: readonly number[], p: Conv2dParams): number[] {
@@ -78,6 +80,7 @@ export const convTranspose2dBackwardInputOp = defineOp<ConvTranspose2dBackwardIn
   check: (dy, w, xShape, p) => {
     const op = 'convTranspose2d.backwardInput';
     checkF32(op, dy, w);
+    checkGate(op, dy, p.gate);
     const yShape = checkDy(op, dy, xShape, w.shape, p);
     const [h, ww] = conv2dOutputSize(yShape[2], yShape[3], [w.shape[2], w.shape[3]], p);
     if (h !== xShape[2] || ww !== xShape[3]) throw new ShapeError(`${op}: internal size mismatch`);
@@ -89,6 +92,7 @@ export const convTranspose2dBackwardWeightOp = defineOp<ConvTranspose2dBackwardW
   check: (x, dy, wShape, p) => {
     const op = 'convTranspose2d.backwardWeight';
     checkF32(op, x, dy);
+    checkGate(op, dy, p.gate);
     checkDy(op, dy, x.shape, wShape, p);
     convGeometry(op, dy.shape, wShape, p, x.shape);
   },
@@ -101,12 +105,12 @@ export function convTranspose2dForward(x: DeviceTensor, w: DeviceTensor, b: Devi
 }
 
 /** dx (shape xShape = [N,Cin,H,W]) from dy [N,Cout,Ho,Wo] and w [Cin,Cout,kH,kW]. */
-export function convTranspose2dBackwardInput(dy: DeviceTensor, w: DeviceTensor, xShape: readonly number[], p: Conv2dParams): DeviceTensor {
+export function convTranspose2dBackwardInput(dy: DeviceTensor, w: DeviceTensor, xShape: readonly number[], p: BackwardParams): DeviceTensor {
   return convTranspose2dBackwardInputOp.get(dy.engine)(dy, w, xShape, p);
 }
 
 /** dw (shape wShape = [Cin,Cout,kH,kW]) from x [N,Cin,H,W] and dy [N,Cout,Ho,Wo]. */
-export function convTranspose2dBackwardWeight(x: DeviceTensor, dy: DeviceTensor, wShape: readonly number[], p: Conv2dParams): DeviceTensor {
+export function convTranspose2dBackwardWeight(x: DeviceTensor, dy: DeviceTensor, wShape: readonly number[], p: BackwardParams): DeviceTensor {
   return convTranspose2dBackwardWeightOp.get(x.engine)(x, dy, wShape, p);
 }
 
@@ -129,19 +133,27 @@ registerPerCore(
 registerPerCore(
   convTranspose2dBackwardInputOp,
   CONV_GEMM_VARIANT_NAMES,
-  (core) => (dy, w, _xShape, p) => convForwardGemm(core, dy, w, null, geometryOf(dy.shape, w.shape, p), {}, label('convTranspose2d.backwardInput', 'dy', dy, 'w', w, p)),
+  (core) => (dy, w, _xShape, p) =>
+    convForwardGemm(core, dy, w, null, geometryOf(dy.shape, w.shape, p), {}, label('convTranspose2d.backwardInput', 'dy', dy, 'w', w, p), p.gate),
   (core) => info(core, 'a conv2d forward (implicit GEMM)'),
 );
 convTranspose2dBackwardInputOp.register(
   'direct',
-  (dy, w, _xShape, p) => convForwardDirect(dy, w, null, geometryOf(dy.shape, w.shape, p), {}, label('convTranspose2d.backwardInput', 'dy', dy, 'w', w, p)),
-  { description: 'a conv2d forward (direct kernel)' },
+  (dy, w, _xShape, p) => {
+    // The direct kernel has no gated reader: an activation gate runs as its own pass first.
+    const dz = p.gate ? applyGate(dy, p.gate) : dy;
+    const dx = convForwardDirect(dz, w, null, geometryOf(dy.shape, w.shape, p), {}, label('convTranspose2d.backwardInput', 'dy', dy, 'w', w, p));
+    if (dz !== dy) dz.dispose();
+    return dx;
+  },
+  { description: 'a conv2d forward (direct kernel; an activation gate runs as a separate pass)' },
 );
 // dw[c,o,u,v] = sum x[n,c,i,j] dy[n,o,i*s-p+u,j*s-p+v]: the conv2d weight gradient of the conv from
 // dy (input) to x (output) with OIHW weight [Cin, Cout, kH, kW].
 registerPerCore(
   convTranspose2dBackwardWeightOp,
   CONV_GEMM_VARIANT_NAMES,
-  (core) => (x, dy, wShape, p) => convBackwardWeightGemm(core, dy, x, geometryOf(dy.shape, wShape, p), label('convTranspose2d.backwardWeight', 'x', x, 'dy', dy, p)),
+  (core) => (x, dy, wShape, p) =>
+    convBackwardWeightGemm(core, dy, x, geometryOf(dy.shape, wShape, p), label('convTranspose2d.backwardWeight', 'x', x, 'dy', dy, p), p.gate && { of: 'x', gate: p.gate }),
   (core) => info(core, 'the conv2d weight-gradient GEMM with x and dy exchanged'),
 );

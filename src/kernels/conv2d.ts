@@ -13,7 +13,7 @@
 import { f32 } from '../gpu/engine.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
-import { ACTIVATION_CODE, type Activation } from './activation.js';
+import { ACTIVATION_CODE, checkGate, type Activation, type ActivationGate } from './activation.js';
 import {
   CONV_GEMM_VARIANT_NAMES,
   CORE_INFO,
@@ -36,6 +36,11 @@ export interface Conv2dParams {
 export interface Epilogue {
   activation?: Activation;
   slope?: number;
+}
+
+/** Parameters of the backward ops: with `gate`, dy is read as dy * act'(gate.y) (see ActivationGate). */
+export interface BackwardParams extends Conv2dParams {
+  gate?: ActivationGate;
 }
 
 const str = (s: readonly number[]) => `[${s.join(', ')}]`;
@@ -98,19 +103,24 @@ function checkBias(what: string, b: DeviceTensor | null, n: number): void {
  * gemm_vec4 runs it better (see cheaperForm), the transpose: rows = pixels (im2col of x, shared by
  * subgroup broadcasts), columns = output channels (w rows, vec4 reads when C*kH*kW is a multiple of 4).
  */
-export function convForwardGemm(core: GemmCore, x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, g: ConvGeometry, epi: Epilogue, label: string): DeviceTensor {
+/** `xGate`: x is read as x * act'(xGate.y) (the conv-transpose input gradient, whose dy is this conv's x). */
+export function convForwardGemm(
+  core: GemmCore, x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, g: ConvGeometry, epi: Epilogue, label: string, xGate?: ActivationGate,
+): DeviceTensor {
   const y = x.engine.empty([g.nimg, g.yc, g.yh, g.yw]);
   const K = g.xc * g.kh * g.kw;
-  forEachSplit(x.engine, label, g.nimg, imageOperands(g, { tensor: x, name: 'x', side: 'x' }, { tensor: y, name: 'y', side: 'y', output: true }), (r, [xs, ys]) => {
+  const operands = imageOperands(g, { tensor: x, name: 'x', side: 'x' }, { tensor: y, name: 'y', side: 'y', output: true }, ...gateOperand(xGate, 'x'));
+  forEachSplit(x.engine, label, g.nimg, operands, (r, [xs, ys, gys]) => {
     const gs = { ...g, nimg: r.count };
+    const gate = splitGate(xGate, gys);
     const pixels = gs.nimg * gs.yh * gs.yw;
     const shared = { out: ys, bias: b, activation: epi.activation, slope: epi.slope, conv: gs, K };
     const channelRows: GemmProblem = {
-      ...shared, label, a: w, b: xs, biasMode: 'perRow',
+      ...shared, label, a: w, b: xs, bGate: gate, biasMode: 'perRow',
       aMode: 'plain', bMode: 'im2col', cMode: 'nchw', M: gs.yc, N: pixels, aStrides: [0, K, 1],
     };
     const pixelRows: GemmProblem = {
-      ...shared, label: `${label} (pixel rows)`, a: xs, b: w, biasMode: 'perColumn',
+      ...shared, label: `${label} (pixel rows)`, a: xs, aGate: gate, b: w, biasMode: 'perColumn',
       aMode: 'im2col', bMode: 'plain', cMode: 'nchwT', M: pixels, N: gs.yc, bStrides: [0, 1, K],
     };
     gemm(core, cheaperForm(core, channelRows, pixelRows, false));
@@ -122,8 +132,20 @@ export function convForwardGemm(core: GemmCore, x: DeviceTensor, w: DeviceTensor
  * The split operands of a conv over images: tensors of the input's shape [n, xc, xh, xw] ('x' side)
  * and of the output's shape [n, yc, yh, yw] ('y' side), split along n.
  */
-function imageOperands(g: ConvGeometry, ...ops: { tensor: DeviceTensor; name: string; side: 'x' | 'y'; output?: boolean }[]): SplitOperand[] {
+type ImageOperand = { tensor: DeviceTensor; name: string; side: 'x' | 'y'; output?: boolean };
+
+function imageOperands(g: ConvGeometry, ...ops: ImageOperand[]): SplitOperand[] {
   return ops.map((o) => ({ tensor: o.tensor, name: o.name, output: o.output, unit: o.side === 'x' ? g.xc * g.xh * g.xw : g.yc * g.yh * g.yw }));
+}
+
+/** A gate's y as the last split operand (split with the tensor it gates, which is on `side`), or none. */
+function gateOperand(gate: ActivationGate | undefined, side: 'x' | 'y'): ImageOperand[] {
+  return gate ? [{ tensor: gate.y, name: 'activation output', side }] : [];
+}
+
+/** The gate of one split range: its y's part (the last split operand). */
+function splitGate(gate: ActivationGate | undefined, part: DeviceTensor | undefined): ActivationGate | undefined {
+  return gate && part ? { ...gate, y: part } : undefined;
 }
 
 /** Number of output positions t (ih = s*t + r - p in [0, size)) of stride phase r. */
@@ -136,16 +158,20 @@ function phaseCount(size: number, s: number, p: number, r: number): number {
  * dx = conv2d input gradient of dy (shape of y) with w [o,c,kh,kw], into [nimg, xc, xh, xw]; optionally
  * with a per-channel bias and activation (conv-transpose forward is this op).
  */
-export function convBackwardInputGemm(core: GemmCore, dy: DeviceTensor, w: DeviceTensor, g: ConvGeometry, b: DeviceTensor | null, epi: Epilogue, label: string): DeviceTensor {
+/** `dyGate`: dy is read as dy * act'(dyGate.y). */
+export function convBackwardInputGemm(
+  core: GemmCore, dy: DeviceTensor, w: DeviceTensor, g: ConvGeometry, b: DeviceTensor | null, epi: Epilogue, label: string, dyGate?: ActivationGate,
+): DeviceTensor {
   const dx = dy.engine.empty([g.nimg, g.xc, g.xh, g.xw]);
-  forEachSplit(dy.engine, label, g.nimg, imageOperands(g, { tensor: dy, name: 'dy', side: 'y' }, { tensor: dx, name: 'dx', side: 'x', output: true }), (r, [dys, dxs]) => {
+  const operands = imageOperands(g, { tensor: dy, name: 'dy', side: 'y' }, { tensor: dx, name: 'dx', side: 'x', output: true }, ...gateOperand(dyGate, 'y'));
+  forEachSplit(dy.engine, label, g.nimg, operands, (r, [dys, dxs, gys]) => {
     const gs = { ...g, nimg: r.count };
     let maxCols = 0;
     for (let rh = 0; rh < gs.sh; rh++)
       for (let rw = 0; rw < gs.sw; rw++)
         maxCols = Math.max(maxCols, gs.nimg * phaseCount(gs.xh, gs.sh, gs.ph, rh) * phaseCount(gs.xw, gs.sw, gs.pw, rw));
     gemm(core, {
-      label, a: w, b: dys, out: dxs, bias: b, biasMode: 'perRow', activation: epi.activation, slope: epi.slope,
+      label, a: w, b: dys, bGate: splitGate(dyGate, gys), out: dxs, bias: b, biasMode: 'perRow', activation: epi.activation, slope: epi.slope,
       aMode: 'convWT', bMode: 'phase', cMode: 'phase',
       M: gs.xc, N: maxCols, K: 0, batch: gs.sh * gs.sw, conv: gs,
     });
@@ -158,21 +184,31 @@ export function convBackwardInputGemm(core: GemmCore, dy: DeviceTensor, w: Devic
  * columns = taps (c, u, v); or, where gemm_vec4 runs it better, the transpose (rows = taps, read from x
  * and shared by subgroup broadcasts; columns = output channels of dy).
  */
-export function convBackwardWeightGemm(core: GemmCore, x: DeviceTensor, dy: DeviceTensor, g: ConvGeometry, label: string): DeviceTensor {
+/**
+ * `gate`: the activation gate of x or of dy (the conv-transpose weight gradient runs this with the roles
+ * of x and dy exchanged, so its dy is this function's x).
+ */
+export function convBackwardWeightGemm(
+  core: GemmCore, x: DeviceTensor, dy: DeviceTensor, g: ConvGeometry, label: string, gate?: { of: 'x' | 'dy'; gate: ActivationGate },
+): DeviceTensor {
   const taps = g.xc * g.kh * g.kw;
   // One partial dw per range of images (one range, the whole dw, when x and dy fit their bindings).
   const parts: DeviceTensor[] = [];
-  forEachSplit(x.engine, label, g.nimg, imageOperands(g, { tensor: x, name: 'x', side: 'x' }, { tensor: dy, name: 'dy', side: 'y' }), (r, [xs, dys]) => {
+  const operands = imageOperands(g, { tensor: x, name: 'x', side: 'x' }, { tensor: dy, name: 'dy', side: 'y' }, ...gateOperand(gate?.gate, gate?.of === 'x' ? 'x' : 'y'));
+  forEachSplit(x.engine, label, g.nimg, operands, (r, [xs, dys, gys]) => {
     const gs = { ...g, nimg: r.count };
+    const part = splitGate(gate?.gate, gys);
+    const xGate = gate?.of === 'x' ? part : undefined;
+    const dyGate = gate?.of === 'dy' ? part : undefined;
     const dw = x.engine.empty([g.yc, g.xc, g.kh, g.kw]);
     parts.push(dw);
     const shared = { out: dw, K: gs.nimg * gs.yh * gs.yw, conv: gs, allowSplit: true };
     const channelRows: GemmProblem = {
-      ...shared, label, a: dys, b: xs, aMode: 'nchwRows', bMode: 'im2colT', cMode: 'plain',
+      ...shared, label, a: dys, aGate: dyGate, b: xs, bGate: xGate, aMode: 'nchwRows', bMode: 'im2colT', cMode: 'plain',
       M: gs.yc, N: taps, cStrides: [0, taps, 1],
     };
     const tapRows: GemmProblem = {
-      ...shared, label: `${label} (tap rows)`, a: xs, b: dys, aMode: 'im2colT', bMode: 'nchwCols', cMode: 'plain',
+      ...shared, label: `${label} (tap rows)`, a: xs, aGate: xGate, b: dys, bGate: dyGate, aMode: 'im2colT', bMode: 'nchwCols', cMode: 'plain',
       M: taps, N: gs.yc, cStrides: [0, 1, taps],
     };
     gemm(core, cheaperForm(core, channelRows, tapRows, false));
@@ -216,9 +252,9 @@ export type ForwardParams = Conv2dParams & Epilogue;
 /** y = act(conv2d(x, w) + b): x [N,C,H,W], w [O,C,kH,kW], b [O] or null -> [N,O,Ho,Wo]. */
 export type Conv2dForwardFn = (x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, p: ForwardParams) => DeviceTensor;
 /** dx (shape xShape) from dy [N,O,Ho,Wo] and w [O,C,kH,kW]. */
-export type Conv2dBackwardInputFn = (dy: DeviceTensor, w: DeviceTensor, xShape: readonly number[], p: Conv2dParams) => DeviceTensor;
+export type Conv2dBackwardInputFn = (dy: DeviceTensor, w: DeviceTensor, xShape: readonly number[], p: BackwardParams) => DeviceTensor;
 /** dw (shape wShape) from x [N,C,H,W] and dy [N,O,Ho,Wo]. */
-export type Conv2dBackwardWeightFn = (x: DeviceTensor, dy: DeviceTensor, wShape: readonly number[], p: Conv2dParams) => DeviceTensor;
+export type Conv2dBackwardWeightFn = (x: DeviceTensor, dy: DeviceTensor, wShape: readonly number[], p: BackwardParams) => DeviceTensor;
 
 const forwardLabel = (x: DeviceTensor, w: DeviceTensor, p: Conv2dParams) => `conv2d.forward x ${str(x.shape)} w ${str(w.shape)} s${str(p.stride)} p${str(p.padding)}`;
 const backwardInputLabel = (dy: DeviceTensor, w: DeviceTensor, p: Conv2dParams) =>
@@ -251,6 +287,7 @@ export const conv2dBackwardInputOp = defineOp<Conv2dBackwardInputFn>('conv2d.bac
   check: (dy, w, xShape, p) => {
     checkF32('conv2d.backwardInput', dy, w);
     convGeometry('conv2d.backwardInput', xShape, w.shape, p, dy.shape);
+    checkGate('conv2d.backwardInput', dy, p.gate);
   },
   bucket: (_dy, w, xShape, p) => oihw(xShape, w.shape, p),
 });
@@ -259,6 +296,7 @@ export const conv2dBackwardWeightOp = defineOp<Conv2dBackwardWeightFn>('conv2d.b
   check: (x, dy, wShape, p) => {
     checkF32('conv2d.backwardWeight', x, dy);
     convGeometry('conv2d.backwardWeight', x.shape, wShape, p, dy.shape);
+    checkGate('conv2d.backwardWeight', dy, p.gate);
   },
   bucket: (x, _dy, wShape, p) => oihw(x.shape, wShape, p),
 });
@@ -269,12 +307,12 @@ export function conv2dForward(x: DeviceTensor, w: DeviceTensor, b: DeviceTensor 
 }
 
 /** dx (shape xShape) from dy [N,O,Ho,Wo] and w [O,C,kH,kW]. */
-export function conv2dBackwardInput(dy: DeviceTensor, w: DeviceTensor, xShape: readonly number[], p: Conv2dParams): DeviceTensor {
+export function conv2dBackwardInput(dy: DeviceTensor, w: DeviceTensor, xShape: readonly number[], p: BackwardParams): DeviceTensor {
   return conv2dBackwardInputOp.get(dy.engine)(dy, w, xShape, p);
 }
 
 /** dw (shape wShape) from x [N,C,H,W] and dy [N,O,Ho,Wo]. */
-export function conv2dBackwardWeight(x: DeviceTensor, dy: DeviceTensor, wShape: readonly number[], p: Conv2dParams): DeviceTensor {
+export function conv2dBackwardWeight(x: DeviceTensor, dy: DeviceTensor, wShape: readonly number[], p: BackwardParams): DeviceTensor {
   return conv2dBackwardWeightOp.get(x.engine)(x, dy, wShape, p);
 }
 
@@ -295,12 +333,13 @@ conv2dForwardOp.register('direct', (x, w, b, p) => convForwardDirect(x, w, b, ge
 registerPerCore(
   conv2dBackwardInputOp,
   CONV_GEMM_VARIANT_NAMES,
-  (core) => (dy, w, xShape, p) => convBackwardInputGemm(core, dy, w, geometryOf(xShape, w.shape, p), null, {}, backwardInputLabel(dy, w, p)),
+  (core) => (dy, w, xShape, p) => convBackwardInputGemm(core, dy, w, geometryOf(xShape, w.shape, p), null, {}, backwardInputLabel(dy, w, p), p.gate),
   (core) => conv(core, 'implicit GEMM per stride phase'),
 );
 registerPerCore(
   conv2dBackwardWeightOp,
   CONV_GEMM_VARIANT_NAMES,
-  (core) => (x, dy, wShape, p) => convBackwardWeightGemm(core, x, dy, geometryOf(x.shape, wShape, p), backwardWeightLabel(x, dy, p)),
+  (core) => (x, dy, wShape, p) =>
+    convBackwardWeightGemm(core, x, dy, geometryOf(x.shape, wShape, p), backwardWeightLabel(x, dy, p), p.gate && { of: 'dy', gate: p.gate }),
   (core) => conv(core, 'implicit GEMM, split-K over images and pixels'),
 );

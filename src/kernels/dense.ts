@@ -4,7 +4,7 @@
 // run per range of rows, d/dw adds the ranges' partial gradients.
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
-import type { Activation } from './activation.js';
+import { checkGate, type Activation, type ActivationGate } from './activation.js';
 import { GEMM_VARIANT_NAMES, checkF32, gemmBucket, plainGemm, registerPerCore, softwareVec4Info, type GemmCore } from './matmul.js';
 import { defineOp } from './registry.js';
 import { forEachSplit, sumParts } from './batch-split.js';
@@ -14,10 +14,12 @@ const s = (t: DeviceTensor) => `[${t.shape.join(', ')}]`;
 type Epilogue = { activation?: Activation; slope?: number };
 /** y = act(x w^T + b): x [N,in], w [out,in], b [out] or null -> [N,out]. */
 export type LinearForwardFn = (x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, opts?: Epilogue) => DeviceTensor;
+/** With `gate`, the backward passes read dy as dy * act'(gate.y) (see ActivationGate). */
+export type BackwardOptions = { gate?: ActivationGate };
 /** dx = dy w: dy [N,out], w [out,in] -> [N,in]. */
-export type LinearBackwardInputFn = (dy: DeviceTensor, w: DeviceTensor) => DeviceTensor;
+export type LinearBackwardInputFn = (dy: DeviceTensor, w: DeviceTensor, opts?: BackwardOptions) => DeviceTensor;
 /** dw = dy^T x: x [N,in], dy [N,out] -> [out,in]. */
-export type LinearBackwardWeightFn = (x: DeviceTensor, dy: DeviceTensor) => DeviceTensor;
+export type LinearBackwardWeightFn = (x: DeviceTensor, dy: DeviceTensor, opts?: BackwardOptions) => DeviceTensor;
 
 const forwardWhat = (x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null) => `linear.forward: x ${s(x)}, w ${s(w)}${b ? `, b ${s(b)}` : ''}`;
 const backwardInputWhat = (dy: DeviceTensor, w: DeviceTensor) => `linear.backwardInput: dy ${s(dy)}, w ${s(w)}`;
@@ -38,21 +40,23 @@ export const linearForwardOp = defineOp<LinearForwardFn>('linear.forward', {
 });
 
 export const linearBackwardInputOp = defineOp<LinearBackwardInputFn>('linear.backwardInput', {
-  check: (dy, w) => {
+  check: (dy, w, opts) => {
     const what = backwardInputWhat(dy, w);
     checkF32('linear.backwardInput', dy, w);
     if (dy.shape.length !== 2 || w.shape.length !== 2) throw new ShapeError(`${what}: dy must be [N,out] and w [out,in]`);
     if (w.shape[0] !== dy.shape[1]) throw new ShapeError(`${what}: dy has ${dy.shape[1]} features, w has ${w.shape[0]} outputs`);
+    checkGate('linear.backwardInput', dy, opts?.gate);
   },
   bucket: (dy, w) => gemmBucket(dy.shape[0], w.shape[1], w.shape[0]),
 });
 
 export const linearBackwardWeightOp = defineOp<LinearBackwardWeightFn>('linear.backwardWeight', {
-  check: (x, dy) => {
+  check: (x, dy, opts) => {
     const what = backwardWeightWhat(x, dy);
     checkF32('linear.backwardWeight', x, dy);
     if (x.shape.length !== 2 || dy.shape.length !== 2) throw new ShapeError(`${what}: x must be [N,in] and dy [N,out]`);
     if (dy.shape[0] !== x.shape[0]) throw new ShapeError(`${what}: batch sizes differ`);
+    checkGate('linear.backwardWeight', dy, opts?.gate);
   },
   bucket: (x, dy) => gemmBucket(dy.shape[1], x.shape[1], x.shape[0]),
 });
@@ -80,30 +84,39 @@ function linearForwardWith(
   return y;
 }
 
-function linearBackwardInputWith(core: GemmCore, dy: DeviceTensor, w: DeviceTensor): DeviceTensor {
+/** The gate's y as a row-split operand beside dy (unit: dy's row), or none. */
+function gateRows(gate: ActivationGate | undefined, unit: number) {
+  return gate ? [{ tensor: gate.y, name: 'activation output', unit }] : [];
+}
+
+function linearBackwardInputWith(core: GemmCore, dy: DeviceTensor, w: DeviceTensor, gate?: ActivationGate): DeviceTensor {
   const what = backwardInputWhat(dy, w);
   const [n, outF] = dy.shape;
   const inF = w.shape[1];
   const dx = dy.engine.empty([n, inF]);
-  const operands = [{ tensor: dy, name: 'dy', unit: outF }, { tensor: dx, name: 'dx', unit: inF, output: true }];
-  forEachSplit(dy.engine, what, n, operands, (r, [dys, dxs]) => {
+  const operands = [{ tensor: dy, name: 'dy', unit: outF }, { tensor: dx, name: 'dx', unit: inF, output: true }, ...gateRows(gate, outF)];
+  forEachSplit(dy.engine, what, n, operands, (r, [dys, dxs, gys]) => {
     // dx[n, i] = sum_o dy[n, o] w[o, i]
-    plainGemm(core, what, dys, w, dxs, { M: r.count, N: inF, K: outF, batch: 1 }, [0, outF, 1], [0, inF, 1], [0, inF, 1], {});
+    plainGemm(core, what, dys, w, dxs, { M: r.count, N: inF, K: outF, batch: 1 }, [0, outF, 1], [0, inF, 1], [0, inF, 1], {
+      aGate: gate && { ...gate, y: gys },
+    });
   }, { unitName: 'row' });
   return dx;
 }
 
-function linearBackwardWeightWith(core: GemmCore, x: DeviceTensor, dy: DeviceTensor): DeviceTensor {
+function linearBackwardWeightWith(core: GemmCore, x: DeviceTensor, dy: DeviceTensor, gate?: ActivationGate): DeviceTensor {
   const what = backwardWeightWhat(x, dy);
   const [n, inF] = x.shape;
   const outF = dy.shape[1];
   const parts: DeviceTensor[] = [];
-  const operands = [{ tensor: x, name: 'x', unit: inF }, { tensor: dy, name: 'dy', unit: outF }];
-  forEachSplit(x.engine, what, n, operands, (r, [xs, dys]) => {
+  const operands = [{ tensor: x, name: 'x', unit: inF }, { tensor: dy, name: 'dy', unit: outF }, ...gateRows(gate, outF)];
+  forEachSplit(x.engine, what, n, operands, (r, [xs, dys, gys]) => {
     const dw = x.engine.empty([outF, inF]);
     parts.push(dw);
     // dw[o, i] = sum_n dy[n, o] x[n, i]: A[o, n] = dy[n, o], B[n, i] = x[n, i].
-    plainGemm(core, what, dys, xs, dw, { M: outF, N: inF, K: r.count, batch: 1 }, [0, 1, outF], [0, inF, 1], [0, inF, 1], {});
+    plainGemm(core, what, dys, xs, dw, { M: outF, N: inF, K: r.count, batch: 1 }, [0, 1, outF], [0, inF, 1], [0, inF, 1], {
+      aGate: gate && { ...gate, y: gys },
+    });
   }, { unitName: 'row' });
   return sumParts(parts);
 }
@@ -114,18 +127,18 @@ export function linearForward(x: DeviceTensor, w: DeviceTensor, b: DeviceTensor 
 }
 
 /** dx = dy w: dy [N,out], w [out,in] -> [N,in]. */
-export function linearBackwardInput(dy: DeviceTensor, w: DeviceTensor): DeviceTensor {
-  return linearBackwardInputOp.get(dy.engine)(dy, w);
+export function linearBackwardInput(dy: DeviceTensor, w: DeviceTensor, opts?: BackwardOptions): DeviceTensor {
+  return linearBackwardInputOp.get(dy.engine)(dy, w, opts);
 }
 
 /** dw = dy^T x: x [N,in], dy [N,out] -> [out,in]. */
-export function linearBackwardWeight(x: DeviceTensor, dy: DeviceTensor): DeviceTensor {
-  return linearBackwardWeightOp.get(x.engine)(x, dy);
+export function linearBackwardWeight(x: DeviceTensor, dy: DeviceTensor, opts?: BackwardOptions): DeviceTensor {
+  return linearBackwardWeightOp.get(x.engine)(x, dy, opts);
 }
 
 // On software adapters the vec4 core is the default, as for matmul. The forward marks x's rows as the
 // batch (batchRows), so a sample's output is bit-identical whatever batch it is computed in (an
 // inspected image's score does not depend on the callers it was batched with; test/dense-batch.test.ts).
 registerPerCore(linearForwardOp, GEMM_VARIANT_NAMES, (core) => (x, w, b, opts) => linearForwardWith(core, x, w, b, opts), softwareVec4Info);
-registerPerCore(linearBackwardInputOp, GEMM_VARIANT_NAMES, (core) => (dy, w) => linearBackwardInputWith(core, dy, w), softwareVec4Info);
-registerPerCore(linearBackwardWeightOp, GEMM_VARIANT_NAMES, (core) => (x, dy) => linearBackwardWeightWith(core, x, dy), softwareVec4Info);
+registerPerCore(linearBackwardInputOp, GEMM_VARIANT_NAMES, (core) => (dy, w, opts) => linearBackwardInputWith(core, dy, w, opts?.gate), softwareVec4Info);
+registerPerCore(linearBackwardWeightOp, GEMM_VARIANT_NAMES, (core) => (x, dy, opts) => linearBackwardWeightWith(core, x, dy, opts?.gate), softwareVec4Info);

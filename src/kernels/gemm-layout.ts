@@ -31,6 +31,7 @@ export const GEMM_PARAMS = new UniformLayout('Params', [
   { name: 'splits', type: 'u32', doc: 'split-K chunks per batch entry' },
   { name: 'k_chunk', type: 'u32', doc: 'k per chunk' },
   { name: 'slope', type: 'f32', doc: 'leaky ReLU slope' },
+  { name: 'gate_slope', type: 'f32', doc: "leaky ReLU slope of the activation gate (A_GATE / B_GATE)" },
   { name: 'act', type: 'u32', doc: 'ACT_* code of the activation applied after the bias' },
   { name: 'bias_mode', type: 'u32', doc: 'BIAS_NONE, BIAS_PER_COLUMN (bias[j], dense) or BIAS_PER_ROW (bias[m], conv channels)' },
   // Plain-mode strides: [batch, row, k] of A, [batch, k, column] of B, [batch, row, column] of C.

@@ -7,7 +7,7 @@ import type { Engine } from '../gpu/engine.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import { A_MODE, B_MODE, B_VEC4, BIAS_MODE, C_MODE, GEMM_PARAMS, type AMode, type BiasMode, type BMode, type BVec4, type CMode } from './gemm-layout.js';
-import { ACTIVATION_CODE, type Activation } from './activation.js';
+import { ACTIVATION_CODE, type Activation, type ActivationGate } from './activation.js';
 import { defineOp, log2Bucket, type KernelFn, type OpDescriptor, type VariantOptions } from './registry.js';
 
 /**
@@ -101,6 +101,12 @@ export interface GemmProblem {
   bStrides?: [number, number, number];
   cStrides?: [number, number, number];
   conv?: ConvGeometry;
+  /**
+   * A fused activation's backward folded into the operand that is dy: it is read as dy * act'(gate.y)
+   * (y: the forward output, dy's shape). At most one of the two.
+   */
+  aGate?: ActivationGate;
+  bGate?: ActivationGate;
   /** Allow splitting K over several partial results (cMode 'plain', batch 1 only). */
   allowSplit?: boolean;
   /**
@@ -245,6 +251,8 @@ export function gemm(core: GemmCore, pr: GemmProblem): void {
 
   const act = ACTIVATION_CODE[pr.activation ?? 'none'];
   const slope = pr.slope ?? 0.01;
+  if (pr.aGate && pr.bGate) throw new ShapeError(`${pr.label}: only one GEMM operand can be gated by an activation`);
+  const gate = pr.aGate ?? pr.bGate;
   const biasMode: BiasMode = pr.bias ? (pr.biasMode ?? 'perColumn') : 'none';
   const g = pr.conv ?? NO_CONV;
   const [aSb, aSm, aSk] = pr.aStrides ?? [0, 0, 0];
@@ -252,7 +260,7 @@ export function gemm(core: GemmCore, pr: GemmProblem): void {
   const [csb, csm, csn] = pr.cStrides ?? [0, 0, 0];
   const uniforms = (cs: [number, number, number], epilogue: boolean) =>
     GEMM_PARAMS.pack({
-      M: pr.M, N: pr.N, K: pr.K, batch, splits: pl.splits, kChunk, slope,
+      M: pr.M, N: pr.N, K: pr.K, batch, splits: pl.splits, kChunk, slope, gateSlope: gate?.slope ?? 0.01,
       act: epilogue ? act : 0, biasMode: BIAS_MODE[epilogue ? biasMode : 'none'],
       aSb, aSm, aSk, bSb, bSk, bSn, cSb: cs[0], cSm: cs[1], cSn: cs[2],
       nimg: g.nimg, xc: g.xc, xh: g.xh, xw: g.xw, yc: g.yc, yh: g.yh, yw: g.yw,
@@ -268,10 +276,12 @@ export function gemm(core: GemmCore, pr: GemmProblem): void {
     B_MODE: B_MODE[pr.bMode ?? 'plain'],
     C_MODE: C_MODE[cMode],
     IM2COL_PADDED: im2colPadded(pr),
+    A_GATE: ACTIVATION_CODE[pr.aGate?.activation ?? 'none'],
+    B_GATE: ACTIVATION_CODE[pr.bGate?.activation ?? 'none'],
   };
   // The subgroup kernel covers the 16-row blocks without SPLIT_LANES; the rest runs on gemm_register.
   const subgroup = kernelCore === 'subgroup' && !pl.splitLanes && tmFor(pr.M) === 16 && hasSubgroups(e);
-  // gemm_vec4 also binds the operands as vec4 arrays (bindings 5 and 6). Such a binding needs at least
+  // gemm_vec4 also binds the operands as vec4 arrays (bindings 6 and 7). Such a binding needs at least
   // 16 bytes even where the kernel never reads it (scalar reads): a small scratch tensor stands in.
   let vec4Bindings: DeviceTensor[] = [];
   let scratch: DeviceTensor | undefined;
@@ -302,7 +312,7 @@ export function gemm(core: GemmCore, pr: GemmProblem): void {
     entry: vec4 ? 'gemm_vec4' : subgroup ? 'gemm_subgroup' : core === 'tiled' ? 'gemm_tiled' : 'gemm_register',
     constants,
     uniforms: uniforms(split ? [pr.M * pr.N, pr.N, 1] : [csb, csm, csn], !split),
-    bindings: [pr.a, pr.b, target, pr.bias ?? pr.a, ...vec4Bindings],
+    bindings: [pr.a, pr.b, target, pr.bias ?? pr.a, gate?.y ?? pr.a, ...vec4Bindings],
     workgroups,
     label: pr.label,
   });
@@ -340,7 +350,10 @@ export function vec4Cost(e: Engine, pr: GemmProblem): number {
   const bMode = pr.bMode ?? 'plain';
   const aBounded = aMode === 'im2col' || aMode === 'im2colT';
   const bBounded = bMode === 'im2col' || bMode === 'im2colT' || bMode === 'phase';
-  const loads = (aVec4 ? 2 : 8 * (aBounded ? 1.5 : 1)) + (bVec4 !== 'scalar' ? 4 : 16 * (bBounded ? 1.5 : 1));
+  // A gated operand (aGate / bGate) also loads y, one scalar per element.
+  const aLoads = (aVec4 ? 2 : 8 * (aBounded ? 1.5 : 1)) + (pr.aGate ? 8 : 0);
+  const bLoads = (bVec4 !== 'scalar' ? 4 : 16 * (bBounded ? 1.5 : 1)) + (pr.bGate ? 16 : 0);
+  const loads = aLoads + bLoads;
   const used = (pr.M * pr.N) / (Math.ceil(pr.M / VEC4_ROWS) * VEC4_ROWS * Math.ceil(pr.N / VEC4_BLOCK_COLS) * VEC4_BLOCK_COLS);
   return loads / used;
 }
@@ -361,7 +374,7 @@ export function plainGemm(
   aStrides: [number, number, number],
   bStrides: [number, number, number],
   cStrides: [number, number, number],
-  epi: { bias?: DeviceTensor | null; biasPerRow?: boolean; activation?: Activation; slope?: number; batchRows?: boolean },
+  epi: { bias?: DeviceTensor | null; biasPerRow?: boolean; activation?: Activation; slope?: number; batchRows?: boolean; aGate?: ActivationGate; bGate?: ActivationGate },
   allowSplit = true,
 ): void {
   const { M, N, K, batch } = dims;
@@ -370,7 +383,7 @@ export function plainGemm(
     label, a, b, out, M, N, K, batch, aStrides, bStrides, cStrides, allowSplit,
     batchDim: epi.batchRows ? 'M' : undefined,
     bias: epi.bias, biasMode: biasPerRow ? 'perRow' : 'perColumn',
-    activation: epi.activation, slope: epi.slope,
+    activation: epi.activation, slope: epi.slope, aGate: epi.aGate, bGate: epi.bGate,
   };
   // C^T[j, m] = sum_k B[k, j] A[m, k]: A' = B^T (rows j), B' = A^T, output strides swapped.
   const transposed: GemmProblem = {
@@ -380,7 +393,7 @@ export function plainGemm(
     bStrides: [aStrides[0], aStrides[2], aStrides[1]],
     cStrides: [cStrides[0], cStrides[2], cStrides[1]],
     bias: epi.bias, biasMode: biasPerRow ? 'perColumn' : 'perRow',
-    activation: epi.activation, slope: epi.slope,
+    activation: epi.activation, slope: epi.slope, aGate: epi.bGate, bGate: epi.aGate,
   };
   gemm(core, cheaperForm(core, direct, transposed, core !== 'tiled' && N < 16 * TN && M > 2 * N));
 }

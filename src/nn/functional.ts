@@ -9,7 +9,7 @@ import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { shapeString, sizeOf } from '../gpu/device-tensor.js';
 import { InvalidArgumentError, ShapeError, WgslNnError } from '../gpu/errors.js';
 import '../kernels/index.js';
-import { activationBackwardOp, activationForwardOp, type Activation } from '../kernels/activation.js';
+import { activationBackwardOp, activationForwardOp, type Activation, type ActivationGate } from '../kernels/activation.js';
 import { conv2dBackwardInputOp, conv2dBackwardWeightOp, conv2dForwardOp, type Conv2dParams } from '../kernels/conv2d.js';
 import { convTranspose2dBackwardInputOp, convTranspose2dBackwardWeightOp, convTranspose2dForwardOp } from '../kernels/conv-transpose2d.js';
 import { linearBackwardInputOp, linearBackwardWeightOp, linearForwardOp } from '../kernels/dense.js';
@@ -62,9 +62,38 @@ function expectDims(x: Tensor, dims: number, op: string, what = 'input'): void {
     throw new ShapeError(`${op}: ${what} must be ${dims}-D, got ${shapeString(x.shape)}`);
 }
 
-/** Applies a fused activation's derivative to dy (dy * act'(y)), or passes dy through. */
-function throughActivation(y: DeviceTensor, dy: DeviceTensor, a: Activation | undefined, slope: number): { dz: DeviceTensor; owned: boolean } {
+/**
+ * How the backward passes of a layer with a fused activation (conv2d, convTranspose2d, linear) get
+ * dz = dy * act'(y): 'folded', each pass (dx, dw, db) reads dy through the activation's derivative
+ * (an ActivationGate: no pass of its own, but each of them also reads y); 'separate', one
+ * activation-backward pass writes dz for them to read; 'auto' (the default), folded on real GPUs, where
+ * the separate pass is a dispatch and three trips through memory of the whole tensor while the extra
+ * reads of y hit the caches (not yet measured: no GPU was available), and separate on software
+ * adapters, where each storage load inside a GEMM is emulated per lane: there the fold made single
+ * layers' backward 1-51 % slower (bench/activation-fold.ts, bench/results/*.activation-fold.md).
+ * The same gradients either way, up to float rounding (tested).
+ */
+export type ActivationBackward = 'auto' | 'folded' | 'separate';
+let activationBackwardMode: ActivationBackward = 'auto';
+
+/** Sets how fused activations are differentiated (see ActivationBackward); returns the previous mode. */
+export function setActivationBackward(mode: ActivationBackward): ActivationBackward {
+  if (mode !== 'auto' && mode !== 'folded' && mode !== 'separate')
+    throw new InvalidArgumentError(`setActivationBackward: mode must be 'auto', 'folded' or 'separate', got ${JSON.stringify(mode)}`);
+  const previous = activationBackwardMode;
+  activationBackwardMode = mode;
+  return previous;
+}
+
+/**
+ * dy as the backward passes of a layer with fused activation `a` read it: `dz` with no gate (dy itself
+ * without an activation; dy * act'(y) computed by its own pass, `owned`), or dy with the `gate` that the
+ * passes fold into their reads.
+ */
+function throughActivation(y: DeviceTensor, dy: DeviceTensor, a: Activation | undefined, slope: number): { dz: DeviceTensor; owned: boolean; gate?: ActivationGate } {
   if (!a || a === 'none') return { dz: dy, owned: false };
+  const fold = activationBackwardMode === 'auto' ? !y.engine.info.software : activationBackwardMode === 'folded';
+  if (fold) return { dz: dy, owned: false, gate: { y, activation: a, slope } };
   return { dz: activationBackwardOp.get(y.engine)(y, dy, a, slope), owned: true };
 }
 
@@ -97,10 +126,10 @@ export function conv2d(x: Tensor, w: Tensor, b: Tensor | null = null, options: C
   });
   // d/dx: transposed convolution of dz with w; d/dw: correlation of x with dz; d/db: sum of dz.
   return record('conv2d', b ? [x, w, b] : [x, w], y, (dy) => {
-    const { dz, owned } = throughActivation(y, dy, options.activation, slope);
-    const dx = x.requiresGrad ? conv2dBackwardInputOp.getMatching(e, options.variant)(dz, w.value, x.shape, p) : null;
-    const dw = w.requiresGrad ? conv2dBackwardWeightOp.getMatching(e, options.variant)(x.value, dz, w.shape, p) : null;
-    const db = b?.requiresGrad ? biasBackwardOp.getMatching(e, options.variant)(dz) : null;
+    const { dz, owned, gate } = throughActivation(y, dy, options.activation, slope);
+    const dx = x.requiresGrad ? conv2dBackwardInputOp.getMatching(e, options.variant)(dz, w.value, x.shape, { ...p, gate }) : null;
+    const dw = w.requiresGrad ? conv2dBackwardWeightOp.getMatching(e, options.variant)(x.value, dz, w.shape, { ...p, gate }) : null;
+    const db = b?.requiresGrad ? biasBackwardOp.getMatching(e, options.variant)(dz, gate) : null;
     if (owned) dz.dispose();
     return [dx, dw, db];
   });
@@ -119,10 +148,10 @@ export function convTranspose2d(x: Tensor, w: Tensor, b: Tensor | null = null, o
   });
   // d/dx: a plain convolution of dz with w; d/dw: correlation of dz with x; d/db: sum of dz.
   return record('convTranspose2d', b ? [x, w, b] : [x, w], y, (dy) => {
-    const { dz, owned } = throughActivation(y, dy, options.activation, slope);
-    const dx = x.requiresGrad ? convTranspose2dBackwardInputOp.getMatching(e, options.variant)(dz, w.value, x.shape, p) : null;
-    const dw = w.requiresGrad ? convTranspose2dBackwardWeightOp.getMatching(e, options.variant)(x.value, dz, w.shape, p) : null;
-    const db = b?.requiresGrad ? biasBackwardOp.getMatching(e, options.variant)(dz) : null;
+    const { dz, owned, gate } = throughActivation(y, dy, options.activation, slope);
+    const dx = x.requiresGrad ? convTranspose2dBackwardInputOp.getMatching(e, options.variant)(dz, w.value, x.shape, { ...p, gate }) : null;
+    const dw = w.requiresGrad ? convTranspose2dBackwardWeightOp.getMatching(e, options.variant)(x.value, dz, w.shape, { ...p, gate }) : null;
+    const db = b?.requiresGrad ? biasBackwardOp.getMatching(e, options.variant)(dz, gate) : null;
     if (owned) dz.dispose();
     return [dx, dw, db];
   });
@@ -154,10 +183,10 @@ export function linear(
   });
   // d/dx = dz w;  d/dw = dzᵀ x;  d/db = column sums of dz.
   return record('linear', b ? [x, w, b] : [x, w], y, (dy) => {
-    const { dz, owned } = throughActivation(y, dy, options.activation, slope);
-    const dx = x.requiresGrad ? linearBackwardInputOp.getMatching(e, options.variant)(dz, w.value) : null;
-    const dw = w.requiresGrad ? linearBackwardWeightOp.getMatching(e, options.variant)(x.value, dz) : null;
-    const db = b?.requiresGrad ? biasBackwardOp.getMatching(e, options.variant)(dz) : null;
+    const { dz, owned, gate } = throughActivation(y, dy, options.activation, slope);
+    const dx = x.requiresGrad ? linearBackwardInputOp.getMatching(e, options.variant)(dz, w.value, { gate }) : null;
+    const dw = w.requiresGrad ? linearBackwardWeightOp.getMatching(e, options.variant)(x.value, dz, { gate }) : null;
+    const db = b?.requiresGrad ? biasBackwardOp.getMatching(e, options.variant)(dz, gate) : null;
     if (owned) dz.dispose();
     return [dx, dw, db];
   });
