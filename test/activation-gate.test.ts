@@ -9,6 +9,7 @@
 // products, as in conv2d.test.ts and dense.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../src/gpu/engine.js';
+import type { DeviceTensor } from '../src/gpu/device-tensor.js';
 import { ShapeError } from '../src/gpu/errors.js';
 import type { Activation, ActivationGate } from '../src/kernels/activation.js';
 import { conv2dBackwardInputOp, conv2dBackwardWeightOp } from '../src/kernels/conv2d.js';
@@ -69,39 +70,52 @@ const CONV_CASES: ConvCase[] = [
   { n: 3, ci: 4, co: 8, h: 8, w: 8, k: 3, s: 1, p: 1 },
   { n: 1, ci: 2, co: 3, h: 5, w: 9, k: 2, s: 1, p: 0 },
 ];
-const cname = (c: ConvCase) => `x [${c.n},${c.ci},${c.h},${c.w}] k${c.k} s${c.s} p${c.p} -> ${c.co}`;
 const params = (c: ConvCase) => ({ stride: [c.s, c.s] as Pair, padding: [c.p, c.p] as Pair });
 
-describe.each(variantRuns('conv2d.backwardInput'))('conv2d.backwardInput with a gate, variant %s (%s device)', (variant, device) => {
-  it.each(CONV_CASES)('$n,$ci,$h,$w k$k s$s p$p -> $co', async (c) => {
-    const e = engineFor(device);
-    const xs = [c.n, c.ci, c.h, c.w];
-    const ws = [c.co, c.ci, c.k, c.k];
-    const [oh, ow] = convOutSize(c.h, c.w, c.k, c.k, params(c));
-    const ys = [c.n, c.co, oh, ow];
-    const wd = randArray(rng(3), size(ws));
-    for (const act of actsFor(CONV_CASES, c)) {
-      const { y, dy, dz } = gated(11, ys, act);
-      const dx = conv2dBackwardInputOp.get(e, variant)(e.fromArray(dy, ys), e.fromArray(wd, ws), xs, { ...params(c), gate: gateOf(e, y, ys, act) });
-      expectClose(await dx.toArray(), conv2dBackwardInputRef(dz, wd, xs, ws, params(c)), TOL, `${cname(c)} ${act} ${describeDevice(e)}`);
-    }
+/**
+ * A gated backward op, tested on every variant: `run(variant, e, c, act)` calls it with a gate on case
+ * c's data and returns the result and its float64 reference (computed on dz = dy * act'(z)).
+ */
+function describeGated<C extends object>(
+  op: string,
+  cases: C[],
+  title: string,
+  run: (variant: string, e: Engine, c: C, act: Exclude<Activation, 'none'>) => { got: DeviceTensor; expected: Float64Array },
+): void {
+  describe.each(variantRuns(op))(`${op} with a gate, variant %s (%s device)`, (variant, device) => {
+    it.each(cases)(title, async (c) => {
+      const e = engineFor(device);
+      for (const act of actsFor(cases, c)) {
+        const { got, expected } = run(variant, e, c, act);
+        expectClose(await got.toArray(), expected, TOL, `${JSON.stringify(c)} ${act} ${describeDevice(e)}`);
+      }
+    });
   });
+}
+
+/** Shapes of a conv case: x, w (OIHW for conv2d, [Cin, Cout, k, k] for convTranspose2d) and y = dy. */
+function convShapes(c: ConvCase, transposed: boolean) {
+  const xs = [c.n, c.ci, c.h, c.w];
+  const ws = transposed ? [c.ci, c.co, c.k, c.k] : [c.co, c.ci, c.k, c.k];
+  const [oh, ow] = (transposed ? convTransposeOutSize : convOutSize)(c.h, c.w, c.k, c.k, params(c));
+  return { xs, ws, ys: [c.n, c.co, oh, ow] };
+}
+const CONV_TITLE = 'x [$n, $ci, $h, $w] k$k s$s p$p -> $co';
+
+describeGated('conv2d.backwardInput', CONV_CASES, CONV_TITLE, (variant, e, c, act) => {
+  const { xs, ws, ys } = convShapes(c, false);
+  const wd = randArray(rng(3), size(ws));
+  const { y, dy, dz } = gated(11, ys, act);
+  const got = conv2dBackwardInputOp.get(e, variant)(e.fromArray(dy, ys), e.fromArray(wd, ws), xs, { ...params(c), gate: gateOf(e, y, ys, act) });
+  return { got, expected: conv2dBackwardInputRef(dz, wd, xs, ws, params(c)) };
 });
 
-describe.each(variantRuns('conv2d.backwardWeight'))('conv2d.backwardWeight with a gate, variant %s (%s device)', (variant, device) => {
-  it.each(CONV_CASES)('$n,$ci,$h,$w k$k s$s p$p -> $co', async (c) => {
-    const e = engineFor(device);
-    const xs = [c.n, c.ci, c.h, c.w];
-    const ws = [c.co, c.ci, c.k, c.k];
-    const [oh, ow] = convOutSize(c.h, c.w, c.k, c.k, params(c));
-    const ys = [c.n, c.co, oh, ow];
-    const xd = randArray(rng(5), size(xs));
-    for (const act of actsFor(CONV_CASES, c)) {
-      const { y, dy, dz } = gated(13, ys, act);
-      const dw = conv2dBackwardWeightOp.get(e, variant)(e.fromArray(xd, xs), e.fromArray(dy, ys), ws, { ...params(c), gate: gateOf(e, y, ys, act) });
-      expectClose(await dw.toArray(), conv2dBackwardWeightRef(xd, dz, xs, ws, params(c)), TOL, `${cname(c)} ${act} ${describeDevice(e)}`);
-    }
-  });
+describeGated('conv2d.backwardWeight', CONV_CASES, CONV_TITLE, (variant, e, c, act) => {
+  const { xs, ws, ys } = convShapes(c, false);
+  const xd = randArray(rng(5), size(xs));
+  const { y, dy, dz } = gated(13, ys, act);
+  const got = conv2dBackwardWeightOp.get(e, variant)(e.fromArray(xd, xs), e.fromArray(dy, ys), ws, { ...params(c), gate: gateOf(e, y, ys, act) });
+  return { got, expected: conv2dBackwardWeightRef(xd, dz, xs, ws, params(c)) };
 });
 
 // convTranspose2d: x [n, ci, h, w], w [ci, co, k, k], y (and dy) [n, co, Ho, Wo].
@@ -110,36 +124,20 @@ const CT_CASES: ConvCase[] = [
   { n: 2, ci: 6, co: 4, h: 4, w: 4, k: 3, s: 2, p: 1 },
 ];
 
-describe.each(variantRuns('convTranspose2d.backwardInput'))('convTranspose2d.backwardInput with a gate, variant %s (%s device)', (variant, device) => {
-  it.each(CT_CASES)('$n,$ci,$h,$w k$k s$s p$p -> $co', async (c) => {
-    const e = engineFor(device);
-    const xs = [c.n, c.ci, c.h, c.w];
-    const ws = [c.ci, c.co, c.k, c.k];
-    const [oh, ow] = convTransposeOutSize(c.h, c.w, c.k, c.k, params(c));
-    const ys = [c.n, c.co, oh, ow];
-    const wd = randArray(rng(7), size(ws));
-    for (const act of actsFor(CT_CASES, c)) {
-      const { y, dy, dz } = gated(17, ys, act);
-      const dx = convTranspose2dBackwardInputOp.get(e, variant)(e.fromArray(dy, ys), e.fromArray(wd, ws), xs, { ...params(c), gate: gateOf(e, y, ys, act) });
-      expectClose(await dx.toArray(), convTranspose2dBackwardInputRef(dz, wd, xs, ws, params(c)), TOL, `${cname(c)} ${act} ${describeDevice(e)}`);
-    }
-  });
+describeGated('convTranspose2d.backwardInput', CT_CASES, CONV_TITLE, (variant, e, c, act) => {
+  const { xs, ws, ys } = convShapes(c, true);
+  const wd = randArray(rng(7), size(ws));
+  const { y, dy, dz } = gated(17, ys, act);
+  const got = convTranspose2dBackwardInputOp.get(e, variant)(e.fromArray(dy, ys), e.fromArray(wd, ws), xs, { ...params(c), gate: gateOf(e, y, ys, act) });
+  return { got, expected: convTranspose2dBackwardInputRef(dz, wd, xs, ws, params(c)) };
 });
 
-describe.each(variantRuns('convTranspose2d.backwardWeight'))('convTranspose2d.backwardWeight with a gate, variant %s (%s device)', (variant, device) => {
-  it.each(CT_CASES)('$n,$ci,$h,$w k$k s$s p$p -> $co', async (c) => {
-    const e = engineFor(device);
-    const xs = [c.n, c.ci, c.h, c.w];
-    const ws = [c.ci, c.co, c.k, c.k];
-    const [oh, ow] = convTransposeOutSize(c.h, c.w, c.k, c.k, params(c));
-    const ys = [c.n, c.co, oh, ow];
-    const xd = randArray(rng(9), size(xs));
-    for (const act of actsFor(CT_CASES, c)) {
-      const { y, dy, dz } = gated(19, ys, act);
-      const dw = convTranspose2dBackwardWeightOp.get(e, variant)(e.fromArray(xd, xs), e.fromArray(dy, ys), ws, { ...params(c), gate: gateOf(e, y, ys, act) });
-      expectClose(await dw.toArray(), convTranspose2dBackwardWeightRef(xd, dz, xs, ws, params(c)), TOL, `${cname(c)} ${act} ${describeDevice(e)}`);
-    }
-  });
+describeGated('convTranspose2d.backwardWeight', CT_CASES, CONV_TITLE, (variant, e, c, act) => {
+  const { xs, ws, ys } = convShapes(c, true);
+  const xd = randArray(rng(9), size(xs));
+  const { y, dy, dz } = gated(19, ys, act);
+  const got = convTranspose2dBackwardWeightOp.get(e, variant)(e.fromArray(xd, xs), e.fromArray(dy, ys), ws, { ...params(c), gate: gateOf(e, y, ys, act) });
+  return { got, expected: convTranspose2dBackwardWeightRef(xd, dz, xs, ws, params(c)) };
 });
 
 // linear: odd sizes, and rows of multiples of 4 (the vec4 readers run gated).
@@ -148,31 +146,20 @@ const DENSE_CASES = [
   { n: 16, inF: 32, outF: 24 },
   { n: 33, inF: 12, outF: 1 },
 ];
+const DENSE_TITLE = 'n $n, in $inF, out $outF';
 
-describe.each(variantRuns('linear.backwardInput'))('linear.backwardInput with a gate, variant %s (%s device)', (variant, device) => {
-  it.each(DENSE_CASES)('n $n, in $inF, out $outF', async (c) => {
-    const { n, inF, outF } = c;
-    const e = engineFor(device);
-    const wd = randArray(rng(21), outF * inF);
-    for (const act of actsFor(DENSE_CASES, c)) {
-      const { y, dy, dz } = gated(23, [n, outF], act);
-      const dx = linearBackwardInputOp.get(e, variant)(e.fromArray(dy, [n, outF]), e.fromArray(wd, [outF, inF]), { gate: gateOf(e, y, [n, outF], act) });
-      expectClose(await dx.toArray(), linearBackwardInputRef(dz, wd, n, inF, outF), TOL, `${act} ${describeDevice(e)}`);
-    }
-  });
+describeGated('linear.backwardInput', DENSE_CASES, DENSE_TITLE, (variant, e, { n, inF, outF }, act) => {
+  const wd = randArray(rng(21), outF * inF);
+  const { y, dy, dz } = gated(23, [n, outF], act);
+  const got = linearBackwardInputOp.get(e, variant)(e.fromArray(dy, [n, outF]), e.fromArray(wd, [outF, inF]), { gate: gateOf(e, y, [n, outF], act) });
+  return { got, expected: linearBackwardInputRef(dz, wd, n, inF, outF) };
 });
 
-describe.each(variantRuns('linear.backwardWeight'))('linear.backwardWeight with a gate, variant %s (%s device)', (variant, device) => {
-  it.each(DENSE_CASES)('n $n, in $inF, out $outF', async (c) => {
-    const { n, inF, outF } = c;
-    const e = engineFor(device);
-    const xd = randArray(rng(25), n * inF);
-    for (const act of actsFor(DENSE_CASES, c)) {
-      const { y, dy, dz } = gated(27, [n, outF], act);
-      const dw = linearBackwardWeightOp.get(e, variant)(e.fromArray(xd, [n, inF]), e.fromArray(dy, [n, outF]), { gate: gateOf(e, y, [n, outF], act) });
-      expectClose(await dw.toArray(), linearBackwardWeightRef(xd, dz, n, inF, outF), TOL, `${act} ${describeDevice(e)}`);
-    }
-  });
+describeGated('linear.backwardWeight', DENSE_CASES, DENSE_TITLE, (variant, e, { n, inF, outF }, act) => {
+  const xd = randArray(rng(25), n * inF);
+  const { y, dy, dz } = gated(27, [n, outF], act);
+  const got = linearBackwardWeightOp.get(e, variant)(e.fromArray(xd, [n, inF]), e.fromArray(dy, [n, outF]), { gate: gateOf(e, y, [n, outF], act) });
+  return { got, expected: linearBackwardWeightRef(xd, dz, n, inF, outF) };
 });
 
 describe.each(variantRuns('bias.backward'))('bias.backward with a gate, variant %s', (variant) => {
@@ -249,7 +236,7 @@ describe('F: the fused activation backward folded or as its own pass', () => {
     const r = rng(51);
     const e = engine;
     const t = (shape: number[], grad = true) => e.tensor(randArray(r, size(shape)), shape, { requiresGrad: grad });
-    const out: Record<string, Float32Array> = {};
+    const out: Record<string, ArrayLike<number>> = {};
     const layers: [string, () => { y: ReturnType<typeof F.conv2d>; params: ReturnType<typeof t>[] }][] = [
       ['conv2d', () => {
         const [x, w, b] = [t([2, 3, 7, 6]), t([5, 3, 3, 3]), t([5])];
