@@ -33,7 +33,7 @@ export function checkGate(op: string, dy: DeviceTensor, gate: ActivationGate | u
     throw new ShapeError(`${op}: the activation gate's y ${s(gate.y.shape)} (${gate.y.dtype}) must be f32 of dy's shape ${s(dy.shape)}`);
   if (!(gate.activation in ACTIVATION_CODE) || gate.activation === 'none')
     throw new ShapeError(`${op}: the activation gate needs an activation (relu, leakyRelu, sigmoid or tanh), got '${gate.activation}'`);
-  if (gate.y.engine !== dy.engine) throw new ShapeError(`${op}: the activation gate's y belongs to another engine than dy`);
+  if (gate.y.engine !== dy.engine) throw new InvalidArgumentError(`${op}: the activation gate's y belongs to another engine than dy`);
 }
 
 /** dy * act'(y) as its own pass: for a variant that cannot fold the gate into its reads. */

@@ -102,8 +102,8 @@ function checkBias(what: string, b: DeviceTensor | null, n: number): void {
  * y = act(conv(x, w) + b) by implicit GEMM: rows = output channels, columns = (n, oh, ow); or, where
  * gemm_vec4 runs it better (see cheaperForm), the transpose: rows = pixels (im2col of x, shared by
  * subgroup broadcasts), columns = output channels (w rows, vec4 reads when C*kH*kW is a multiple of 4).
+ * `xGate`: x is read as x * act'(xGate.y) (the conv-transpose input gradient, whose dy is this conv's x).
  */
-/** `xGate`: x is read as x * act'(xGate.y) (the conv-transpose input gradient, whose dy is this conv's x). */
 export function convForwardGemm(
   core: GemmCore, x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, g: ConvGeometry, epi: Epilogue, label: string, xGate?: ActivationGate,
 ): DeviceTensor {
@@ -128,12 +128,12 @@ export function convForwardGemm(
   return y;
 }
 
+type ImageOperand = { tensor: DeviceTensor; name: string; side: 'x' | 'y'; output?: boolean };
+
 /**
  * The split operands of a conv over images: tensors of the input's shape [n, xc, xh, xw] ('x' side)
  * and of the output's shape [n, yc, yh, yw] ('y' side), split along n.
  */
-type ImageOperand = { tensor: DeviceTensor; name: string; side: 'x' | 'y'; output?: boolean };
-
 function imageOperands(g: ConvGeometry, ...ops: ImageOperand[]): SplitOperand[] {
   return ops.map((o) => ({ tensor: o.tensor, name: o.name, output: o.output, unit: o.side === 'x' ? g.xc * g.xh * g.xw : g.yc * g.yh * g.yw }));
 }
@@ -157,8 +157,8 @@ function phaseCount(size: number, s: number, p: number, r: number): number {
 /**
  * dx = conv2d input gradient of dy (shape of y) with w [o,c,kh,kw], into [nimg, xc, xh, xw]; optionally
  * with a per-channel bias and activation (conv-transpose forward is this op).
+ * `dyGate`: dy is read as dy * act'(dyGate.y).
  */
-/** `dyGate`: dy is read as dy * act'(dyGate.y). */
 export function convBackwardInputGemm(
   core: GemmCore, dy: DeviceTensor, w: DeviceTensor, g: ConvGeometry, b: DeviceTensor | null, epi: Epilogue, label: string, dyGate?: ActivationGate,
 ): DeviceTensor {
@@ -182,11 +182,9 @@ export function convBackwardInputGemm(
 /**
  * dw[o, c, u, v] = sum_{n, oh, ow} dy[n, o, oh, ow] x[n, c, oh*s-p+u, ow*s-p+v]: rows = output channels,
  * columns = taps (c, u, v); or, where gemm_vec4 runs it better, the transpose (rows = taps, read from x
- * and shared by subgroup broadcasts; columns = output channels of dy).
- */
-/**
- * `gate`: the activation gate of x or of dy (the conv-transpose weight gradient runs this with the roles
- * of x and dy exchanged, so its dy is this function's x).
+ * and shared by subgroup broadcasts; columns = output channels of dy). `gate`: the activation gate of x
+ * or of dy (the conv-transpose weight gradient runs this with the roles of x and dy exchanged, so its dy
+ * is this function's x).
  */
 export function convBackwardWeightGemm(
   core: GemmCore, x: DeviceTensor, dy: DeviceTensor, g: ConvGeometry, label: string, gate?: { of: 'x' | 'dy'; gate: ActivationGate },
