@@ -4,7 +4,7 @@ import { f32 } from '../gpu/engine.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { InvalidArgumentError, ShapeError } from '../gpu/errors.js';
 import { defineOp } from './registry.js';
-import { forEachSplit } from './batch-split.js';
+import { forEachSplit, type SplitOperand } from './batch-split.js';
 import { perInvocation, SOFTWARE_PER_INVOCATION } from './elementwise.js';
 import { ACTIVATION_CODE, type Activation } from './activation-codes.js';
 
@@ -34,6 +34,19 @@ export function checkGate(op: string, dy: DeviceTensor, gate: ActivationGate | u
   if (!(gate.activation in ACTIVATION_CODE) || gate.activation === 'none')
     throw new ShapeError(`${op}: the activation gate needs an activation (relu, leakyRelu, sigmoid or tanh), got '${gate.activation}'`);
   if (gate.y.engine !== dy.engine) throw new InvalidArgumentError(`${op}: the activation gate's y belongs to another engine than dy`);
+}
+
+/**
+ * The gate's y as a split operand (src/kernels/batch-split.ts) beside the tensor it gates, which has
+ * `unit` elements per unit of the split axis (y has its shape, so the same): none without a gate.
+ */
+export function gateSplitOperands(gate: ActivationGate | undefined, unit: number): SplitOperand[] {
+  return gate ? [{ tensor: gate.y, name: 'activation output', unit }] : [];
+}
+
+/** The gate of one split range, whose y is `part` (that range's view of gate.y); none without a gate. */
+export function gatePart(gate: ActivationGate | undefined, part: DeviceTensor | undefined): ActivationGate | undefined {
+  return gate && part ? { ...gate, y: part } : undefined;
 }
 
 /** dy * act'(y) as its own pass: for a variant that cannot fold the gate into its reads. */

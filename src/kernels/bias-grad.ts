@@ -4,7 +4,7 @@
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import { f32 } from '../gpu/engine.js';
-import { ACTIVATION_CODE, checkGate, type ActivationGate } from './activation.js';
+import { ACTIVATION_CODE, checkGate, gateSplitOperands, type ActivationGate } from './activation.js';
 import { defineOp } from './registry.js';
 import { forEachSplit, sumParts } from './batch-split.js';
 
@@ -31,7 +31,7 @@ function biasGradGather(dy: DeviceTensor, vec4 = false, gate?: ActivationGate): 
   const spatial = B > 1;
   const label = `bias.backward dy [${dy.shape.join(', ')}]`;
   const parts: DeviceTensor[] = [];
-  const operands = [{ tensor: dy, name: 'dy', unit: C * B }, ...(gate ? [{ tensor: gate.y, name: 'activation output', unit: C * B }] : [])];
+  const operands = [{ tensor: dy, name: 'dy', unit: C * B }, ...gateSplitOperands(gate, C * B)];
   forEachSplit(e, label, A, operands, (r, [dys, gys]) => {
     const db = e.empty([C]);
     parts.push(db);

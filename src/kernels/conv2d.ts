@@ -13,7 +13,7 @@
 import { f32 } from '../gpu/engine.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
-import { ACTIVATION_CODE, checkGate, type Activation, type ActivationGate } from './activation.js';
+import { ACTIVATION_CODE, checkGate, gatePart, gateSplitOperands, type Activation, type ActivationGate } from './activation.js';
 import {
   CONV_GEMM_VARIANT_NAMES,
   CORE_INFO,
@@ -109,10 +109,10 @@ export function convForwardGemm(
 ): DeviceTensor {
   const y = x.engine.empty([g.nimg, g.yc, g.yh, g.yw]);
   const K = g.xc * g.kh * g.kw;
-  const operands = imageOperands(g, { tensor: x, name: 'x', side: 'x' }, { tensor: y, name: 'y', side: 'y', output: true }, ...gateOperand(xGate, 'x'));
+  const operands = [...imageOperands(g, { tensor: x, name: 'x', side: 'x' }, { tensor: y, name: 'y', side: 'y', output: true }), ...gateSplitOperands(xGate, imageUnit(g, 'x'))];
   forEachSplit(x.engine, label, g.nimg, operands, (r, [xs, ys, gys]) => {
     const gs = { ...g, nimg: r.count };
-    const gate = splitGate(xGate, gys);
+    const gate = gatePart(xGate, gys);
     const pixels = gs.nimg * gs.yh * gs.yw;
     const shared = { out: ys, bias: b, activation: epi.activation, slope: epi.slope, conv: gs, K };
     const channelRows: GemmProblem = {
@@ -128,24 +128,17 @@ export function convForwardGemm(
   return y;
 }
 
-type ImageOperand = { tensor: DeviceTensor; name: string; side: 'x' | 'y'; output?: boolean };
-
 /**
  * The split operands of a conv over images: tensors of the input's shape [n, xc, xh, xw] ('x' side)
  * and of the output's shape [n, yc, yh, yw] ('y' side), split along n.
  */
-function imageOperands(g: ConvGeometry, ...ops: ImageOperand[]): SplitOperand[] {
-  return ops.map((o) => ({ tensor: o.tensor, name: o.name, output: o.output, unit: o.side === 'x' ? g.xc * g.xh * g.xw : g.yc * g.yh * g.yw }));
+function imageOperands(g: ConvGeometry, ...ops: { tensor: DeviceTensor; name: string; side: 'x' | 'y'; output?: boolean }[]): SplitOperand[] {
+  return ops.map((o) => ({ tensor: o.tensor, name: o.name, output: o.output, unit: imageUnit(g, o.side) }));
 }
 
-/** A gate's y as the last split operand (split with the tensor it gates, which is on `side`), or none. */
-function gateOperand(gate: ActivationGate | undefined, side: 'x' | 'y'): ImageOperand[] {
-  return gate ? [{ tensor: gate.y, name: 'activation output', side }] : [];
-}
-
-/** The gate of one split range: its y's part (the last split operand). */
-function splitGate(gate: ActivationGate | undefined, part: DeviceTensor | undefined): ActivationGate | undefined {
-  return gate && part ? { ...gate, y: part } : undefined;
+/** Elements of one image in a tensor of the input's ('x') or the output's ('y') shape. */
+function imageUnit(g: ConvGeometry, side: 'x' | 'y'): number {
+  return side === 'x' ? g.xc * g.xh * g.xw : g.yc * g.yh * g.yw;
 }
 
 /** Number of output positions t (ih = s*t + r - p in [0, size)) of stride phase r. */
@@ -163,7 +156,7 @@ export function convBackwardInputGemm(
   core: GemmCore, dy: DeviceTensor, w: DeviceTensor, g: ConvGeometry, b: DeviceTensor | null, epi: Epilogue, label: string, dyGate?: ActivationGate,
 ): DeviceTensor {
   const dx = dy.engine.empty([g.nimg, g.xc, g.xh, g.xw]);
-  const operands = imageOperands(g, { tensor: dy, name: 'dy', side: 'y' }, { tensor: dx, name: 'dx', side: 'x', output: true }, ...gateOperand(dyGate, 'y'));
+  const operands = [...imageOperands(g, { tensor: dy, name: 'dy', side: 'y' }, { tensor: dx, name: 'dx', side: 'x', output: true }), ...gateSplitOperands(dyGate, imageUnit(g, 'y'))];
   forEachSplit(dy.engine, label, g.nimg, operands, (r, [dys, dxs, gys]) => {
     const gs = { ...g, nimg: r.count };
     let maxCols = 0;
@@ -171,7 +164,7 @@ export function convBackwardInputGemm(
       for (let rw = 0; rw < gs.sw; rw++)
         maxCols = Math.max(maxCols, gs.nimg * phaseCount(gs.xh, gs.sh, gs.ph, rh) * phaseCount(gs.xw, gs.sw, gs.pw, rw));
     gemm(core, {
-      label, a: w, b: dys, bGate: splitGate(dyGate, gys), out: dxs, bias: b, biasMode: 'perRow', activation: epi.activation, slope: epi.slope,
+      label, a: w, b: dys, bGate: gatePart(dyGate, gys), out: dxs, bias: b, biasMode: 'perRow', activation: epi.activation, slope: epi.slope,
       aMode: 'convWT', bMode: 'phase', cMode: 'phase',
       M: gs.xc, N: maxCols, K: 0, batch: gs.sh * gs.sw, conv: gs,
     });
@@ -192,10 +185,10 @@ export function convBackwardWeightGemm(
   const taps = g.xc * g.kh * g.kw;
   // One partial dw per range of images (one range, the whole dw, when x and dy fit their bindings).
   const parts: DeviceTensor[] = [];
-  const operands = imageOperands(g, { tensor: x, name: 'x', side: 'x' }, { tensor: dy, name: 'dy', side: 'y' }, ...gateOperand(gate?.gate, gate?.of === 'x' ? 'x' : 'y'));
+  const operands = [...imageOperands(g, { tensor: x, name: 'x', side: 'x' }, { tensor: dy, name: 'dy', side: 'y' }), ...gateSplitOperands(gate?.gate, imageUnit(g, gate?.of === 'x' ? 'x' : 'y'))];
   forEachSplit(x.engine, label, g.nimg, operands, (r, [xs, dys, gys]) => {
     const gs = { ...g, nimg: r.count };
-    const part = splitGate(gate?.gate, gys);
+    const part = gatePart(gate?.gate, gys);
     const xGate = gate?.of === 'x' ? part : undefined;
     const dyGate = gate?.of === 'dy' ? part : undefined;
     const dw = x.engine.empty([g.yc, g.xc, g.kh, g.kw]);

@@ -4,7 +4,7 @@
 // run per range of rows, d/dw adds the ranges' partial gradients.
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
-import { checkGate, type Activation, type ActivationGate } from './activation.js';
+import { checkGate, gatePart, gateSplitOperands, type Activation, type ActivationGate } from './activation.js';
 import { GEMM_VARIANT_NAMES, checkF32, gemmBucket, plainGemm, registerPerCore, softwareVec4Info, type GemmCore } from './matmul.js';
 import { defineOp } from './registry.js';
 import { forEachSplit, sumParts } from './batch-split.js';
@@ -84,21 +84,16 @@ function linearForwardWith(
   return y;
 }
 
-/** The gate's y as a row-split operand beside dy (unit: dy's row), or none. */
-function gateRows(gate: ActivationGate | undefined, unit: number) {
-  return gate ? [{ tensor: gate.y, name: 'activation output', unit }] : [];
-}
-
 function linearBackwardInputWith(core: GemmCore, dy: DeviceTensor, w: DeviceTensor, gate?: ActivationGate): DeviceTensor {
   const what = backwardInputWhat(dy, w);
   const [n, outF] = dy.shape;
   const inF = w.shape[1];
   const dx = dy.engine.empty([n, inF]);
-  const operands = [{ tensor: dy, name: 'dy', unit: outF }, { tensor: dx, name: 'dx', unit: inF, output: true }, ...gateRows(gate, outF)];
+  const operands = [{ tensor: dy, name: 'dy', unit: outF }, { tensor: dx, name: 'dx', unit: inF, output: true }, ...gateSplitOperands(gate, outF)];
   forEachSplit(dy.engine, what, n, operands, (r, [dys, dxs, gys]) => {
     // dx[n, i] = sum_o dy[n, o] w[o, i]
     plainGemm(core, what, dys, w, dxs, { M: r.count, N: inF, K: outF, batch: 1 }, [0, outF, 1], [0, inF, 1], [0, inF, 1], {
-      aGate: gate && { ...gate, y: gys },
+      aGate: gatePart(gate, gys),
     });
   }, { unitName: 'row' });
   return dx;
@@ -109,13 +104,13 @@ function linearBackwardWeightWith(core: GemmCore, x: DeviceTensor, dy: DeviceTen
   const [n, inF] = x.shape;
   const outF = dy.shape[1];
   const parts: DeviceTensor[] = [];
-  const operands = [{ tensor: x, name: 'x', unit: inF }, { tensor: dy, name: 'dy', unit: outF }, ...gateRows(gate, outF)];
+  const operands = [{ tensor: x, name: 'x', unit: inF }, { tensor: dy, name: 'dy', unit: outF }, ...gateSplitOperands(gate, outF)];
   forEachSplit(x.engine, what, n, operands, (r, [xs, dys, gys]) => {
     const dw = x.engine.empty([outF, inF]);
     parts.push(dw);
     // dw[o, i] = sum_n dy[n, o] x[n, i]: A[o, n] = dy[n, o], B[n, i] = x[n, i].
     plainGemm(core, what, dys, xs, dw, { M: outF, N: inF, K: r.count, batch: 1 }, [0, 1, outF], [0, inF, 1], [0, inF, 1], {
-      aGate: gate && { ...gate, y: gys },
+      aGate: gatePart(gate, gys),
     });
   }, { unitName: 'row' });
   return sumParts(parts);
