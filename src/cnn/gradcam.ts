@@ -131,7 +131,7 @@ export async function gradCamGradients(model: DefectClassifier, pixels: Float32A
   if (!Number.isInteger(layer) || layer < 0 || (flatten >= 0 && layer >= flatten))
     throw new WgslNnError(`Grad-CAM layer must be a spatial layer index in 0..${flatten - 1}, got ${layer}`);
   const end = layers[layers.length - 1] instanceof nn.Sigmoid ? layers.length - 1 : layers.length;
-  const k = model.config.task === 'binary' ? 1 : model.config.classes.length;
+  const k = model.outputs;
   const engine = model.parameters()[0].engine;
   const params = model.parameters();
   let classIndex = options.classIndex;

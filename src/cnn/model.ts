@@ -166,6 +166,11 @@ export class DefectClassifier {
     return this.net.forward(x, end);
   }
 
+  /** Probabilities per image that predict() returns: 1 (the defect probability) binary, one per class multiclass. */
+  get outputs(): number {
+    return this.config.task === 'binary' ? 1 : this.config.classes.length;
+  }
+
   /** Class probabilities: [N,K] for multiclass; [N,1] defect probability for binary. */
   probabilities(x: Tensor): Tensor {
     const z = this.logits(x);

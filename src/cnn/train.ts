@@ -392,7 +392,7 @@ async function lossAndAccuracy(model: DefectClassifier, source: ImageSource, lab
 /** Probabilities for the images of `indices` (eval mode): [n,K] multiclass, [n] defect probability binary. */
 export async function predictIndices(model: DefectClassifier, source: ImageSource, labels: ArrayLike<number>, indices: number[], batchSize = 32): Promise<{ probs: Float32Array; yTrue: Int32Array }> {
   model.eval();
-  const k = model.config.task === 'binary' ? 1 : model.config.classes.length;
+  const k = model.outputs;
   const probs = new Float32Array(indices.length * k);
   const yTrue = new Int32Array(indices.length);
   let row = 0;

@@ -118,16 +118,11 @@ export async function predictInput(model: DefectClassifier, pixels: Float32Array
   const batchSize = checkBatchSize(opts.batchSize ?? 64);
   const area = model.config.inputSize ** 2;
   const n = pixels.length / area;
-  const parts: Float32Array[] = [];
+  const k = model.outputs;
+  const out = new Float32Array(n * k);
   for (let start = 0; start < n; start += batchSize) {
     const count = Math.min(batchSize, n - start);
-    parts.push(await model.predict(pixels.subarray(start * area, (start + count) * area), count));
-  }
-  const out = new Float32Array(parts.reduce((len, q) => len + q.length, 0));
-  let o = 0;
-  for (const q of parts) {
-    out.set(q, o);
-    o += q.length;
+    out.set(await model.predict(pixels.subarray(start * area, (start + count) * area), count), start * k);
   }
   return out;
 }
