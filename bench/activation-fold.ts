@@ -36,11 +36,27 @@ const rounds = Math.max(1, Number(args.rounds));
 const engine = await Engine.create();
 // The cases whose models fuse activations into conv / dense layers (the seed CNN's dense head, the GANs).
 const cases = endToEndCases().filter((c) => /training step|GAN iteration/.test(c.name) && !/224/.test(c.name) && c.name.toLowerCase().includes(args.filter!.toLowerCase()));
-const modes: ActivationBackward[] = ['separate', 'folded'];
 const rows: string[] = [];
 const layerRows: string[] = [];
 const info = engine.info;
-console.log(`adapter: ${info.vendor} ${info.description || info.device} (${info.backend}${info.software ? ', software' : ''})`);
+const adapter = `${info.vendor} ${info.description || info.device} (${info.backend}${info.software ? ', software' : ''})`;
+console.log(`adapter: ${adapter}`);
+
+type Mode = Exclude<ActivationBackward, 'auto'>;
+/**
+ * The table row of one case: a warm-up sample per mode (pipelines compiled), then `rounds` rounds of one
+ * sample per mode, the order alternating; medians in ms with `digits` decimals.
+ */
+async function abRow(name: string, digits: number, sample: (mode: Mode) => Promise<number>): Promise<string> {
+  const times: Record<Mode, number[]> = { separate: [], folded: [] };
+  for (const m of ['separate', 'folded'] as const) await sample(m);
+  for (let r = 0; r < rounds; r++)
+    for (const m of r % 2 ? (['folded', 'separate'] as const) : (['separate', 'folded'] as const)) times[m].push(await sample(m));
+  const [s, f] = [median(times.separate), median(times.folded)];
+  const line = `| ${name} | ${s.toFixed(digits)} | ${f.toFixed(digits)} | ${((f / s - 1) * 100).toFixed(1)} % |`;
+  console.log(line);
+  return line;
+}
 
 /** A layer's backward in both modes: `run(gate?)` records dx, dw, db (reading dy through the gate if given). */
 interface LayerCase {
@@ -83,11 +99,11 @@ function layerCases(): LayerCase[] {
 }
 
 /** One sample of a layer's backward in `mode`: `reps` backward passes between two syncs, ms per pass. */
-async function layerSample(c: LayerCase, mode: 'separate' | 'folded'): Promise<number> {
+async function layerSample(c: LayerCase, mode: Mode): Promise<number> {
+  const gate: ActivationGate = { y: c.y, activation: c.act, slope: 0.2 };
   await engine.sync();
   const t0 = performance.now();
   for (let r = 0; r < reps; r++) {
-    const gate: ActivationGate = { y: c.y, activation: c.act, slope: 0.2 };
     const dz = mode === 'separate' ? activationBackward(c.y, c.dy, c.act, 0.2) : c.dy;
     for (const out of c.run(dz, mode === 'folded' ? gate : undefined)) out.dispose();
     if (dz !== c.dy) dz.dispose();
@@ -96,46 +112,29 @@ async function layerSample(c: LayerCase, mode: 'separate' | 'folded'): Promise<n
   return (performance.now() - t0) / reps;
 }
 
-for (const c of layerCases().filter((l) => l.name.toLowerCase().includes(args.filter!.toLowerCase()))) {
-  const times = { separate: [] as number[], folded: [] as number[] };
-  for (const m of ['separate', 'folded'] as const) await layerSample(c, m); // warm-up
-  for (let r = 0; r < rounds; r++)
-    for (const m of r % 2 ? (['folded', 'separate'] as const) : (['separate', 'folded'] as const)) times[m].push(await layerSample(c, m));
-  const [s, f] = [median(times.separate), median(times.folded)];
-  const line = `| ${c.name} | ${s.toFixed(2)} | ${f.toFixed(2)} | ${((f / s - 1) * 100).toFixed(1)} % |`;
-  console.log(line);
-  layerRows.push(line);
-}
+for (const c of layerCases().filter((l) => l.name.toLowerCase().includes(args.filter!.toLowerCase())))
+  layerRows.push(await abRow(c.name, 2, (m) => layerSample(c, m)));
 for (const c of cases) {
   const step = c.setup(engine);
-  const times: Record<string, number[]> = { separate: [], folded: [] };
   try {
-    for (const m of modes) {
-      setActivationBackward(m);
-      await step.step(); // warm-up: pipelines of this mode compiled
-    }
-    for (let r = 0; r < rounds; r++) {
-      for (const m of r % 2 ? [...modes].reverse() : modes) {
+    rows.push(
+      await abRow(c.name, 1, async (m) => {
         setActivationBackward(m);
         const t0 = performance.now();
         await step.step();
-        times[m].push(performance.now() - t0);
-      }
-    }
+        return performance.now() - t0;
+      }),
+    );
   } finally {
     setActivationBackward('auto');
     step.dispose();
   }
-  const [s, f] = [median(times.separate), median(times.folded)];
-  const line = `| ${c.name} | ${s.toFixed(1)} | ${f.toFixed(1)} | ${((f / s - 1) * 100).toFixed(1)} % |`;
-  console.log(line);
-  rows.push(line);
 }
 const out = args.out ?? join(import.meta.dirname, 'results', `${adapterSlug(engine)}.activation-fold.md`);
 const md = [
   `# Fused activation backward: 'separate' pass vs 'folded' into dx / dw / db (${new Date().toISOString().slice(0, 16)}Z)`,
   '',
-  `Adapter: ${info.vendor} ${info.description || info.device} (${info.backend}${info.software ? ', software' : ''}). ` +
+  `Adapter: ${adapter}. ` +
     `\`npx tsx bench/activation-fold.ts --rounds ${rounds} --reps ${reps}\`: ${rounds} interleaved rounds, one sample per mode each; medians.`,
   '',
   `Single layers' backward (dx, dw, db; in 'separate' also the activation pass), ms per backward (${reps} per sample):`,
