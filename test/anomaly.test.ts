@@ -9,11 +9,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recalibrateModelDir } from '../src/anomaly/calibrate.js';
 import { AnomalyDetector } from '../src/anomaly/detector.js';
 import { evaluateAnomalyDetector } from '../src/anomaly/evaluate.js';
-import { readAnomalyMetadata } from '../src/anomaly/model-dir.js';
+import { disposeNetworks, loadAnomalyDir, readAnomalyMetadata } from '../src/anomaly/model-dir.js';
+import { workImageFrom } from '../src/anomaly/patches.js';
+import { rawAnomalyMap, residualMaps, scoringTerms } from '../src/anomaly/scorer.js';
+import { defaultScoringCandidates } from '../src/anomaly/calibrate.js';
 import type { MemoryOptions } from '../src/anomaly/feature-memory.js';
 import { trainAnomalyDetector, type AnomalyTrainOptions, type AnomalyTrainResult } from '../src/anomaly/train.js';
 import { DatasetError } from '../src/data/dataset.js';
-import { ImageDecodeError, writeGrayPng } from '../src/data/images.js';
+import { ImageDecodeError, loadGray8, writeGrayPng } from '../src/data/images.js';
 import { syntheticSample } from '../src/data/synthetic.js';
 import type { Engine } from '../src/gpu/engine.js';
 import { readSafetensors } from '../src/nn/serialize.js';
@@ -248,15 +251,18 @@ describe('anomaly calibrate --backbone (feature memory)', () => {
     cpSync(model, copy, { recursive: true });
     // The memory alone (pixel and feature weights 0), so this checks the memory term by itself.
     const candidates = [1, 2].map((sigma) => ({ sigma, topK: 4, pixelWeight: 0, featureWeight: 0, memoryWeight: 1, mirror: false }));
-    const cal = await recalibrateModelDir(copy, { engine, candidates, falseAlarmRate: 0.4, memory: { backbone: 'models/neu', size: 512 } });
+    const cal = await recalibrateModelDir(copy, { engine, candidates, falseAlarmRate: 0.4, memories: [{ backbone: 'models/neu', size: 512 }] });
     const meta = readAnomalyMetadata(copy);
-    expect(meta.memory).toMatchObject({ backbone: 'models/neu', channels: [32, 64], size: 512, neighbourhood: 3 });
+    expect(meta.memories).toHaveLength(1);
+    const [memory] = meta.memories!;
+    expect(memory).toMatchObject({ backbone: 'models/neu', channels: [32, 64], size: 512, neighbourhood: 3 });
     const train = meta.data!.files.train;
-    expect(meta.memory!.images.length).toBeGreaterThan(0);
-    expect(meta.memory!.images.every((f) => train.includes(f))).toBe(true);
-    expect(meta.memory!.images.length).toBeLessThan(train.length); // the rest fit the edge profile
+    expect(memory.images.length).toBeGreaterThan(0);
+    expect(memory.images.every((f) => train.includes(f))).toBe(true);
+    expect(memory.images.length).toBeLessThan(train.length); // the rest fit the edge profile
     expect(meta.scoring.memoryWeight).toBe(1);
-    expect(meta.scoring.memoryMean).toBeGreaterThan(0);
+    expect(meta.scoring.memoryMeans).toHaveLength(1);
+    expect(meta.scoring.memoryMeans![0]).toBeGreaterThan(0);
     expect(existsSync(join(copy, 'memory.safetensors'))).toBe(true);
     const det = await AnomalyDetector.load(copy, { engine });
     try {
@@ -283,11 +289,11 @@ describe('anomaly calibrate --backbone (feature memory)', () => {
   });
 
   /** A copy of the trained model recalibrated with a feature memory built from `memory`, scored by the memory term alone. */
-  async function withMemoryOnly(name: string, memory: MemoryOptions) {
+  async function withMemoryOnly(name: string, ...memories: MemoryOptions[]) {
     const copy = join(dir, name);
     cpSync(model, copy, { recursive: true });
     const candidates = [{ sigma: 1, topK: 4, pixelWeight: 0, featureWeight: 0, memoryWeight: 1, mirror: false }];
-    const cal = await recalibrateModelDir(copy, { engine, candidates, falseAlarmRate: 0.4, memory });
+    const cal = await recalibrateModelDir(copy, { engine, candidates, falseAlarmRate: 0.4, memories });
     return { copy, cal, meta: readAnomalyMetadata(copy) };
   }
 
@@ -305,7 +311,7 @@ describe('anomaly calibrate --backbone (feature memory)', () => {
 
   it('a coreset memory (--memory-sampling coreset) records how it was chosen and scores with it', async () => {
     const { copy, cal, meta } = await withMemoryOnly('memory-coreset', { backbone: 'models/neu', size: 256, sampling: 'coreset', pool: 2048 });
-    expect(meta.memory).toMatchObject({ size: 256, sampling: 'coreset', pool: 2048 });
+    expect(meta.memories![0]).toMatchObject({ size: 256, sampling: 'coreset', pool: 2048 });
     const bank = readSafetensors(join(copy, 'memory.safetensors')).tensors.bank;
     expect(bank.shape).toEqual([256, 64]);
     const rows = new Set(Array.from({ length: 256 }, (_, i) => Array.from((bank.data as Float32Array).subarray(i * 64, i * 64 + 64)).join()));
@@ -315,23 +321,73 @@ describe('anomaly calibrate --backbone (feature memory)', () => {
 
   it('a memory of three backbone blocks (--memory-layers 3) holds 64 + 128 features, records them and scores the same after reloading', async () => {
     const { copy, cal, meta } = await withMemoryOnly('memory-deep', { backbone: 'models/neu', size: 128, layers: 3 });
-    expect(meta.memory!.channels).toEqual([32, 64, 128]);
+    expect(meta.memories![0].channels).toEqual([32, 64, 128]);
     const saved = readSafetensors(join(copy, 'memory.safetensors')).tensors;
     expect(saved.bank.shape).toEqual([128, 192]);
     expect(saved['deep.1.weight'].shape).toEqual([128, 64, 3, 3]);
     await expectReloadedScores(copy, cal.validationScores);
   });
 
+  it('two memories (one per backbone) are saved as memory and memory-2, mixed as weighted, and score the same after reloading', async () => {
+    // The second backbone: models/neu again, as a coreset, so the two memories hold different vectors.
+    const { copy, cal, meta } = await withMemoryOnly('memory-two', { backbone: 'models/neu', size: 256 }, { backbone: 'models/neu', size: 128, sampling: 'coreset', pool: 1024 });
+    expect(meta.memories!.map((m) => [m.size, m.sampling ?? 'random'])).toEqual([
+      [256, 'random'],
+      [128, 'coreset'],
+    ]);
+    expect(meta.memories![0].images).toEqual(meta.memories![1].images);
+    expect(readSafetensors(join(copy, 'memory.safetensors')).tensors.bank.shape).toEqual([256, 64]);
+    expect(readSafetensors(join(copy, 'memory-2.safetensors')).tensors.bank.shape).toEqual([128, 64]);
+    expect(meta.scoring.memoryMeans).toHaveLength(2);
+    await expectReloadedScores(copy, cal.validationScores);
+
+    // The mixed term is the mix-weighted mean of each memory's map in units of its own mean.
+    const { nets, config } = loadAnomalyDir(copy, engine);
+    try {
+      const img = await workImageFrom(await loadGray8(join(trainRoot, meta.data!.files.val[0])), config);
+      const maps = (await residualMaps(nets, config, [img], 64, { gan: false, memory: true }))[0];
+      const [a, b] = meta.scoring.memoryMeans!;
+      const s = { ...meta.scoring, sigma: 0, edgeScale: undefined, memoryWeight: 2, memoryMix: [3, 1] };
+      const mixed = rawAnomalyMap(maps, s);
+      const i = Math.floor(mixed.length / 2);
+      expect(mixed[i]).toBeCloseTo(2 * ((3 / 4) * (maps.memories![0][i] / a) + (1 / 4) * (maps.memories![1][i] / b)), 5);
+      // A mix that leaves a memory out does not search it (its map is zeros).
+      const partial = (await residualMaps(nets, config, [img], 64, scoringTerms({ ...s, memoryMix: [1, 0] })))[0];
+      expect(partial.memories![0]).toEqual(maps.memories![0]);
+      expect(partial.memories![1].every((v) => v === 0)).toBe(true);
+      expect(() => rawAnomalyMap(maps, { ...s, memoryMix: [1] })).toThrow(/memoryMix must hold 2/);
+      expect(() => rawAnomalyMap({ ...maps, memories: [maps.memories![0]] }, s)).toThrow(/1 memories and 2 calibrated memory means/);
+    } finally {
+      disposeNetworks(nets);
+    }
+    // Two memories get the mixes among the default candidates; a candidate mixing another count is refused.
+    expect(defaultScoringCandidates(2).filter((c) => c.memoryMix).map((c) => c.memoryMix!.join(':'))).toEqual(expect.arrayContaining(['1:0', '0:1', '1:1', '3:1', '1:3']));
+    await expect(recalibrateModelDir(copy, { engine, candidates: [{ sigma: 1, topK: 4, featureWeight: 0, pixelWeight: 0, memoryWeight: 1, memoryMix: [1, 1, 1] }] })).rejects.toThrow(/mixes 3 memories, but the model has 2/);
+  });
+
+  it('a model.json written with one memory (memory, scoring.memoryMean) loads as a list of one', async () => {
+    const { copy, cal, meta } = await withMemoryOnly('memory-legacy', { backbone: 'models/neu', size: 128 });
+    const json = JSON.parse(readFileSync(join(copy, 'model.json'), 'utf8'));
+    const { memories, ...rest } = json;
+    const { memoryMeans, ...scoring } = rest.scoring;
+    writeFileSync(join(copy, 'model.json'), JSON.stringify({ ...rest, memory: memories[0], scoring: { ...scoring, memoryMean: memoryMeans[0] } }));
+    const legacy = readAnomalyMetadata(copy);
+    expect(legacy.memories).toEqual(meta.memories);
+    expect(legacy.scoring.memoryMeans).toEqual(meta.scoring.memoryMeans);
+    expect(legacy).not.toHaveProperty('memory');
+    await expectReloadedScores(copy, cal.validationScores);
+  });
+
   it('anomaly train with a memory builds it after the encoder and calibrates with its term', async () => {
     const out = join(dir, 'trained-memory');
     const r = await trainAnomalyDetector(
-      tiny(out, { ganEpochs: 1, encoderEpochs: 1, sigma: undefined, topK: undefined, memory: { backbone: 'models/neu', size: 256 }, scoringCandidates: [{ sigma: 1, topK: 4, featureWeight: 1, memoryWeight: 3 }] }),
+      tiny(out, { ganEpochs: 1, encoderEpochs: 1, sigma: undefined, topK: undefined, memories: [{ backbone: 'models/neu', size: 256 }], scoringCandidates: [{ sigma: 1, topK: 4, featureWeight: 1, memoryWeight: 3 }] }),
     );
     const meta = readAnomalyMetadata(out);
-    expect(meta.memory!.size).toBe(256);
-    expect(meta.memory!.images.every((f) => meta.data!.files.train.includes(f))).toBe(true);
+    expect(meta.memories![0].size).toBe(256);
+    expect(meta.memories![0].images.every((f) => meta.data!.files.train.includes(f))).toBe(true);
     expect(r.scoring.memoryWeight).toBe(3);
-    expect(meta.scoring.memoryMean).toBeGreaterThan(0);
+    expect(meta.scoring.memoryMeans![0]).toBeGreaterThan(0);
     expect(readSafetensors(join(out, 'memory.safetensors')).tensors.bank.shape).toEqual([256, 64]);
   });
 
@@ -339,8 +395,8 @@ describe('anomaly calibrate --backbone (feature memory)', () => {
     const copy = join(dir, 'memory-bad');
     cpSync(model, copy, { recursive: true });
     const before = readFileSync(join(copy, 'model.json'));
-    await expect(recalibrateModelDir(copy, { engine, memory: { backbone: join(dir, 'nowhere') } })).rejects.toThrow(/nowhere/);
-    await expect(recalibrateModelDir(copy, { engine, memory: { backbone: model } })).rejects.toThrow(/wgsl-nn-classifier|classifier/);
+    await expect(recalibrateModelDir(copy, { engine, memories: [{ backbone: join(dir, 'nowhere') }] })).rejects.toThrow(/nowhere/);
+    await expect(recalibrateModelDir(copy, { engine, memories: [{ backbone: 'models/neu', size: 64 }, { backbone: model }] })).rejects.toThrow(/wgsl-nn-classifier|classifier/);
     expect(readFileSync(join(copy, 'model.json')).equals(before)).toBe(true);
     expect(existsSync(join(copy, 'memory.safetensors'))).toBe(false);
   });

@@ -22,7 +22,7 @@ import { writeFileAtomic } from '../nn/serialize.js';
 import { Rng } from '../util/rng.js';
 import type { ResolvedAnomalyConfig } from './config.js';
 import { thresholdAtFalseAlarmRate } from './metrics.js';
-import { ANOMALY_FORMAT, disposeNetworks, loadAnomalyDir, type AnomalyMetadata } from './model-dir.js';
+import { ANOMALY_FORMAT, disposeNetworks, loadAnomalyDir, memoryWeightsName, type AnomalyMetadata, type MemoryRecord } from './model-dir.js';
 import { workImageFrom } from './patches.js';
 import { buildFeatureMemory, memoryAndReference, type MemoryOptions } from './feature-memory.js';
 import {
@@ -40,7 +40,7 @@ import {
 } from './scorer.js';
 import { SYNTHETIC_DEFECT_KINDS, withSyntheticDefect, type SyntheticDefectKind } from './synthetic-defects.js';
 
-export type ScoringSettings = Pick<Scoring, 'sigma' | 'topK'> & { featureWeight: number; mirror?: boolean; pixelWeight?: number; memoryWeight?: number };
+export type ScoringSettings = Pick<Scoring, 'sigma' | 'topK' | 'memoryMix'> & { featureWeight: number; mirror?: boolean; pixelWeight?: number; memoryWeight?: number };
 
 /** Distance bands of the edge profile (working pixels; the last is the interior) and its quantile. */
 export const EDGE_BANDS = 33;
@@ -65,14 +65,39 @@ export const DEFAULT_SCORING_CANDIDATES: ScoringSettings[] = [false, true].flatM
  */
 export const MEMORY_SCORING_CANDIDATES: ScoringSettings[] = [
   ...DEFAULT_SCORING_CANDIDATES.flatMap((c) => [0, 1, 3].map((memoryWeight) => ({ ...c, memoryWeight }))),
-  ...[false, true].flatMap((mirror) =>
-    [1, 2, 4].flatMap((sigma) => [1, 16, 64].map((topK) => ({ sigma, topK, mirror, pixelWeight: 0, featureWeight: 0, memoryWeight: 1 }))),
-  ),
+  ...memoryAloneCandidates(),
 ];
 
-/** The default candidates for a model with or without a feature memory. */
-export function defaultScoringCandidates(hasMemory: boolean): ScoringSettings[] {
-  return hasMemory ? MEMORY_SCORING_CANDIDATES : DEFAULT_SCORING_CANDIDATES;
+function memoryAloneCandidates(memoryMix?: number[]): ScoringSettings[] {
+  return [false, true].flatMap((mirror) =>
+    [1, 2, 4].flatMap((sigma) => [1, 16, 64].map((topK) => ({ sigma, topK, mirror, pixelWeight: 0, featureWeight: 0, memoryWeight: 1, ...(memoryMix ? { memoryMix } : {}) }))),
+  );
+}
+
+/**
+ * Mixes of two memories tried when the memory term is alone: each memory alone, equal, and 3 : 1 either
+ * way (the memory maps are in units of their own mean on defect-free images, so equal is 'as normal as each other').
+ */
+export const TWO_MEMORY_MIXES: number[][] = [
+  [1, 0],
+  [0, 1],
+  [1, 1],
+  [3, 1],
+  [1, 3],
+];
+
+/**
+ * The default candidates for a model with `memories` feature memories: none, the GAN terms alone; one, the
+ * memory candidates above; two, the same with the memories mixed equally, and the memory term alone with
+ * every mix of TWO_MEMORY_MIXES. More than two memories: mixed equally.
+ */
+export function defaultScoringCandidates(memories: number): ScoringSettings[] {
+  if (memories === 0) return DEFAULT_SCORING_CANDIDATES;
+  if (memories !== 2) return MEMORY_SCORING_CANDIDATES;
+  return [
+    ...DEFAULT_SCORING_CANDIDATES.flatMap((c) => [0, 1, 3].map((memoryWeight) => ({ ...c, memoryWeight }))),
+    ...TWO_MEMORY_MIXES.flatMap((mix) => memoryAloneCandidates(mix)),
+  ];
 }
 
 export interface CandidateResult extends ScoringSettings {
@@ -118,13 +143,16 @@ export async function calibrate(
   };
   const pick = (set: { plain: ResidualMaps[]; mirror: ResidualMaps[] }, c: ScoringSettings) => (c.mirror ? set.mirror : set.plain);
   const clean = await residualSets(validation);
-  const units: Pick<Scoring, 'pixelMean' | 'featureMean' | 'memoryMean'> = { pixelMean: meanOver(clean.plain.map((r) => r.pixel)), featureMean: meanOver(clean.plain.map((r) => r.feature)) };
-  if (nets.memory) units.memoryMean = meanOver(clean.plain.map((r) => r.memory!));
-  if (!(units.pixelMean > 0 && units.featureMean > 0) || (nets.memory && !(units.memoryMean! > 0)))
+  const memories = nets.memories?.length ?? 0;
+  const units: Pick<Scoring, 'pixelMean' | 'featureMean' | 'memoryMeans'> = { pixelMean: meanOver(clean.plain.map((r) => r.pixel)), featureMean: meanOver(clean.plain.map((r) => r.feature)) };
+  if (memories) units.memoryMeans = Array.from({ length: memories }, (_, k) => meanOver(clean.plain.map((r) => r.memories![k])));
+  if (!(units.pixelMean > 0 && units.featureMean > 0) || !(units.memoryMeans ?? []).every((m) => m > 0))
     throw new WgslNnError(
-      `calibration failed: mean residuals ${units.pixelMean} (pixel), ${units.featureMean} (feature)${nets.memory ? `, ${units.memoryMean} (memory)` : ''} on the validation images`,
+      `calibration failed: mean residuals ${units.pixelMean} (pixel), ${units.featureMean} (feature)${memories ? `, ${units.memoryMeans!.join(', ')} (memory)` : ''} on the validation images`,
     );
-  if (!nets.memory && opts.candidates.some((c) => (c.memoryWeight ?? 0) > 0)) throw new WgslNnError('a scoring candidate uses the feature memory, but the model has none');
+  if (!memories && opts.candidates.some((c) => (c.memoryWeight ?? 0) > 0)) throw new WgslNnError('a scoring candidate uses the feature memory, but the model has none');
+  for (const c of opts.candidates)
+    if (c.memoryMix && c.memoryMix.length !== memories) throw new WgslNnError(`a scoring candidate mixes ${c.memoryMix.length} memories, but the model has ${memories}`);
   // The caller gives the edge-profile images (memoryAndReference keeps them apart from the memory's).
   const reference = await residualSets(evenSubset(opts.reference, EDGE_REFERENCE_IMAGES));
   const withEdges = (c: ScoringSettings): Scoring => {
@@ -157,7 +185,7 @@ export async function calibrate(
     chosen = { ...settings, mirror: !!best.mirror };
     opts.log?.(
       `scoring chosen on synthetic defects: sigma ${best.sigma}, top-k ${best.topK}, pixel weight ${best.pixelWeight ?? 1}, feature weight ${best.featureWeight}, ` +
-        `memory weight ${best.memoryWeight ?? 0}, mirror ${!!best.mirror} ` +
+        `memory weight ${best.memoryWeight ?? 0}${best.memoryMix ? ` (mix ${best.memoryMix.join(':')})` : ''}, mirror ${!!best.mirror} ` +
         `(ROC-AUC ${SYNTHETIC_DEFECT_KINDS.map((k) => `${k} ${best.auroc[k].toFixed(3)}`).join(', ')})`,
     );
   }
@@ -173,8 +201,8 @@ export interface RecalibrateOptions {
   falseAlarmRate?: number;
   /** Default: defaultScoringCandidates (selection on synthetic defects). */
   candidates?: ScoringSettings[];
-  /** Build (or rebuild) the model's feature memory from its training images first (the weights of G, D and E are not touched). */
-  memory?: MemoryOptions;
+  /** Build (or rebuild) the model's feature memories, one per backbone, from its training images first (the weights of G, D and E are not touched). */
+  memories?: MemoryOptions[];
   engine?: Engine;
   log?: (line: string) => void;
   /** Recorded in model.json (recalibration.command). */
@@ -195,31 +223,31 @@ export async function recalibrateModelDir(dir: string, opts: RecalibrateOptions 
     const load = (rel: string) => loadGray8(join(root, ...rel.split('/')));
     const validation = await Promise.all(files.map(load));
     const train = meta.data!.files.train;
-    let memoryMeta = meta.memory;
-    if (opts.memory) {
+    let memoryMeta: MemoryRecord[] | undefined = meta.memories;
+    if (opts.memories?.length) {
       const split = memoryAndReference(train, EDGE_REFERENCE_IMAGES);
       const images = await Promise.all(split.memory.map(async (f) => workImageFrom(await load(f), config)));
       const engine = nets.generator.parameters()[0].engine;
-      const memory = await buildFeatureMemory(opts.memory, images, meta.data?.splitSeed ?? 1, engine, opts.log);
-      nets.memory?.dispose();
-      nets.memory = memory;
-      memoryMeta = { ...memory.config, images: split.memory };
+      nets.memories?.forEach((m) => m.dispose());
+      nets.memories = [];
+      for (const [k, o] of opts.memories.entries()) nets.memories.push(await buildFeatureMemory(o, images, meta.data?.splitSeed ?? 1, engine, opts.log, k));
+      memoryMeta = nets.memories.map((m) => ({ ...m.config, images: split.memory }));
     }
-    const memoryFiles = new Set(memoryMeta?.images ?? []);
-    const referenceFiles = memoryMeta ? train.filter((f) => !memoryFiles.has(f)) : train;
+    const memoryFiles = new Set(memoryMeta?.flatMap((m) => m.images) ?? []);
+    const referenceFiles = memoryMeta?.length ? train.filter((f) => !memoryFiles.has(f)) : train;
     const reference = await Promise.all(evenSubset(referenceFiles, EDGE_REFERENCE_IMAGES).map(load));
     const rate = opts.falseAlarmRate ?? meta.threshold.falseAlarmRate;
     const cal = await calibrate(nets, config, validation, {
       falseAlarmRate: rate,
       reference,
-      candidates: opts.candidates ?? defaultScoringCandidates(!!nets.memory),
+      candidates: opts.candidates ?? defaultScoringCandidates(nets.memories?.length ?? 0),
       seed: meta.data?.splitSeed ?? 1,
       log: opts.log,
     });
-    if (opts.memory) writeModelWeights(dir, ANOMALY_FORMAT, 'memory', await nets.memory!.stateDict());
+    if (opts.memories?.length) for (const [k, m] of nets.memories!.entries()) writeModelWeights(dir, ANOMALY_FORMAT, memoryWeightsName(k), await m.stateDict());
     const updated: AnomalyMetadata = {
       ...meta,
-      ...(memoryMeta ? { memory: memoryMeta } : {}),
+      ...(memoryMeta?.length ? { memories: memoryMeta } : {}),
       scoring: cal.scoring,
       threshold: { value: cal.threshold, falseAlarmRate: rate, validationImages: validation.length },
       training: { ...meta.training, validationScores: cal.validationScores, scoringSelection: cal.selection },

@@ -40,9 +40,11 @@ function addMemoryFlags(command: Command): Command {
 }
 
 /** The feature memory's options from the flags train and calibrate share. */
-function memoryOptions(opts: { backbone: string; memorySize: number; memorySampling: MemorySampling; memoryPool?: number; memoryLayers: '2' | '3' }): MemoryOptions {
+/** The feature memories' options from the flags train and calibrate share: one memory per --backbone, the other flags apply to each. */
+function memoryOptions(opts: { backbone?: string[]; memorySize: number; memorySampling: MemorySampling; memoryPool?: number; memoryLayers: '2' | '3' }): MemoryOptions[] | undefined {
+  if (!opts.backbone?.length) return undefined;
   if (opts.memoryPool !== undefined && opts.memorySampling !== 'coreset') throw new WgslNnError('--memory-pool applies to --memory-sampling coreset only');
-  return { backbone: opts.backbone, size: opts.memorySize, sampling: opts.memorySampling, pool: opts.memoryPool, layers: opts.memoryLayers === '3' ? 3 : 2 };
+  return opts.backbone.map((backbone) => ({ backbone, size: opts.memorySize, sampling: opts.memorySampling, pool: opts.memoryPool, layers: opts.memoryLayers === '3' ? 3 : 2 }));
 }
 
 export function registerAnomalyCommands(program: Command): void {
@@ -74,7 +76,7 @@ export function registerAnomalyCommands(program: Command): void {
     .option('--top-k <n>', 'image score = mean of the n largest map values (default: chosen by calibration)', int('--top-k'))
     .option('--feature-weight <w>', 'weight of the discriminator-feature residual in the map (default: chosen by calibration)', num('--feature-weight'))
     .option('--mirror', 'average each image with its mirror image when scoring (default: chosen by calibration)')
-    .option('--backbone <dir>', "add a feature memory on this classifier's first convolutions (e.g. models/neu); calibration weighs its term");
+    .option('--backbone <dir...>', "add a feature memory on this classifier's first convolutions (e.g. models/neu); several: one memory each; calibration weighs their term");
   addMemoryFlags(train)
     .option('--false-alarm-rate <f>', 'share of validation good images allowed above the threshold', fraction('--false-alarm-rate'), 0.05)
     .option('--seed <n>', 'seed of split, initialisation, patches and noise', int('--seed'), 1)
@@ -130,7 +132,7 @@ export function registerAnomalyCommands(program: Command): void {
           topK: opts.topK,
           featureWeight: opts.featureWeight,
           mirror: opts.mirror,
-          memory: opts.backbone ? memoryOptions(opts) : undefined,
+          memories: memoryOptions(opts),
           falseAlarmRate: opts.falseAlarmRate,
           seed: opts.seed,
           testFraction: opts.testFraction,
@@ -173,7 +175,7 @@ export function registerAnomalyCommands(program: Command): void {
     .option('--top-k <n>', 'fix the score top-k', int('--top-k'))
     .option('--feature-weight <w>', 'fix the feature weight', num('--feature-weight'))
     .option('--mirror', 'fix: average with the mirror image')
-    .option('--backbone <dir>', "first build a feature memory on this classifier's first convolutions (e.g. models/neu) from the model's training images");
+    .option('--backbone <dir...>', "first build a feature memory on this classifier's first convolutions (e.g. models/neu) from the model's training images; several: one memory each");
   addMemoryFlags(calibrate)
     .action(async (opts) => {
       const fixed = opts.sigma !== undefined || opts.topK !== undefined || opts.featureWeight !== undefined || opts.mirror !== undefined;
@@ -183,21 +185,21 @@ export function registerAnomalyCommands(program: Command): void {
           data: opts.data,
           falseAlarmRate: opts.falseAlarmRate,
           candidates: fixed ? [{ sigma: opts.sigma ?? 2, topK: opts.topK ?? 16, featureWeight: opts.featureWeight ?? 1, mirror: !!opts.mirror }] : undefined,
-          memory: opts.backbone ? memoryOptions(opts) : undefined,
+          memories: memoryOptions(opts),
           log: (line) => console.error(line),
           command: commandLine(),
         }),
       );
       if (cal.selection) {
-        console.log(`${'mirror'.padStart(6)} ${'sigma'.padStart(6)} ${'top-k'.padStart(6)} ${'p.w.'.padStart(5)} ${'f.w.'.padStart(5)} ${'m.w.'.padStart(5)} ${'spot'.padStart(6)} ${'line'.padStart(6)} ${'region'.padStart(6)} ${'mean'.padStart(6)}`);
+        console.log(`${'mirror'.padStart(6)} ${'sigma'.padStart(6)} ${'top-k'.padStart(6)} ${'p.w.'.padStart(5)} ${'f.w.'.padStart(5)} ${'m.w.'.padStart(5)} ${'mix'.padStart(5)} ${'spot'.padStart(6)} ${'line'.padStart(6)} ${'region'.padStart(6)} ${'mean'.padStart(6)}`);
         for (const c of cal.selection)
           console.log(
-            `${(c.mirror ? 'yes' : 'no').padStart(6)} ${String(c.sigma).padStart(6)} ${String(c.topK).padStart(6)} ${String(c.pixelWeight ?? 1).padStart(5)} ${String(c.featureWeight).padStart(5)} ${String(c.memoryWeight ?? 0).padStart(5)} ` +
+            `${(c.mirror ? 'yes' : 'no').padStart(6)} ${String(c.sigma).padStart(6)} ${String(c.topK).padStart(6)} ${String(c.pixelWeight ?? 1).padStart(5)} ${String(c.featureWeight).padStart(5)} ${String(c.memoryWeight ?? 0).padStart(5)} ${(c.memoryMix?.join(':') ?? '-').padStart(5)} ` +
               `${c.auroc.spot.toFixed(3).padStart(6)} ${c.auroc.line.toFixed(3).padStart(6)} ${c.auroc.region.toFixed(3).padStart(6)} ${c.auroc.mean.toFixed(3).padStart(6)}`,
           );
       }
       const s = cal.scoring;
-      console.log(`scoring: sigma ${s.sigma}, top-k ${s.topK}, pixel weight ${s.pixelWeight ?? 1}, feature weight ${s.featureWeight ?? 1}, memory weight ${s.memoryWeight ?? 0}, mirror ${s.mirror ? 'yes' : 'no'}; threshold ${cal.threshold.toFixed(4)} at ${(cal.falseAlarmRate * 100).toFixed(1)} % false alarms`);
+      console.log(`scoring: sigma ${s.sigma}, top-k ${s.topK}, pixel weight ${s.pixelWeight ?? 1}, feature weight ${s.featureWeight ?? 1}, memory weight ${s.memoryWeight ?? 0}${s.memoryMix ? ` (mix ${s.memoryMix.join(':')})` : ''}, mirror ${s.mirror ? 'yes' : 'no'}; threshold ${cal.threshold.toFixed(4)} at ${(cal.falseAlarmRate * 100).toFixed(1)} % false alarms`);
     });
 
   anomaly

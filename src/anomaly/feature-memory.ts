@@ -297,7 +297,8 @@ export interface MemoryOptions {
 
 /**
  * Builds a feature memory on `backbone`'s convolutions and fills it from `images` (the training good
- * images it is given), drawing its vectors with a generator derived from `seed`; logs what it built.
+ * images it is given), drawing its vectors with a generator derived from `seed` and the memory's `index`
+ * among the model's memories; logs what it built.
  */
 export async function buildFeatureMemory(
   opts: MemoryOptions,
@@ -305,6 +306,7 @@ export async function buildFeatureMemory(
   seed: number,
   engine: Engine,
   log?: (line: string) => void,
+  index = 0,
 ): Promise<FeatureMemory> {
   readModelMetadata(opts.backbone); // a clear error for a missing or non-classifier directory
   const memory = FeatureMemory.fromClassifier(
@@ -319,7 +321,8 @@ export async function buildFeatureMemory(
     opts.layers ?? 2,
   );
   try {
-    await memory.fill(images, new Rng(mixSeed(seed, 0x3e3)));
+    // The first memory's draw is the one a single-memory model has always made.
+    await memory.fill(images, new Rng(index === 0 ? mixSeed(seed, 0x3e3) : mixSeed(seed, 0x3e3, index)));
   } catch (e) {
     memory.dispose();
     throw e;

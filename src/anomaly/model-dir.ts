@@ -3,7 +3,8 @@
 //   discriminator.safetensors  the DCGAN discriminator (its body gives the feature residual)
 //   encoder.safetensors        the encoder (encoder.ts)
 //   memory.safetensors         optional: the feature memory (feature-memory.ts: backbone convolutions and
-//                              the memory vectors 'bank')
+//                              the memory vectors 'bank'); memory-2, memory-3, ...: more memories, one
+//                              per further backbone
 //   model.json                 format 'wgsl-nn-anomaly/1': patch configuration, GAN architecture,
 //                              scoring calibration, the decision threshold and how it was chosen,
 //                              the split of the good images, training history
@@ -11,6 +12,7 @@ import type { Engine } from '../gpu/engine.js';
 import { WgslNnError } from '../gpu/errors.js';
 import { Discriminator, Generator, resolveGanConfig, type ResolvedGanConfig } from '../gan/models.js';
 import { readModelJson, readModelWeights, writeModelDir } from '../model-dir.js';
+import type { StateDict } from '../nn/modules.js';
 import { resolveAnomalyConfig, type ResolvedAnomalyConfig } from './config.js';
 import { Encoder } from './encoder.js';
 import { FeatureMemory, type FeatureMemoryConfig } from './feature-memory.js';
@@ -44,12 +46,19 @@ export interface AnomalyMetadata {
     files: { train: string[]; val: string[]; test: string[] };
   };
   training?: Record<string, unknown>;
-  /** The feature memory (memory.safetensors), and the training files its vectors were drawn from. */
-  memory?: FeatureMemoryConfig & { images: string[] };
+  /** The feature memories (memory.safetensors, memory-2.safetensors, ...), and the training files their vectors were drawn from. */
+  memories?: MemoryRecord[];
+  /** Written before a model could have several memories: read as `memories: [memory]`. */
+  memory?: MemoryRecord;
   /** Set by `anomaly calibrate`: the scoring and threshold were redone after training. */
   recalibration?: { command?: string; at: string };
   createdAt: string;
 }
+
+export type MemoryRecord = FeatureMemoryConfig & { images: string[] };
+
+/** The weights file of the k-th memory: 'memory', then 'memory-2', 'memory-3', ... */
+export const memoryWeightsName = (k: number) => (k === 0 ? 'memory' : `memory-${k + 1}`);
 
 export const PREPROCESSING =
   'grayscale; resized by config.scale (lanczos3); per image p = 0.5 + (v - median) / (2 * contrast * (P84 - P16) / 2), clamped to [0, 1]; ' +
@@ -57,8 +66,10 @@ export const PREPROCESSING =
 
 export async function saveAnomalyDir(dir: string, nets: AnomalyNetworks, meta: Omit<AnomalyMetadata, 'format' | 'gan' | 'preprocessing' | 'createdAt'>): Promise<void> {
   const [generator, discriminator, encoder] = await Promise.all([nets.generator.stateDict(), nets.discriminator.stateDict(), nets.encoder.stateDict()]);
-  if (!!nets.memory !== !!meta.memory) throw new WgslNnError('saveAnomalyDir: the feature memory and its metadata must be given together');
-  const weights = { generator, discriminator, encoder, ...(nets.memory ? { memory: await nets.memory.stateDict() } : {}) };
+  const memories = nets.memories ?? [];
+  if (memories.length !== (meta.memories?.length ?? 0)) throw new WgslNnError('saveAnomalyDir: the feature memories and their metadata must be given together');
+  const weights: Record<string, StateDict> = { generator, discriminator, encoder };
+  for (const [k, m] of memories.entries()) weights[memoryWeightsName(k)] = await m.stateDict();
   writeModelDir(dir, ANOMALY_FORMAT, weights, {
     ...meta,
     gan: nets.generator.config,
@@ -67,8 +78,15 @@ export async function saveAnomalyDir(dir: string, nets: AnomalyNetworks, meta: O
   });
 }
 
+/** model.json, with the single-memory fields of older models read as lists (`memories`, `scoring.memoryMeans`). */
 export function readAnomalyMetadata(dir: string): AnomalyMetadata {
-  return readModelJson<AnomalyMetadata>(dir, ANOMALY_FORMAT);
+  const { memory, ...meta } = readModelJson<AnomalyMetadata>(dir, ANOMALY_FORMAT);
+  const { memoryMean, ...scoring } = meta.scoring as Scoring & { memoryMean?: number };
+  return {
+    ...meta,
+    ...(memory && !meta.memories ? { memories: [memory] } : {}),
+    scoring: memoryMean !== undefined && !scoring.memoryMeans ? { ...scoring, memoryMeans: [memoryMean] } : scoring,
+  };
 }
 
 /** Builds the three networks of a model directory and loads their weights (in eval mode). */
@@ -84,16 +102,17 @@ export function loadAnomalyDir(dir: string, engine?: Engine): { nets: AnomalyNet
     generator.loadStateDict(readModelWeights(dir, 'generator'));
     discriminator.loadStateDict(readModelWeights(dir, 'discriminator'));
     encoder.loadStateDict(readModelWeights(dir, 'encoder'));
-    if (meta.memory) {
-      const { images: _images, ...memoryConfig } = meta.memory;
-      nets.memory = new FeatureMemory(memoryConfig, generator.parameters()[0].engine);
-      nets.memory.loadStateDict(readModelWeights(dir, 'memory'));
+    for (const [k, record] of (meta.memories ?? []).entries()) {
+      const { images: _images, ...memoryConfig } = record;
+      const memory = new FeatureMemory(memoryConfig, generator.parameters()[0].engine);
+      (nets.memories ??= []).push(memory);
+      memory.loadStateDict(readModelWeights(dir, memoryWeightsName(k)));
     }
   } catch (e) {
     disposeNetworks(nets);
     throw e;
   }
-  for (const m of Object.values(nets)) m.eval();
+  for (const m of [generator, discriminator, encoder, ...(nets.memories ?? [])]) m.eval();
   return { nets, meta, config };
 }
 
@@ -101,5 +120,5 @@ export function disposeNetworks(nets: AnomalyNetworks): void {
   nets.generator.dispose();
   nets.discriminator.dispose();
   nets.encoder.dispose();
-  nets.memory?.dispose();
+  nets.memories?.forEach((m) => m.dispose());
 }

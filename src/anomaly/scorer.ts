@@ -5,10 +5,11 @@
 //   pixel residual    (x - x^)^2                                        per pixel of the patch
 //   feature residual  mean over channels of (f(x) - f(x^))^2             per cell of f, upsampled
 //                     with f = the discriminator's body (its last feature map, 4x4 cells per patch)
-// Overlapping patches are averaged into two maps of the working image. A model with a feature memory
-// (feature-memory.ts) has a third map, each pixel's distance to the nearest defect-free feature. The anomaly map is
+// Overlapping patches are averaged into two maps of the working image. A model with feature memories
+// (feature-memory.ts; one per backbone) has a third term, each pixel's distance to the nearest defect-free
+// feature of each memory. The anomaly map is
 //   map = blur_sigma( pixelWeight * pixel / pixelMean + featureWeight * feature / featureMean
-//                     + memoryWeight * memory / memoryMean )
+//                     + memoryWeight * sum_i mix_i * memory_i / memoryMean_i / sum_i mix_i )
 // where the means are the mean residuals over the validation good images, so with weights 1 the terms
 // weigh the same on defect-free parts (f-AnoGAN's A_R + kappa A_D, with kappa set by calibration instead
 // of by hand; calibrate.ts chooses the weights on synthetic defects). The image score is the mean of the `topK` largest map values (1: the maximum):
@@ -27,8 +28,8 @@ export interface AnomalyNetworks {
   generator: Generator;
   discriminator: Discriminator;
   encoder: Encoder;
-  /** The optional feature memory (the third term of the map). */
-  memory?: FeatureMemory;
+  /** The optional feature memories (the third term of the map), one per backbone. */
+  memories?: FeatureMemory[];
 }
 
 /** The residual maps of a working image (before calibration). */
@@ -37,8 +38,8 @@ export interface ResidualMaps {
   height: number;
   pixel: Float32Array;
   feature: Float32Array;
-  /** Distance to the feature memory (models with one). */
-  memory?: Float32Array;
+  /** Distance to each feature memory (models with them), in the order of AnomalyNetworks.memories. */
+  memories?: Float32Array[];
 }
 
 /** How residual maps become an anomaly map and a score (stored in the model). */
@@ -50,9 +51,12 @@ export interface Scoring {
   featureWeight?: number;
   /** Weight of the pixel term (default 1). */
   pixelWeight?: number;
-  /** Weight of the feature-memory term (default 0) and the mean memory distance over the validation good images. */
+  /** Weight of the feature-memory term (default 0). */
   memoryWeight?: number;
-  memoryMean?: number;
+  /** Mean distance to each memory over the validation good images (the memory maps' units). */
+  memoryMeans?: number[];
+  /** Relative weights of the memories inside the memory term (default: equal). */
+  memoryMix?: number[];
   /** The map's normal level by distance to the image edge in working pixels (the last entry: that far and farther); absent: 1 everywhere. */
   edgeScale?: number[];
   /** Average the residuals of the image and of its mirror image (left-right), un-mirrored: less noise, twice the work. */
@@ -141,7 +145,15 @@ export async function residualMaps(
     });
   }
   const out: ResidualMaps[] = images.map((im, i) => ({ width: im.width, height: im.height, pixel: acc[i].pixel.result(), feature: acc[i].feature.result() }));
-  if (nets.memory && terms.memory) for (let i = 0; i < images.length; i++) out[i].memory = await nets.memory.distanceMap(images[i]);
+  const memories = nets.memories ?? [];
+  const wanted = (k: number) => (Array.isArray(terms.memory) ? terms.memory[k] : terms.memory);
+  if (memories.some((_, k) => wanted(k)))
+    for (let i = 0; i < images.length; i++) {
+      const maps: Float32Array[] = [];
+      // A memory the scoring does not weigh gets a zero map (its nearest-neighbour search is the expensive part).
+      for (const [k, m] of memories.entries()) maps.push(wanted(k) ? await m.distanceMap(images[i]) : new Float32Array(images[i].width * images[i].height));
+      out[i].memories = maps;
+    }
   return out;
 }
 
@@ -158,9 +170,18 @@ export function rawAnomalyMap(r: ResidualMaps, s: Omit<Scoring, 'edgeScale'>): F
   for (let i = 0; i < m.length; i++) m[i] = r.pixel[i] * a + r.feature[i] * b;
   const mw = s.memoryWeight ?? 0;
   if (mw > 0) {
-    if (!r.memory || !(s.memoryMean! > 0)) throw new WgslNnError('the scoring uses the feature memory, but the model has none (or no calibrated memoryMean)');
-    const c = mw / s.memoryMean!;
-    for (let i = 0; i < m.length; i++) m[i] += r.memory[i] * c;
+    const n = r.memories?.length ?? 0;
+    const means = s.memoryMeans ?? [];
+    if (n === 0 || means.length !== n || !means.every((v) => v > 0))
+      throw new WgslNnError(`the scoring uses the feature memory, but the model has ${n} memories and ${means.length} calibrated memory means`);
+    const mix = s.memoryMix ?? new Array<number>(n).fill(1);
+    if (mix.length !== n || !mix.every((v) => v >= 0) || !(mix.reduce((a, v) => a + v, 0) > 0))
+      throw new WgslNnError(`memoryMix must hold ${n} non-negative weights, not all 0; got [${mix.join(', ')}]`);
+    const total = mix.reduce((a, v) => a + v, 0);
+    r.memories!.forEach((map, k) => {
+      const c = (mw * mix[k]) / total / means[k];
+      if (c > 0) for (let i = 0; i < m.length; i++) m[i] += map[i] * c;
+    });
   }
   return gaussianBlur(m, r.width, r.height, s.sigma);
 }
@@ -186,18 +207,20 @@ export function averageWithMirror(plain: ResidualMaps, mirrored: ResidualMaps): 
     return out;
   };
   const out: ResidualMaps = { width: w, height: h, pixel: average(plain.pixel, mirrored.pixel), feature: average(plain.feature, mirrored.feature) };
-  if (plain.memory && mirrored.memory) out.memory = average(plain.memory, mirrored.memory);
+  if (plain.memories && mirrored.memories) out.memories = plain.memories.map((p, k) => average(p, mirrored.memories![k]));
   return out;
 }
 
-/** Which residual maps a scoring needs: the GAN's two (any weight > 0) and the memory's. */
+/** Which residual maps a scoring needs: the GAN's two (any weight > 0) and the memories'. */
 export interface ScoringTerms {
   gan: boolean;
-  memory: boolean;
+  /** All memories or none, or per memory. */
+  memory: boolean | readonly boolean[];
 }
 
-export function scoringTerms(s: Pick<Scoring, 'pixelWeight' | 'featureWeight' | 'memoryWeight'>): ScoringTerms {
-  return { gan: (s.pixelWeight ?? 1) > 0 || (s.featureWeight ?? 1) > 0, memory: (s.memoryWeight ?? 0) > 0 };
+export function scoringTerms(s: Pick<Scoring, 'pixelWeight' | 'featureWeight' | 'memoryWeight' | 'memoryMix'>): ScoringTerms {
+  const memory = (s.memoryWeight ?? 0) > 0;
+  return { gan: (s.pixelWeight ?? 1) > 0 || (s.featureWeight ?? 1) > 0, memory: memory && s.memoryMix ? s.memoryMix.map((w) => w > 0) : memory };
 }
 
 /** Residual maps as a scoring wants them: only the terms it weighs; with `mirror`, averaged with the mirror image's. */

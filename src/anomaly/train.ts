@@ -78,8 +78,8 @@ export interface AnomalyTrainOptions {
   featureWeight?: number;
   mirror?: boolean;
   scoringCandidates?: ScoringSettings[];
-  /** Add a feature memory on this classifier's convolutions (feature-memory.ts); calibration then also weighs its term. */
-  memory?: MemoryOptions;
+  /** Add a feature memory on each of these classifiers' convolutions (feature-memory.ts); calibration then also weighs their term. */
+  memories?: MemoryOptions[];
   /** False-alarm rate on the validation good images that sets the threshold (default 0.05). */
   falseAlarmRate?: number;
   seed?: number;
@@ -357,16 +357,16 @@ export async function trainAnomalyDetector(opts: AnomalyTrainOptions): Promise<A
   }
 
   // ---- stage 3b: the feature memory, from training images kept apart from the edge profile's
-  const memorySplit = opts.memory ? memoryAndReference(good.split.train, EDGE_REFERENCE_IMAGES) : { memory: [], reference: good.split.train };
-  if (opts.memory) {
-    nets.memory = await buildFeatureMemory(opts.memory, memorySplit.memory.map((i) => good.images[i]), seed, engine, log);
-  }
+  const withMemory = (opts.memories?.length ?? 0) > 0;
+  const memorySplit = withMemory ? memoryAndReference(good.split.train, EDGE_REFERENCE_IMAGES) : { memory: [], reference: good.split.train };
+  for (const [k, o] of (opts.memories ?? []).entries())
+    (nets.memories ??= []).push(await buildFeatureMemory(o, memorySplit.memory.map((i) => good.images[i]), seed, engine, log, k));
 
   // ---- stage 4: calibration and threshold on the validation good images
   const fixed = opts.sigma !== undefined || opts.topK !== undefined || opts.featureWeight !== undefined || opts.mirror !== undefined;
   const candidates = fixed
     ? [{ sigma: opts.sigma ?? 2, topK: opts.topK ?? 16, featureWeight: opts.featureWeight ?? 1, mirror: opts.mirror ?? false }]
-    : (opts.scoringCandidates ?? defaultScoringCandidates(!!nets.memory));
+    : (opts.scoringCandidates ?? defaultScoringCandidates(nets.memories?.length ?? 0));
   const cal = await calibrate(nets, config, good.split.val.map((i) => good.originals[i]), {
     falseAlarmRate: rate,
     reference: memorySplit.reference.map((i) => good.originals[i]),
@@ -382,7 +382,7 @@ export async function trainAnomalyDetector(opts: AnomalyTrainOptions): Promise<A
   const files = (idx: number[]) => idx.map((i) => good.items[i].rel);
   const meta = {
     config,
-    ...(nets.memory ? { memory: { ...nets.memory.config, images: files(memorySplit.memory) } } : {}),
+    ...(nets.memories?.length ? { memories: nets.memories.map((m) => ({ ...m.config, images: files(memorySplit.memory) })) } : {}),
     scoring,
     threshold: { value: threshold, falseAlarmRate: rate, validationImages: valImages.length },
     data: {
@@ -420,7 +420,7 @@ export async function trainAnomalyDetector(opts: AnomalyTrainOptions): Promise<A
   G.dispose();
   D.dispose();
   E.dispose();
-  nets.memory?.dispose();
+  nets.memories?.forEach((m) => m.dispose());
   const result: AnomalyTrainResult = {
     modelDir: opts.out,
     history,
