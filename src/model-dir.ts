@@ -17,7 +17,8 @@ export const MODEL_JSON = 'model.json';
 
 const WEIGHTS_NAME = /^[A-Za-z0-9_-]+$/;
 
-function weightsPath(dir: string, name: string): string {
+/** <dir>/<name>.safetensors; a name other than letters, digits, '_' and '-' is refused. */
+export function weightsPath(dir: string, name: string): string {
   if (!WEIGHTS_NAME.test(name)) throw new ModelFormatError(`weights name '${name}' must use only letters, digits, '_' and '-'`);
   return join(dir, `${name}.safetensors`);
 }

@@ -363,6 +363,10 @@ describe('anomaly calibrate --backbone (feature memory)', () => {
     // Two memories get the mixes among the default candidates; a candidate mixing another count is refused.
     expect(defaultScoringCandidates(2).filter((c) => c.memoryMix).map((c) => c.memoryMix!.join(':'))).toEqual(expect.arrayContaining(['1:0', '0:1', '1:1', '3:1', '1:3']));
     await expect(recalibrateModelDir(copy, { engine, candidates: [{ sigma: 1, topK: 4, featureWeight: 0, pixelWeight: 0, memoryWeight: 1, memoryMix: [1, 1, 1] }] })).rejects.toThrow(/mixes 3 memories, but the model has 2/);
+    // Recalibrated with one memory: the second one's file goes.
+    await recalibrateModelDir(copy, { engine, candidates: [{ sigma: 1, topK: 4, featureWeight: 0, pixelWeight: 0, memoryWeight: 1 }], memories: [{ backbone: 'models/neu', size: 64 }] });
+    expect(readAnomalyMetadata(copy).memories).toHaveLength(1);
+    expect(existsSync(join(copy, 'memory-2.safetensors'))).toBe(false);
   });
 
   it('a model.json written with one memory (memory, scoring.memoryMean) loads as a list of one', async () => {

@@ -11,13 +11,14 @@
 //   3. threshold  the smallest score that at most `falseAlarmRate` of the clean validation scores exceed.
 // `anomaly train` calibrates at its end; `anomaly calibrate` (recalibrateModelDir) redoes it on a trained
 // model, e.g. for another false-alarm rate.
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { type GrayImage8, loadGray8 } from '../data/images.js';
 import { mixSeed } from '../data/split.js';
 import { rocAuc } from '../eval/metrics.js';
 import type { Engine } from '../gpu/engine.js';
 import { WgslNnError } from '../gpu/errors.js';
-import { MODEL_JSON, writeModelWeights } from '../model-dir.js';
+import { MODEL_JSON, weightsPath, writeModelWeights } from '../model-dir.js';
 import { writeFileAtomic } from '../nn/serialize.js';
 import { Rng } from '../util/rng.js';
 import type { ResolvedAnomalyConfig } from './config.js';
@@ -254,6 +255,9 @@ export async function recalibrateModelDir(dir: string, opts: RecalibrateOptions 
       recalibration: { command: opts.command, at: new Date().toISOString() },
     };
     writeFileAtomic(join(dir, MODEL_JSON), [new TextEncoder().encode(JSON.stringify(updated, null, 2) + '\n')]);
+    // Memories of an earlier calibration beyond the new count only take space (removed after model.json stops naming them).
+    if (opts.memories?.length)
+      for (let k = opts.memories.length; existsSync(weightsPath(dir, memoryWeightsName(k))); k++) rmSync(weightsPath(dir, memoryWeightsName(k)));
     return cal;
   } finally {
     disposeNetworks(nets);
