@@ -59,6 +59,7 @@ const cases: Case[] = [
   tc(1, 5, 3, 3, 5, 3, 2, 0, 'sigmoid'),
   tc(3, 1, 5, 7, 9, 4, 1, 0),
   tc(2, 4, 3, 1, 1, 4, 1, 0),
+  tc(3, 19, 6, 1, 1, 4, 2, 0, 'relu'), // a 1x1 input without bias and padding is one plain GEMM (see y0 below)
   tc(1, 2, 3, 4, 4, 1, 2, 0, 'relu'),
   tc(1, 2, 2, 3, 3, 4, 3, 1),
   tc(2, 17, 10, 6, 5, 4, 2, 1, 'relu'),
@@ -97,7 +98,9 @@ describe.each(variantRuns('convTranspose2d.forward'))('convTranspose2d.forward (
       expectClose(await y.toArray(), convTranspose2dRef(d.x, d.xShape, d.w, d.wShape, d.b, c, c.act ?? 'none', 0.2), TOL, 'y');
       const y0 = f(x, w, null, c);
       expectClose(await y0.toArray(), convTranspose2dRef(d.x, d.xShape, d.w, d.wShape, null, c), TOL, 'y (no bias)');
-      for (const t of [x, w, b, y, y0]) t.dispose();
+      const y1 = f(x, w, null, { stride: c.stride, padding: c.padding, activation: c.act, slope: 0.2 });
+      expectClose(await y1.toArray(), convTranspose2dRef(d.x, d.xShape, d.w, d.wShape, null, c, c.act ?? 'none', 0.2), TOL, 'y (activation, no bias)');
+      for (const t of [x, w, b, y, y0, y1]) t.dispose();
     });
   });
 });
