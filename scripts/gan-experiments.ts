@@ -20,7 +20,7 @@ import { trainClassifier, type TrainOptions } from '../src/cnn/train.js';
 import { readModelMetadata } from '../src/cnn/model-dir.js';
 import { loadClassifierFilter } from '../src/gan/classifier-filter.js';
 import { loadGanDir } from '../src/gan/model-dir.js';
-import { writeSampleFolders } from '../src/gan/samples.js';
+import { recomputeGeneratorStatistics, writeSampleFolders } from '../src/gan/samples.js';
 import { trainGan } from '../src/gan/train.js';
 import { scoreGan } from '../src/gan/score.js';
 import { writeCurvesPng } from '../src/eval/plots.js';
@@ -46,8 +46,12 @@ function materialiseSplit(reference: string, part: 'test' | 'val', data: string,
   return files.length;
 }
 
-function samplingLabel(s: { truncation?: number; filterWith?: string; minConfidence?: number }): string {
-  const parts = [s.truncation !== undefined ? `truncation ${s.truncation}` : '', s.filterWith ? `filtered by ${s.filterWith} (p >= ${s.minConfidence}; not a pure TSTR)` : ''].filter(Boolean);
+function samplingLabel(s: { truncation?: number; filterWith?: string; minConfidence?: number; standingStats?: number }): string {
+  const parts = [
+    s.standingStats !== undefined ? `standing statistics (${s.standingStats} batches)` : '',
+    s.truncation !== undefined ? `truncation ${s.truncation}` : '',
+    s.filterWith ? `filtered by ${s.filterWith} (p >= ${s.minConfidence}; not a pure TSTR)` : '',
+  ].filter(Boolean);
   return parts.length ? `, ${parts.join(', ')}` : '';
 }
 
@@ -79,6 +83,7 @@ program
   .option('--filter-with <classifier>', 'rejection-sample: keep the samples this classifier assigns to their class (not a pure TSTR then)')
   .option('--min-confidence <p>', 'with --filter-with', (v) => Number(v), 0.5)
   .option('--max-draw-factor <f>', 'with --filter-with: draws per written image before giving up on a class', (v) => Number(v), 20)
+  .option('--standing-stats <batches>', "recompute the generator's BatchNorm statistics from this many noise batches first (for a --ema generator)", (v) => Number(v))
   .option('--out <dir>', 'work folder', 'runs/tstr')
   .option('--doc <file>', 'markdown table to write', 'docs/tstr.md')
   .action(async (o) => {
@@ -91,12 +96,18 @@ program
       const nVal = materialiseSplit(o.reference, 'val', o.data, valDir);
       const reference = await evaluateModel(o.reference, testDir, { engine });
       const { meta } = loadGanDir(o.gan);
-      const sampling = { truncation: o.truncation as number | undefined, filterWith: o.filterWith as string | undefined, minConfidence: o.filterWith ? (o.minConfidence as number) : undefined };
+      const sampling = {
+        truncation: o.truncation as number | undefined,
+        filterWith: o.filterWith as string | undefined,
+        minConfidence: o.filterWith ? (o.minConfidence as number) : undefined,
+        standingStats: o.standingStats as number | undefined,
+      };
       const rows: { seed: number; accuracy: number; macroF1: number; valAccuracy: number; acceptance?: Record<string, number>; perClassRecall: Record<string, number> }[] = [];
       for (const seed of String(o.seeds).split(',').map(Number)) {
         const samples = join(o.out, `samples-${seed}`);
         rmSync(samples, { recursive: true, force: true });
         const { generator } = loadGanDir(o.gan, engine);
+        if (o.standingStats !== undefined) recomputeGeneratorStatistics(generator, o.standingStats, seed);
         const classifier = o.filterWith ? loadClassifierFilter(o.filterWith, generator, o.minConfidence, engine) : undefined;
         const acceptance: Record<string, number> = {};
         const filter = classifier?.filter;

@@ -1,7 +1,7 @@
 // GAN training end to end on a tiny synthetic dataset: the trainer (shared loop, checkpoints, sample
 // grids, snapshots), resume, the model directory, sampling into a dataset `wgsl-nn train` reads, and
 // clear errors for bad input. Tiny sizes (16x16, widths 4, 2-3 epochs) keep it to seconds on lavapipe.
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -22,7 +22,7 @@ import { trainClassifier } from '../src/cnn/train.js';
 import { loadModelDir, readModelMetadata } from '../src/cnn/model-dir.js';
 import { readSafetensors } from '../src/nn/serialize.js';
 import { checkpointPartPath } from '../src/train/checkpoint.js';
-import { testEngine } from './helpers.js';
+import { runCli, testEngine } from './helpers.js';
 
 let engine: Engine;
 let dir: string;
@@ -138,6 +138,22 @@ describe('sampling and errors', () => {
     const m = await sharp(files[0]).metadata();
     expect([m.width, m.height]).toEqual([16, 16]);
   });
+
+  it('wgsl-nn gan sample --standing-stats recomputes the BatchNorm statistics first: same folders, other pixels, the model file untouched', async () => {
+    const model = join(dir, 'cond');
+    const weights = readFileSync(join(model, 'generator.safetensors'));
+    const [plain, standing] = [join(dir, 'cli-plain'), join(dir, 'cli-standing')];
+    const a = await runCli(['gan', 'sample', '--model', model, '--count', '2', '--out', plain, '--seed', '3']);
+    const b = await runCli(['gan', 'sample', '--model', model, '--count', '2', '--out', standing, '--seed', '3', '--standing-stats', '4']);
+    expect([a.code, b.code]).toEqual([0, 0]);
+    expect(readdirSync(standing).sort()).toEqual(readdirSync(plain).sort());
+    const first = (root: string) => readFileSync(join(root, 'crack', readdirSync(join(root, 'crack')).sort()[0]));
+    expect(first(standing).equals(first(plain))).toBe(false);
+    expect(readFileSync(join(model, 'generator.safetensors')).equals(weights)).toBe(true);
+    const bad = await runCli(['gan', 'sample', '--model', model, '--count', '1', '--out', join(dir, 'cli-bad'), '--standing-stats', '0']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/--standing-stats must be a positive integer/);
+  }, 120_000);
 
   it('gan score: per-class FD and KID on a classifier\'s features beside the real-vs-real floor', async () => {
     const classifier = join(dir, 'classifier');

@@ -5,7 +5,7 @@ import { commandLine, diffAugmentList as policyList, int, nonNegativeInt, num, w
 import { TrainingProgress } from '../train/progress.js';
 import { loadClassifierFilter } from './classifier-filter.js';
 import { loadGanDir } from './model-dir.js';
-import { writeSampleFolders } from './samples.js';
+import { recomputeGeneratorStatistics, writeSampleFolders } from './samples.js';
 import { formatGanScore, scoreGan } from './score.js';
 import { trainGan } from './train.js';
 
@@ -116,11 +116,13 @@ export function registerGanCommands(program: Command): void {
     .option('--filter-with <classifier>', 'keep only samples this classifier assigns to their class (rejection sampling; the classifier must know every class)')
     .option('--min-confidence <p>', "with --filter-with: the classifier's probability a kept sample needs", num('--min-confidence'), 0.5)
     .option('--max-draw-factor <f>', 'with --filter-with: give up on a class after drawing f x --count images', num('--max-draw-factor'), 20)
+    .option('--standing-stats <batches>', "first recompute the generator's BatchNorm statistics from this many batches of noise (BigGAN's standing statistics; for a --ema generator)", int('--standing-stats'))
     .action(async (opts) => {
       await withEngine(async (engine) => {
         const { generator, meta } = loadGanDir(opts.model, engine);
         let classifier: ReturnType<typeof loadClassifierFilter> | undefined;
         try {
+          if (opts.standingStats !== undefined) recomputeGeneratorStatistics(generator, opts.standingStats, opts.seed);
           classifier = opts.filterWith ? loadClassifierFilter(opts.filterWith, generator, opts.minConfidence, engine) : undefined;
           const filter = classifier?.filter;
           const files = await writeSampleFolders(generator, opts.out, opts.count, opts.seed, {

@@ -4,7 +4,8 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { floatToU8, u8ToFloat, writeGrayPng } from '../data/images.js';
 import { WgslNnError } from '../gpu/errors.js';
-import { inference } from '../nn/modules.js';
+import { inference, standingStatistics } from '../nn/modules.js';
+import { mixSeed } from '../data/split.js';
 import { Rng } from '../util/rng.js';
 import { type Generator, latentBatch, pixelRange } from './models.js';
 
@@ -50,6 +51,24 @@ export async function generateImages(G: Generator, labels: ArrayLike<number>, rn
     for (let i = 0; i < v.length; i++) out[start * S * S + i] = signed ? (v[i] + 1) / 2 : v[i];
   }
   return out;
+}
+
+/**
+ * Standing statistics for a generator (standingStatistics in src/nn/modules.ts): its BatchNorm running
+ * statistics recomputed from `batches` batches of `batchSize` noise vectors drawn from `seed`, classes in turn (a
+ * conditional generator sees every class equally). For a generator that is an average of weights
+ * (`gan train --ema`); a no-op without BatchNorm (the dense GAN).
+ */
+export function recomputeGeneratorStatistics(G: Generator, batches: number, seed: number, batchSize = 64): void {
+  const c = G.config;
+  const classes = Math.max(1, c.classes.length);
+  // Noise of its own, not the samples' (drawn from `seed` directly).
+  const noise = latentNoise(new Rng(mixSeed(seed, 0x57a7)));
+  const e = G.parameters()[0].engine;
+  standingStatistics(G, batches, (pass) => {
+    const labels = Array.from({ length: batchSize }, (_, i) => (pass * batchSize + i) % classes);
+    e.tidy(() => G.forward(e.tensor(latentBatch(c, labels, noise), [batchSize, G.inputDim]))).dispose();
+  });
 }
 
 /** Noise for the fixed sample grid: `perClass` samples of every class, class by class (one row each when conditional). */

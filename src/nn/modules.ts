@@ -435,12 +435,18 @@ export class BatchNorm2d extends Module {
   readonly runningMean: Tensor;
   readonly runningVar: Tensor;
   numBatchesTracked = 0;
+  /**
+   * Weight of a training batch's statistics in the running ones (torch's `momentum`, default 0.1); null:
+   * their cumulative average, 1 / numBatchesTracked (torch's momentum=None), as standingStatistics uses.
+   */
+  momentum: number | null;
 
   constructor(
     readonly numFeatures: number,
     readonly options: ModuleOptions & { eps?: number; momentum?: number } = {},
   ) {
     super();
+    this.momentum = options.momentum ?? 0.1;
     const e = engineOf(options);
     this.weight = this.registerParameter('weight', new Tensor(e.full([numFeatures], 1), { track: false }));
     this.bias = this.registerParameter('bias', new Tensor(e.zeros([numFeatures]), { track: false }));
@@ -452,9 +458,16 @@ export class BatchNorm2d extends Module {
     if (this.training) this.numBatchesTracked++;
     return F.batchNorm2d(x, this.runningMean, this.runningVar, this.weight, this.bias, {
       training: this.training,
-      momentum: this.options.momentum ?? 0.1,
+      momentum: this.momentum ?? 1 / Math.max(1, this.numBatchesTracked),
       eps: this.options.eps ?? 1e-5,
     });
+  }
+
+  /** Running mean 0, variance 1, no batches tracked (torch's reset_running_stats). */
+  resetRunningStats(): void {
+    this.runningMean.setValue(this.runningMean.engine.zeros([this.numFeatures]));
+    this.runningVar.setValue(this.runningVar.engine.full([this.numFeatures], 1));
+    this.numBatchesTracked = 0;
   }
 
   protected override extraState(): Record<string, StateEntry> {
@@ -562,6 +575,36 @@ export function parameterCount(m: Module): number {
 }
 
 /** Runs a module in eval mode without recording (restores the previous mode). */
+/**
+ * Standing statistics (Brock et al. 2019, BigGAN, section 3.1 and appendix): every BatchNorm2d of `m`
+ * gets running statistics recomputed as the plain average over `passes` forward passes in training mode
+ * (`run(i)` records pass i and frees what it made), the weights untouched. For weights that no single training step produced (an
+ * average of a generator's weights, WeightAverage in ema.ts): the running statistics averaged alongside
+ * them describe the iterates, not the average, and rescale its activations wrongly.
+ */
+export function standingStatistics(m: Module, passes: number, run: (pass: number) => void): void {
+  if (!(Number.isInteger(passes) && passes >= 1)) throw new WgslNnError(`standing statistics: passes must be a positive integer, got ${passes}`);
+  const norms: BatchNorm2d[] = [];
+  const collect = (mod: Module) => {
+    if (mod instanceof BatchNorm2d) norms.push(mod);
+    mod.children().forEach(collect);
+  };
+  collect(m);
+  const momenta = norms.map((n) => n.momentum);
+  const was = m.training;
+  norms.forEach((n) => {
+    n.resetRunningStats();
+    n.momentum = null;
+  });
+  m.train();
+  try {
+    for (let i = 0; i < passes; i++) noGrad(() => run(i));
+  } finally {
+    norms.forEach((n, i) => (n.momentum = momenta[i]));
+    m.train(was);
+  }
+}
+
 export function inference<T>(m: Module, fn: () => T): T {
   const was = m.training;
   m.eval();
