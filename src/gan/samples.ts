@@ -57,12 +57,12 @@ export async function generateImages(G: Generator, labels: ArrayLike<number>, rn
  * Standing statistics for a generator (standingStatistics in src/nn/modules.ts): its BatchNorm running
  * statistics recomputed from `batches` batches of `batchSize` noise vectors drawn from `seed`, classes in turn (a
  * conditional generator sees every class equally). For a generator that is an average of weights
- * (`gan train --ema`); a no-op without BatchNorm (the dense GAN).
+ * (`gan train --ema`); without BatchNorm (the dense GAN) it changes nothing.
  */
 export function recomputeGeneratorStatistics(G: Generator, batches: number, seed: number, batchSize = 64): void {
   const c = G.config;
   const classes = Math.max(1, c.classes.length);
-  // Noise of its own, not the samples' (drawn from `seed` directly).
+  // A noise stream of its own: derived from `seed`, so not the one the samples draw with that seed.
   const noise = latentNoise(new Rng(mixSeed(seed, 0x57a7)));
   const e = G.parameters()[0].engine;
   standingStatistics(G, batches, (pass) => {
