@@ -69,6 +69,8 @@ const CONV_CASES: ConvCase[] = [
   { n: 2, ci: 3, co: 5, h: 7, w: 6, k: 3, s: 2, p: 1 },
   { n: 3, ci: 4, co: 8, h: 8, w: 8, k: 3, s: 1, p: 1 },
   { n: 1, ci: 2, co: 3, h: 5, w: 9, k: 2, s: 1, p: 0 },
+  // conv2d: a 1x1 dy whose kernel covers x, the input gradient as one plain GEMM (its A operand gated).
+  { n: 3, ci: 6, co: 5, h: 4, w: 4, k: 4, s: 1, p: 0 },
 ];
 const params = (c: ConvCase) => ({ stride: [c.s, c.s] as Pair, padding: [c.p, c.p] as Pair });
 

@@ -78,6 +78,10 @@ const cases: ConvCase[] = [
   cc(1, 3, 70, 11, 9, 3, 2, 1),
   // An input of 2 floats padded to 4x4 outputs: an operand smaller than one vec4 beside vec4 reads.
   cc(2, 1, 40, 1, 1, 2, 1, 2),
+  // A 1x1 output whose kernel covers the input (a DCGAN discriminator's head): the input gradient is one
+  // plain GEMM; beside it a 1x1 output whose kernel does not cover the input (stride 2), the phase GEMM.
+  cc(3, 19, 6, 4, 4, 4, 1, 0),
+  cc(2, 3, 5, 5, 5, 4, 2, 0),
 ];
 
 const name = (c: ConvCase) =>

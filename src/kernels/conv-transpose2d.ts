@@ -21,7 +21,7 @@ import {
   type Epilogue,
 } from './conv2d.js';
 import { applyGate, checkGate } from './activation.js';
-import { CONV_GEMM_VARIANT_NAMES, CORE_INFO, checkF32, plainGemm, registerPerCore, type GemmCore } from './matmul.js';
+import { CONV_GEMM_VARIANT_NAMES, CORE_INFO, checkF32, registerPerCore, type GemmCore } from './matmul.js';
 import { defineOp } from './registry.js';
 
 const str = (s: readonly number[]) => `[${s.join(', ')}]`;
@@ -119,32 +119,10 @@ const info = (core: GemmCore, what: string) => ({
   description: `${what}; ${CORE_INFO[core].description}`,
   preferredOn: CORE_INFO[core].preferredOn,
 });
-/**
- * A 1x1 input without padding (a DCGAN generator's first layer: noise [N, Cin, 1, 1] to [N, Cout, k, k])
- * is one plain GEMM: y[n, (o, u, v)] = sum_c x[n, c] w[c, (o, u, v)], whose [N, Cout*k*k] result is y in
- * NCHW. The input-gradient GEMM would instead run every tap of every output pixel over a 1x1 input, all
- * but one of the k*k falling outside it (16x the work at k = 4). No bias (it is per output channel, not per
- * column of this GEMM), and y within one storage binding.
- */
-function pointInputForward(core: GemmCore, x: DeviceTensor, w: DeviceTensor, b: DeviceTensor | null, p: Conv2dParams & Epilogue): DeviceTensor | null {
-  const [n, ci, h, wd] = x.shape;
-  const [, co, kh, kw] = w.shape;
-  const cols = co * kh * kw;
-  if (b || h !== 1 || wd !== 1 || p.padding[0] !== 0 || p.padding[1] !== 0 || n * cols * 4 > x.engine.limits.maxStorageBufferBindingSize) return null;
-  const y = x.engine.empty([n, co, kh, kw]);
-  plainGemm(core, label('convTranspose2d.forward (1x1 input)', 'x', x, 'w', w, p), x, w, y, { M: n, N: cols, K: ci, batch: 1 }, [0, ci, 1], [0, cols, 1], [0, cols, 1], {
-    activation: p.activation,
-    slope: p.slope,
-  });
-  return y;
-}
-
 registerPerCore(
   convTranspose2dForwardOp,
   CONV_GEMM_VARIANT_NAMES,
   (core) => (x, w, b, p) => {
-    const point = pointInputForward(core, x, w, b, p);
-    if (point) return point;
     // The conv whose input gradient this is: its input has the shape of y, its output that of x.
     const g = geometryOf(outputShape('convTranspose2d.forward', x.shape, w.shape, p), w.shape, p);
     return convBackwardInputGemm(core, x, w, g, b, p, label('convTranspose2d.forward', 'x', x, 'w', w, p));

@@ -20,6 +20,7 @@ import {
   checkF32,
   cheaperForm,
   gemm,
+  plainGemm,
   registerPerCore,
   type ConvGeometry,
   type GemmCore,
@@ -141,6 +142,16 @@ function imageUnit(g: ConvGeometry, side: 'x' | 'y'): number {
   return side === 'x' ? g.xc * g.xh * g.xw : g.yc * g.yh * g.yw;
 }
 
+/**
+ * A 1x1 dy without padding whose kernel covers all of x (a DCGAN discriminator's head; as the conv-transpose
+ * forward, a generator's first layer, noise [N, Cin, 1, 1] to [N, Cout, k, k]): the input gradient is one
+ * plain GEMM. The phase GEMM would run all kh*kw taps of every dx pixel, all but one outside the 1x1 dy (16x
+ * the work at k = 4). Not with a bias, which is per channel c, not per column of that GEMM.
+ */
+function isPointGradient(g: ConvGeometry): boolean {
+  return g.yh === 1 && g.yw === 1 && g.ph === 0 && g.pw === 0 && g.xh === g.kh && g.xw === g.kw;
+}
+
 /** Number of output positions t (ih = s*t + r - p in [0, size)) of stride phase r. */
 function phaseCount(size: number, s: number, p: number, r: number): number {
   const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
@@ -159,6 +170,15 @@ export function convBackwardInputGemm(
   const operands = [...imageOperands(g, { tensor: dy, name: 'dy', side: 'y' }, { tensor: dx, name: 'dx', side: 'x', output: true }), ...gateSplitOperands(dyGate, imageUnit(g, 'y'))];
   forEachSplit(dy.engine, label, g.nimg, operands, (r, [dys, dxs, gys]) => {
     const gs = { ...g, nimg: r.count };
+    if (!b && isPointGradient(gs)) {
+      // dx[n, (c, u, v)] = sum_o dy[n, o] w[o, (c, u, v)]: dy [n, yc] times w [yc, xc*kh*kw], whose
+      // result is dx in NCHW (as a linear layer's input gradient).
+      const cols = gs.xc * gs.kh * gs.kw;
+      plainGemm(core, label, dys, w, dxs, { M: gs.nimg, N: cols, K: gs.yc, batch: 1 }, [0, gs.yc, 1], [0, cols, 1], [0, cols, 1], {
+        activation: epi.activation, slope: epi.slope, aGate: gatePart(dyGate, gys),
+      });
+      return;
+    }
     let maxCols = 0;
     for (let rh = 0; rh < gs.sh; rh++)
       for (let rw = 0; rw < gs.sw; rw++)
