@@ -278,6 +278,21 @@ describe('sampling and errors', () => {
     await expect(trainClassifier({ ...base, out: join(dir, 'mix-bad'), augmentWith: join(dir, 'nope') })).rejects.toThrow(/model directory not found/);
   });
 
+  it('wgsl-nn gan train --conditional-bn: the model records it, gan sample reads it, --resume without it is refused, --class with it is a clear error', async () => {
+    const out = join(dir, 'cli-cbn');
+    const common = ['gan', 'train', '--data', data, '--out', out, '--size', '16', '--ngf', '4', '--ndf', '4', '--latent-dim', '8', '--batch-size', '8', '--quiet'];
+    const trained = await runCli([...common, '--epochs', '1', '--conditional-bn']);
+    expect(trained.code, trained.stderr).toBe(0);
+    expect(readGanMetadata(out).architecture.conditionalBatchNorm).toBe(true);
+    const sampled = await runCli(['gan', 'sample', '--model', out, '--count', '1', '--out', join(dir, 'cli-cbn-samples')]);
+    expect(sampled.code, sampled.stderr).toBe(0);
+    expect(readdirSync(join(dir, 'cli-cbn-samples')).sort()).toEqual(['clean', 'crack', 'inclusion', 'patch', 'scratch', 'spot']);
+    const resumed = await runCli([...common, '--epochs', '2', '--resume']);
+    expect(resumed.code).not.toBe(0);
+    expect(resumed.stderr).toMatch(/conditionalBatchNorm/);
+    await expect(trainGan(tiny(join(dir, 'cbn-one-class'), { className: 'crack', conditionalBatchNorm: true }))).rejects.toThrow(/conditional BatchNorm needs a class-conditional DCGAN/);
+  });
+
   it('bad input gets a clear error', async () => {
     expect(() => loadGanDir(join(dir, 'nope'), engine)).toThrow(/model directory not found/);
     expect(() => readGanMetadata(data)).toThrow(ModelFormatError);

@@ -29,6 +29,7 @@ function realBatch(n: number, S: number, labels: Int32Array, rng: Rng): Float32A
 const cases: [string, GanConfig][] = [
   ['dense 8x8, unconditional', { arch: 'dense', imageSize: 8, classes: ['a'], latentDim: 6, hidden: 16 }],
   ['dcgan 16x16, conditional', { arch: 'dcgan', imageSize: 16, classes: ['a', 'b'], latentDim: 6, ngf: 4, ndf: 4 }],
+  ['dcgan 16x16, conditional BatchNorm in G', { arch: 'dcgan', imageSize: 16, classes: ['a', 'b'], latentDim: 6, ngf: 4, ndf: 4, conditionalBatchNorm: true }],
 ];
 
 describe.each(cases)('GAN step: %s', (_name, config) => {

@@ -6,7 +6,6 @@
 // state-dict names and a save/load round trip; eval leaving u and v alone. When PyTorch is installed
 // (/usr/bin/python3 -c "import torch"), the saved file is also loaded into torch's spectral_norm
 // module with strict=True and its training forward compared; without torch that check is skipped.
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +20,7 @@ import { F, load, manualSeed, nn, readSafetensors, save, type Tensor } from '../
 import { Rng } from '../src/util/rng.js';
 import { symmetricEigen } from '../src/gan/linalg.js';
 import { dot, expectClose, numericalGrad, randArray, testEngine } from './helpers.js';
+import { runTorchJson, torchAvailable } from './torch-python.js';
 
 let engine: Engine;
 beforeAll(async () => {
@@ -278,16 +278,7 @@ describe('spectralNorm: state dict and serialisation', () => {
     expect(() => nn.spectralNorm(l)).toThrow(/already/);
   });
 
-  const torchAvailable = (() => {
-    try {
-      execFileSync('/usr/bin/python3', ['-c', 'import torch'], { stdio: 'ignore', timeout: 120_000 });
-      return true;
-    } catch {
-      return false;
-    }
-  })();
-
-  it.skipIf(!torchAvailable)('loads into torch spectral_norm modules with strict=True; torch gives the same training forward and u, v', async () => {
+  it.skipIf(!torchAvailable())('loads into torch spectral_norm modules with strict=True; torch gives the same training forward and u, v', async () => {
     manualSeed(23);
     const a = make();
     const dir = mkdtempSync(join(tmpdir(), 'wgsl-nn-sn-torch-'));
@@ -296,19 +287,9 @@ describe('spectralNorm: state dict and serialisation', () => {
     const xData = randArray(new Rng(7), 2 * 3 * 6 * 6);
     const y = await f32(a.forward(engine.tensor(xData, [2, 3, 6, 6])));
     const s = await a.stateDict();
-    // Reads the safetensors file by hand (the safetensors package need not be installed).
     const script = `
-import json, struct, sys, torch
-from torch import nn
 from torch.nn.utils import spectral_norm
-raw = open(sys.argv[1], 'rb').read()
-n = struct.unpack('<Q', raw[:8])[0]
-header = json.loads(raw[8:8 + n])
-state = {}
-for k, info in header.items():
-    if k == '__metadata__': continue
-    a, b = info['data_offsets']
-    state[k] = torch.frombuffer(bytearray(raw[8 + n + a:8 + n + b]), dtype=torch.float32).reshape(info['shape']).double()
+state = read_safetensors(sys.argv[1])
 m = nn.Sequential(spectral_norm(nn.Conv2d(3, 5, 3, stride=2, padding=1)), nn.LeakyReLU(0.2), nn.Flatten(), spectral_norm(nn.Linear(45, 4))).double()
 m.load_state_dict(state, strict=True)
 m.train()
@@ -317,7 +298,7 @@ with torch.no_grad():
     y = m(x)
 print(json.dumps({'y': y.flatten().tolist(), 'u0': m[0].weight_u.tolist(), 'v3': m[3].weight_v.tolist()}))
 `;
-    const out = JSON.parse(execFileSync('/usr/bin/python3', ['-c', script, path, JSON.stringify(Array.from(xData))], { encoding: 'utf8', timeout: 120_000 }));
+    const out = runTorchJson<{ y: number[]; u0: number[]; v3: number[] }>(script, [path, JSON.stringify(Array.from(xData))]);
     // torch in float64 from the same float32 state: float32 rounding only.
     expectClose(y, out.y, 1e-5, 'forward vs torch');
     expectClose(await f32(nn.spectralNormOf(a.layers[0])!.u), out.u0, 1e-5, 'conv u vs torch');

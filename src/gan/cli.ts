@@ -36,6 +36,7 @@ export function registerGanCommands(program: Command): void {
     .option('--d-batchnorm', 'BatchNorm2d in the DCGAN discriminator (the default, except with --spectral-norm)')
     .option('--no-d-batchnorm', 'no BatchNorm2d in the DCGAN discriminator')
     .option('--spectral-norm', "spectral normalisation of the discriminator's weights (torch's spectral_norm; implies --no-d-batchnorm unless --d-batchnorm is given)")
+    .option('--conditional-bn', "class-conditional BatchNorm in a conditional DCGAN's generator: each class its own BatchNorm scale and shift")
     .option('--save-every <n>', 'write a loadable snapshot every n epochs (0: never)', nonNegativeInt('--save-every'), 0)
     .option('--sample-every <n>', 'write a sample grid PNG every n epochs', int('--sample-every'), 1)
     .option('--limit-per-class <n>', 'use only n training images per class (scarce-data experiments)', int('--limit-per-class'))
@@ -77,6 +78,7 @@ export function registerGanCommands(program: Command): void {
           ndf: opts.ndf,
           discriminatorBatchNorm: opts.dBatchnorm,
           spectralNorm: opts.spectralNorm,
+          conditionalBatchNorm: opts.conditionalBn,
           saveEvery: opts.saveEvery,
           sampleEvery: opts.sampleEvery,
           limitPerClass: opts.limitPerClass,

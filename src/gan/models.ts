@@ -2,7 +2,9 @@
 // 64x64 grayscale defect images, both optionally class-conditional.
 //
 // Conditioning (one model for all classes, the class as input):
-//   generator     the one-hot class is appended to the noise vector (Mirza & Osindero 2014);
+//   generator     the one-hot class is appended to the noise vector (Mirza & Osindero 2014), and with
+//                 conditionalBatchNorm every BatchNorm's scale and shift are the class's own
+//                 (de Vries et al. 2017; Miyato & Koyama 2018), so the class reaches every layer;
 //   discriminator projection (Miyato & Koyama 2018): logit = head(phi(x)) + <embed(y), pool(phi(x))>,
 //                 which keeps the unconditional network intact and adds one inner product.
 // With a single class both reduce exactly to the unconditional seed/DCGAN networks.
@@ -43,6 +45,12 @@ export interface GanConfig {
    * Koyama 2018). Default false; model directories written before the option have none.
    */
   spectralNorm?: boolean;
+  /**
+   * Class-conditional BatchNorm in the DCGAN generator of a conditional model: each BatchNorm2d is
+   * affine-free and the class's one-hot picks its scale and shift (ConditionalBatchNorm2d). Default
+   * false; model directories written before the option have none.
+   */
+  conditionalBatchNorm?: boolean;
 }
 
 export type ResolvedGanConfig = Required<GanConfig>;
@@ -58,11 +66,14 @@ export function resolveGanConfig(c: GanConfig): ResolvedGanConfig {
     ndf: c.ndf ?? 32,
     discriminatorBatchNorm: c.discriminatorBatchNorm ?? !(c.spectralNorm ?? false),
     spectralNorm: c.spectralNorm ?? false,
+    conditionalBatchNorm: c.conditionalBatchNorm ?? false,
   };
   if (r.arch !== 'dense' && r.arch !== 'dcgan') throw new WgslNnError(`unknown GAN architecture '${String(r.arch)}' (dense or dcgan)`);
   if (!Number.isInteger(r.imageSize) || r.imageSize < 4) throw new WgslNnError(`image size must be an integer >= 4, got ${r.imageSize}`);
   if (r.arch === 'dcgan') dcganDepth(r.imageSize);
   if (r.classes.length < 1) throw new WgslNnError('a GAN needs at least one class');
+  if (r.conditionalBatchNorm && (r.arch !== 'dcgan' || r.classes.length < 2))
+    throw new WgslNnError('conditional BatchNorm needs a class-conditional DCGAN (arch dcgan, two or more classes)');
   for (const [k, v] of [['latentDim', r.latentDim], ['hidden', r.hidden], ['ngf', r.ngf], ['ndf', r.ndf]] as const)
     if (!Number.isInteger(v) || v < 1) throw new WgslNnError(`${k} must be a positive integer, got ${v}`);
   return r;
@@ -90,6 +101,12 @@ function dcganInit(m: nn.Module): void {
     for (let i = 0; i < data.length; i++) data[i] = mean + std * rng.normal();
     t.setValue(t.engine.fromArray(data, t.shape));
   };
+  if (m instanceof ConditionalBatchNorm2d) {
+    // Every class's scale starts as an ordinary BatchNorm weight's would: N(1, 0.02); shifts 0.
+    set(m.gamma.weight, 1, 0.02);
+    set(m.beta.weight, 0, 0);
+    return;
+  }
   if (m instanceof nn.Conv2d || m instanceof nn.ConvTranspose2d || m instanceof nn.Linear || m instanceof nn.BatchNorm2d) {
     set(m.weight, m instanceof nn.BatchNorm2d ? 1 : 0, 0.02);
     if (m.bias) set(m.bias, 0, 0);
@@ -98,15 +115,52 @@ function dcganInit(m: nn.Module): void {
 }
 
 /**
+ * BatchNorm whose scale and shift depend on the class (conditional BatchNorm, de Vries et al. 2017):
+ *   y = BN(x) * gamma(y1h)[:, :, None, None] + beta(y1h)[:, :, None, None]
+ * In torch: bn = BatchNorm2d(C, affine=False), gamma = Linear(K, C, bias=False), beta = Linear(K, C,
+ * bias=False); with a one-hot y1h, column k of gamma.weight / beta.weight is class k's scale / shift.
+ */
+export class ConditionalBatchNorm2d extends nn.Module {
+  readonly bn: nn.BatchNorm2d;
+  readonly gamma: nn.Linear;
+  readonly beta: nn.Linear;
+
+  constructor(
+    readonly numFeatures: number,
+    readonly classes: number,
+    options: { engine?: Engine } = {},
+  ) {
+    super();
+    this.bn = this.registerModule('bn', new nn.BatchNorm2d(numFeatures, { ...options, affine: false }));
+    this.gamma = this.registerModule('gamma', new nn.Linear(classes, numFeatures, { ...options, bias: false }));
+    this.beta = this.registerModule('beta', new nn.Linear(classes, numFeatures, { ...options, bias: false }));
+  }
+
+  /** x [N, C, H, W], onehot [N, K]. */
+  forward(x: Tensor, onehot?: Tensor): Tensor {
+    if (!onehot) throw new WgslNnError('ConditionalBatchNorm2d needs the one-hot classes');
+    const perSample = [x.shape[0], this.numFeatures, 1, 1];
+    // d/dgamma(y) = sum_hw dy * BN(x), d/dbeta(y) = sum_hw dy: the broadcast mul/add sum over H, W.
+    const scale = F.reshape(this.gamma.forward(onehot), perSample);
+    const shift = F.reshape(this.beta.forward(onehot), perSample);
+    return F.add(F.mul(this.bn.forward(x), scale), shift);
+  }
+}
+
+/**
  * Generator: noise (+ one-hot class) [N, latentDim (+K)] -> images [N, 1, S, S].
  *   dense: torch.nn.Sequential(Linear(nz, hidden), ReLU, Linear(hidden, S*S), Sigmoid)   (the seed)
  *   dcgan: torch.nn.Sequential(ConvTranspose2d(nz, ngf*2^(k-1), 4, 1, 0, bias=False), BatchNorm2d, ReLU,
  *          [ConvTranspose2d(c, c/2, 4, 2, 1, bias=False), BatchNorm2d, ReLU] x (k-1),
  *          ConvTranspose2d(ngf, 1, 4, 2, 1, bias=False), Tanh)     on z viewed as [N, nz, 1, 1]
+ *   conditionalBatchNorm: each BatchNorm2d above is a ConditionalBatchNorm2d fed the one-hot part of z
+ *          (same indices in net; its state-dict entries net.i.bn.running_*, net.i.gamma.weight, ...).
  */
 export class Generator extends nn.Module {
   readonly net: nn.Sequential;
   readonly inputDim: number;
+  /** [K, inputDim] 0/1 matrix with z @ it^T = z's one-hot columns (conditionalBatchNorm only; not state). */
+  private selector: Tensor | null = null;
 
   constructor(
     readonly config: ResolvedGanConfig,
@@ -123,9 +177,11 @@ export class Generator extends nn.Module {
       const k = dcganDepth(S);
       const layers: nn.Module[] = [];
       let ch = c.ngf * 2 ** (k - 1);
-      layers.push(new nn.ConvTranspose2d(this.inputDim, ch, 4, { ...o, stride: 1, padding: 0, bias: false }), new nn.BatchNorm2d(ch, o), new nn.ReLU());
+      const norm = (channels: number) =>
+        c.conditionalBatchNorm ? new ConditionalBatchNorm2d(channels, c.classes.length, o) : new nn.BatchNorm2d(channels, o);
+      layers.push(new nn.ConvTranspose2d(this.inputDim, ch, 4, { ...o, stride: 1, padding: 0, bias: false }), norm(ch), new nn.ReLU());
       for (let i = 0; i < k - 1; i++) {
-        layers.push(new nn.ConvTranspose2d(ch, ch / 2, 4, { ...o, stride: 2, padding: 1, bias: false }), new nn.BatchNorm2d(ch / 2, o), new nn.ReLU());
+        layers.push(new nn.ConvTranspose2d(ch, ch / 2, 4, { ...o, stride: 2, padding: 1, bias: false }), norm(ch / 2), new nn.ReLU());
         ch /= 2;
       }
       layers.push(new nn.ConvTranspose2d(ch, 1, 4, { ...o, stride: 2, padding: 1, bias: false }), new nn.Tanh());
@@ -135,12 +191,35 @@ export class Generator extends nn.Module {
     this.registerModule('net', this.net);
   }
 
+  private classColumns(z: Tensor): Tensor {
+    if (!this.selector) {
+      const { latentDim, classes } = this.config;
+      const w = new Float32Array(classes.length * this.inputDim);
+      for (let k = 0; k < classes.length; k++) w[k * this.inputDim + latentDim + k] = 1;
+      this.selector = z.engine.keep(z.engine.tensor(w, [classes.length, this.inputDim]));
+    }
+    return this.selector;
+  }
+
+  override dispose(): void {
+    super.dispose();
+    this.selector?.dispose();
+    this.selector = null;
+  }
+
   /** z: [N, inputDim] (noise with the one-hot class appended when conditional). */
   forward(z: Tensor): Tensor {
     const n = z.shape[0];
     const S = this.config.imageSize;
     if (this.config.arch === 'dense') return F.reshape(this.net.forward(z), [n, 1, S, S]);
-    return this.net.forward(F.reshape(z, [n, this.inputDim, 1, 1]));
+    const x = F.reshape(z, [n, this.inputDim, 1, 1]);
+    if (!this.config.conditionalBatchNorm) return this.net.forward(x);
+    // The layers one by one, the class's one-hot (z's last K columns, picked by an exact 0/1 product)
+    // handed to each conditional BatchNorm.
+    const onehot = F.linear(z, this.classColumns(z));
+    let h = x;
+    for (const layer of this.net.layers) h = layer instanceof ConditionalBatchNorm2d ? layer.forward(h, onehot) : layer.forward(h);
+    return h;
   }
 }
 

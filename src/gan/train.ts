@@ -54,6 +54,8 @@ export interface GanTrainOptions {
   discriminatorBatchNorm?: boolean;
   /** Spectral normalisation of the discriminator's weights (see GanConfig.spectralNorm). */
   spectralNorm?: boolean;
+  /** Class-conditional BatchNorm in the DCGAN generator (see GanConfig.conditionalBatchNorm). */
+  conditionalBatchNorm?: boolean;
   /**
    * Keep an exponential moving average of the generator's weights with this decay (e.g. 0.999;
    * src/nn/ema.ts): samples, grids, the diversity measure and the saved generator are the average's.
@@ -167,6 +169,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
     ndf: opts.ndf,
     discriminatorBatchNorm: opts.discriminatorBatchNorm,
     spectralNorm: opts.spectralNorm,
+    conditionalBatchNorm: opts.conditionalBatchNorm,
   };
   const resolved = resolveGanConfig(config);
   manualSeed(seed);
@@ -315,12 +318,12 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
 }
 
 /**
- * The architecture as the checkpoint compares it on --resume: without spectralNorm when it is off, so
- * checkpoints written before the option existed still match a run that does not use it.
+ * The architecture as the checkpoint compares it on --resume: without spectralNorm / conditionalBatchNorm
+ * when off, so checkpoints written before those options existed still match a run that does not use them.
  */
-function checkpointConfig(c: ResolvedGanConfig): Omit<ResolvedGanConfig, 'spectralNorm'> & { spectralNorm?: true } {
-  const { spectralNorm, ...rest } = c;
-  return spectralNorm ? { ...rest, spectralNorm } : rest;
+function checkpointConfig(c: ResolvedGanConfig): Partial<ResolvedGanConfig> {
+  const { spectralNorm, conditionalBatchNorm, ...rest } = c;
+  return { ...rest, ...(spectralNorm ? { spectralNorm } : {}), ...(conditionalBatchNorm ? { conditionalBatchNorm } : {}) };
 }
 
 /** Up to `perClass` un-augmented real images of each class, for the diversity reference. */

@@ -435,6 +435,7 @@ export class BatchNorm2d extends Module {
   readonly runningMean: Tensor;
   readonly runningVar: Tensor;
   numBatchesTracked = 0;
+  private readonly constants: Tensor[] = [];
   /**
    * Weight of a training batch's statistics in the running ones (torch's `momentum`, default 0.1); null:
    * their cumulative average, 1 / numBatchesTracked (torch's momentum=None), as standingStatistics uses.
@@ -443,13 +444,23 @@ export class BatchNorm2d extends Module {
 
   constructor(
     readonly numFeatures: number,
-    readonly options: ModuleOptions & { eps?: number; momentum?: number } = {},
+    readonly options: ModuleOptions & { eps?: number; momentum?: number; affine?: boolean } = {},
   ) {
     super();
     this.momentum = options.momentum ?? 0.1;
     const e = engineOf(options);
-    this.weight = this.registerParameter('weight', new Tensor(e.full([numFeatures], 1), { track: false }));
-    this.bias = this.registerParameter('bias', new Tensor(e.zeros([numFeatures]), { track: false }));
+    const gamma = new Tensor(e.full([numFeatures], 1), { track: false });
+    const beta = new Tensor(e.zeros([numFeatures]), { track: false });
+    if (options.affine ?? true) {
+      this.weight = this.registerParameter('weight', gamma);
+      this.bias = this.registerParameter('bias', beta);
+    } else {
+      // torch's affine=False: gamma 1 and beta 0 held as constants, not parameters, so the state dict has
+      // no weight/bias; a layer after it applies its own scale and shift (ConditionalBatchNorm2d).
+      this.weight = e.keep(gamma);
+      this.bias = e.keep(beta);
+      this.constants = [gamma, beta];
+    }
     this.runningMean = this.registerBuffer('running_mean', new Tensor(e.zeros([numFeatures]), { track: false }));
     this.runningVar = this.registerBuffer('running_var', new Tensor(e.full([numFeatures], 1), { track: false }));
   }
@@ -461,6 +472,11 @@ export class BatchNorm2d extends Module {
       momentum: this.momentum ?? 1 / Math.max(1, this.numBatchesTracked),
       eps: this.options.eps ?? 1e-5,
     });
+  }
+
+  override dispose(): void {
+    super.dispose();
+    for (const t of this.constants) t.dispose();
   }
 
   /** Running mean 0, variance 1, no batches tracked (torch's reset_running_stats). */
