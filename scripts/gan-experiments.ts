@@ -10,8 +10,8 @@
 //
 // Every run uses split seed 1 (the shipped models' split), so the test split is the same everywhere
 // and no test image reaches a GAN or a CNN. Results go to --out (JSON) and a markdown table (--doc).
-import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { Engine } from '../src/gpu/engine.js';
 import { loadTuned } from '../src/kernels/tuning-cache.js';
@@ -73,7 +73,7 @@ const program = new Command();
 
 program
   .command('tstr')
-  .requiredOption('--gan <dir>', 'GAN model directory (class-conditional, or any with the classes of --data)')
+  .requiredOption('--gan <dirs>', 'GAN model directory (class-conditional, or any with the classes of --data); several, comma-separated: --per-class split evenly among them')
   .option('--data <dir>', 'real dataset', '../shared/datasets/neu')
   .option('--reference <dir>', 'classifier whose recorded test split is used (and whose accuracy is shown beside)', 'models/neu')
   .option('--per-class <n>', 'generated training images per class', (v) => Number(v), 300)
@@ -95,7 +95,11 @@ program
       const valDir = join(o.out, 'real-val');
       const nVal = materialiseSplit(o.reference, 'val', o.data, valDir);
       const reference = await evaluateModel(o.reference, testDir, { engine });
-      const { meta } = loadGanDir(o.gan);
+      const gans = String(o.gan).split(',');
+      const { meta } = loadGanDir(gans[0]);
+      for (const g of gans.slice(1))
+        if (loadGanDir(g).meta.classes.join() !== meta.classes.join()) throw new Error(`${g}: other classes than ${gans[0]}`);
+      if (gans.length > 1 && (o.standingStats !== undefined || o.filterWith)) throw new Error('several --gan: plain or truncated sampling only');
       const sampling = {
         truncation: o.truncation as number | undefined,
         filterWith: o.filterWith as string | undefined,
@@ -106,14 +110,33 @@ program
       for (const seed of String(o.seeds).split(',').map(Number)) {
         const samples = join(o.out, `samples-${seed}`);
         rmSync(samples, { recursive: true, force: true });
-        const { generator } = loadGanDir(o.gan, engine);
-        if (o.standingStats !== undefined) recomputeGeneratorStatistics(generator, o.standingStats, seed);
-        const classifier = o.filterWith ? loadClassifierFilter(o.filterWith, generator, o.minConfidence, engine) : undefined;
+        if (gans.length > 1) {
+          // A mixture: perClass / gans.length images of each class from each generator, in one class-per-folder set.
+          for (const [i, g] of gans.entries()) {
+            const part = `${samples}-g${i}`;
+            rmSync(part, { recursive: true, force: true });
+            const { generator } = loadGanDir(g, engine);
+            const files = await writeSampleFolders(generator, part, Math.round(o.perClass / gans.length), seed, { truncation: o.truncation });
+            generator.dispose();
+            for (const f of files) {
+              const dest = join(samples, basename(dirname(f)));
+              mkdirSync(dest, { recursive: true });
+              renameSync(f, join(dest, `g${i}_${basename(f)}`));
+            }
+            rmSync(part, { recursive: true, force: true });
+          }
+        }
         const acceptance: Record<string, number> = {};
-        const filter = classifier?.filter;
-        await writeSampleFolders(generator, samples, o.perClass, seed, { truncation: o.truncation, filter, maxDrawFactor: o.maxDrawFactor, onClass: (c, accepted, drawn) => (acceptance[c] = accepted / drawn) });
-        generator.dispose();
-        classifier?.dispose();
+        let filter;
+        if (gans.length === 1) {
+          const { generator } = loadGanDir(o.gan, engine);
+          if (o.standingStats !== undefined) recomputeGeneratorStatistics(generator, o.standingStats, seed);
+          const classifier = o.filterWith ? loadClassifierFilter(o.filterWith, generator, o.minConfidence, engine) : undefined;
+          filter = classifier?.filter;
+          await writeSampleFolders(generator, samples, o.perClass, seed, { truncation: o.truncation, filter, maxDrawFactor: o.maxDrawFactor, onClass: (c, accepted, drawn) => (acceptance[c] = accepted / drawn) });
+          generator.dispose();
+          classifier?.dispose();
+        }
         const model = join(o.out, `cnn-${seed}`);
         // Trained on generated images only: 80 % for training, 20 % (generated) for model selection, no test split.
         await trainClassifier({ ...cnnOptions(o.epochs), data: samples, out: model, seed, testFraction: 0, valFraction: 0.2, engine, log: console.error } as TrainOptions);
