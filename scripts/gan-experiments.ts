@@ -10,8 +10,8 @@
 //
 // Every run uses split seed 1 (the shipped models' split), so the test split is the same everywhere
 // and no test image reaches a GAN or a CNN. Results go to --out (JSON) and a markdown table (--doc).
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { Engine } from '../src/gpu/engine.js';
 import { loadTuned } from '../src/kernels/tuning-cache.js';
@@ -110,30 +110,18 @@ program
       for (const seed of String(o.seeds).split(',').map(Number)) {
         const samples = join(o.out, `samples-${seed}`);
         rmSync(samples, { recursive: true, force: true });
-        if (gans.length > 1) {
-          // A mixture: perClass / gans.length images of each class from each generator, in one class-per-folder set.
-          for (const [i, g] of gans.entries()) {
-            const part = `${samples}-g${i}`;
-            rmSync(part, { recursive: true, force: true });
-            const { generator } = loadGanDir(g, engine);
-            const files = await writeSampleFolders(generator, part, Math.round(o.perClass / gans.length), seed, { truncation: o.truncation });
-            generator.dispose();
-            for (const f of files) {
-              const dest = join(samples, basename(dirname(f)));
-              mkdirSync(dest, { recursive: true });
-              renameSync(f, join(dest, `g${i}_${basename(f)}`));
-            }
-            rmSync(part, { recursive: true, force: true });
-          }
-        }
         const acceptance: Record<string, number> = {};
         let filter;
-        if (gans.length === 1) {
-          const { generator } = loadGanDir(o.gan, engine);
+        // With several generators, perClass / gans.length images of each class from each, into one class-per-folder set.
+        for (const [i, g] of gans.entries()) {
+          const { generator } = loadGanDir(g, engine);
           if (o.standingStats !== undefined) recomputeGeneratorStatistics(generator, o.standingStats, seed);
           const classifier = o.filterWith ? loadClassifierFilter(o.filterWith, generator, o.minConfidence, engine) : undefined;
           filter = classifier?.filter;
-          await writeSampleFolders(generator, samples, o.perClass, seed, { truncation: o.truncation, filter, maxDrawFactor: o.maxDrawFactor, onClass: (c, accepted, drawn) => (acceptance[c] = accepted / drawn) });
+          await writeSampleFolders(generator, samples, Math.round(o.perClass / gans.length), seed, {
+            truncation: o.truncation, filter, maxDrawFactor: o.maxDrawFactor, onClass: (c, accepted, drawn) => (acceptance[c] = accepted / drawn),
+            filePrefix: gans.length > 1 ? `g${i}_` : '',
+          });
           generator.dispose();
           classifier?.dispose();
         }

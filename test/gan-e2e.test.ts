@@ -137,6 +137,12 @@ describe('sampling and errors', () => {
     expect(ds.items).toHaveLength(18);
     const m = await sharp(files[0]).metadata();
     expect([m.width, m.height]).toEqual([16, 16]);
+    // filePrefix (several generators writing into one dataset, as the TSTR script's mixture): same images, prefixed names.
+    const { generator: again } = loadGanDir(join(dir, 'cond'), engine);
+    const prefixed = await writeSampleFolders(again, join(dir, 'sampled-prefixed'), 3, 5, { filePrefix: 'g1_' });
+    again.dispose();
+    expect(prefixed.map((f) => f.replace('sampled-prefixed', 'sampled').replace(/g1_([^/\\]+)$/, '$1'))).toEqual(files);
+    expect(readFileSync(prefixed[4]).equals(readFileSync(files[4]))).toBe(true);
   });
 
   it('wgsl-nn gan sample --standing-stats recomputes the BatchNorm statistics first: same folders, other pixels, the model file untouched', async () => {

@@ -435,7 +435,6 @@ export class BatchNorm2d extends Module {
   readonly runningMean: Tensor;
   readonly runningVar: Tensor;
   numBatchesTracked = 0;
-  private readonly constants: Tensor[] = [];
   /**
    * Weight of a training batch's statistics in the running ones (torch's `momentum`, default 0.1); null:
    * their cumulative average, 1 / numBatchesTracked (torch's momentum=None), as standingStatistics uses.
@@ -459,7 +458,6 @@ export class BatchNorm2d extends Module {
       // no weight/bias; a layer after it applies its own scale and shift (ConditionalBatchNorm2d).
       this.weight = e.keep(gamma);
       this.bias = e.keep(beta);
-      this.constants = [gamma, beta];
     }
     this.runningMean = this.registerBuffer('running_mean', new Tensor(e.zeros([numFeatures]), { track: false }));
     this.runningVar = this.registerBuffer('running_var', new Tensor(e.full([numFeatures], 1), { track: false }));
@@ -476,7 +474,11 @@ export class BatchNorm2d extends Module {
 
   override dispose(): void {
     super.dispose();
-    for (const t of this.constants) t.dispose();
+    // Without affine, weight and bias are constants that no parameter list disposes.
+    if (!(this.options.affine ?? true)) {
+      this.weight.dispose();
+      this.bias.dispose();
+    }
   }
 
   /** Running mean 0, variance 1, no batches tracked (torch's reset_running_stats). */
