@@ -19,7 +19,7 @@ import { evaluateModel } from '../src/cnn/evaluate.js';
 import { trainClassifier, type TrainOptions } from '../src/cnn/train.js';
 import { readModelMetadata } from '../src/cnn/model-dir.js';
 import { loadClassifierFilter } from '../src/gan/classifier-filter.js';
-import { loadGanDir } from '../src/gan/model-dir.js';
+import { loadGanSampler, readGanSamplerMeta } from '../src/gan/mixture.js';
 import { recomputeGeneratorStatistics, writeSampleFolders } from '../src/gan/samples.js';
 import { trainGan } from '../src/gan/train.js';
 import { scoreGan } from '../src/gan/score.js';
@@ -96,9 +96,9 @@ program
       const nVal = materialiseSplit(o.reference, 'val', o.data, valDir);
       const reference = await evaluateModel(o.reference, testDir, { engine });
       const gans = String(o.gan).split(',');
-      const { meta } = loadGanDir(gans[0]);
+      const meta = readGanSamplerMeta(gans[0]);
       for (const g of gans.slice(1))
-        if (loadGanDir(g).meta.classes.join() !== meta.classes.join()) throw new Error(`${g}: other classes than ${gans[0]}`);
+        if (readGanSamplerMeta(g).classes.join() !== meta.classes.join()) throw new Error(`${g}: other classes than ${gans[0]}`);
       if (gans.length > 1 && (o.standingStats !== undefined || o.filterWith)) throw new Error('several --gan: plain or truncated sampling only');
       const sampling = {
         truncation: o.truncation as number | undefined,
@@ -114,7 +114,7 @@ program
         let filter;
         // With several generators, perClass / gans.length images of each class from each, into one class-per-folder set.
         for (const [i, g] of gans.entries()) {
-          const { generator } = loadGanDir(g, engine);
+          const { generator } = loadGanSampler(g, engine);
           if (o.standingStats !== undefined) recomputeGeneratorStatistics(generator, o.standingStats, seed);
           const classifier = o.filterWith ? loadClassifierFilter(o.filterWith, generator, o.minConfidence, engine) : undefined;
           filter = classifier?.filter;

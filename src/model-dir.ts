@@ -34,8 +34,13 @@ export function writeModelDir(dir: string, format: string, weights: Record<strin
   writeFileAtomic(join(dir, MODEL_JSON), [new TextEncoder().encode(json)]);
 }
 
-/** model.json of `dir`, checked to be of `format`; clear errors for a missing directory or file, bad JSON, or another format. */
-export function readModelJson<M extends { format: string }>(dir: string, format: string): M {
+/**
+ * model.json of `dir`, checked to be of `format` (or one of several); clear errors for a missing directory or
+ * file, bad JSON, or another format.
+ */
+export function readModelJson<M extends { format: string }>(dir: string, format: string | readonly string[]): M {
+  const formats: readonly string[] = typeof format === 'string' ? [format] : format;
+  const expected = formats.join(' or ');
   const path = join(dir, MODEL_JSON);
   if (!existsSync(dir)) throw new ModelFormatError(`model directory not found: ${dir}`);
   if (!existsSync(path)) throw new ModelFormatError(`not a model directory (no ${MODEL_JSON}): ${dir}`);
@@ -46,11 +51,11 @@ export function readModelJson<M extends { format: string }>(dir: string, format:
     throw new ModelFormatError(`corrupt ${MODEL_JSON} in ${dir}: ${(e as Error).message}`);
   }
   const found = (meta as { format?: unknown } | null)?.format;
-  if (found !== format)
+  if (typeof found !== 'string' || !formats.includes(found))
     throw new ModelFormatError(
       typeof found === 'string' && found.startsWith('wgsl-nn-')
-        ? `${path}: this is a '${found}' model directory; expected format ${format}`
-        : `${path}: unknown format '${String(found)}' (expected ${format})`,
+        ? `${path}: this is a '${found}' model directory; expected format ${expected}`
+        : `${path}: unknown format '${String(found)}' (expected ${expected})`,
     );
   return meta;
 }

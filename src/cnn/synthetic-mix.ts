@@ -15,7 +15,7 @@ import { resizeBilinear } from '../data/augment.js';
 import { mixSeed } from '../data/split.js';
 import type { Engine } from '../gpu/engine.js';
 import { WgslNnError } from '../gpu/errors.js';
-import { loadGanDir } from '../gan/model-dir.js';
+import { loadGanSampler } from '../gan/mixture.js';
 import { generateImages } from '../gan/samples.js';
 import { Rng } from '../util/rng.js';
 
@@ -69,7 +69,7 @@ export async function mixGeneratedImages(
   const ratio = opts.ratio ?? 1;
   if (!(ratio > 0) || !Number.isFinite(ratio)) throw new WgslNnError(`--synthetic-ratio must be a positive number, got ${ratio}`);
   const sampling = opts.sampling ?? 'pool';
-  const { generator, meta } = loadGanDir(opts.ganDir, opts.engine);
+  const { generator, meta } = loadGanSampler(opts.ganDir, opts.engine);
   const shared = meta.classes.filter((c) => classes.includes(c));
   if (!shared.length)
     throw new WgslNnError(`--augment-with ${opts.ganDir}: the GAN's classes (${meta.classes.join(', ')}) share none with the dataset's (${classes.join(', ')})`);

@@ -9,7 +9,7 @@ import { WgslNnError } from '../gpu/errors.js';
 import type { DefectClassifier } from '../cnn/model.js';
 import { loadModelDir } from '../cnn/model-dir.js';
 import type { Engine } from '../gpu/engine.js';
-import type { Generator } from './models.js';
+import type { ImageGenerator } from './mixture.js';
 import { argmaxRows } from '../eval/metrics.js';
 import { predictImages } from './features.js';
 import type { SampleFilter } from './samples.js';
@@ -48,7 +48,7 @@ export function classifierFilter(model: DefectClassifier, opts: ClassifierFilter
  * classifierFilter for `generator`'s classes and image size, from a classifier model directory (loaded
  * on `engine`); `dispose()` frees the classifier.
  */
-export function loadClassifierFilter(dir: string, generator: Generator, minConfidence: number | undefined, engine: Engine): { filter: SampleFilter; dispose: () => void } {
+export function loadClassifierFilter(dir: string, generator: ImageGenerator, minConfidence: number | undefined, engine: Engine): { filter: SampleFilter; dispose: () => void } {
   const { model, meta } = loadModelDir(dir, engine);
   try {
     const filter = classifierFilter(model, { classifierClasses: meta.classes, ganClasses: generator.config.classes, imageSize: generator.config.imageSize, minConfidence });

@@ -4,7 +4,7 @@ import { type Command, Option } from 'commander';
 import { commandLine, diffAugmentList as policyList, int, nonNegativeInt, num, withEngine } from '../cli-common.js';
 import { TrainingProgress } from '../train/progress.js';
 import { loadClassifierFilter } from './classifier-filter.js';
-import { loadGanDir } from './model-dir.js';
+import { loadGanSampler, writeGanMixture } from './mixture.js';
 import { recomputeGeneratorStatistics, writeSampleFolders } from './samples.js';
 import { formatGanScore, scoreGan } from './score.js';
 import { trainGan } from './train.js';
@@ -110,7 +110,7 @@ export function registerGanCommands(program: Command): void {
   gan
     .command('sample')
     .description('write generated PNGs: N per class, one sub-folder per class (a dataset `wgsl-nn train` reads)')
-    .requiredOption('--model <dir>', 'GAN model directory')
+    .requiredOption('--model <dir>', 'GAN model directory (one generator, or a mixture: an equal share from each)')
     .requiredOption('--count <n>', 'images per class', int('--count'))
     .requiredOption('--out <dir>', 'output folder')
     .option('--seed <n>', 'noise seed', int('--seed'), 1)
@@ -121,7 +121,7 @@ export function registerGanCommands(program: Command): void {
     .option('--standing-stats <batches>', "first recompute the generator's BatchNorm statistics from this many batches of noise (BigGAN's standing statistics; for a --ema generator)", int('--standing-stats'))
     .action(async (opts) => {
       await withEngine(async (engine) => {
-        const { generator, meta } = loadGanDir(opts.model, engine);
+        const { generator, meta } = loadGanSampler(opts.model, engine);
         let classifier: ReturnType<typeof loadClassifierFilter> | undefined;
         try {
           if (opts.standingStats !== undefined) recomputeGeneratorStatistics(generator, opts.standingStats, opts.seed);
@@ -139,6 +139,17 @@ export function registerGanCommands(program: Command): void {
           classifier?.dispose();
         }
       });
+    });
+
+  gan
+    .command('mix')
+    .description('one GAN directory of several generators (copied whole): sample, score and --augment-with draw an equal share of each class from each')
+    .requiredOption('--members <dirs>', 'GAN model directories, comma-separated (same classes, image size and training split)')
+    .requiredOption('--out <dir>', 'mixture directory to write (a new directory, not one of the members)')
+    .action((opts) => {
+      const members = String(opts.members).split(',').filter(Boolean);
+      const meta = writeGanMixture(opts.out, members, { command: commandLine() });
+      console.log(`${resolve(opts.out)}: ${meta.members.length} generators (${members.join(', ')}), classes ${meta.classes.join(', ')}, ${meta.imageSize}x${meta.imageSize}`);
     });
 
   gan

@@ -7,6 +7,7 @@ import { WgslNnError } from '../gpu/errors.js';
 import { inference, standingStatistics } from '../nn/modules.js';
 import { mixSeed } from '../data/split.js';
 import { Rng } from '../util/rng.js';
+import { GeneratorMixture, type ImageGenerator } from './mixture.js';
 import { type Generator, latentBatch, pixelRange } from './models.js';
 
 export interface GenerateOptions {
@@ -32,8 +33,12 @@ export function latentNoise(rng: Rng, truncation?: number): () => number {
   };
 }
 
-/** Images [n, S*S] in [0, 1] for the given class labels, from noise drawn with `rng`. */
-export async function generateImages(G: Generator, labels: ArrayLike<number>, rng: Rng, opts: GenerateOptions = {}): Promise<Float32Array> {
+/**
+ * Images [n, S*S] in [0, 1] for the given class labels, from noise drawn with `rng`. From a mixture, image i
+ * comes from member i mod M (members in order, each drawing its noise from `rng` in turn).
+ */
+export async function generateImages(G: ImageGenerator, labels: ArrayLike<number>, rng: Rng, opts: GenerateOptions = {}): Promise<Float32Array> {
+  if (G instanceof GeneratorMixture) return generateFromMixture(G, labels, rng, opts);
   const batchSize = opts.batchSize ?? 64;
   const noise = latentNoise(rng, opts.truncation);
   const c = G.config;
@@ -53,13 +58,30 @@ export async function generateImages(G: Generator, labels: ArrayLike<number>, rn
   return out;
 }
 
+async function generateFromMixture(G: GeneratorMixture, labels: ArrayLike<number>, rng: Rng, opts: GenerateOptions): Promise<Float32Array> {
+  const M = G.members.length;
+  const area = G.config.imageSize ** 2;
+  const out = new Float32Array(labels.length * area);
+  for (let m = 0; m < M; m++) {
+    const picked = Array.from({ length: Math.ceil((labels.length - m) / M) }, (_, j) => m + j * M);
+    if (!picked.length) continue;
+    const images = await generateImages(G.members[m], picked.map((i) => labels[i]), rng, opts);
+    picked.forEach((i, j) => out.set(images.subarray(j * area, (j + 1) * area), i * area));
+  }
+  return out;
+}
+
 /**
  * Standing statistics for a generator (standingStatistics in src/nn/modules.ts): its BatchNorm running
  * statistics recomputed from `batches` batches of `batchSize` noise vectors drawn from `seed`, classes in turn (a
- * conditional generator sees every class equally). For a generator that is an average of weights
+ * conditional generator sees every class equally); a mixture's members each in turn. For a generator that is an average of weights
  * (`gan train --ema`); without BatchNorm (the dense GAN) it changes nothing.
  */
-export function recomputeGeneratorStatistics(G: Generator, batches: number, seed: number, batchSize = 64): void {
+export function recomputeGeneratorStatistics(G: ImageGenerator, batches: number, seed: number, batchSize = 64): void {
+  if (G instanceof GeneratorMixture) {
+    for (const member of G.members) recomputeGeneratorStatistics(member, batches, seed, batchSize);
+    return;
+  }
   const c = G.config;
   const classes = Math.max(1, c.classes.length);
   // A noise stream of its own: derived from `seed`, so not the one the samples draw with that seed.
@@ -118,7 +140,7 @@ export interface SampleFolderOptions extends GenerateOptions {
  * Writes `perClass` generated PNGs of every class under out/<class>/<prefix><class>_00000.png: a
  * class-per-folder dataset (the layout `wgsl-nn train` reads). Returns the files written.
  */
-export async function writeSampleFolders(G: Generator, out: string, perClass: number, seed: number, opts: SampleFolderOptions = {}): Promise<string[]> {
+export async function writeSampleFolders(G: ImageGenerator, out: string, perClass: number, seed: number, opts: SampleFolderOptions = {}): Promise<string[]> {
   if (!Number.isInteger(perClass) || perClass < 1) throw new WgslNnError(`--count must be a positive integer, got ${perClass}`);
   const maxDrawFactor = opts.maxDrawFactor ?? 20;
   if (!(maxDrawFactor >= 1)) throw new RangeError(`maxDrawFactor must be >= 1, got ${maxDrawFactor}`);

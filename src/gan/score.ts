@@ -13,7 +13,7 @@ import { stratifiedSplit } from '../data/split.js';
 import { pixelHash, loadGray8 } from '../data/images.js';
 import type { Engine } from '../gpu/engine.js';
 import { Rng } from '../util/rng.js';
-import { loadGanDir, type GanMetadata } from './model-dir.js';
+import { loadGanSampler, type GanSamplerMeta } from './mixture.js';
 import {
   frechetDistance,
   kernelInceptionDistance,
@@ -80,7 +80,7 @@ interface GanDataRecord {
 }
 
 /** The dataset items to score: everything, or the test split recorded by the GAN's trainer. */
-async function realItems(ds: ScannedDataset, meta: GanMetadata, testSplit: boolean): Promise<ScannedDataset['items']> {
+async function realItems(ds: ScannedDataset, meta: GanSamplerMeta, testSplit: boolean): Promise<ScannedDataset['items']> {
   if (!testSplit) return ds.items;
   const d = meta.data as GanDataRecord | undefined;
   if (!d || d.splitSeed === undefined) throw new WgslNnError('--test-split: this GAN directory records no training split');
@@ -92,7 +92,7 @@ async function realItems(ds: ScannedDataset, meta: GanMetadata, testSplit: boole
 
 export async function scoreGan(opts: GanScoreOptions): Promise<GanScoreReport> {
   const seed = opts.seed ?? 1;
-  const { generator, meta } = loadGanDir(opts.model, opts.engine);
+  const { generator, meta } = loadGanSampler(opts.model, opts.engine);
   const { model: classifier, meta: cmeta } = loadModelDir(opts.classifier, opts.engine);
   try {
     const ds = await scanDataset(opts.data, 'multiclass');

@@ -1,0 +1,188 @@
+// A GAN directory of several generators (src/gan/mixture.ts): written from GAN directories, loaded as
+// one sampler whose image i comes from member i mod M (checked value for value against the members
+// sampled alone), used by `gan sample`, `gan score` and `train --augment-with`, and clear refusals for
+// members that do not belong together. Two tiny generators (16x16, 1 epoch) of different architectures.
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { floatToU8 } from '../src/data/images.js';
+import { generateSynthetic } from '../src/data/synthetic.js';
+import type { Engine } from '../src/gpu/engine.js';
+import { GeneratorMixture, loadGanSampler, writeGanMixture, GAN_MIXTURE_FORMAT } from '../src/gan/mixture.js';
+import { loadGanDir } from '../src/gan/model-dir.js';
+import { generateImages, recomputeGeneratorStatistics, writeSampleFolders } from '../src/gan/samples.js';
+import { scoreGan } from '../src/gan/score.js';
+import { trainGan, type GanTrainOptions } from '../src/gan/train.js';
+import { trainClassifier } from '../src/cnn/train.js';
+import { readModelMetadata } from '../src/cnn/model-dir.js';
+import { Rng } from '../src/util/rng.js';
+import { runCli, testEngine } from './helpers.js';
+
+const CLASSES = ['clean', 'crack', 'inclusion', 'patch', 'scratch', 'spot'];
+let engine: Engine;
+let dir: string;
+let data: string;
+let a: string;
+let b: string;
+let mix: string;
+
+const tiny = (out: string, extra: Partial<GanTrainOptions> = {}): GanTrainOptions => ({
+  data,
+  out,
+  arch: 'dcgan',
+  imageSize: 16,
+  ngf: 4,
+  ndf: 4,
+  latentDim: 8,
+  batchSize: 8,
+  epochs: 1,
+  sampleEvery: 0,
+  engine,
+  ...extra,
+});
+
+beforeAll(async () => {
+  engine = await testEngine();
+  dir = mkdtempSync(join(tmpdir(), 'wgsl-nn-gan-mixture-'));
+  data = join(dir, 'data');
+  await generateSynthetic({ outDir: data, perClass: 10, size: 24, seed: 5 });
+  a = join(dir, 'a');
+  b = join(dir, 'b');
+  await trainGan(tiny(a, { seed: 1 }));
+  // Another architecture (wider, conditional BatchNorm, another latent size): members need only share classes, size and split.
+  await trainGan(tiny(b, { seed: 2, splitSeed: 1, ngf: 6, latentDim: 5, conditionalBatchNorm: true }));
+  mix = join(dir, 'mix');
+  writeGanMixture(mix, [a, b]);
+}, 120_000);
+afterAll(() => {
+  engine.destroy();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('GAN mixture directory', () => {
+  it('holds complete copies of its members and records them in order', () => {
+    const meta = JSON.parse(readFileSync(join(mix, 'model.json'), 'utf8'));
+    expect(meta.format).toBe(GAN_MIXTURE_FORMAT);
+    expect(meta.classes).toEqual(CLASSES);
+    expect(meta.imageSize).toBe(16);
+    expect(meta.members).toEqual([
+      { dir: 'member-0', source: a },
+      { dir: 'member-1', source: b },
+    ]);
+    expect(meta.data).toEqual(JSON.parse(readFileSync(join(a, 'model.json'), 'utf8')).data);
+    for (const [m, src] of [['member-0', a], ['member-1', b]])
+      for (const f of ['generator.safetensors', 'discriminator.safetensors', 'model.json'])
+        expect(readFileSync(join(mix, m, f)).equals(readFileSync(join(src, f)))).toBe(true);
+    // Not the training state: a mixture is for sampling.
+    expect(existsSync(join(mix, 'member-0', 'checkpoint'))).toBe(false);
+  });
+
+  it('samples image i from member i mod 2, each member drawing its noise from the one stream in turn', async () => {
+    const { generator, meta } = loadGanSampler(mix, engine);
+    const ga = loadGanDir(a, engine).generator;
+    const gb = loadGanDir(b, engine).generator;
+    try {
+      expect(generator).toBeInstanceOf(GeneratorMixture);
+      expect(meta.classes).toEqual(CLASSES);
+      const labels = [0, 5, 2, 2, 1, 3, 4];
+      const got = await generateImages(generator, labels, new Rng(11));
+      // Expected, apart: member 0 makes images 0, 2, 4, 6 from Rng(11); member 1 then 1, 3, 5 from the same stream.
+      const rng = new Rng(11);
+      const fromA = await generateImages(ga, [0, 2, 1, 4], rng);
+      const fromB = await generateImages(gb, [5, 2, 3], rng);
+      const area = 16 * 16;
+      const want = new Float32Array(labels.length * area);
+      [0, 2, 4, 6].forEach((i, j) => want.set(fromA.subarray(j * area, (j + 1) * area), i * area));
+      [1, 3, 5].forEach((i, j) => want.set(fromB.subarray(j * area, (j + 1) * area), i * area));
+      expect(got).toEqual(want);
+      // The two members really differ (otherwise the check above proves little).
+      const sameNoiseA = await generateImages(ga, [5], new Rng(3));
+      const sameNoiseB = await generateImages(gb, [5], new Rng(3));
+      expect(sameNoiseA).not.toEqual(sameNoiseB);
+      expect(got.every((v) => v >= 0 && v <= 1)).toBe(true);
+      // Standing statistics reach every member: the images of both members' positions change.
+      recomputeGeneratorStatistics(generator, 1, 4, 8);
+      const after = await generateImages(generator, labels, new Rng(11));
+      expect(after.subarray(0, area)).not.toEqual(got.subarray(0, area));
+      expect(after.subarray(area, 2 * area)).not.toEqual(got.subarray(area, 2 * area));
+    } finally {
+      generator.dispose();
+      ga.dispose();
+      gb.dispose();
+    }
+  });
+
+  it('writeSampleFolders from a mixture: an equal share of every class from each member, as generateImages draws it', async () => {
+    const { generator } = loadGanSampler(mix, engine);
+    const out = join(dir, 'samples');
+    try {
+      const files = await writeSampleFolders(generator, out, 4, 9);
+      expect(files).toHaveLength(24);
+      expect(readdirSync(out).sort()).toEqual(CLASSES);
+      const rng = new Rng(9);
+      for (const [k, c] of CLASSES.entries()) {
+        const want = floatToU8(await generateImages(generator, new Int32Array(4).fill(k), rng));
+        for (let i = 0; i < 4; i++) {
+          const { data: px } = await sharp(join(out, c, `${c}_0000${i}.png`)).extractChannel(0).raw().toBuffer({ resolveWithObject: true });
+          expect(Uint8Array.from(px)).toEqual(want.subarray(i * 256, (i + 1) * 256));
+        }
+      }
+    } finally {
+      generator.dispose();
+    }
+  });
+
+  it('wgsl-nn gan mix / gan sample / gan score / train --augment-with take a mixture as they take one generator', async () => {
+    const cliMix = join(dir, 'cli-mix');
+    const made = await runCli(['gan', 'mix', '--members', `${a},${b}`, '--out', cliMix]);
+    expect(made.code, made.stderr).toBe(0);
+    expect(made.stdout).toMatch(/2 generators/);
+    const sampled = await runCli(['gan', 'sample', '--model', cliMix, '--count', '3', '--out', join(dir, 'cli-samples')]);
+    expect(sampled.code, sampled.stderr).toBe(0);
+    for (const c of CLASSES) expect(readdirSync(join(dir, 'cli-samples', c))).toHaveLength(3);
+
+    const classifier = join(dir, 'classifier');
+    await trainClassifier({ data, task: 'multiclass', out: classifier, inputSize: 24, channels: [4, 8, 8], epochs: 1, batchSize: 16, engine, valFraction: 0.2 });
+    expect(() => loadGanSampler(classifier, engine)).toThrow(/this is a 'wgsl-nn-classifier\/1' model directory; expected format wgsl-nn-gan\/1 or wgsl-nn-gan-mixture\/1/);
+    const r = await scoreGan({ model: cliMix, data, classifier, engine, kidSubsets: 5 });
+    expect(r.perClass.map((c) => c.className)).toEqual(CLASSES);
+    expect(r.perClass.every((c) => c.fd > 0 && Number.isFinite(c.fd) && c.halfSize === 5)).toBe(true);
+
+    await trainClassifier({ data, task: 'multiclass', out: join(dir, 'augmented'), inputSize: 24, channels: [4, 8, 8], epochs: 1, batchSize: 8, engine, augmentWith: cliMix, syntheticRatio: 0.5 });
+    expect(readModelMetadata(join(dir, 'augmented')).training?.synthetic).toMatchObject({ ratio: 0.5, perClass: { clean: 3, spot: 3 } });
+  }, 180_000);
+
+  it('refuses members that do not belong together, a mixture over or inside a member, and a damaged mixture', async () => {
+    // Another split: the test images of one member could be training images of the other.
+    const otherSplit = join(dir, 'other-split');
+    await trainGan(tiny(otherSplit, { seed: 3, splitSeed: 7 }));
+    expect(() => writeGanMixture(join(dir, 'x1'), [a, otherSplit])).toThrow(/trained on other data or another split .* must share the split/);
+    const oneClass = join(dir, 'one-class');
+    await trainGan(tiny(oneClass, { className: 'crack' }));
+    expect(() => writeGanMixture(join(dir, 'x2'), [a, oneClass])).toThrow(/has the classes crack; the first member has clean, crack/);
+    const bigger = join(dir, 'bigger');
+    await trainGan(tiny(bigger, { imageSize: 32 }));
+    expect(() => writeGanMixture(join(dir, 'x3'), [a, bigger])).toThrow(/makes 32x32 images; the first member 16x16/);
+    expect(() => writeGanMixture(join(dir, 'x4'), [a])).toThrow(/at least 2 GAN directories/);
+    expect(() => writeGanMixture(a, [a, b])).toThrow(/cannot be written over or inside its member/);
+    expect(() => writeGanMixture(join(a, 'inner'), [a, b])).toThrow(/cannot be written over or inside its member/);
+    expect(() => writeGanMixture(join(dir, 'x5'), [mix, a])).toThrow(/is itself a mixture; name its member directories/);
+    expect(() => writeGanMixture(join(dir, 'x6'), [a, join(dir, 'nope')])).toThrow(/model directory not found/);
+    expect(existsSync(join(dir, 'x1', 'model.json'))).toBe(false);
+    // One generator's loader names what it found.
+    expect(() => loadGanDir(mix, engine)).toThrow(/this is a 'wgsl-nn-gan-mixture\/1' model directory; expected format wgsl-nn-gan\/1/);
+    // A mixture whose member folder went missing, or whose model.json lists fewer than two.
+    const broken = join(dir, 'broken');
+    cpSync(mix, broken, { recursive: true });
+    rmSync(join(broken, 'member-1'), { recursive: true });
+    expect(() => loadGanSampler(broken, engine)).toThrow(/member directory member-1 is missing/);
+    const meta = JSON.parse(readFileSync(join(broken, 'model.json'), 'utf8'));
+    writeFileSync(join(broken, 'model.json'), JSON.stringify({ ...meta, members: meta.members.slice(0, 1) }));
+    expect(() => loadGanSampler(broken, engine)).toThrow(/a mixture lists at least 2 members/);
+    const cli = await runCli(['gan', 'sample', '--model', broken, '--count', '1', '--out', join(dir, 'never')]);
+    expect(cli.code).not.toBe(0);
+    expect(cli.stderr).toMatch(/a mixture lists at least 2 members/);
+  }, 180_000);
+});
