@@ -22,7 +22,7 @@ import { trainClassifier } from '../src/cnn/train.js';
 import { loadModelDir, readModelMetadata } from '../src/cnn/model-dir.js';
 import { readSafetensors } from '../src/nn/serialize.js';
 import { checkpointPartPath } from '../src/train/checkpoint.js';
-import { runCli, testEngine } from './helpers.js';
+import { runCli, testEngine, tinyGanOptions } from './helpers.js';
 
 let engine: Engine;
 let dir: string;
@@ -39,19 +39,7 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const tiny = (out: string, extra: Partial<GanTrainOptions> = {}): GanTrainOptions => ({
-  data,
-  out,
-  arch: 'dcgan',
-  imageSize: 16,
-  ngf: 4,
-  ndf: 4,
-  latentDim: 8,
-  batchSize: 8,
-  epochs: 2,
-  engine,
-  ...extra,
-});
+const tiny = (out: string, extra: Partial<GanTrainOptions> = {}): GanTrainOptions => tinyGanOptions(data, out, engine, extra);
 
 async function generatorWeights(modelDir: string): Promise<Float32Array[]> {
   const { generator } = loadGanDir(modelDir, engine);

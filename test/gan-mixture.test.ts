@@ -18,7 +18,7 @@ import { trainGan, type GanTrainOptions } from '../src/gan/train.js';
 import { trainClassifier } from '../src/cnn/train.js';
 import { readModelMetadata } from '../src/cnn/model-dir.js';
 import { Rng } from '../src/util/rng.js';
-import { runCli, testEngine } from './helpers.js';
+import { runCli, testEngine, tinyGanOptions } from './helpers.js';
 
 const CLASSES = ['clean', 'crack', 'inclusion', 'patch', 'scratch', 'spot'];
 let engine: Engine;
@@ -28,20 +28,7 @@ let a: string;
 let b: string;
 let mix: string;
 
-const tiny = (out: string, extra: Partial<GanTrainOptions> = {}): GanTrainOptions => ({
-  data,
-  out,
-  arch: 'dcgan',
-  imageSize: 16,
-  ngf: 4,
-  ndf: 4,
-  latentDim: 8,
-  batchSize: 8,
-  epochs: 1,
-  sampleEvery: 0,
-  engine,
-  ...extra,
-});
+const tiny = (out: string, extra: Partial<GanTrainOptions> = {}): GanTrainOptions => tinyGanOptions(data, out, engine, { epochs: 1, ...extra });
 
 beforeAll(async () => {
   engine = await testEngine();

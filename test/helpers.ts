@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'vitest';
 import { Engine } from '../src/gpu/engine.js';
+import type { GanTrainOptions } from '../src/gan/train.js';
 import { Rng } from '../src/util/rng.js';
 
 /** An engine whose new buffers are filled with NaN, so any element a kernel does not write fails. */
@@ -122,4 +123,12 @@ export function runCli(args: string[], options: { timeout?: number; maxBuffer?: 
     (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
     (e) => ({ code: e.code as number, stdout: e.stdout as string, stderr: e.stderr as string, signal: e.signal as string | null }),
   );
+}
+
+/**
+ * Options of a tiny DCGAN run for tests: 16x16 images, widths 4, latent 8, batch 8, 2 epochs (seconds on
+ * lavapipe); `extra` overrides any of them.
+ */
+export function tinyGanOptions(data: string, out: string, engine: Engine, extra: Partial<GanTrainOptions> = {}): GanTrainOptions {
+  return { data, out, arch: 'dcgan', imageSize: 16, ngf: 4, ndf: 4, latentDim: 8, batchSize: 8, epochs: 2, engine, ...extra };
 }

@@ -19,7 +19,7 @@ import { generateSynthetic } from '../src/data/synthetic.js';
 import { F, load, manualSeed, nn, readSafetensors, save, type Tensor } from '../src/nn/index.js';
 import { Rng } from '../src/util/rng.js';
 import { symmetricEigen } from '../src/gan/linalg.js';
-import { dot, expectClose, numericalGrad, randArray, testEngine } from './helpers.js';
+import { dot, expectClose, numericalGrad, randArray, testEngine, tinyGanOptions } from './helpers.js';
 import { runTorchJson, torchAvailable } from './torch-python.js';
 
 let engine: Engine;
@@ -360,9 +360,8 @@ describe('trainGan with spectralNorm: model directory, loading, --resume', () =>
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  const tiny = (out: string, extra: Partial<GanTrainOptions> = {}): GanTrainOptions => ({
-    data, out, arch: 'dcgan', imageSize: 16, ngf: 4, ndf: 4, latentDim: 8, batchSize: 4, epochs: 2, engine, className: 'crack', spectralNorm: true, sampleEvery: 0, ...extra,
-  });
+  const tiny = (out: string, extra: Partial<GanTrainOptions> = {}): GanTrainOptions =>
+    tinyGanOptions(data, out, engine, { batchSize: 4, className: 'crack', spectralNorm: true, sampleEvery: 0, ...extra });
   const weights = async (modelDir: string): Promise<Float32Array[]> => {
     const { generator, discriminator } = loadGanDir(modelDir, engine, { discriminator: true });
     const all = [...generator.namedParameters(), ...discriminator!.namedParameters(), ...discriminator!.namedBuffers()];
