@@ -4,8 +4,9 @@
 //   member-0/    a complete GAN directory ('wgsl-nn-gan/1': generator, discriminator, model.json)
 //   member-1/    ...
 // Why: generators trained differently fail differently (one draws a class's fine structure, another its
-// tone and texture), and a classifier trained on their samples together generalises better than on either
-// alone (README, TSTR). Every consumer of a GAN directory (`gan sample`, `gan score`, `train --augment-with`)
+// tone and texture), so a set drawn from several may cover a class better than one generator's; a mixture
+// lets one model directory carry them and be judged and shipped like any GAN (README, TSTR: the one
+// mixture measured so far was not better beyond a one-seed TSTR's noise). Every consumer of a GAN directory (`gan sample`, `gan score`, `train --augment-with`)
 // takes a mixture as it takes one generator: image i of each request comes from member i mod M, so every
 // class gets an equal share from every member.
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
