@@ -153,6 +153,10 @@ describe('GAN mixture directory', () => {
     await trainGan(tiny(bigger, { imageSize: 32 }));
     expect(() => writeGanMixture(join(dir, 'x3'), [a, bigger])).toThrow(/makes 32x32 images; the first member 16x16/);
     expect(() => writeGanMixture(join(dir, 'x4'), [a])).toThrow(/at least 2 GAN directories/);
+    expect(() => writeGanMixture(otherSplit, [a, b])).toThrow(/holds another kind of model; a mixture replaces only a mixture/);
+    // A mixture may be rewritten in place (members reordered here).
+    expect(writeGanMixture(join(dir, 'cli-mix'), [b, a]).members.map((m) => m.source)).toEqual([b, a]);
+    expect(JSON.parse(readFileSync(join(dir, 'cli-mix', 'member-0', 'model.json'), 'utf8')).architecture.ngf).toBe(6);
     expect(() => writeGanMixture(a, [a, b])).toThrow(/cannot be written over or inside its member/);
     expect(() => writeGanMixture(join(a, 'inner'), [a, b])).toThrow(/cannot be written over or inside its member/);
     expect(() => writeGanMixture(join(dir, 'x5'), [mix, a])).toThrow(/is itself a mixture; name its member directories/);

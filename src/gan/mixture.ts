@@ -9,7 +9,7 @@
 // mixture measured so far was not better beyond a one-seed TSTR's noise). Every consumer of a GAN directory (`gan sample`, `gan score`, `train --augment-with`)
 // takes a mixture as it takes one generator: image i of each request comes from member i mod M, so every
 // class gets an equal share from every member.
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import type { Engine } from '../gpu/engine.js';
 import { ModelFormatError, MODEL_JSON, readModelJson, writeModelDir } from '../model-dir.js';
@@ -69,6 +69,8 @@ export function writeGanMixture(out: string, members: string[], opts: { command?
     if (readGanSamplerMeta(m).format === GAN_MIXTURE_FORMAT) throw new ModelFormatError(`${m} is itself a mixture; name its member directories instead`);
     return readGanMetadata(m);
   });
+  if (existsSync(join(out, MODEL_JSON)) && formatIn(out) !== GAN_MIXTURE_FORMAT)
+    throw new ModelFormatError(`${out} holds another kind of model; a mixture replaces only a mixture: write it to a new directory`);
   const first = metas[0];
   const firstData = splitRecord(first.data);
   metas.forEach((meta, i) => {
@@ -102,6 +104,15 @@ function splitRecord(data: unknown): string {
   const d = (data ?? {}) as Record<string, unknown>;
   const keys = ['root', 'className', 'splitSeed', 'testFraction', 'valFraction', 'limitPerClass', 'files'];
   return JSON.stringify(keys.map((k) => d[k] ?? null));
+}
+
+/** The format named in <dir>/model.json, or undefined when it cannot be read. */
+function formatIn(dir: string): unknown {
+  try {
+    return JSON.parse(readFileSync(join(dir, MODEL_JSON), 'utf8'))?.format;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Whether path `a` is `b` or inside it (both absolute). */
