@@ -9,11 +9,11 @@
 // mixture measured so far was not better beyond a one-seed TSTR's noise). Every consumer of a GAN directory (`gan sample`, `gan score`, `train --augment-with`)
 // takes a mixture as it takes one generator: image i of each request comes from member i mod M, so every
 // class gets an equal share from every member.
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import type { Engine } from '../gpu/engine.js';
 import { ModelFormatError, MODEL_JSON, readModelJson, writeModelDir } from '../model-dir.js';
-import { GAN_FORMAT, loadGanDir, readGanMetadata, type GanMetadata } from './model-dir.js';
+import { GAN_FORMAT, loadGanDir, type GanMetadata } from './model-dir.js';
 import type { Generator } from './models.js';
 
 export const GAN_MIXTURE_FORMAT = 'wgsl-nn-gan-mixture/1';
@@ -66,10 +66,11 @@ export function writeGanMixture(out: string, members: string[], opts: { command?
   const metas = members.map((m) => {
     if (within(outAbs, resolve(m)) || within(resolve(m), outAbs))
       throw new ModelFormatError(`the mixture ${out} cannot be written over or inside its member ${m}, nor hold it: write it to a new directory`);
-    if (readGanSamplerMeta(m).format === GAN_MIXTURE_FORMAT) throw new ModelFormatError(`${m} is itself a mixture; name its member directories instead`);
-    return readGanMetadata(m);
+    const meta = readGanSamplerMeta(m);
+    if (meta.format === GAN_MIXTURE_FORMAT) throw new ModelFormatError(`${m} is itself a mixture; name its member directories instead`);
+    return meta;
   });
-  if (existsSync(join(out, MODEL_JSON)) && formatIn(out) !== GAN_MIXTURE_FORMAT)
+  if (existsSync(join(out, MODEL_JSON)) && !isMixtureDir(out))
     throw new ModelFormatError(`${out} holds another kind of model; a mixture replaces only a mixture: write it to a new directory`);
   const first = metas[0];
   const firstData = splitRecord(first.data);
@@ -106,12 +107,13 @@ function splitRecord(data: unknown): string {
   return JSON.stringify(keys.map((k) => d[k] ?? null));
 }
 
-/** The format named in <dir>/model.json, or undefined when it cannot be read. */
-function formatIn(dir: string): unknown {
+/** Whether <dir>/model.json is a readable mixture's. */
+function isMixtureDir(dir: string): boolean {
   try {
-    return JSON.parse(readFileSync(join(dir, MODEL_JSON), 'utf8'))?.format;
+    readModelJson(dir, GAN_MIXTURE_FORMAT);
+    return true;
   } catch {
-    return undefined;
+    return false;
   }
 }
 
