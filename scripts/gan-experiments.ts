@@ -73,7 +73,7 @@ const program = new Command();
 
 program
   .command('tstr')
-  .requiredOption('--gan <dirs>', 'GAN model directory (class-conditional, or any with the classes of --data); several, comma-separated: --per-class split evenly among them')
+  .requiredOption('--gan <dir>', 'GAN model directory (class-conditional, or any with the classes of --data): one generator, or a mixture of several (`wgsl-nn gan mix`)')
   .option('--data <dir>', 'real dataset', '../shared/datasets/neu')
   .option('--reference <dir>', 'classifier whose recorded test split is used (and whose accuracy is shown beside)', 'models/neu')
   .option('--per-class <n>', 'generated training images per class', (v) => Number(v), 300)
@@ -95,11 +95,11 @@ program
       const valDir = join(o.out, 'real-val');
       const nVal = materialiseSplit(o.reference, 'val', o.data, valDir);
       const reference = await evaluateModel(o.reference, testDir, { engine });
-      const gans = String(o.gan).split(',');
-      const meta = readGanSamplerMeta(gans[0]);
-      for (const g of gans.slice(1))
-        if (readGanSamplerMeta(g).classes.join() !== meta.classes.join()) throw new Error(`${g}: other classes than ${gans[0]}`);
-      if (gans.length > 1 && (o.standingStats !== undefined || o.filterWith)) throw new Error('several --gan: plain or truncated sampling only');
+      // Several generators were once a comma-separated list here, each drawn from its own noise stream into
+      // one folder; a mixture directory (`wgsl-nn gan mix`) now does that job everywhere, with the split checks.
+      if (String(o.gan).includes(','))
+        throw new Error(`--gan ${o.gan}: several generators are one mixture directory now: \`wgsl-nn gan mix --members ${o.gan} --out <dir>\`, then --gan <dir>`);
+      const meta = readGanSamplerMeta(o.gan);
       const sampling = {
         truncation: o.truncation as number | undefined,
         filterWith: o.filterWith as string | undefined,
@@ -111,17 +111,15 @@ program
         const samples = join(o.out, `samples-${seed}`);
         rmSync(samples, { recursive: true, force: true });
         const acceptance: Record<string, number> = {};
-        let filter;
-        // With several generators, perClass / gans.length images of each class from each, into one class-per-folder set.
-        for (const [i, g] of gans.entries()) {
-          const { generator } = loadGanSampler(g, engine);
+        const { generator } = loadGanSampler(o.gan, engine);
+        const classifier = o.filterWith ? loadClassifierFilter(o.filterWith, generator, o.minConfidence, engine) : undefined;
+        const filter = classifier?.filter;
+        try {
           if (o.standingStats !== undefined) recomputeGeneratorStatistics(generator, o.standingStats, seed);
-          const classifier = o.filterWith ? loadClassifierFilter(o.filterWith, generator, o.minConfidence, engine) : undefined;
-          filter = classifier?.filter;
-          await writeSampleFolders(generator, samples, Math.round(o.perClass / gans.length), seed, {
+          await writeSampleFolders(generator, samples, o.perClass, seed, {
             truncation: o.truncation, filter, maxDrawFactor: o.maxDrawFactor, onClass: (c, accepted, drawn) => (acceptance[c] = accepted / drawn),
-            filePrefix: gans.length > 1 ? `g${i}_` : '',
           });
+        } finally {
           generator.dispose();
           classifier?.dispose();
         }

@@ -1,11 +1,15 @@
-// Soak test of the inspection station: many concurrent callers drive one Inspector over real images
-// for a long run, and the run fails (exit 1) unless resources stay bounded.
+// Soak test of the inspection station: many concurrent callers drive one Inspector (a classifier model)
+// or one AnomalyDetector (an anomaly model, chosen by the model directory's format) over real images for a
+// long run, and the run fails (exit 1) unless resources stay bounded.
 //
 //   npm run soak -- --count 100000 [--concurrency 16] [--model models/neu] [--data ../shared/datasets/neu]
 //                   [--images 240] [--max-batch 16] [--max-wait-ms 2] [--rss-growth-mb 64]
+//   npm run soak -- --model models/magnetic-tile-anomaly --data ../shared/datasets/magnetic-tile --count 500 --concurrency 2
 //
 // Images: --data (default ../shared/datasets/neu next to the repository) if it exists, else synthetic
 // surfaces (src/data/synthetic.ts) encoded as PNG; at most --images of them are held in memory and cycled.
+// --max-batch and --max-wait-ms are the Inspector's queue settings; an AnomalyDetector scores each call on
+// its own (its maps are returned too, as a station that shows them would ask).
 //
 // Bounds it holds (checked at start, middle and end; "start" is after a warm-up that runs one batch of
 // every size 1..maxBatch, so the buffer pool and pipeline cache have reached their steady state):
@@ -19,6 +23,11 @@ import { runInNewContext } from 'node:vm';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { Inspector } from '../src/cnn/inspector.js';
+import { AnomalyDetector } from '../src/anomaly/detector.js';
+import { ANOMALY_FORMAT } from '../src/anomaly/model-dir.js';
+import type { Engine } from '../src/gpu/engine.js';
+import { readModelJson } from '../src/model-dir.js';
+import { MODEL_FORMAT as CLASSIFIER_FORMAT } from '../src/cnn/model-dir.js';
 import { formatBytes } from '../src/gpu/engine.js';
 import { isImageFile, floatToU8 } from '../src/data/images.js';
 import { SYNTHETIC_CLASSES, syntheticSample } from '../src/data/synthetic.js';
@@ -88,24 +97,74 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)] : 0;
 }
 
+/** What the soak drives: an Inspector or an AnomalyDetector, one image per call. */
+interface Station {
+  engine: Engine;
+  /** What the model is, for the header. */
+  describe: string;
+  /** How the soak calls it, for the header. */
+  settings: string;
+  /** Brings pools and pipeline caches to their steady state before the first snapshot. */
+  warmUp(images: Buffer[]): Promise<void>;
+  inspect(image: Buffer, name: string): Promise<unknown>;
+  /** A line of the station's own counters after the run. */
+  statsLine(): string;
+  dispose(): void;
+}
+
+async function loadStation(modelDir: string): Promise<Station> {
+  const { format } = readModelJson<{ format: string }>(modelDir, [ANOMALY_FORMAT, CLASSIFIER_FORMAT]);
+  if (format === ANOMALY_FORMAT) {
+    const det = await AnomalyDetector.load(modelDir);
+    const memories = det.meta.memories?.length ?? 0;
+    return {
+      engine: det.engine,
+      describe: `anomaly detector, ${memories} feature memor${memories === 1 ? 'y' : 'ies'}, threshold ${det.threshold.toPrecision(4)}`,
+      settings: 'one image per call, map returned',
+      async warmUp(images) {
+        // Every image once: the patch and memory batches of every size this image set forms.
+        for (const img of images) await det.score(img);
+      },
+      inspect: (image, name) => det.score(image).catch((e: unknown) => Promise.reject(new Error(`${name}: ${(e as Error).message}`))),
+      statsLine: () => '',
+      dispose: () => det.dispose(),
+    };
+  }
+  const insp = await Inspector.load(modelDir, { maxBatch, maxWaitMs, batchSize: maxBatch });
+  return {
+    engine: insp.engine,
+    describe: `${insp.meta.task}, ${insp.classes.length} classes, ${insp.meta.inputSize}px`,
+    settings: `maxBatch ${maxBatch}, maxWaitMs ${maxWaitMs}`,
+    async warmUp(images) {
+      // One GPU batch of every size the queue can form, then a short concurrent burst.
+      for (let n = 1; n <= maxBatch; n++) await insp.inspectBatch(images.slice(0, n).concat(Array(Math.max(0, n - images.length)).fill(images[0])));
+      await Promise.all(Array.from({ length: concurrency * 2 }, (_, i) => insp.inspect(images[i % images.length])));
+    },
+    inspect: (image, name) => insp.inspect(image, name),
+    statsLine() {
+      const q = insp.stats().queue;
+      return `GPU batches: ${q.batches} (mean ${(q.items / Math.max(1, q.batches)).toFixed(1)} images, largest ${q.largestBatch}); device recoveries: ${insp.stats().deviceRecoveries}`;
+    },
+    dispose: () => insp.dispose(),
+  };
+}
+
 async function main(): Promise<number> {
   const { source, images } = await loadImages(resolve(args.data!), maxImages);
-  const insp = await Inspector.load(resolve(args.model!), { maxBatch, maxWaitMs, batchSize: maxBatch });
+  const station = await loadStation(resolve(args.model!));
   try {
-    console.log(`soak: ${count} inspections, ${concurrency} concurrent callers, maxBatch ${maxBatch}, maxWaitMs ${maxWaitMs}`);
-    console.log(`model: ${resolve(args.model!)} (${insp.meta.task}, ${insp.classes.length} classes, ${insp.meta.inputSize}px)`);
+    console.log(`soak: ${count} inspections, ${concurrency} concurrent callers, ${station.settings}`);
+    console.log(`model: ${resolve(args.model!)} (${station.describe})`);
     console.log(`images: ${source}`);
-    console.log(`adapter: ${insp.engine.describe()}`);
+    console.log(`adapter: ${station.engine.describe()}`);
 
-    // Warm-up: one GPU batch of every size the queue can form, then a short concurrent burst.
-    for (let n = 1; n <= maxBatch; n++) await insp.inspectBatch(images.slice(0, n).concat(Array(Math.max(0, n - images.length)).fill(images[0])));
-    await Promise.all(Array.from({ length: concurrency * 2 }, (_, i) => insp.inspect(images[i % images.length])));
+    await station.warmUp(images);
 
     const snapshots: Snapshot[] = [];
     const snapshot = (at: string, done: number) => {
       gc();
       const m = process.memoryUsage();
-      snapshots.push({ at, done, gpu: insp.engine.memory(), rssBytes: m.rss, heapUsedBytes: m.heapUsed });
+      snapshots.push({ at, done, gpu: station.engine.memory(), rssBytes: m.rss, heapUsedBytes: m.heapUsed });
     };
     snapshot('start', 0);
 
@@ -121,7 +180,7 @@ async function main(): Promise<number> {
           const i = next++;
           const t = performance.now();
           try {
-            await insp.inspect(images[i % images.length], `image #${i % images.length}`);
+            await station.inspect(images[i % images.length], `image #${i % images.length}`);
           } catch (e) {
             failures++;
             firstFailure ||= (e as Error).message;
@@ -138,12 +197,12 @@ async function main(): Promise<number> {
     snapshot('end', next);
 
     const sorted = latencies.slice().sort();
-    const q = insp.stats().queue;
     console.log(
       `\nthroughput: ${(count / seconds).toFixed(1)} images/s (${count} in ${seconds.toFixed(1)} s); ` +
         `latency p50 ${percentile(sorted, 0.5).toFixed(1)} ms, p99 ${percentile(sorted, 0.99).toFixed(1)} ms, max ${sorted[sorted.length - 1].toFixed(1)} ms`,
     );
-    console.log(`GPU batches: ${q.batches} (mean ${(q.items / Math.max(1, q.batches)).toFixed(1)} images, largest ${q.largestBatch}); device recoveries: ${insp.stats().deviceRecoveries}`);
+    const stats = station.statsLine();
+    if (stats) console.log(stats);
     console.log('\n        done      GPU allocated   GPU in use   buffers   host RSS     JS heap');
     for (const s of snapshots)
       console.log(
@@ -162,7 +221,7 @@ async function main(): Promise<number> {
     console.log(ok ? '\nsoak: PASS' : '\nsoak: FAIL');
     return ok ? 0 : 1;
   } finally {
-    insp.dispose();
+    station.dispose();
   }
 }
 

@@ -369,6 +369,42 @@ describe('anomaly calibrate --backbone (feature memory)', () => {
     expect(existsSync(join(copy, 'memory-2.safetensors'))).toBe(false);
   });
 
+  it('an AnomalyDetector scoring images of several sizes, two at a time, keeps GPU memory flat and its scores; a bad image fails its own call only', async () => {
+    // Every scoring path at once: GAN residuals, two memories, mirror averaging.
+    const copy = join(dir, 'memory-soak');
+    cpSync(model, copy, { recursive: true });
+    const candidates = [{ sigma: 1, topK: 4, pixelWeight: 1, featureWeight: 1, memoryWeight: 1, mirror: true }];
+    await recalibrateModelDir(copy, { engine, candidates, falseAlarmRate: 0.4, memories: [{ backbone: 'models/neu', size: 128 }, { backbone: 'models/neu', size: 64, sampling: 'coreset', pool: 512 }] });
+    const sizes: [number, number][] = [[SIZE, SIZE], [48, 40], [40, 56], [33, 47], [61, 29]];
+    const images = await Promise.all(sizes.map(([w, h], i) => sharp(join(data, i % 2 ? 'spot/s1.png' : 'good/g1.png')).resize(w, h, { fit: 'fill' }).png().toBuffer()));
+    const det = await AnomalyDetector.load(copy, { engine });
+    try {
+      const first = (await det.scoreBatch(images)).map((r) => r.score);
+      const bad = Buffer.from('not an image');
+      let before = engine.memory();
+      for (let round = 0; round < 5; round++) {
+        // Two rounds bring the buffer pool to what these calls in flight together need; then it stays.
+        if (round === 2) before = engine.memory();
+        const results = await Promise.allSettled(
+          [...images, bad].map((img, i) => new Promise((r) => setTimeout(r, i)).then(() => det.score(img, { map: i % 2 === 0 }))),
+        );
+        results.slice(0, images.length).forEach((r, i) => {
+          expect(r.status).toBe('fulfilled');
+          expect((r as PromiseFulfilledResult<{ score: number }>).value.score).toBeCloseTo(first[i], 5);
+        });
+        const failed = results[images.length];
+        expect(failed.status).toBe('rejected');
+        expect((failed as PromiseRejectedResult).reason).toBeInstanceOf(ImageDecodeError);
+        const after = engine.memory();
+        // Every call releases what it used (in use back to the level before), and after warming up, nothing new is allocated.
+        expect(after.bytesInUse).toBe(before.bytesInUse);
+        if (round >= 2) expect(after.bytesAllocated).toBe(before.bytesAllocated);
+      }
+    } finally {
+      det.dispose();
+    }
+  });
+
   it('a model.json written with one memory (memory, scoring.memoryMean) loads as a list of one', async () => {
     const { copy, cal, meta } = await withMemoryOnly('memory-legacy', { backbone: 'models/neu', size: 128 });
     const json = JSON.parse(readFileSync(join(copy, 'model.json'), 'utf8'));

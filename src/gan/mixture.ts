@@ -36,7 +36,7 @@ export class GeneratorMixture {
   constructor(readonly members: Generator[]) {
     if (members.length < 2) throw new ModelFormatError(`a generator mixture needs at least 2 generators, got ${members.length}`);
     const [first] = members;
-    for (const g of members) checkCompatible(g.config, first.config, 'a member');
+    for (const g of members) checkCompatible(g.config, first.config, 'a member', 'the first member');
     this.config = { classes: [...first.config.classes], imageSize: first.config.imageSize };
   }
 
@@ -48,10 +48,11 @@ export class GeneratorMixture {
 /** One generator or a mixture: what generateImages, writeSampleFolders and the GAN consumers take. */
 export type ImageGenerator = Generator | GeneratorMixture;
 
-function checkCompatible(c: { classes: string[]; imageSize: number }, ref: { classes: string[]; imageSize: number }, what: string): void {
+/** `what` (a member) against `ref` (named `refName` in the message): the same classes in the same order, the same image size. */
+function checkCompatible(c: { classes: string[]; imageSize: number }, ref: { classes: string[]; imageSize: number }, what: string, refName: string): void {
   if (c.classes.join('\n') !== ref.classes.join('\n'))
-    throw new ModelFormatError(`${what} has the classes ${c.classes.join(', ')}; the first member has ${ref.classes.join(', ')}`);
-  if (c.imageSize !== ref.imageSize) throw new ModelFormatError(`${what} makes ${c.imageSize}x${c.imageSize} images; the first member ${ref.imageSize}x${ref.imageSize}`);
+    throw new ModelFormatError(`${what} has the classes ${c.classes.join(', ')}; ${refName} has ${ref.classes.join(', ')}`);
+  if (c.imageSize !== ref.imageSize) throw new ModelFormatError(`${what} makes ${c.imageSize}x${c.imageSize} images; ${refName} ${ref.imageSize}x${ref.imageSize}`);
 }
 
 /**
@@ -75,7 +76,7 @@ export function writeGanMixture(out: string, members: string[], opts: { command?
   const first = metas[0];
   const firstData = splitRecord(first.data);
   metas.forEach((meta, i) => {
-    checkCompatible(meta, first, members[i]);
+    checkCompatible(meta, first, members[i], `the first member (${members[0]})`);
     if (meta.pixelRange !== first.pixelRange) throw new ModelFormatError(`${members[i]}: pixel range '${meta.pixelRange}', the first member's '${first.pixelRange}'`);
     if (splitRecord(meta.data) !== firstData)
       throw new ModelFormatError(`${members[i]} was trained on other data or another split than ${members[0]} (model.json 'data' differs); a mixture's members must share the split`);
@@ -142,7 +143,7 @@ export function loadGanSampler(dir: string, engine?: Engine): { meta: GanSampler
       if (!existsSync(memberDir)) throw new ModelFormatError(`${dir}: member directory ${m.dir} is missing`);
       const { generator } = loadGanDir(memberDir, engine);
       loaded.push(generator);
-      checkCompatible(generator.config, meta, `${memberDir}`);
+      checkCompatible(generator.config, meta, memberDir, `the mixture's ${MODEL_JSON}`);
     }
     return { meta, generator: new GeneratorMixture(loaded) };
   } catch (e) {

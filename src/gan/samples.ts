@@ -132,12 +132,10 @@ export interface SampleFolderOptions extends GenerateOptions {
   maxDrawFactor?: number;
   /** Per class: how many of the images drawn the filter accepted (all without one; surplus included). */
   onClass?: (className: string, accepted: number, drawn: number) => void;
-  /** Prepended to every file name (several generators writing into one dataset). Default none. */
-  filePrefix?: string;
 }
 
 /**
- * Writes `perClass` generated PNGs of every class under out/<class>/<prefix><class>_00000.png: a
+ * Writes `perClass` generated PNGs of every class under out/<class>/<class>_00000.png: a
  * class-per-folder dataset (the layout `wgsl-nn train` reads). Returns the files written.
  */
 export async function writeSampleFolders(G: ImageGenerator, out: string, perClass: number, seed: number, opts: SampleFolderOptions = {}): Promise<string[]> {
@@ -166,7 +164,7 @@ export async function writeSampleFolders(G: ImageGenerator, out: string, perClas
       for (let i = 0; i < count; i++) if (!keep || keep[i]) accepted++;
       for (let i = 0; i < count && written < perClass; i++) {
         if (keep && !keep[i]) continue;
-        const file = join(dir, `${opts.filePrefix ?? ''}${classes[k]}_${String(written).padStart(5, '0')}.png`);
+        const file = join(dir, `${classes[k]}_${String(written).padStart(5, '0')}.png`);
         await writeGrayPng(file, imgs.subarray(i * area, (i + 1) * area), S, S);
         files.push(file);
         written++;
