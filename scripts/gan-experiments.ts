@@ -28,8 +28,8 @@ import { writeCurvesPng } from '../src/eval/plots.js';
 const SPLIT_SEED = 1;
 
 /** The CNN recipe of models/neu (README), with fewer epochs where stated. */
-function cnnOptions(epochs: number): Partial<TrainOptions> {
-  return { task: 'multiclass', inputSize: 64, batchSize: 32, lr: 1e-3, lrSchedule: 'cosine', normalize: 'image', epochs, splitSeed: SPLIT_SEED };
+function cnnOptions(epochs: number, inputSize = 64): Partial<TrainOptions> {
+  return { task: 'multiclass', inputSize, batchSize: 32, lr: 1e-3, lrSchedule: 'cosine', normalize: 'image', epochs, splitSeed: SPLIT_SEED };
 }
 
 /** A folder of links to one of the reference model's split parts (test or val), one sub-folder per class. */
@@ -78,6 +78,7 @@ program
   .option('--reference <dir>', 'classifier whose recorded test split is used (and whose accuracy is shown beside)', 'models/neu')
   .option('--per-class <n>', 'generated training images per class', (v) => Number(v), 300)
   .option('--epochs <n>', 'CNN epochs', (v) => Number(v), 25)
+  .option('--size <px>', "the CNN's input size (64: the models/neu recipe; real images are resized to it as the generated ones are)", (v) => Number(v), 64)
   .option('--seeds <list>', 'CNN seeds', '1')
   .option('--truncation <t>', 'sample with the truncation trick (|z| <= t)', (v) => Number(v))
   .option('--filter-with <classifier>', 'rejection-sample: keep the samples this classifier assigns to their class (not a pure TSTR then)')
@@ -125,13 +126,13 @@ program
         }
         const model = join(o.out, `cnn-${seed}`);
         // Trained on generated images only: 80 % for training, 20 % (generated) for model selection, no test split.
-        await trainClassifier({ ...cnnOptions(o.epochs), data: samples, out: model, seed, testFraction: 0, valFraction: 0.2, engine, log: console.error } as TrainOptions);
+        await trainClassifier({ ...cnnOptions(o.epochs, o.size), data: samples, out: model, seed, testFraction: 0, valFraction: 0.2, engine, log: console.error } as TrainOptions);
         const v = await evaluateModel(model, valDir, { engine });
         const r = await evaluateModel(model, testDir, { engine });
         rows.push({ seed, accuracy: r.accuracy, macroF1: r.macroF1, valAccuracy: v.accuracy, acceptance: filter ? acceptance : undefined, perClassRecall: Object.fromEntries(Object.entries(r.perClass).map(([c, m]) => [c, m.recall])) });
         console.error(`TSTR seed ${seed}: accuracy ${pct(v.accuracy)} on ${nVal} real validation images, ${pct(r.accuracy)} on ${nTest} real test images`);
       }
-      const result = { gan: o.gan, ganClasses: meta.classes, perClass: o.perClass, epochs: o.epochs, sampling, testImages: nTest, valImages: nVal, reference: { model: o.reference, accuracy: reference.accuracy, macroF1: reference.macroF1 }, rows };
+      const result = { gan: o.gan, ganClasses: meta.classes, perClass: o.perClass, epochs: o.epochs, cnnInputSize: o.size, sampling, testImages: nTest, valImages: nVal, reference: { model: o.reference, accuracy: reference.accuracy, macroF1: reference.macroF1 }, rows };
       mkdirSync(o.out, { recursive: true });
       writeFileSync(join(o.out, 'tstr.json'), JSON.stringify(result, null, 2) + '\n');
       const acc = rows.map((r) => r.accuracy);
@@ -139,7 +140,7 @@ program
         `| training data | test data | accuracy | macro F1 | accuracy on the real validation split (${nVal}) |`,
         `|---|---|---:|---:|---:|`,
         `| real (${o.reference}) | real test split, ${nTest} images | ${pct(reference.accuracy)} | ${reference.macroF1.toFixed(3)} | (its training selected on it) |`,
-        `| generated only: ${o.perClass} per class from ${o.gan}${samplingLabel(sampling)} (${rows.length} seed${rows.length > 1 ? 's' : ''}) | same | ${pct(mean(acc))}${rows.length > 1 ? ` ± ${pct(std(acc))}` : ''} | ${mean(rows.map((r) => r.macroF1)).toFixed(3)} | ${pct(mean(rows.map((r) => r.valAccuracy)))} |`,
+        `| generated only: ${o.perClass} per class from ${o.gan}${samplingLabel(sampling)}${o.size !== 64 ? `, CNN at ${o.size} px` : ''} (${rows.length} seed${rows.length > 1 ? 's' : ''}) | same | ${pct(mean(acc))}${rows.length > 1 ? ` ± ${pct(std(acc))}` : ''} | ${mean(rows.map((r) => r.macroF1)).toFixed(3)} | ${pct(mean(rows.map((r) => r.valAccuracy)))} |`,
         '',
         ...(o.filterWith ? [`Filter acceptance per class (mean over seeds): ${meta.classes.map((c) => `${c} ${pct(mean(rows.map((r) => r.acceptance?.[c] ?? NaN)))}`).join(', ')}`, ''] : []),
         `Per-class recall (TSTR, mean over seeds): ${meta.classes.map((c) => `${c} ${pct(mean(rows.map((r) => r.perClassRecall[c] ?? NaN)))}`).join(', ')}`,

@@ -179,6 +179,29 @@ describe('FeatureMemory', () => {
     }
   });
 
+  it('searches through its index (where the subgroup kernel runs) with the full search\'s distances, and rebuilds the index when the bank is replaced', async () => {
+    // 8 features per cell (the index needs a multiple of 4).
+    const r = rng(31);
+    const e = (shape: number[], scale = 0.5) => ({ shape, dtype: 'F32' as const, data: randArray(r, shape.reduce((a, b) => a * b, 1), scale) });
+    const state: StateDict = { '0.weight': e([4, 1, 3, 3]), '0.bias': e([4], 0.1), '3.weight': e([8, 4, 3, 3]), '3.bias': e([8], 0.1) };
+    const m = FeatureMemory.fromClassifier(state, { backbone: 'test', size: 300, neighbourhood: 3 }, engine);
+    expect(m.channels).toBe(8);
+    try {
+      const imgs = [workImage(rng(32), 40, 34), workImage(rng(33), 31, 45), workImage(rng(34), 22, 29)];
+      await m.fill(imgs.slice(0, 2), new Rng(2));
+      const maps = async (useIndex: boolean) => {
+        m.useIndex = useIndex;
+        return Promise.all(imgs.map(async (i) => Array.from(await m.distanceMap(i))));
+      };
+      expect(await maps(true)).toEqual(await maps(false));
+      // Another bank (fill again from other images): the index follows it.
+      await m.fill(imgs.slice(1), new Rng(3));
+      expect(await maps(true)).toEqual(await maps(false));
+    } finally {
+      m.dispose();
+    }
+  });
+
   it('fills the memory with feature vectors of the images, and saves and loads by name', async () => {
     const state = classifierState(rng(4));
     const m = FeatureMemory.fromClassifier(state, { backbone: 'test', size: 50, neighbourhood: 3 }, engine);

@@ -21,8 +21,10 @@
 // see a larger area (uneven surfaces, long cracks), the shallower ones keep the small defects sharp. The memory is `size`
 // such vectors drawn from the training good images (see `fill`). A cell's distance is the squared
 // Euclidean distance to its nearest memory vector, computed on the GPU by one fused kernel
-// (nearest.squaredDistance, src/kernels/nearest.ts) that never writes the [cells, memory] matrix. The
-// cell map is upsampled bilinearly to the working image.
+// (nearest.squaredDistance, src/kernels/nearest.ts) that never writes the [cells, memory] matrix; where
+// the device runs its subgroup kernel, through an index of the memory that searches only the clusters
+// that can hold a cell's nearest vector, with the same result (nearest-index.ts). The cell map is
+// upsampled bilinearly to the working image.
 import type { Engine } from '../gpu/engine.js';
 import { readModelMetadata } from '../cnn/model-dir.js';
 import { imageMeanStd } from '../cnn/model.js';
@@ -35,6 +37,8 @@ import { nearestSquaredDistance } from '../kernels/nearest.js';
 import { mixSeed } from '../data/split.js';
 import { Rng } from '../util/rng.js';
 import { greedyCoreset } from './coreset.js';
+import { NearestIndex } from './nearest-index.js';
+import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { resizeBilinear, type WorkImage } from './patches.js';
 
 /** Stored in model.json (`memory`). */
@@ -92,6 +96,14 @@ export class FeatureMemory extends nn.Module {
 
   /** As given, with a coreset's pool defaulted (DEFAULT_POOL_FACTOR x size) so that model.json records the pool used. */
   readonly config: FeatureMemoryConfig;
+
+  /**
+   * Search through a NearestIndex where the device allows (default); false: the full search always (the
+   * same distances; for comparisons). Read at each search.
+   */
+  useIndex = true;
+  /** The index of the bank it was built from (rebuilt when the bank is replaced: fill, loadStateDict); shared by concurrent searches. */
+  private index: { of: DeviceTensor; index: Promise<NearestIndex> } | null = null;
 
   constructor(config: FeatureMemoryConfig, engine: Engine) {
     super();
@@ -228,10 +240,24 @@ export class FeatureMemory extends nn.Module {
     return this.backbone.forward(x);
   }
 
-  /** Squared distance of each feature [n, C] to its nearest memory vector (one fused kernel, src/kernels/nearest.ts). */
-  async nearestDistances(features: Float32Array): Promise<Float32Array> {
+  /**
+   * Squared distance of each feature [n, C] to its nearest memory vector. With the grid (h x w cells,
+   * row-major, n = h * w) and the index available, the search goes through the index, the cells in 4 x 4
+   * tiles (neighbours make its blocks); otherwise one fused kernel over the whole memory (src/kernels/nearest.ts).
+   */
+  async nearestDistances(features: Float32Array, grid?: { h: number; w: number }): Promise<Float32Array> {
     const C = this.channels;
     const e = this.bank.engine;
+    if (grid && this.useIndex && NearestIndex.available(e, C)) {
+      const index = await this.searchIndex();
+      const order = tileOrder(grid.h, grid.w, 4);
+      const tiled = new Float32Array(features.length);
+      order.forEach((cell, i) => tiled.set(features.subarray(cell * C, (cell + 1) * C), i * C));
+      const d = await index.search(tiled);
+      const out = new Float32Array(d.length);
+      order.forEach((cell, i) => (out[cell] = d[i]));
+      return out;
+    }
     const q = e.fromArray(features, [features.length / C, C]);
     try {
       const d = nearestSquaredDistance(q, this.bank.value);
@@ -245,12 +271,43 @@ export class FeatureMemory extends nn.Module {
     }
   }
 
+  /** The index of the current bank, built at first use (k-means steps on a sample of the bank). */
+  private searchIndex(): Promise<NearestIndex> {
+    const bank = this.bank.value;
+    if (this.index?.of !== bank) {
+      this.index?.index.then((old) => old.dispose(), () => {});
+      const index = (async () => await NearestIndex.build(bank.engine, (await bank.toArray()) as Float32Array, this.channels, { seed: 1 }))();
+      this.index = { of: bank, index };
+      // A failed build is not kept: the next search tries again.
+      index.catch(() => {
+        if (this.index?.index === index) this.index = null;
+      });
+    }
+    return this.index.index;
+  }
+
+  override dispose(): void {
+    this.index?.index.then((i) => i.dispose(), () => {});
+    this.index = null;
+    super.dispose();
+  }
+
   /** The distance map of a working image, at its working resolution (a padded image's cells are spread over the whole image). */
   async distanceMap(img: Pick<WorkImage, 'width' | 'height' | 'data'>): Promise<Float32Array> {
     const f = await this.features(img);
-    const d = await this.nearestDistances(f.data);
+    const d = await this.nearestDistances(f.data, f);
     return resizeBilinear(d, f.w, f.h, img.width, img.height);
   }
+}
+
+/** The cells of an h x w grid (row-major indices), tile by tile of t x t cells (row-major tiles, clipped at the edges). */
+export function tileOrder(h: number, w: number, t: number): Int32Array {
+  const out = new Int32Array(h * w);
+  let i = 0;
+  for (let ty = 0; ty < h; ty += t)
+    for (let tx = 0; tx < w; tx += t)
+      for (let y = ty; y < Math.min(h, ty + t); y++) for (let x = tx; x < Math.min(w, tx + t); x++) out[i++] = y * w + x;
+  return out;
 }
 
 /**

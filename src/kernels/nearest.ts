@@ -10,6 +10,11 @@
 //     needs subgroups of >= 8 invocations and C a multiple of 4; elsewhere it runs as 'tiled'.
 // Queries over one storage binding run per range of rows (src/kernels/batch-split.ts); the memory must
 // fit one binding.
+//
+// nearestSquaredDistanceInRanges: the same minimum over part of the memory, per block of 16 queries its
+// own list of row ranges (the subgroup kernel only). An index that clusters the memory plans the ranges so
+// that every query's nearest row lies inside them (src/anomaly/nearest-index.ts); the result is then the
+// full search's, value for value, at a fraction of its work.
 import { shapeString, type DeviceTensor } from '../gpu/device-tensor.js';
 import { formatBytes, type Engine } from '../gpu/engine.js';
 import { ShapeError, TensorTooLargeError } from '../gpu/errors.js';
@@ -79,6 +84,49 @@ function nearestWith(queries: DeviceTensor, memory: DeviceTensor, subgroup: bool
     });
   }, { unitName: 'row' });
   norms.dispose();
+  return out;
+}
+
+/** Queries per block of nearestSquaredDistanceInRanges (the subgroup kernel's workgroup). */
+export const RANGE_BLOCK_QUERIES = SUBGROUP_QUERIES;
+
+/**
+ * For each query i: the minimum over the memory rows j in the ranges of its block b = floor(i / 16) of
+ * |q_i - m_j|^2, i.e. over ranges[2r] <= j < ranges[2r + 1] for blockStart[b] <= r < blockStart[b + 1].
+ * Every block needs at least one non-empty range. Needs the subgroup kernel (runsSubgroup) and queries
+ * within one storage binding.
+ */
+export function nearestSquaredDistanceInRanges(queries: DeviceTensor, memory: DeviceTensor, ranges: Uint32Array, blockStart: Uint32Array): DeviceTensor {
+  checkNearest(queries, memory);
+  const e = queries.engine;
+  const [n, C] = queries.shape;
+  const M = memory.shape[0];
+  const what = `nearest.squaredDistanceInRanges q ${shapeString(queries.shape)} m ${shapeString(memory.shape)}`;
+  if (!runsSubgroup(e, C)) throw new ShapeError(`${what}: needs subgroups and a feature count divisible by 4`);
+  const blocks = Math.ceil(n / RANGE_BLOCK_QUERIES);
+  if (blockStart.length !== blocks + 1 || blockStart[0] !== 0 || blockStart[blocks] * 2 !== ranges.length)
+    throw new ShapeError(`${what}: blockStart needs ${blocks + 1} entries from 0 to ${ranges.length / 2} (the range pairs)`);
+  for (let b = 0; b < blocks; b++) if (!(blockStart[b + 1] > blockStart[b])) throw new ShapeError(`${what}: block ${b} has no range`);
+  for (let r = 0; r < ranges.length; r += 2)
+    if (!(ranges[r] < ranges[r + 1] && ranges[r + 1] <= M)) throw new ShapeError(`${what}: range [${ranges[r]}, ${ranges[r + 1]}) is empty or past the memory's ${M} rows`);
+  const max = e.limits.maxStorageBufferBindingSize;
+  if (memory.byteLength > max || queries.byteLength > max) throw new TensorTooLargeError(`${what}: the queries and the memory must each fit one storage binding (${formatBytes(max)})`);
+  const out = e.empty([n]);
+  if (n === 0) return out;
+  const norms = rowNorms(e, memory);
+  const r = e.fromArray(new Int32Array(ranges.buffer, ranges.byteOffset, ranges.length), [ranges.length], 'i32');
+  const s = e.fromArray(new Int32Array(blockStart.buffer, blockStart.byteOffset, blockStart.length), [blockStart.length], 'i32');
+  e.dispatch({
+    shader: 'nearest_subgroups',
+    entry: 'nearest_subgroup_ranges',
+    uniforms: [n, M, C / 4],
+    bindings: [queries, out, memory, norms, r, s],
+    workgroups: [Math.min(blocks, e.limits.maxComputeWorkgroupsPerDimension)],
+    label: `${what} (${ranges.length / 2} ranges)`,
+  });
+  norms.dispose();
+  r.dispose();
+  s.dispose();
   return out;
 }
 

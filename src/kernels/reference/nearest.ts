@@ -21,3 +21,34 @@ export function nearestSquaredDistanceRef(queries: ArrayLike<number>, memory: Ar
   }
   return out;
 }
+
+/**
+ * The same minimum over part of the memory: query i looks only at the rows j with
+ * ranges[2r] <= j < ranges[2r + 1] for blockStart[b] <= r < blockStart[b + 1], b = floor(i / blockQueries).
+ */
+export function nearestInRangesRef(
+  queries: ArrayLike<number>,
+  memory: ArrayLike<number>,
+  C: number,
+  ranges: ArrayLike<number>,
+  blockStart: ArrayLike<number>,
+  blockQueries: number,
+): Float64Array {
+  const n = queries.length / C;
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const b = Math.floor(i / blockQueries);
+    let best = Infinity;
+    for (let r = blockStart[b]; r < blockStart[b + 1]; r++)
+      for (let j = ranges[2 * r]; j < ranges[2 * r + 1]; j++) {
+        let s = 0;
+        for (let k = 0; k < C; k++) {
+          const d = queries[i * C + k] - memory[j * C + k];
+          s += d * d;
+        }
+        if (s < best) best = s;
+      }
+    out[i] = best;
+  }
+  return out;
+}
