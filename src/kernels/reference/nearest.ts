@@ -2,6 +2,16 @@
 // distance to every memory vector, summed over (q - m)^2 directly (not through norms and dot products,
 // as the kernels do), and the smallest kept.
 
+/** sum_k (q[i,k] - m[j,k])^2. */
+function squaredDistance(queries: ArrayLike<number>, i: number, memory: ArrayLike<number>, j: number, C: number): number {
+  let s = 0;
+  for (let k = 0; k < C; k++) {
+    const d = queries[i * C + k] - memory[j * C + k];
+    s += d * d;
+  }
+  return s;
+}
+
 /** min over j of sum_k (q[i,k] - m[j,k])^2 for queries [n, C] and memory [M, C] (row-major). */
 export function nearestSquaredDistanceRef(queries: ArrayLike<number>, memory: ArrayLike<number>, C: number): Float64Array {
   const n = queries.length / C;
@@ -9,14 +19,7 @@ export function nearestSquaredDistanceRef(queries: ArrayLike<number>, memory: Ar
   const out = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     let best = Infinity;
-    for (let j = 0; j < M; j++) {
-      let s = 0;
-      for (let k = 0; k < C; k++) {
-        const d = queries[i * C + k] - memory[j * C + k];
-        s += d * d;
-      }
-      if (s < best) best = s;
-    }
+    for (let j = 0; j < M; j++) best = Math.min(best, squaredDistance(queries, i, memory, j, C));
     out[i] = best;
   }
   return out;
@@ -40,14 +43,7 @@ export function nearestInRangesRef(
     const b = Math.floor(i / blockQueries);
     let best = Infinity;
     for (let r = blockStart[b]; r < blockStart[b + 1]; r++)
-      for (let j = ranges[2 * r]; j < ranges[2 * r + 1]; j++) {
-        let s = 0;
-        for (let k = 0; k < C; k++) {
-          const d = queries[i * C + k] - memory[j * C + k];
-          s += d * d;
-        }
-        if (s < best) best = s;
-      }
+      for (let j = ranges[2 * r]; j < ranges[2 * r + 1]; j++) best = Math.min(best, squaredDistance(queries, i, memory, j, C));
     out[i] = best;
   }
   return out;
