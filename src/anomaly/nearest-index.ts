@@ -11,9 +11,11 @@
 // searches, for each block, the clusters nearest to each of its queries, which gives every query an
 // upper bound U_q of its nearest distance. A cluster with LB > U_q for every query of the block cannot
 // hold any of their nearest rows, so pass 2 skips it for that block. Margins cover float32 rounding: the
-// kernels compute |q|^2 + |x|^2 - 2 q.x, off by at most 1e-5 (|q|^2 + |x|^2) (test/nearest.test.ts), so |q - c_k|
-// is lowered and U_q raised by that much, and pass 2 keeps every row whose distance comes within twice that
-// of the nearest: every row whose computed distance could be the full search's minimum.
+// kernels compute |q|^2 + |x|^2 - 2 q.x, off by at most 1e-5 (|q|^2 + |x|^2) (test/nearest.test.ts). So |q - c_k|
+// is lowered by that much, and pass 2 keeps cluster k while LB^2 - 1e-5 (|q|^2 + N_k) <= d1_q, with d1_q the
+// distance pass 1 computed for q and N_k the largest |m|^2 in the cluster: a row whose computed distance could
+// be at most d1_q, and so the full search's minimum, is never skipped. (Per cluster, not the memory's largest
+// norm: a coreset keeps a few far outliers, whose norms would loosen every bound.)
 //
 // The clusters come from k-means steps on a sample of the rows, the dot products of the assignment and of
 // the queries with the centroids from the GEMM kernel (linear.forward); only the choices and bounds are
@@ -32,7 +34,7 @@ import { Rng } from '../util/rng.js';
 const KERNEL_TOLERANCE = 1e-5;
 
 export interface NearestIndexOptions {
-  /** Clusters (default about 2 sqrt(rows), at most the rows). */
+  /** Clusters (default about 4 sqrt(rows), at most the rows: 512 for 16,384, the fastest of 256, 512 and 1,024 on the shipped memories). */
   clusters?: number;
   /** k-means steps (default 8: the clusters need not be good, only compact). */
   iterations?: number;
@@ -53,8 +55,8 @@ export class NearestIndex {
     private readonly radii: Float64Array,
     /** Cluster k holds sorted rows offsets[k] .. offsets[k + 1] - 1. */
     private readonly offsets: Uint32Array,
-    /** Largest |m|^2 of the memory. */
-    private readonly maxNorm2: number,
+    /** Largest |m|^2 of each cluster's rows. */
+    private readonly maxNorm2: Float64Array,
   ) {}
 
   /** Whether the engine runs the kernel the index needs for memories of `features` features. */
@@ -67,7 +69,7 @@ export class NearestIndex {
     const M = memory.length / C;
     if (!Number.isInteger(M) || M < 1) throw new WgslNnError(`nearest index: ${memory.length} values are not rows of ${C} features`);
     if (!NearestIndex.available(engine, C)) throw new WgslNnError(`nearest index: this device does not run the subgroup search kernel for ${C} features`);
-    const K0 = Math.max(1, Math.min(M, opts.clusters ?? Math.round(2 * Math.sqrt(M))));
+    const K0 = Math.max(1, Math.min(M, opts.clusters ?? Math.round(4 * Math.sqrt(M))));
     const rng = new Rng(opts.seed ?? 1);
     const shuffled = rng.shuffle(Array.from({ length: M }, (_, i) => i));
     // k-means steps on a sample, starting from K0 distinct rows; then every row to its nearest centroid.
@@ -107,7 +109,7 @@ export class NearestIndex {
     const cent = new Float32Array(K * C);
     kept.forEach((k, i) => cent.set(centroids.subarray(k * C, (k + 1) * C), i * C));
     const radii = new Float64Array(K);
-    let maxNorm2 = 0;
+    const maxNorm2 = new Float64Array(K);
     for (let j = 0; j < M; j++) {
       const k = newIndex[assign[j]];
       const row = memory.subarray(j * C, (j + 1) * C);
@@ -120,7 +122,7 @@ export class NearestIndex {
         n2 += row[c] * row[c];
       }
       radii[k] = Math.max(radii[k], Math.sqrt(d));
-      maxNorm2 = Math.max(maxNorm2, n2);
+      maxNorm2[k] = Math.max(maxNorm2[k], n2);
     }
     return new NearestIndex(C, engine.fromArray(sortedRows, [M, C]), engine.fromArray(cent, [K, C]), cent, radii, offsets, maxNorm2);
   }
@@ -174,7 +176,7 @@ export class NearestIndex {
       const plan2 = planRanges(blocks, K, offsets, (b, k) => {
         for (let i = b * B; i < Math.min(n, b * B + B); i++) {
           const lb = Math.max(0, toCluster[i * K + k] - radii[k]);
-          if (lb * lb <= d1[i] + 3 * KERNEL_TOLERANCE * (q2[i] + this.maxNorm2)) return true;
+          if (lb * lb - KERNEL_TOLERANCE * (q2[i] + this.maxNorm2[k]) <= d1[i]) return true;
         }
         return false;
       });
