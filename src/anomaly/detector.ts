@@ -67,6 +67,13 @@ export class AnomalyDetector {
     if (ownsEngine) loadTuned(engine);
     try {
       const { nets, meta, config } = loadAnomalyDir(modelDir, engine);
+      try {
+        // The memories' search indexes (a few seconds on the software adapter), so that the first image scores as fast as the rest.
+        for (const m of nets.memories ?? []) await m.prepareSearch();
+      } catch (e) {
+        disposeNetworks(nets);
+        throw e;
+      }
       return new AnomalyDetector(engine, nets, meta, config, ownsEngine, options.batchSize ?? 128, options.threshold);
     } catch (e) {
       if (ownsEngine) engine.destroy();

@@ -271,6 +271,11 @@ export class FeatureMemory extends nn.Module {
     }
   }
 
+  /** Builds the search index now (where it is used) rather than at the first search: a loaded model's first image is then not slower. */
+  async prepareSearch(): Promise<void> {
+    if (this.useIndex && NearestIndex.available(this.bank.engine, this.channels)) await this.searchIndex();
+  }
+
   /** The index of the current bank, built at first use (k-means steps on a sample of the bank). */
   private searchIndex(): Promise<NearestIndex> {
     const bank = this.bank.value;
