@@ -102,8 +102,11 @@ export class FeatureMemory extends nn.Module {
    * same distances; for comparisons). Read at each search.
    */
   useIndex = true;
-  /** The index of the bank it was built from (rebuilt when the bank is replaced: fill, loadStateDict); shared by concurrent searches. */
-  private index: { of: DeviceTensor; index: Promise<NearestIndex> } | null = null;
+  /**
+   * The index of the bank it was built from (rebuilt when the bank is replaced: fill, loadStateDict), shared by
+   * concurrent searches; `built` once the build has finished (so that dispose releases it at once).
+   */
+  private index: { of: DeviceTensor; index: Promise<NearestIndex>; built?: NearestIndex } | null = null;
 
   constructor(config: FeatureMemoryConfig, engine: Engine) {
     super();
@@ -280,20 +283,41 @@ export class FeatureMemory extends nn.Module {
   private searchIndex(): Promise<NearestIndex> {
     const bank = this.bank.value;
     if (this.index?.of !== bank) {
-      this.index?.index.then((old) => old.dispose(), () => {});
-      const index = (async () => await NearestIndex.build(bank.engine, (await bank.toArray()) as Float32Array, this.channels, { seed: 1 }))();
-      this.index = { of: bank, index };
-      // A failed build is not kept: the next search tries again.
-      index.catch(() => {
-        if (this.index?.index === index) this.index = null;
-      });
+      this.releaseIndex();
+      const entry: NonNullable<FeatureMemory['index']> = {
+        of: bank,
+        index: (async () => NearestIndex.build(bank.engine, (await bank.toArray()) as Float32Array, this.channels, { seed: 1 }))(),
+      };
+      this.index = entry;
+      entry.index.then(
+        (built) => {
+          // Released meanwhile (dispose, another bank): release it too; else keep it for a synchronous dispose.
+          if (this.index === entry) entry.built = built;
+          else {
+            try {
+              built.dispose();
+            } catch {
+              // The engine is gone (the detector was disposed before the build finished): nothing to release.
+            }
+          }
+        },
+        // A failed build is not kept: the next search tries again (the search that waited on it gets the error).
+        () => {
+          if (this.index === entry) this.index = null;
+        },
+      );
     }
     return this.index.index;
   }
 
-  override dispose(): void {
-    this.index?.index.then((i) => i.dispose(), () => {});
+  /** Releases the index (at once if built; when its build finishes otherwise). */
+  private releaseIndex(): void {
+    this.index?.built?.dispose();
     this.index = null;
+  }
+
+  override dispose(): void {
+    this.releaseIndex();
     super.dispose();
   }
 
