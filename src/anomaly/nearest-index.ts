@@ -11,8 +11,9 @@
 // searches, for each block, the clusters nearest to each of its queries, which gives every query an
 // upper bound U_q of its nearest distance. A cluster with LB > U_q for every query of the block cannot
 // hold any of their nearest rows, so pass 2 skips it for that block. Margins cover float32 rounding: the
-// kernels compute |q|^2 + |x|^2 - 2 q.x, off by at most 1e-5 (|q|^2 + |x|^2) (test/nearest.test.ts). So |q - c_k|
-// is lowered by that much, and pass 2 keeps cluster k while LB^2 - 1e-5 (|q|^2 + N_k) <= d1_q, with d1_q the
+// kernels compute |q|^2 + |x|^2 - 2 q.x, off by at most t (|q|^2 + |x|^2) (t = 1e-5 for up to 84 features,
+// kernelTolerance). So |q - c_k| is lowered by that much, and pass 2 keeps cluster k while
+// LB^2 - t (|q|^2 + N_k) <= d1_q, with d1_q the
 // distance pass 1 computed for q and N_k the largest |m|^2 in the cluster: a row whose computed distance could
 // be at most d1_q, and so the full search's minimum, is never skipped. (Per cluster, not the memory's largest
 // norm: a coreset keeps a few far outliers, whose norms would loosen every bound.)
@@ -30,8 +31,12 @@ import { linearForward } from '../kernels/dense.js';
 import { nearestSquaredDistanceInRanges, RANGE_BLOCK_QUERIES, runsSubgroup } from '../kernels/nearest.js';
 import { Rng } from '../util/rng.js';
 
-/** Relative rounding bound of the kernel's distances (see the file comment). */
-const KERNEL_TOLERANCE = 1e-5;
+/**
+ * Rounding bound of the kernels' |q|^2 + |x|^2 - 2 q.x, relative to |q|^2 + |x|^2, for C features: sums of C
+ * float32 products are off by at most about C * 2^-24 of their terms' magnitude each, twice that in all;
+ * never below the 1e-5 that test/nearest.test.ts holds the kernel to (observed ~1e-7).
+ */
+const kernelTolerance = (C: number) => Math.max(1e-5, 2 * C * 2 ** -24);
 
 export interface NearestIndexOptions {
   /** Clusters (default about 4 sqrt(rows), at most the rows: 512 for 16,384, the fastest of 256, 512 and 1,024 on the shipped memories). */
@@ -147,6 +152,7 @@ export class NearestIndex {
     const blocks = Math.ceil(n / B);
     const { centroids: cent, radii, offsets } = this;
     const e = this.sorted.engine;
+    const tol = kernelTolerance(C);
     const q = e.fromArray(queries, [n, C]);
     try {
       // Lower bounds of |q - c_k| (float32 rounding taken off) and each query's nearest cluster.
@@ -163,7 +169,7 @@ export class NearestIndex {
             best = d2;
             nearest[i] = k;
           }
-          toCluster[i * K + k] = Math.sqrt(Math.max(0, d2 - KERNEL_TOLERANCE * (q2[i] + c2[k])));
+          toCluster[i * K + k] = Math.sqrt(Math.max(0, d2 - tol * (q2[i] + c2[k])));
         }
       }
       // Pass 1: each block against the clusters nearest its queries: an upper bound for every query.
@@ -176,7 +182,7 @@ export class NearestIndex {
       const plan2 = planRanges(blocks, K, offsets, (b, k) => {
         for (let i = b * B; i < Math.min(n, b * B + B); i++) {
           const lb = Math.max(0, toCluster[i * K + k] - radii[k]);
-          if (lb * lb - KERNEL_TOLERANCE * (q2[i] + this.maxNorm2[k]) <= d1[i]) return true;
+          if (lb * lb - tol * (q2[i] + this.maxNorm2[k]) <= d1[i]) return true;
         }
         return false;
       });
