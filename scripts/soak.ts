@@ -122,8 +122,15 @@ async function loadStation(modelDir: string): Promise<Station> {
       describe: `anomaly detector, ${memories} feature memor${memories === 1 ? 'y' : 'ies'}, threshold ${det.threshold.toPrecision(4)}`,
       settings: 'one image per call, map returned',
       async warmUp(images) {
-        // Every image once: the patch and memory batches of every size this image set forms.
+        // Every image once alone, then once more from the concurrent callers: the buffer pool keeps what
+        // calls in flight together need at their peak, and with images of many sizes that peak depends on
+        // which sizes meet.
         for (const img of images) await det.score(img);
+        let next = 0;
+        const caller = async () => {
+          while (next < images.length) await det.score(images[next++]);
+        };
+        await Promise.all(Array.from({ length: concurrency }, caller));
       },
       inspect: (image, name) => det.score(image).catch((e: unknown) => Promise.reject(new Error(`${name}: ${(e as Error).message}`))),
       statsLine: () => '',
