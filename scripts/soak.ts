@@ -3,7 +3,7 @@
 // long run, and the run fails (exit 1) unless resources stay bounded.
 //
 //   npm run soak -- --count 100000 [--concurrency 16] [--model models/neu] [--data ../shared/datasets/neu]
-//                   [--images 240] [--max-batch 16] [--max-wait-ms 2] [--rss-growth-mb 64]
+//                   [--images 240] [--max-batch 16] [--max-wait-ms 2] [--rss-growth-mb 64] [--gpu-settle-mb 4]
 //   npm run soak -- --model models/magnetic-tile-anomaly --data ../shared/datasets/magnetic-tile --count 500 --concurrency 2
 //
 // Images: --data (default ../shared/datasets/neu next to the repository) if it exists, else synthetic
@@ -11,9 +11,16 @@
 // --max-batch and --max-wait-ms are the Inspector's queue settings; an AnomalyDetector scores each call on
 // its own (its maps are returned too, as a station that shows them would ask).
 //
-// Bounds it holds (checked at start, middle and end; "start" is after a warm-up that runs one batch of
-// every size 1..maxBatch, so the buffer pool and pipeline cache have reached their steady state):
-//   - GPU memory flat: engine.memory().bytesAllocated and .bytesInUse identical at start, middle and end.
+// Bounds it holds (checked at start, middle and end; "start" is after a warm-up: for an Inspector one batch
+// of every size 1..maxBatch and a concurrent burst, for an AnomalyDetector every image once alone and once
+// from the concurrent callers, so that the pipeline cache and the buffer pool have reached their steady state):
+//   - GPU memory flat: engine.memory().bytesInUse identical at start, middle and end (nothing leaks), and
+//     .bytesAllocated (the buffer pool) identical at middle and end, having grown from start to middle by at
+//     most --gpu-settle-mb MiB (default 4). Why the pool may still settle after the warm-up: it keeps what the
+//     calls in flight together needed at their peak, and with concurrent callers over images of many sizes
+//     (the anomaly detector) which sizes meet depends on timing. (Until 2026-12-06 allocated had to be
+//     identical at all three points; the Inspector's 100,000-inspection run met that; a 300-image run of the
+//     anomaly detector failed it by one buffer of ~0.1 MiB gained in its first half, flat after.)
 //   - Host RSS: end - start <= --rss-growth-mb MiB (default 64), measured after a full GC.
 //   - No failed inspection.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -46,6 +53,7 @@ const { values: args } = parseArgs({
     'max-batch': { type: 'string', default: '16' },
     'max-wait-ms': { type: 'string', default: '2' },
     'rss-growth-mb': { type: 'string', default: '64' },
+    'gpu-settle-mb': { type: 'string', default: '4' },
   },
 });
 
@@ -60,6 +68,8 @@ const maxImages = positiveInt('images', args.images!);
 const maxBatch = positiveInt('max-batch', args['max-batch']!);
 const maxWaitMs = Number(args['max-wait-ms']);
 const rssBoundMb = Number(args['rss-growth-mb']);
+const gpuSettleMb = Number(args['gpu-settle-mb']);
+if (!(gpuSettleMb >= 0)) throw new Error(`--gpu-settle-mb must be >= 0`);
 if (!(maxWaitMs >= 0)) throw new Error(`--max-wait-ms must be >= 0`);
 if (!(rssBoundMb > 0)) throw new Error(`--rss-growth-mb must be > 0`);
 
@@ -217,14 +227,20 @@ async function main(): Promise<number> {
       );
 
     const [start, , end] = snapshots;
-    const gpuFlat = snapshots.every((s) => s.gpu.bytesAllocated === start.gpu.bytesAllocated && s.gpu.bytesInUse === start.gpu.bytesInUse);
+    const middle = snapshots[1];
+    const inUseFlat = snapshots.every((s) => s.gpu.bytesInUse === start.gpu.bytesInUse);
+    const settle = middle.gpu.bytesAllocated - start.gpu.bytesAllocated;
+    const poolFlat = end.gpu.bytesAllocated === middle.gpu.bytesAllocated && Math.abs(settle) <= gpuSettleMb * 2 ** 20;
     const rssGrowth = end.rssBytes - start.rssBytes;
     const rssOk = rssGrowth <= rssBoundMb * 2 ** 20;
     console.log('\nbounds:');
-    console.log(`  GPU bytes flat (allocated and in use identical at start, middle, end): ${gpuFlat ? 'held' : 'VIOLATED'}`);
+    console.log(`  GPU bytes in use identical at start, middle, end: ${inUseFlat ? 'held' : 'VIOLATED'}`);
+    console.log(
+      `  GPU bytes allocated identical at middle and end, start->middle ${settle === 0 ? 'unchanged' : `${settle > 0 ? '+' : '-'}${formatBytes(Math.abs(settle))} (${Math.abs(settle)} bytes)`} <= ${gpuSettleMb} MiB: ${poolFlat ? 'held' : 'VIOLATED'}`,
+    );
     console.log(`  host RSS growth start->end ${formatBytes(Math.max(0, rssGrowth))}${rssGrowth < 0 ? ` (shrank by ${formatBytes(-rssGrowth)})` : ''} <= ${rssBoundMb} MiB: ${rssOk ? 'held' : 'VIOLATED'}`);
     console.log(`  failed inspections: ${failures}${failures ? ` (first: ${firstFailure})` : ''}`);
-    const ok = gpuFlat && rssOk && failures === 0;
+    const ok = inUseFlat && poolFlat && rssOk && failures === 0;
     console.log(ok ? '\nsoak: PASS' : '\nsoak: FAIL');
     return ok ? 0 : 1;
   } finally {
