@@ -57,6 +57,31 @@ describe('Engine', () => {
     x.dispose();
   });
 
+  it('keeps at most maxPooledBytes of released buffers, dropping those released longest ago, and reuses the rest', async () => {
+    const cap = 64 * 1024;
+    const capped = await Engine.create({ poisonAllocations: true, maxPooledBytes: cap });
+    try {
+      // Tensors of 40 different sizes (10-50 KB), each made, read and released in turn: an unbounded pool
+      // would keep a buffer of every bucket.
+      for (let i = 0; i < 40; i++) {
+        const t = capped.fromArray(new Float32Array(2500 + 250 * i).fill(i), [2500 + 250 * i]);
+        expect((await t.toArray())[0]).toBe(i);
+        t.dispose();
+      }
+      await capped.sync();
+      const m = capped.memory();
+      expect(m.bytesInUse).toBe(0);
+      expect(m.bytesAllocated).toBeLessThanOrEqual(cap);
+      expect(m.pooledBuffers).toBeGreaterThan(0);
+      // The newest released buffer is still pooled: the same size again allocates nothing new.
+      const again = capped.fromArray(new Float32Array(2500 + 250 * 39), [2500 + 250 * 39]);
+      expect(capped.memory().bytesAllocated).toBe(m.bytesAllocated);
+      again.dispose();
+    } finally {
+      capped.destroy();
+    }
+  });
+
   it('reports bytes in use and live buffers', () => {
     const m0 = engine.memory();
     const t = engine.empty([1000]);

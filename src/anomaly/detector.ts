@@ -37,6 +37,12 @@ export interface AnomalyDetectorOptions {
   batchSize?: number;
   /** Overrides the model's decision threshold. */
   threshold?: number;
+  /**
+   * With no `engine` given: the most bytes of released GPU buffers the detector's own engine keeps for reuse
+   * (default 256 MiB). Images of every size from several callers would otherwise keep adding buffers of new
+   * sizes to the pool (scripts/soak.ts); with a cap, GPU memory stays within what is in use plus this.
+   */
+  maxPooledBytes?: number;
 }
 
 export interface ScoreOptions {
@@ -63,7 +69,7 @@ export class AnomalyDetector {
 
   static async load(modelDir: string, options: AnomalyDetectorOptions = {}): Promise<AnomalyDetector> {
     const ownsEngine = !options.engine;
-    const engine = options.engine ?? (await Engine.create());
+    const engine = options.engine ?? (await Engine.create({ maxPooledBytes: options.maxPooledBytes ?? 256 * 2 ** 20 }));
     if (ownsEngine) loadTuned(engine);
     try {
       const { nets, meta, config } = loadAnomalyDir(modelDir, engine);

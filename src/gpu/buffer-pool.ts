@@ -4,6 +4,11 @@
 // kept in free lists keyed by a rounded size. A released buffer may still be read by commands that are
 // recorded but not yet submitted; it only becomes reusable after that submit (see `afterSubmit`).
 // Later writes to it are queued after that submit, so queue order keeps them safe.
+//
+// The free lists may be capped (`maxPooledBytes`): past the cap, the buffers released longest ago are
+// destroyed. Without a cap the pool keeps what the work in flight needed at its peak, per size bucket; a
+// long-running process whose tensor sizes vary (an anomaly detector scoring images of any size from several
+// callers) keeps meeting new combinations of sizes, and its pool keeps growing, though boundedly.
 
 export interface PooledBuffer {
   readonly buffer: GPUBuffer;
@@ -39,6 +44,9 @@ export interface MemoryStats {
 
 export class BufferPool {
   private free = new Map<string, GPUBuffer[]>();
+  /** Every free buffer, oldest release first (a Set keeps insertion order). */
+  private freeOrder = new Set<GPUBuffer>();
+  private pooledBytes = 0;
   private waiting: GPUBuffer[] = [];
   private stats = { bytesInUse: 0, bytesAllocated: 0, liveBuffers: 0, pooledBuffers: 0 };
 
@@ -46,6 +54,8 @@ export class BufferPool {
     private readonly device: GPUDevice,
     private readonly maxBufferSize: number,
     private readonly onTooLarge: (bytes: number, max: number) => never,
+    /** Largest total size of the free buffers kept (default: no limit). */
+    private readonly maxPooledBytes = Infinity,
   ) {}
 
   acquire(byteLength: number, usage: number): PooledBuffer {
@@ -59,6 +69,8 @@ export class BufferPool {
     let buffer = list?.pop();
     if (buffer) {
       this.stats.pooledBuffers--;
+      this.freeOrder.delete(buffer);
+      this.pooledBytes -= buffer.size;
     } else {
       buffer = this.device.createBuffer({ size, usage });
       this.stats.bytesAllocated += size;
@@ -84,9 +96,22 @@ export class BufferPool {
       let list = this.free.get(key);
       if (!list) this.free.set(key, (list = []));
       list.push(buffer);
+      this.freeOrder.add(buffer);
+      this.pooledBytes += buffer.size;
       this.stats.pooledBuffers++;
     }
     this.waiting.length = 0;
+    // Over the cap: destroy the buffers released longest ago (they have been submitted: nothing reads them later).
+    for (const buffer of this.freeOrder) {
+      if (this.pooledBytes <= this.maxPooledBytes) break;
+      const list = this.free.get(`${buffer.usage}:${buffer.size}`)!;
+      list.splice(list.indexOf(buffer), 1);
+      this.freeOrder.delete(buffer);
+      this.pooledBytes -= buffer.size;
+      this.stats.pooledBuffers--;
+      this.stats.bytesAllocated -= buffer.size;
+      buffer.destroy();
+    }
   }
 
   /** Destroys every pooled (free) buffer. Buffers in use are untouched. */
@@ -98,6 +123,8 @@ export class BufferPool {
       }
     }
     this.free.clear();
+    this.freeOrder.clear();
+    this.pooledBytes = 0;
     this.stats.pooledBuffers = 0;
   }
 

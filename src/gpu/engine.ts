@@ -36,6 +36,12 @@ export interface EngineOptions extends DeviceOptions {
   poisonAllocations?: boolean;
   /** Submit after this many recorded dispatches (default 128). */
   maxDispatchesPerSubmit?: number;
+  /**
+   * Largest total size of the released buffers the engine keeps for reuse (default: no limit). A process
+   * that runs for months on tensors of varying sizes sets one, so that its GPU memory stays bounded by what
+   * is in use plus this (src/gpu/buffer-pool.ts).
+   */
+  maxPooledBytes?: number;
   /** Make this engine the default one (the first engine created always is). */
   makeDefault?: boolean;
   /**
@@ -60,6 +66,8 @@ export class Engine {
   private readonly pipelines: PipelineCache;
   private readonly recorder: CommandRecorder;
   private readonly poison: boolean;
+  /** Most bytes of released buffers kept for reuse (EngineOptions.maxPooledBytes; Infinity: no limit). */
+  readonly maxPooledBytes: number;
   /**
    * Smallest and largest value of i32 tensors whose contents the host knows (made by fromArray, zeros or
    * full), keyed by their storage so that reshaped views share it: ops that index with them (class labels)
@@ -74,12 +82,13 @@ export class Engine {
     this.info = ctx.info;
     this.limits = ctx.limits;
     this.poison = options.poisonAllocations ?? false;
+    this.maxPooledBytes = options.maxPooledBytes ?? Infinity;
     this.waiter = new GpuWaiter({ mode: options.waitMode ?? waitModeFromEnv() });
     this.pool = new BufferPool(ctx.device, ctx.limits.maxBufferSize, (bytes, max) => {
       throw new TensorTooLargeError(
         `cannot allocate ${formatBytes(bytes)}: the device's largest buffer is ${formatBytes(max)} (maxBufferSize)`,
       );
-    });
+    }, options.maxPooledBytes);
     this.pipelines = new PipelineCache(ctx.device);
     this.recorder = new CommandRecorder(ctx, this.pool, this.pipelines, this.waiter, {
       maxDispatchesPerSubmit: options.maxDispatchesPerSubmit ?? 128,
