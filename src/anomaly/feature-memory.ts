@@ -251,7 +251,7 @@ export class FeatureMemory extends nn.Module {
   async nearestDistances(features: Float32Array, grid?: { h: number; w: number }): Promise<Float32Array> {
     const C = this.channels;
     const e = this.bank.engine;
-    if (grid && this.useIndex && NearestIndex.available(e, C)) {
+    if (grid && this.searchesIndex) {
       const index = await this.searchIndex();
       const order = tileOrder(grid.h, grid.w, 4);
       const tiled = new Float32Array(features.length);
@@ -276,7 +276,12 @@ export class FeatureMemory extends nn.Module {
 
   /** Builds the search index now (where it is used) rather than at the first search: a loaded model's first image is then not slower. */
   async prepareSearch(): Promise<void> {
-    if (this.useIndex && NearestIndex.available(this.bank.engine, this.channels)) await this.searchIndex();
+    if (this.searchesIndex) await this.searchIndex();
+  }
+
+  /** Whether searches go through the index: wanted (useIndex) and the device runs its kernel for these features. */
+  private get searchesIndex(): boolean {
+    return this.useIndex && NearestIndex.available(this.bank.engine, this.channels);
   }
 
   /** The index of the current bank, built at first use (k-means steps on a sample of the bank). */

@@ -150,6 +150,8 @@ export class NearestIndex {
     const K = this.clusters;
     const B = RANGE_BLOCK_QUERIES;
     const blocks = Math.ceil(n / B);
+    /** One past the last query of block b. */
+    const blockEnd = (b: number) => Math.min(n, b * B + B);
     const { centroids: cent, radii, offsets } = this;
     const e = this.sorted.engine;
     const tol = kernelTolerance(C);
@@ -174,13 +176,13 @@ export class NearestIndex {
       }
       // Pass 1: each block against the clusters nearest its queries: an upper bound for every query.
       const plan1 = planRanges(blocks, K, offsets, (b, k) => {
-        for (let i = b * B; i < Math.min(n, b * B + B); i++) if (nearest[i] === k) return true;
+        for (let i = b * B; i < blockEnd(b); i++) if (nearest[i] === k) return true;
         return false;
       });
       const d1 = await this.run(q, plan1.ranges, plan1.blockStart);
       // Pass 2: every cluster that can hold the nearest row of one of the block's queries.
       const plan2 = planRanges(blocks, K, offsets, (b, k) => {
-        for (let i = b * B; i < Math.min(n, b * B + B); i++) {
+        for (let i = b * B; i < blockEnd(b); i++) {
           const lb = Math.max(0, toCluster[i * K + k] - radii[k]);
           if (lb * lb - tol * (q2[i] + this.maxNorm2[k]) <= d1[i]) return true;
         }
@@ -189,7 +191,7 @@ export class NearestIndex {
       if (stats) {
         let pairs = 0;
         for (let b = 0; b < blocks; b++)
-          for (let r = plan2.blockStart[b]; r < plan2.blockStart[b + 1]; r++) pairs += (plan2.ranges[2 * r + 1] - plan2.ranges[2 * r]) * (Math.min(n, b * B + B) - b * B);
+          for (let r = plan2.blockStart[b]; r < plan2.blockStart[b + 1]; r++) pairs += (plan2.ranges[2 * r + 1] - plan2.ranges[2 * r]) * (blockEnd(b) - b * B);
         stats.searched = pairs / (n * offsets[K]);
       }
       return await this.run(q, plan2.ranges, plan2.blockStart);

@@ -101,9 +101,22 @@ export class BufferPool {
       this.stats.pooledBuffers++;
     }
     this.waiting.length = 0;
-    // Over the cap: destroy the buffers released longest ago (they have been submitted: nothing reads them later).
+    this.destroyFreeOver(this.maxPooledBytes);
+  }
+
+  /** Destroys every pooled (free) buffer. Buffers in use are untouched. */
+  trim(): void {
+    this.destroyFreeOver(0);
+    this.free.clear();
+  }
+
+  /**
+   * Destroys free buffers, those released longest ago first, until at most `limit` bytes stay pooled (they
+   * have been submitted: nothing recorded later reads them).
+   */
+  private destroyFreeOver(limit: number): void {
     for (const buffer of this.freeOrder) {
-      if (this.pooledBytes <= this.maxPooledBytes) break;
+      if (this.pooledBytes <= limit) break;
       const list = this.free.get(`${buffer.usage}:${buffer.size}`)!;
       list.splice(list.indexOf(buffer), 1);
       this.freeOrder.delete(buffer);
@@ -112,20 +125,6 @@ export class BufferPool {
       this.stats.bytesAllocated -= buffer.size;
       buffer.destroy();
     }
-  }
-
-  /** Destroys every pooled (free) buffer. Buffers in use are untouched. */
-  trim(): void {
-    for (const list of this.free.values()) {
-      for (const b of list) {
-        this.stats.bytesAllocated -= b.size;
-        b.destroy();
-      }
-    }
-    this.free.clear();
-    this.freeOrder.clear();
-    this.pooledBytes = 0;
-    this.stats.pooledBuffers = 0;
   }
 
   memory(): MemoryStats {
