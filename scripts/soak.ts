@@ -3,7 +3,7 @@
 // long run, and the run fails (exit 1) unless resources stay bounded.
 //
 //   npm run soak -- --count 100000 [--concurrency 16] [--model models/neu] [--data ../shared/datasets/neu]
-//                   [--images 240] [--max-batch 16] [--max-wait-ms 2] [--rss-growth-mb 64] [--gpu-settle-mb 4]
+//                   [--images 240] [--max-batch 16] [--max-wait-ms 2] [--rss-growth-mb 64] [--gpu-settle-mb 4] [--snapshots 3]
 //   npm run soak -- --model models/magnetic-tile-anomaly --data ../shared/datasets/magnetic-tile --count 500 --concurrency 2
 //
 // Images: --data (default ../shared/datasets/neu next to the repository) if it exists, else synthetic
@@ -11,11 +11,12 @@
 // --max-batch and --max-wait-ms are the Inspector's queue settings; an AnomalyDetector scores each call on
 // its own (its maps are returned too, as a station that shows them would ask).
 //
-// Bounds it holds (checked at start, middle and end; "start" is after a warm-up: for an Inspector one batch
+// Bounds it holds (checked at start, middle and end, and at --snapshots - 3 more points evenly between them,
+// default none, to show a trend; "start" is after a warm-up: for an Inspector one batch
 // of every size 1..maxBatch and a concurrent burst, for an AnomalyDetector every image once alone and once
 // from the concurrent callers, so that the pipeline cache and the buffer pool have reached their steady state):
-//   - GPU memory flat: engine.memory().bytesInUse identical at start, middle and end (nothing leaks), and
-//     .bytesAllocated (the buffer pool) identical at middle and end, having grown from start to middle by at
+//   - GPU memory flat: engine.memory().bytesInUse identical at every snapshot (nothing leaks), and
+//     .bytesAllocated (the buffer pool) identical from middle to end, having grown from start to middle by at
 //     most --gpu-settle-mb MiB (default 4). Why the pool may still settle after the warm-up: it keeps what the
 //     calls in flight together needed at their peak, and with concurrent callers over images of many sizes
 //     (the anomaly detector) which sizes meet depends on timing. (Until 2026-12-06 allocated had to be
@@ -57,6 +58,7 @@ const { values: args } = parseArgs({
     'max-wait-ms': { type: 'string', default: '2' },
     'rss-growth-mb': { type: 'string', default: '64' },
     'gpu-settle-mb': { type: 'string', default: '4' },
+    snapshots: { type: 'string', default: '3' },
   },
 });
 
@@ -72,6 +74,8 @@ const maxBatch = positiveInt('max-batch', args['max-batch']!);
 const maxWaitMs = Number(args['max-wait-ms']);
 const rssBoundMb = Number(args['rss-growth-mb']);
 const gpuSettleMb = Number(args['gpu-settle-mb']);
+const snapshotCount = positiveInt('snapshots', args.snapshots!);
+if (snapshotCount < 3) throw new Error(`--snapshots must be at least 3 (start, middle, end), got ${snapshotCount}`);
 if (!(gpuSettleMb >= 0)) throw new Error(`--gpu-settle-mb must be >= 0`);
 if (!(maxWaitMs >= 0)) throw new Error(`--max-wait-ms must be >= 0`);
 if (!(rssBoundMb > 0)) throw new Error(`--rss-growth-mb must be > 0`);
@@ -188,7 +192,8 @@ async function main(): Promise<number> {
     };
     snapshot('start', 0);
 
-    // Two halves with a quiet moment between them, so the middle snapshot sees no batch in flight.
+    // Equal parts with a quiet moment between them, so that no call is in flight at a snapshot; the one at
+    // (or first past) half the count is the middle.
     const latencies = new Float64Array(count);
     let next = 0;
     let failures = 0;
@@ -210,11 +215,15 @@ async function main(): Promise<number> {
       };
       return Promise.all(Array.from({ length: concurrency }, caller));
     };
-    await runUntil(Math.floor(count / 2));
-    snapshot('middle', next);
-    await runUntil(count);
+    const parts = snapshotCount - 1;
+    let middleIndex = 0;
+    for (let p = 1; p <= parts; p++) {
+      const limit = Math.floor((count * p) / parts);
+      await runUntil(limit);
+      if (!middleIndex && limit >= count / 2 && p < parts) middleIndex = snapshots.length;
+      snapshot(p === parts ? 'end' : middleIndex === snapshots.length ? 'middle' : `${Math.round((100 * p) / parts)} %`, next);
+    }
     const seconds = (performance.now() - t0) / 1000;
-    snapshot('end', next);
 
     const sorted = latencies.slice().sort();
     console.log(
@@ -229,8 +238,9 @@ async function main(): Promise<number> {
         `${s.at.padEnd(7)} ${String(s.done).padStart(7)}   ${formatBytes(s.gpu.bytesAllocated).padStart(12)}   ${formatBytes(s.gpu.bytesInUse).padStart(10)}   ${String(s.gpu.liveBuffers + s.gpu.pooledBuffers).padStart(7)}   ${formatBytes(s.rssBytes).padStart(9)}   ${formatBytes(s.heapUsedBytes).padStart(9)}`,
       );
 
-    const [start, , end] = snapshots;
-    const middle = snapshots[1];
+    const start = snapshots[0];
+    const middle = snapshots[middleIndex];
+    const end = snapshots[snapshots.length - 1];
     const inUseFlat = snapshots.every((s) => s.gpu.bytesInUse === start.gpu.bytesInUse);
     const settle = middle.gpu.bytesAllocated - start.gpu.bytesAllocated;
     // An engine with a pool cap (the AnomalyDetector's own) holds at most in use + cap by construction, and
@@ -239,14 +249,14 @@ async function main(): Promise<number> {
     const capped = Number.isFinite(cap);
     const poolFlat = capped
       ? snapshots.every((s) => s.gpu.bytesAllocated <= s.gpu.bytesInUse + cap)
-      : end.gpu.bytesAllocated === middle.gpu.bytesAllocated && Math.abs(settle) <= gpuSettleMb * 2 ** 20;
+      : snapshots.slice(middleIndex).every((s) => s.gpu.bytesAllocated === middle.gpu.bytesAllocated) && Math.abs(settle) <= gpuSettleMb * 2 ** 20;
     const rssGrowth = end.rssBytes - start.rssBytes;
     const rssOk = rssGrowth <= rssBoundMb * 2 ** 20;
     console.log('\nbounds:');
-    console.log(`  GPU bytes in use identical at start, middle, end: ${inUseFlat ? 'held' : 'VIOLATED'}`);
-    if (capped) console.log(`  GPU bytes allocated <= in use + the pool cap (${formatBytes(cap)}) at start, middle, end: ${poolFlat ? 'held' : 'VIOLATED'}`);
+    console.log(`  GPU bytes in use identical at every snapshot: ${inUseFlat ? 'held' : 'VIOLATED'}`);
+    if (capped) console.log(`  GPU bytes allocated <= in use + the pool cap (${formatBytes(cap)}) at every snapshot: ${poolFlat ? 'held' : 'VIOLATED'}`);
     else console.log(
-      `  GPU bytes allocated identical at middle and end, start->middle ${settle === 0 ? 'unchanged' : `${settle > 0 ? '+' : '-'}${formatBytes(Math.abs(settle))} (${Math.abs(settle)} bytes)`} <= ${gpuSettleMb} MiB: ${poolFlat ? 'held' : 'VIOLATED'}`,
+      `  GPU bytes allocated identical from middle to end, start->middle ${settle === 0 ? 'unchanged' : `${settle > 0 ? '+' : '-'}${formatBytes(Math.abs(settle))} (${Math.abs(settle)} bytes)`} <= ${gpuSettleMb} MiB: ${poolFlat ? 'held' : 'VIOLATED'}`,
     );
     console.log(`  host RSS growth start->end ${formatBytes(Math.max(0, rssGrowth))}${rssGrowth < 0 ? ` (shrank by ${formatBytes(-rssGrowth)})` : ''} <= ${rssBoundMb} MiB: ${rssOk ? 'held' : 'VIOLATED'}`);
     console.log(`  failed inspections: ${failures}${failures ? ` (first: ${firstFailure})` : ''}`);

@@ -82,6 +82,31 @@ describe('Engine', () => {
     }
   });
 
+  it('counts buffers awaiting a submit against maxPooledBytes: allocated stays within in use + the cap', async () => {
+    const cap = 64 * 1024;
+    const capped = await Engine.create({ poisonAllocations: true, maxPooledBytes: cap });
+    try {
+      // 60 sizes (4-16 KB), released between submits in threes (up to 48 KB awaiting a submit, which cannot
+      // be destroyed yet): free buffers make room for them, so allocated - in use never exceeds the cap.
+      // Before, the free lists alone could hold the cap while more awaited a submit.
+      const held = capped.empty([3000]);
+      for (let i = 0; i < 60; i++) {
+        const t = capped.empty([1000 + 50 * i]);
+        t.dispose();
+        const m = capped.memory();
+        expect(m.bytesAllocated, `after release ${i}`).toBeLessThanOrEqual(m.bytesInUse + cap);
+        if (i % 3 === 2) capped.flush();
+      }
+      held.dispose();
+      await capped.sync();
+      const m = capped.memory();
+      expect(m.bytesInUse).toBe(0);
+      expect(m.bytesAllocated).toBeLessThanOrEqual(cap);
+    } finally {
+      capped.destroy();
+    }
+  });
+
   it('reports bytes in use and live buffers', () => {
     const m0 = engine.memory();
     const t = engine.empty([1000]);

@@ -71,17 +71,15 @@ export class AnomalyDetector {
     const ownsEngine = !options.engine;
     const engine = options.engine ?? (await Engine.create({ maxPooledBytes: options.maxPooledBytes ?? 256 * 2 ** 20 }));
     if (ownsEngine) loadTuned(engine);
+    let nets: AnomalyNetworks | undefined;
     try {
-      const { nets, meta, config } = loadAnomalyDir(modelDir, engine);
-      try {
-        // The memories' search indexes (a few seconds on the software adapter), so that the first image scores as fast as the rest.
-        for (const m of nets.memories ?? []) await m.prepareSearch();
-      } catch (e) {
-        disposeNetworks(nets);
-        throw e;
-      }
-      return new AnomalyDetector(engine, nets, meta, config, ownsEngine, options.batchSize ?? 128, options.threshold);
+      const loaded = loadAnomalyDir(modelDir, engine);
+      nets = loaded.nets;
+      // The memories' search indexes (a few seconds on the software adapter), so that the first image scores as fast as the rest.
+      for (const m of nets.memories ?? []) await m.prepareSearch();
+      return new AnomalyDetector(engine, nets, loaded.meta, loaded.config, ownsEngine, options.batchSize ?? 128, options.threshold);
     } catch (e) {
+      if (nets) disposeNetworks(nets);
       if (ownsEngine) engine.destroy();
       throw e;
     }

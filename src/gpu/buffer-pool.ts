@@ -6,7 +6,9 @@
 // Later writes to it are queued after that submit, so queue order keeps them safe.
 //
 // The free lists may be capped (`maxPooledBytes`): past the cap, the buffers released longest ago are
-// destroyed. Without a cap the pool keeps what the work in flight needed at its peak, per size bucket; a
+// destroyed. Buffers awaiting a submit count against the cap too (they cannot be destroyed yet, so free ones
+// make room for them): bytes allocated stay within bytes in use + the cap, unless one recording alone
+// releases more than the cap. Without a cap the pool keeps what the work in flight needed at its peak, per size bucket; a
 // long-running process whose tensor sizes vary (an anomaly detector scoring images of any size from several
 // callers) keeps meeting new combinations of sizes, and its pool keeps growing, though boundedly.
 
@@ -48,6 +50,7 @@ export class BufferPool {
   private freeOrder = new Set<GPUBuffer>();
   private pooledBytes = 0;
   private waiting: GPUBuffer[] = [];
+  private waitingBytes = 0;
   private stats = { bytesInUse: 0, bytesAllocated: 0, liveBuffers: 0, pooledBuffers: 0 };
 
   constructor(
@@ -87,6 +90,9 @@ export class BufferPool {
     this.stats.bytesInUse -= b.capacity;
     this.stats.liveBuffers--;
     this.waiting.push(b.buffer);
+    this.waitingBytes += b.buffer.size;
+    if (this.pooledBytes + this.waitingBytes > this.maxPooledBytes)
+      this.destroyFreeOver(Math.max(0, this.maxPooledBytes - this.waitingBytes));
   }
 
   /** Called once the commands recorded so far have been submitted. */
@@ -101,6 +107,7 @@ export class BufferPool {
       this.stats.pooledBuffers++;
     }
     this.waiting.length = 0;
+    this.waitingBytes = 0;
     this.destroyFreeOver(this.maxPooledBytes);
   }
 
