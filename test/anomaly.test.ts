@@ -408,6 +408,40 @@ describe('anomaly calibrate --backbone (feature memory)', () => {
     }
   });
 
+  it('dispose() while calls are in flight: each call either finishes with its score or rejects with a clear error', async () => {
+    const image = readFileSync(join(data, 'spot', 's1.png'));
+    const expected = await (async () => {
+      const det = await AnomalyDetector.load(model, { engine });
+      try {
+        return (await det.score(image)).score;
+      } finally {
+        det.dispose();
+      }
+    })();
+    // The detector's own engine (destroyed by dispose), disposed at several moments of the calls' work.
+    const outcomes = new Set<string>();
+    for (const delayMs of [0, 1, 5, 20, 80]) {
+      const det = await AnomalyDetector.load(model);
+      const calls = [0, 1, 2].map(() => det.score(image));
+      await new Promise((r) => setTimeout(r, delayMs));
+      det.dispose();
+      for (const r of await Promise.allSettled(calls)) {
+        if (r.status === 'fulfilled') expect(r.value.score).toBeCloseTo(expected, 5);
+        else expect((r.reason as Error).message, `disposed after ${delayMs} ms`).toMatch(/AnomalyDetector (used after|disposed while scoring)/);
+        outcomes.add(r.status === 'fulfilled' ? 'scored' : (r.reason as Error).message);
+      }
+      await expect(det.score(image)).rejects.toThrow(/AnomalyDetector used after dispose\(\)/);
+    }
+    console.log(`outcomes: ${[...outcomes].join(' | ')}`);
+    // Disposed for certain in the middle of a call's GPU work: the call has passed its checks and recorded its
+    // first dispatches when dispose() runs (this used to surface as a "GPU internal error").
+    const det = await AnomalyDetector.load(model);
+    const work = await det.load(image);
+    const inFlight = det.scoreWorkImages([work]);
+    det.dispose();
+    await expect(inFlight).rejects.toThrow(/AnomalyDetector disposed while scoring/);
+  });
+
   it('a model.json written with one memory (memory, scoring.memoryMean) loads as a list of one', async () => {
     const { copy, cal, meta } = await withMemoryOnly('memory-legacy', { backbone: 'models/neu', size: 128 });
     const json = JSON.parse(readFileSync(join(copy, 'model.json'), 'utf8'));

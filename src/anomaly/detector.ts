@@ -105,7 +105,14 @@ export class AnomalyDetector {
   /** Scores already-decoded working images (see load()). */
   async scoreWorkImages(work: readonly WorkImage[], options: ScoreOptions = {}): Promise<AnomalyResult[]> {
     this.check();
-    const residuals = await scoringResiduals(this.nets, this.config, work, this.meta.scoring, this.batchSize);
+    let residuals: Awaited<ReturnType<typeof scoringResiduals>>;
+    try {
+      residuals = await scoringResiduals(this.nets, this.config, work, this.meta.scoring, this.batchSize);
+    } catch (e) {
+      // dispose() freed the networks (and maybe the engine) under this call: say so, not what failed after.
+      if (this.disposed) throw new WgslNnError('AnomalyDetector disposed while scoring', { cause: e });
+      throw e;
+    }
     return residuals.map((r, i) => {
       const m = anomalyMap(r, this.meta.scoring);
       const score = topKMean(m, this.meta.scoring.topK);
@@ -122,7 +129,10 @@ export class AnomalyDetector {
     if (this.disposed) throw new WgslNnError('AnomalyDetector used after dispose()');
   }
 
-  /** Releases the networks' GPU memory (and the engine, if the detector created it). */
+  /**
+   * Releases the networks' GPU memory (and the engine, if the detector created it). Calls in flight then
+   * reject with "AnomalyDetector disposed while scoring" (or finish, if their GPU work was done).
+   */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
