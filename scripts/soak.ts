@@ -192,8 +192,8 @@ async function main(): Promise<number> {
     };
     snapshot('start', 0);
 
-    // Equal parts with a quiet moment between them, so that no call is in flight at a snapshot; the one at
-    // (or first past) half the count is the middle.
+    // Equal parts with a quiet moment between them, so that no call is in flight at a snapshot; the one
+    // after half of the parts (or the first past it) is the middle.
     const latencies = new Float64Array(count);
     let next = 0;
     let failures = 0;
@@ -220,7 +220,7 @@ async function main(): Promise<number> {
     for (let p = 1; p <= parts; p++) {
       const limit = Math.floor((count * p) / parts);
       await runUntil(limit);
-      if (!middleIndex && limit >= count / 2 && p < parts) middleIndex = snapshots.length;
+      if (!middleIndex && 2 * p >= parts && p < parts) middleIndex = snapshots.length;
       snapshot(p === parts ? 'end' : middleIndex === snapshots.length ? 'middle' : `${Math.round((100 * p) / parts)} %`, next);
     }
     const seconds = (performance.now() - t0) / 1000;
