@@ -192,8 +192,8 @@ async function main(): Promise<number> {
     };
     snapshot('start', 0);
 
-    // Equal parts with a quiet moment between them, so that no call is in flight at a snapshot; the one
-    // after half of the parts (or the first past it) is the middle.
+    // Equal parts with a quiet moment between them, so that no call is in flight at a snapshot; snapshot p
+    // follows part p, and the one after half of the parts (or the first past it) is the middle.
     const latencies = new Float64Array(count);
     let next = 0;
     let failures = 0;
@@ -216,12 +216,10 @@ async function main(): Promise<number> {
       return Promise.all(Array.from({ length: concurrency }, caller));
     };
     const parts = snapshotCount - 1;
-    let middleIndex = 0;
+    const middleIndex = Math.ceil(parts / 2);
     for (let p = 1; p <= parts; p++) {
-      const limit = Math.floor((count * p) / parts);
-      await runUntil(limit);
-      if (!middleIndex && 2 * p >= parts && p < parts) middleIndex = snapshots.length;
-      snapshot(p === parts ? 'end' : middleIndex === snapshots.length ? 'middle' : `${Math.round((100 * p) / parts)} %`, next);
+      await runUntil(Math.floor((count * p) / parts));
+      snapshot(p === parts ? 'end' : p === middleIndex ? 'middle' : `${Math.round((100 * p) / parts)} %`, next);
     }
     const seconds = (performance.now() - t0) / 1000;
 

@@ -105,14 +105,10 @@ export class AnomalyDetector {
   /** Scores already-decoded working images (see load()). */
   async scoreWorkImages(work: readonly WorkImage[], options: ScoreOptions = {}): Promise<AnomalyResult[]> {
     this.check();
-    let residuals: Awaited<ReturnType<typeof scoringResiduals>>;
-    try {
-      residuals = await scoringResiduals(this.nets, this.config, work, this.meta.scoring, this.batchSize);
-    } catch (e) {
+    const residuals = await scoringResiduals(this.nets, this.config, work, this.meta.scoring, this.batchSize).catch((e: unknown) => {
       // dispose() freed the networks (and maybe the engine) under this call: say so, not what failed after.
-      if (this.disposed) throw new WgslNnError('AnomalyDetector disposed while scoring', { cause: e });
-      throw e;
-    }
+      throw this.disposed ? new WgslNnError('AnomalyDetector disposed while scoring', { cause: e }) : e;
+    });
     return residuals.map((r, i) => {
       const m = anomalyMap(r, this.meta.scoring);
       const score = topKMean(m, this.meta.scoring.topK);

@@ -8,8 +8,8 @@
 // The free lists may be capped (`maxPooledBytes`): past the cap, the buffers released longest ago are
 // destroyed. Buffers awaiting a submit count against the cap too (they cannot be destroyed yet, so free ones
 // make room for them): bytes allocated stay within bytes in use + the cap, unless one recording alone
-// releases more than the cap. Without a cap the pool keeps what the work in flight needed at its peak, per size bucket; a
-// long-running process whose tensor sizes vary (an anomaly detector scoring images of any size from several
+// releases more than the cap. Without a cap the pool keeps what the work in flight needed at its peak, per
+// size bucket; a long-running process whose tensor sizes vary (an anomaly detector scoring images of any size from several
 // callers) keeps meeting new combinations of sizes, and its pool keeps growing, though boundedly.
 
 export interface PooledBuffer {
@@ -57,8 +57,8 @@ export class BufferPool {
     private readonly device: GPUDevice,
     private readonly maxBufferSize: number,
     private readonly onTooLarge: (bytes: number, max: number) => never,
-    /** Largest total size of the free buffers kept (default: no limit). */
-    private readonly maxPooledBytes = Infinity,
+    /** Largest total size of the free buffers and those awaiting a submit (default: no limit). */
+    readonly maxPooledBytes = Infinity,
   ) {}
 
   acquire(byteLength: number, usage: number): PooledBuffer {
@@ -91,8 +91,7 @@ export class BufferPool {
     this.stats.liveBuffers--;
     this.waiting.push(b.buffer);
     this.waitingBytes += b.buffer.size;
-    if (this.pooledBytes + this.waitingBytes > this.maxPooledBytes)
-      this.destroyFreeOver(Math.max(0, this.maxPooledBytes - this.waitingBytes));
+    this.enforceCap();
   }
 
   /** Called once the commands recorded so far have been submitted. */
@@ -108,13 +107,18 @@ export class BufferPool {
     }
     this.waiting.length = 0;
     this.waitingBytes = 0;
-    this.destroyFreeOver(this.maxPooledBytes);
+    this.enforceCap();
   }
 
   /** Destroys every pooled (free) buffer. Buffers in use are untouched. */
   trim(): void {
     this.destroyFreeOver(0);
     this.free.clear();
+  }
+
+  /** Keeps free + awaiting-a-submit bytes within the cap, destroying free buffers (the waiting ones cannot be yet). */
+  private enforceCap(): void {
+    this.destroyFreeOver(Math.max(0, this.maxPooledBytes - this.waitingBytes));
   }
 
   /**

@@ -66,8 +66,6 @@ export class Engine {
   private readonly pipelines: PipelineCache;
   private readonly recorder: CommandRecorder;
   private readonly poison: boolean;
-  /** Most bytes of released buffers kept for reuse (EngineOptions.maxPooledBytes; Infinity: no limit). */
-  readonly maxPooledBytes: number;
   /**
    * Smallest and largest value of i32 tensors whose contents the host knows (made by fromArray, zeros or
    * full), keyed by their storage so that reshaped views share it: ops that index with them (class labels)
@@ -82,7 +80,6 @@ export class Engine {
     this.info = ctx.info;
     this.limits = ctx.limits;
     this.poison = options.poisonAllocations ?? false;
-    this.maxPooledBytes = options.maxPooledBytes ?? Infinity;
     this.waiter = new GpuWaiter({ mode: options.waitMode ?? waitModeFromEnv() });
     this.pool = new BufferPool(ctx.device, ctx.limits.maxBufferSize, (bytes, max) => {
       throw new TensorTooLargeError(
@@ -227,6 +224,11 @@ export class Engine {
   }
 
   /** Bytes in use, bytes allocated, live and pooled buffers. */
+  /** Most bytes of released buffers kept for reuse (EngineOptions.maxPooledBytes; Infinity: no limit). */
+  get maxPooledBytes(): number {
+    return this.pool.maxPooledBytes;
+  }
+
   memory(): MemoryStats {
     return this.pool.memory();
   }
