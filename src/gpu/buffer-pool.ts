@@ -52,6 +52,8 @@ export class BufferPool {
   private waiting: GPUBuffer[] = [];
   private waitingBytes = 0;
   private stats = { bytesInUse: 0, bytesAllocated: 0, liveBuffers: 0, pooledBuffers: 0 };
+  /** Called with each buffer just before the pool destroys it (the recorder drops its cached bind groups). */
+  onDestroy: ((buffer: GPUBuffer) => void) | undefined;
 
   constructor(
     private readonly device: GPUDevice,
@@ -134,6 +136,7 @@ export class BufferPool {
       this.pooledBytes -= buffer.size;
       this.stats.pooledBuffers--;
       this.stats.bytesAllocated -= buffer.size;
+      this.onDestroy?.(buffer);
       buffer.destroy();
     }
   }

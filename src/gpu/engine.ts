@@ -131,6 +131,12 @@ export class Engine {
     return this.recorder.submitCount;
   }
 
+  /** The recorder's cached bind groups (bind-groups.ts): how many are held, and lookups that found or made one. */
+  get bindGroupStats(): { size: number; hits: number; misses: number } {
+    const c = this.recorder.bindGroups;
+    return { size: c.size, hits: c.hits, misses: c.misses };
+  }
+
   // ---------------------------------------------------------------- buffers and tensors
 
   /** A new tensor with undefined contents (NaN when poisonAllocations is on). */

@@ -6,6 +6,7 @@
 // out of memory, WGSL compile errors, device loss) are collected and thrown at the next flush point
 // (sync, read). Every wait for the GPU goes through the GpuWaiter (gpu-wait.ts).
 import { globals } from 'webgpu';
+import { BindGroupCache, type BufferEntry } from './bind-groups.js';
 import type { BufferPool, PooledBuffer } from './buffer-pool.js';
 import { formatBytes } from './describe.js';
 import { DeviceTensor, shapeString } from './device-tensor.js';
@@ -65,7 +66,10 @@ export class CommandRecorder {
   private pass: GPUComputePassEncoder | undefined;
   private recorded = 0;
   private uniformArena: PooledBuffer | undefined;
+  /** The arena's bytes, written to it in one call at the flush instead of one call per dispatch. */
+  private uniformShadow: Uint8Array;
   private uniformSlot = 0;
+  readonly bindGroups: BindGroupCache;
   private readonly uniformSlotSize: number;
   private recentLabels: string[] = [];
   private readonly maxDispatchesPerSubmit: number;
@@ -84,6 +88,9 @@ export class CommandRecorder {
     this.maxDispatchesPerSubmit = options.maxDispatchesPerSubmit;
     this.owner = options.owner;
     this.uniformSlotSize = Math.max(256, ctx.minUniformBufferOffsetAlignment);
+    this.uniformShadow = new Uint8Array(this.uniformSlotSize * this.maxDispatchesPerSubmit);
+    this.bindGroups = new BindGroupCache(ctx.device);
+    pool.onDestroy = (buffer) => this.bindGroups.forgetBuffer(buffer);
     ctx.device.addEventListener('uncapturederror', (ev: Event) => {
       const e = (ev as GPUUncapturedErrorEvent).error;
       const kind =
@@ -131,7 +138,7 @@ export class CommandRecorder {
       );
     const maxBinding = limits.maxStorageBufferBindingSize;
     const alignment = limits.minStorageBufferOffsetAlignment;
-    const entries: GPUBindGroupEntry[] = [];
+    const entries: BufferEntry[] = [];
     let uniform: PooledBuffer | undefined;
     if (spec.uniforms) {
       const data = spec.uniforms instanceof Uint8Array ? spec.uniforms : packUniforms(spec.uniforms);
@@ -141,12 +148,12 @@ export class CommandRecorder {
           this.uniformSlot = 0;
         }
         const offset = this.uniformSlot++ * this.uniformSlotSize;
-        this.device.queue.writeBuffer(this.uniformArena.buffer, offset, data.buffer, data.byteOffset, data.byteLength);
-        entries.push({ binding: 0, resource: { buffer: this.uniformArena.buffer, offset, size: data.byteLength } });
+        this.uniformShadow.set(data, offset);
+        entries.push({ binding: 0, buffer: this.uniformArena.buffer, offset, size: data.byteLength });
       } else {
         uniform = this.pool.acquire(data.byteLength, UNIFORM_USAGE);
         this.device.queue.writeBuffer(uniform.buffer, 0, data.buffer, data.byteOffset, data.byteLength);
-        entries.push({ binding: 0, resource: { buffer: uniform.buffer, size: data.byteLength } });
+        entries.push({ binding: 0, buffer: uniform.buffer, offset: 0, size: data.byteLength });
       }
     }
     spec.bindings.forEach((b, i) => {
@@ -163,10 +170,10 @@ export class CommandRecorder {
       const offset = b instanceof DeviceTensor ? b.byteOffset : 0;
       if (offset % alignment !== 0)
         throw new InvalidArgumentError(`${label}: binding ${i + 1} starts at byte ${offset} of its buffer, not a multiple of ${alignment} (minStorageBufferOffsetAlignment)`);
-      entries.push({ binding: i + 1, resource: { buffer, offset, size: Math.ceil(size / 4) * 4 } });
+      entries.push({ binding: i + 1, buffer, offset, size: Math.ceil(size / 4) * 4 });
     });
     const pipeline = this.pipelines.pipeline(spec.shader, spec.entry, spec.constants);
-    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label });
+    const bindGroup = this.bindGroups.get(pipeline, entries, label);
     const pass = this.computePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
@@ -184,6 +191,11 @@ export class CommandRecorder {
     if (this.pass) {
       this.pass.end();
       this.pass = undefined;
+    }
+    if (this.uniformArena && this.uniformSlot > 0) {
+      // Queue writes land before the submit below, so every dispatch of the batch reads its own slot.
+      this.device.queue.writeBuffer(this.uniformArena.buffer, 0, this.uniformShadow.buffer, 0, this.uniformSlot * this.uniformSlotSize);
+      this.uniformSlot = 0;
     }
     if (this.encoder) {
       this.device.queue.submit([this.encoder.finish()]);
