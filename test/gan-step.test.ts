@@ -2,9 +2,10 @@
 // own network. Tiny shapes (8x8 dense, 16x16 DCGAN with widths 4) keep this fast on lavapipe.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../src/gpu/engine.js';
-import { Discriminator, Generator, resolveGanConfig, type GanConfig } from '../src/gan/models.js';
+import { Discriminator, Generator, isConditional, latentBatch, oneHot, resolveGanConfig, type GanConfig } from '../src/gan/models.js';
 import { GanStep } from '../src/gan/step.js';
 import { manualSeed } from '../src/nn/seed.js';
+import { noGrad } from '../src/nn/tensor.js';
 import * as F from '../src/nn/functional.js';
 import { Rng } from '../src/util/rng.js';
 import { testEngine } from './helpers.js';
@@ -75,6 +76,26 @@ describe.each(cases)('GAN step: %s', (_name, config) => {
     const d2 = await snapshot(D.parameters());
     expect(same(d1, d2)).toBe(true);
     expect(same(g1, g2)).toBe(false);
+  });
+
+  it('reports D(real) and D(fake) as the mean probabilities on the step\'s real and fake batches, before the update', async () => {
+    const S = c.imageSize;
+    const real = realBatch(n, S, labels, new Rng(21));
+    // The fakes the step draws come first from its rng (no augmentation here): draw them again.
+    const r = new Rng(31);
+    const x = engine.tensor(step.toModelRange(real), [n, 1, S, S]);
+    const fake = noGrad(() => G.forward(engine.tensor(latentBatch(c, labels, () => r.normal()), [n, G.inputDim])));
+    const hot = isConditional(c) ? engine.tensor(oneHot(labels, c.classes.length), [n, c.classes.length]) : null;
+    const logits = await noGrad(() =>
+      D.batchesJoin ? D.logits(F.cat([x, fake]), hot ? F.cat([hot, hot]) : null) : F.cat([D.logits(x, hot), D.logits(fake, hot)]),
+    ).toArray();
+    const meanSigmoid = (from: number) => logits.slice(from, from + n).reduce((a, z) => a + 1 / (1 + Math.exp(-z)), 0) / n;
+    const l = step.discriminatorStep(real, labels, new Rng(31));
+    expect(Math.abs((await l.dReal.item()) - meanSigmoid(0))).toBeLessThan(1e-5);
+    expect(Math.abs((await l.dFake.item()) - meanSigmoid(n))).toBeLessThan(1e-5);
+    expect(l.dReal.shape).toEqual([]);
+    expect(l.dFake.shape).toEqual([]);
+    for (const t of Object.values(l)) t.dispose();
   });
 
   it('trains a few iterations with finite, changing losses', async () => {

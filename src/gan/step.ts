@@ -104,26 +104,28 @@ export class GanStep {
       const realIn = this.aug(x, rng);
       const fakeIn = this.aug(fake, rng);
       const targets = new Float32Array(2 * n).fill(1 - this.smoothing, 0, n);
-      let realLogits: Tensor;
-      let fakeLogits: Tensor;
       let lossD: Tensor;
+      let probs: { dReal: Tensor; dFake: Tensor };
       if (D.batchesJoin) {
         // One pass over [real; fake] (half the dispatches, twice the rows per GEMM). The mean over 2n
         // rows, doubled, is mean(real terms) + mean(fake terms): the same loss and gradients.
         const logits = D.logits(F.cat([realIn, fakeIn]), onehot ? F.cat([onehot, onehot]) : null);
         lossD = F.mul(F.binaryCrossEntropyWithLogits(logits, e.tensor(targets, [2 * n, 1])), 2);
-        realLogits = noGrad(() => F.narrow(logits, 0, n));
-        fakeLogits = noGrad(() => F.narrow(logits, n, n));
+        probs = noGrad(() => {
+          // Both means in one sigmoid and one reduction over the [2, n] halves (two dispatches, not four).
+          const halves = F.mean(F.reshape(F.sigmoid(logits), [2, n]), 1);
+          return { dReal: F.reshape(F.narrow(halves, 0, 1), []), dFake: F.reshape(F.narrow(halves, 1, 1), []) };
+        });
       } else {
-        realLogits = D.logits(realIn, onehot);
-        fakeLogits = D.logits(fakeIn, onehot);
+        const realLogits = D.logits(realIn, onehot);
+        const fakeLogits = D.logits(fakeIn, onehot);
         const lossReal = F.binaryCrossEntropyWithLogits(realLogits, e.tensor(targets.slice(0, n), [n, 1]));
         const lossFake = F.binaryCrossEntropyWithLogits(fakeLogits, e.tensor(targets.slice(n), [n, 1]));
         lossD = F.add(lossReal, lossFake);
+        probs = noGrad(() => ({ dReal: F.mean(F.sigmoid(realLogits)), dFake: F.mean(F.sigmoid(fakeLogits)) }));
       }
       lossD.backward();
       this.optD.step();
-      const probs = noGrad(() => ({ dReal: F.mean(F.sigmoid(realLogits)), dFake: F.mean(F.sigmoid(fakeLogits)) }));
       return { lossD: lossD.detach(), ...probs };
     });
   }
