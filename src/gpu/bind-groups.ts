@@ -1,12 +1,14 @@
 // Bind groups reused across dispatches that bind the same buffer ranges to the same pipeline.
 //
-// A training step records the same kernels on the same pooled buffers step after step (the pool hands
-// back the buffers of the previous step in the same order), and Dawn's createBindGroup is the largest
-// host cost of a dispatch (validation plus a Vulkan descriptor set: ~20-45 us on lavapipe, about half of
-// recording a dispatch). A bind group names buffers and byte ranges, not tensors, so reusing one for a
-// later dispatch with the same pipeline, buffers, offsets and sizes binds exactly what a new one would.
-// Entries of a destroyed buffer are dropped when the pool destroys it (`forgetBuffer`); the least
-// recently used entries go beyond `capacity`.
+// A training step records the same kernels on the same pooled buffers step after step (after a few
+// steps the pool hands the same buffers back in the same order), and Dawn's createBindGroup is the
+// largest host cost of recording a dispatch (validation plus a Vulkan descriptor set: ~45-50 us on a
+// loaded lavapipe machine, about half of the total). A bind group names buffers and byte ranges, not
+// tensors, so reusing one for a later dispatch with the same pipeline, buffers, offsets and sizes binds
+// exactly what a new one would. Entries of a destroyed buffer are dropped when the pool destroys it
+// (`forgetBuffer`); the least recently used entries go beyond `capacity`. A reused group keeps the label
+// of the dispatch that made it (Dawn's messages may name that one; the recorder's own error context
+// lists the recent dispatches).
 
 /** A storage or uniform buffer range at one binding. */
 export interface BufferEntry {
