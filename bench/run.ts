@@ -282,11 +282,6 @@ function e2eLine(who: string, t: EndToEndTiming): string {
 async function runEndToEnd(engine: Engine, c: EndToEndCase, id: string, tf: TfjsBench | undefined, torch: TorchRun | undefined): Promise<EndToEndResult> {
   console.log(`\n${c.name}`);
   const r: EndToEndResult = { name: c.name, images: c.images, flops: c.flops };
-  // Each case starts from an empty buffer pool, as in a process of its own: the kernel cases before it
-  // leave hundreds of pooled buffers (host memory on a software adapter), which slowed the steps measured
-  // after them by up to ~1.5x (README, Benchmarks).
-  await engine.sync();
-  engine.trim();
   try {
     const s = c.setup(engine);
     try {
