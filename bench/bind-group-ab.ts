@@ -4,6 +4,7 @@
 import { Engine } from '../src/gpu/engine.js';
 import { endToEndCases } from './cases.js';
 import { BindGroupCache } from '../src/gpu/bind-groups.js';
+import { median as med } from './timing.js';
 const which = process.argv[2] ?? 'dense GAN';
 const iters = Number(process.argv[3] ?? 30);
 const engine = await Engine.create();
@@ -27,7 +28,6 @@ for (let r = 0; r < rounds; r++) {
     const u = process.cpuUsage(c0); cpu[mode].push((u.user + u.system) / 1000 / iters);
   }
 }
-const med = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 console.log(which, 'ms/iter on', res.on.map((x) => x.toFixed(1)).join(' '), '| off', res.off.map((x) => x.toFixed(1)).join(' '));
 console.log('median on', med(res.on).toFixed(2), 'off', med(res.off).toFixed(2), '; process CPU ms/iter on', med(cpu.on).toFixed(1), 'off', med(cpu.off).toFixed(1));
 const pairs = res.on.map((x, i) => res.off[i] - x);

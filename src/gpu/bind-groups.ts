@@ -73,11 +73,6 @@ export class BindGroupCache {
     for (const key of this.keysByBuffer.get(buffer) ?? []) this.remove(key);
   }
 
-  clear(): void {
-    this.groups.clear();
-    this.keysByBuffer.clear();
-  }
-
   private remove(key: string): void {
     const entry = this.groups.get(key);
     if (!entry) return;
