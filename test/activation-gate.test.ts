@@ -71,6 +71,9 @@ const CONV_CASES: ConvCase[] = [
   { n: 1, ci: 2, co: 3, h: 5, w: 9, k: 2, s: 1, p: 0 },
   // conv2d: a 1x1 dy whose kernel covers x, the input gradient as one plain GEMM (its A operand gated).
   { n: 3, ci: 6, co: 5, h: 4, w: 4, k: 4, s: 1, p: 0 },
+  // conv2d: 1 input channel under 9 output channels, the input gradient in column form (GEMM into columns
+  // with dy gated, then col2im; src/kernels/conv2d.ts columnForm).
+  { n: 2, ci: 1, co: 9, h: 9, w: 7, k: 4, s: 2, p: 1 },
 ];
 const params = (c: ConvCase) => ({ stride: [c.s, c.s] as Pair, padding: [c.p, c.p] as Pair });
 

@@ -64,6 +64,12 @@ const cases: Case[] = [
   tc(1, 2, 2, 3, 3, 4, 3, 1),
   tc(2, 17, 10, 6, 5, 4, 2, 1, 'relu'),
   { n: 1, ci: 2, co: 3, h: 5, w: 4, k: [3, 4], stride: [2, 1], padding: [1, 0] },
+  // Few output channels from many input channels: the forward in column form (GEMM into columns, then
+  // col2im with the bias and activation fused; columnForm in src/kernels/conv2d.ts): a DCGAN generator's
+  // image layer, 2 channels at stride 1, an asymmetric kernel, stride and padding.
+  tc(2, 9, 1, 5, 6, 4, 2, 1, 'tanh'),
+  tc(1, 17, 2, 4, 3, 3, 1, 1, 'leakyRelu'),
+  { n: 2, ci: 8, co: 1, h: 3, w: 5, k: [3, 4], stride: [2, 1], padding: [1, 2] },
 ];
 
 const name = (c: Case) =>

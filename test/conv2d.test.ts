@@ -82,6 +82,12 @@ const cases: ConvCase[] = [
   // plain GEMM; beside it a 1x1 output whose kernel does not cover the input (stride 2), the phase GEMM.
   cc(3, 19, 6, 4, 4, 4, 1, 0),
   cc(2, 3, 5, 5, 5, 4, 2, 0),
+  // Few input channels under many output channels: the input gradient in column form (one GEMM into
+  // xc*kh*kw columns, then col2im; columnForm in src/kernels/conv2d.ts): a DCGAN discriminator's first
+  // conv, 2 channels at stride 1, an asymmetric kernel, stride and padding.
+  cc(2, 1, 8, 9, 7, 4, 2, 1, 'tanh'),
+  cc(3, 2, 17, 7, 8, 3, 1, 1),
+  { n: 1, c: 1, o: 9, h: 8, w: 9, k: [3, 4], stride: [2, 1], padding: [1, 2] },
 ];
 
 const name = (c: ConvCase) =>

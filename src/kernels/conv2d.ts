@@ -28,6 +28,8 @@ import {
 } from './matmul.js';
 import { defineOp, log2Bucket } from './registry.js';
 import { forEachSplit, sumParts, type SplitOperand } from './batch-split.js';
+import { col2im } from './col2im.js';
+import type { Engine } from '../gpu/engine.js';
 
 export interface Conv2dParams {
   stride: [number, number];
@@ -159,6 +161,51 @@ function phaseCount(size: number, s: number, p: number, r: number): number {
 }
 
 /**
+ * When the input gradient runs in column form (columnFormInputGradient). The phase GEMM has the xc input
+ * channels as rows, and its row blocks are 16 high (gemm_vec4, gemm_subgroup) or 64 (gemm_tiled), so a
+ * 1-channel dx (a generator's image layer, a discriminator's first conv's input gradient) does 16x the
+ * multiply-adds it needs; its time grows with yc (its reduction) and hardly with xc. The column form does
+ * only the needed ones but writes xc*kh*kw columns per dy pixel and gathers them again, so its time grows
+ * with xc (about 15 ms per input channel at 64 x 64 x 64 dx pixels on lavapipe, nearly independent of
+ * yc). Measured on lavapipe (bench/col2im-ab.ts; bench/results/mesa-lavapipe-vulkan.col2im-ab.md): the
+ * column form took 0.22-0.39x the phase GEMM's time for xc = 1 (yc 16 and 32), 0.54x for xc = 2 at
+ * yc = 32 and 0.92x at yc = 16, 0.71x for xc = 3 at yc = 32; level at xc = yc / 8 (0.98-1.01x) and
+ * slower beyond (up to 1.95x). Hence: column form iff xc * yPerX <= yc. Not measured on a
+ * real GPU (where gemm_tiled's 64-row blocks waste even more); `columnForm.yPerX` = Infinity turns the
+ * column form off (the A/B does so to time the phase GEMM on the same shapes).
+ */
+export const columnForm = { yPerX: 8 };
+
+/** Whether the input gradient of geometry `g` runs in column form: few input channels, and the columns fit one binding. */
+function useColumnForm(e: Engine, g: ConvGeometry): boolean {
+  const taps = g.xc * g.kh * g.kw;
+  return g.xc * columnForm.yPerX <= g.yc && taps > g.xc && g.nimg * taps * g.yh * g.yw * 4 <= e.limits.maxStorageBufferBindingSize;
+}
+
+/**
+ * The input gradient as one GEMM into columns and a gather (col2im):
+ *   cols[n, (c,u,v), pix] = sum_o w[o, (c,u,v)] dy[n, o, pix]      (rows: the xc*kh*kw taps)
+ *   dx[n, c, ih, iw] = act(b[c] + sum of the columns whose tap lands on (ih, iw))
+ * dy is read as the input of a 1x1 conv (im2col without padding); or, where gemm_vec4 runs it better,
+ * the transpose (rows = pixels of dy, columns = taps, w read as vec4 along the taps).
+ */
+function columnFormInputGradient(
+  core: GemmCore, dy: DeviceTensor, w: DeviceTensor, dx: DeviceTensor, g: ConvGeometry, b: DeviceTensor | null, epi: Epilogue, label: string, dyGate?: ActivationGate,
+): void {
+  const taps = g.xc * g.kh * g.kw;
+  const pixels = g.nimg * g.yh * g.yw;
+  const cols = dy.engine.empty([g.nimg, taps, g.yh, g.yw]);
+  // dy as the input of a 1x1 conv from its yc channels to the taps.
+  const pointwise: ConvGeometry = { nimg: g.nimg, xc: g.yc, xh: g.yh, xw: g.yw, yc: taps, yh: g.yh, yw: g.yw, kh: 1, kw: 1, sh: 1, sw: 1, ph: 0, pw: 0 };
+  const shared = { label: `${label} (columns)`, out: cols, conv: pointwise, K: g.yc };
+  const tapRows: GemmProblem = { ...shared, a: w, b: dy, bGate: dyGate, aMode: 'plain', bMode: 'im2col', cMode: 'nchw', M: taps, N: pixels, aStrides: [0, 1, taps] };
+  const pixelRows: GemmProblem = { ...shared, a: dy, aGate: dyGate, b: w, aMode: 'im2col', bMode: 'plain', cMode: 'nchwT', M: pixels, N: taps, bStrides: [0, taps, 1] };
+  gemm(core, cheaperForm(core, tapRows, pixelRows, false));
+  col2im(cols, dx, g, b, epi, label);
+  cols.dispose();
+}
+
+/**
  * dx = conv2d input gradient of dy (shape of y) with w [o,c,kh,kw], into [nimg, xc, xh, xw]; optionally
  * with a per-channel bias and activation (conv-transpose forward is this op).
  * `dyGate`: dy is read as dy * act'(dyGate.y).
@@ -177,6 +224,10 @@ export function convBackwardInputGemm(
       plainGemm(core, label, dys, w, dxs, { M: gs.nimg, N: cols, K: gs.yc, batch: 1 }, [0, gs.yc, 1], [0, cols, 1], [0, cols, 1], {
         activation: epi.activation, slope: epi.slope, aGate: gatePart(dyGate, gys),
       });
+      return;
+    }
+    if (useColumnForm(dy.engine, gs)) {
+      columnFormInputGradient(core, dys, w, dxs, gs, b, epi, label, gatePart(dyGate, gys));
       return;
     }
     let maxCols = 0;
