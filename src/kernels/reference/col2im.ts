@@ -1,22 +1,11 @@
 // CPU reference for col2im (torch.nn.functional.fold) with bias and activation; float64.
 // Written from the scatter definition: column (c, u, v) at output position (oh, ow) adds to
 // out[n, c, oh*sh - ph + u, ow*sw - pw + v] when that lies inside the image.
+import type { ConvGeometry } from '../matmul.js';
 import { activationRef, type ActivationName } from './activation.js';
 
-export interface Col2imRefGeometry {
-  nimg: number;
-  xc: number;
-  xh: number;
-  xw: number;
-  yh: number;
-  yw: number;
-  kh: number;
-  kw: number;
-  sh: number;
-  sw: number;
-  ph: number;
-  pw: number;
-}
+/** The forward conv's geometry (x [nimg, xc, xh, xw] -> columns' pixels yh x yw); its output channels do not matter here. */
+export type Col2imRefGeometry = Omit<ConvGeometry, 'yc'>;
 
 /** The data of out [nimg, xc, xh, xw] from cols [nimg, xc*kh*kw, yh, yw]. */
 export function col2imRef(cols: ArrayLike<number>, g: Col2imRefGeometry, bias: ArrayLike<number> | null, activation: ActivationName = 'none', slope = 0.01): Float64Array {
