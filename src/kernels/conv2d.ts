@@ -10,7 +10,7 @@
 // The 'direct' forward (shaders/conv2d.wgsl) loops over (c, u, v) without the GEMM indirection.
 // Tensors over one storage binding are split along the batch (src/kernels/batch-split.ts): forward
 // and d/dx run per range of images, d/dw adds the ranges' partial gradients.
-import { f32 } from '../gpu/engine.js';
+import { f32, type Engine } from '../gpu/engine.js';
 import type { DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError } from '../gpu/errors.js';
 import { ACTIVATION_CODE, checkGate, gatePart, gateSplitOperands, type Activation, type ActivationGate } from './activation.js';
@@ -29,7 +29,6 @@ import {
 import { defineOp, log2Bucket } from './registry.js';
 import { forEachSplit, sumParts, type SplitOperand } from './batch-split.js';
 import { col2im } from './col2im.js';
-import type { Engine } from '../gpu/engine.js';
 
 export interface Conv2dParams {
   stride: [number, number];
