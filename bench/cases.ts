@@ -137,7 +137,7 @@ function seedTrainCase(batch: number, size: number): EndToEndCase {
  * detached fake images, then a G step through the frozen D; BCE with logits; Adam lr 2e-4, beta1 0.5;
  * no augmentation), both losses read back.
  */
-function ganCase(name: string, config: GanConfig, batch: number, peer: PeerCase): EndToEndCase {
+export function ganCase(name: string, config: GanConfig, batch: number, peer: PeerCase): EndToEndCase {
   return {
     name,
     images: batch,

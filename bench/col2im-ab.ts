@@ -2,13 +2,14 @@
 // against the phase GEMM, on conv-transpose forwards and conv input gradients with few input-side channels:
 //   npx tsx bench/col2im-ab.ts [rounds] [calls per sample] [end-to-end rounds]
 // Each round times every shape in both modes (order alternating by round); medians over the rounds.
-// Then the DCGAN iteration of `npm run bench` (ngf = ndf = 32, batch 64), 3 steps per sample, in
-// interleaved rounds with the column form on and off.
+// Then two GAN iterations end to end, 3 steps per sample, in interleaved rounds with the column form on
+// and off: the DCGAN case of `npm run bench` (ngf = ndf = 32, batch 64) and the recipe of models/neu-gan
+// (ngf = ndf = 16, spectral norm, 6 classes, batch 64).
 import { Engine } from '../src/gpu/engine.js';
 import { columnForm, conv2dBackwardInput } from '../src/kernels/conv2d.js';
 import { convTranspose2dForward } from '../src/kernels/conv-transpose2d.js';
 import { median } from './timing.js';
-import { endToEndCases } from './cases.js';
+import { endToEndCases, ganCase } from './cases.js';
 
 const rounds = Number(process.argv[2] ?? 8);
 const calls = Number(process.argv[3] ?? 5);
@@ -68,26 +69,37 @@ for (let r = 0; r < rounds; r++)
       times[s.name][mode].push((performance.now() - t0) / calls);
     }
 
-// End to end: the DCGAN iteration.
-const dcgan = endToEndCases().find((c) => c.name.startsWith('DCGAN iteration'))!;
-const run = await dcgan.setup(engine);
-const e2e: Record<string, number[]> = { column: [], phase: [] };
-for (const mode of ['column', 'phase'] as const) {
-  columnForm.yPerX = mode === 'column' ? defaultYPerX : Infinity;
-  await run.step();
-}
-for (let r = 0; r < e2eRounds; r++)
-  for (const mode of (r % 2 ? ['phase', 'column'] : ['column', 'phase']) as ('column' | 'phase')[]) {
+// End to end: the bench's DCGAN iteration, and the iteration of the shipped NEU GAN's recipe
+// (models/neu-gan: ngf = ndf = 16, spectral norm, 6 classes, batch 64; labels all class 0 here).
+const e2eCases = [
+  endToEndCases().find((c) => c.name.startsWith('DCGAN iteration'))!,
+  ganCase('NEU GAN iteration (models/neu-gan recipe: ngf = ndf = 16, spectral norm, 6 classes), b64 64x64',
+    { arch: 'dcgan', imageSize: 64, classes: ['a', 'b', 'c', 'd', 'e', 'f'], ngf: 16, ndf: 16, spectralNorm: true }, 64, { key: 'gan', params: { arch: 'dcgan', batch: 64, size: 64, latent: 100, ngf: 16, ndf: 16 } }),
+];
+const e2eLines: string[] = [];
+for (const c of e2eCases) {
+  const run = await c.setup(engine);
+  const e2e: Record<string, number[]> = { column: [], phase: [] };
+  for (const mode of ['column', 'phase'] as const) {
     columnForm.yPerX = mode === 'column' ? defaultYPerX : Infinity;
-    const t0 = performance.now();
-    for (let i = 0; i < 3; i++) await run.step();
-    e2e[mode].push((performance.now() - t0) / 3);
+    await run.step();
   }
-run.dispose();
+  for (let r = 0; r < e2eRounds; r++)
+    for (const mode of (r % 2 ? ['phase', 'column'] : ['column', 'phase']) as ('column' | 'phase')[]) {
+      columnForm.yPerX = mode === 'column' ? defaultYPerX : Infinity;
+      const t0 = performance.now();
+      for (let i = 0; i < 3; i++) await run.step();
+      e2e[mode].push((performance.now() - t0) / 3);
+    }
+  run.dispose();
+  const [ec, ep] = [median(e2e.column), median(e2e.phase)];
+  const wins = e2e.column.filter((t, i) => t < e2e.phase[i]).length;
+  e2eLines.push(`| ${c.name} | ${ep.toFixed(1)} | ${ec.toFixed(1)} | ${(((ec - ep) / ep) * 100).toFixed(1)} % | ${wins} of ${e2eRounds} |`);
+}
 columnForm.yPerX = defaultYPerX;
 
 console.log(`# Conv input gradient: column form (GEMM into columns + col2im) vs phase GEMM (${new Date().toISOString().slice(0, 16)}Z)\n`);
-console.log(`Adapter: ${engine.describe()}. \`npx tsx bench/col2im-ab.ts ${rounds} ${calls}\`: ${rounds} interleaved rounds of ${calls} calls per shape and mode; medians, ms per call.\n`);
+console.log(`Adapter: ${engine.describe()}. \`npx tsx bench/col2im-ab.ts ${rounds} ${calls} ${e2eRounds}\`: ${rounds} interleaved rounds of ${calls} calls per shape and mode; medians, ms per call.\n`);
 console.log('| shape | phase GEMM ms | column form ms | column / phase | column GFLOP/s | rounds column faster |');
 console.log('|---|---:|---:|---:|---:|---:|');
 for (const s of shapes) {
@@ -96,8 +108,8 @@ for (const s of shapes) {
   const wins = column.filter((t, i) => t < phase[i]).length;
   console.log(`| ${s.name} | ${ph.toFixed(2)} | ${c.toFixed(2)} | ${(c / ph).toFixed(2)} | ${((2 * s.macs) / c / 1e6).toFixed(1)} | ${wins} of ${rounds} |`);
 }
-const [ec, ep] = [median(e2e.column), median(e2e.phase)];
-const ewins = e2e.column.filter((t, i) => t < e2e.phase[i]).length;
-console.log(`\n${dcgan.name}, ${e2eRounds} interleaved rounds of 3 steps per mode (column form as shipped: xc * ${defaultYPerX} <= yc): ` +
-  `phase GEMM only ${ep.toFixed(1)} ms, with the column form ${ec.toFixed(1)} ms per iteration (${(((ec - ep) / ep) * 100).toFixed(1)} %); column form faster in ${ewins} of ${e2eRounds} rounds.`);
+console.log(`\nEnd to end, ${e2eRounds} interleaved rounds of 3 steps per mode (the column form as shipped: xc * ${defaultYPerX} <= yc), median ms per iteration:\n`);
+console.log('| iteration | phase GEMM only | with the column form | change | rounds column faster |');
+console.log('|---|---:|---:|---:|---:|');
+for (const l of e2eLines) console.log(l);
 engine.destroy();

@@ -11,7 +11,7 @@
 // Every run uses split seed 1 (the shipped models' split), so the test split is the same everywhere
 // and no test image reaches a GAN or a CNN. Results go to --out (JSON) and a markdown table (--doc).
 import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { Engine } from '../src/gpu/engine.js';
 import { loadTuned } from '../src/kernels/tuning-cache.js';
@@ -33,7 +33,8 @@ function cnnOptions(epochs: number, inputSize = 64): Partial<TrainOptions> {
 }
 
 /** A folder of links to one of the reference model's split parts (test or val), one sub-folder per class. */
-function materialiseSplit(reference: string, part: 'test' | 'val', data: string, out: string): number {
+/** Links the reference classifier's `part` split into `out` (class folders); returns its files (class/file). */
+function materialiseSplit(reference: string, part: 'test' | 'val', data: string, out: string): string[] {
   const meta = readModelMetadata(reference);
   const files = (meta.split as { files?: Record<string, string[]> } | undefined)?.files?.[part];
   if (!files?.length) throw new Error(`${reference}/model.json records no ${part} split`);
@@ -43,7 +44,29 @@ function materialiseSplit(reference: string, part: 'test' | 'val', data: string,
     mkdirSync(dirname(target), { recursive: true });
     symlinkSync(resolve(data, f), target);
   }
-  return files.length;
+  return files;
+}
+
+/** 'class/file.png' of a path (the part that names an image of a class-per-folder dataset). */
+const classAndFile = (f: string) => `${basename(dirname(f))}/${basename(f)}`;
+
+/**
+ * TSTR judges the generator on the reference classifier's test images, so the GAN must not have trained on
+ * any of them. One trained with another split does (`gan train --seed s` also seeds the
+ * split unless --split-seed is given): refused, naming the images, rather than reported as a result.
+ */
+function checkGanSplit(gan: string, ganData: unknown, held: { part: string; files: string[] }[]): void {
+  const trained = (ganData as { files?: string[] } | undefined)?.files;
+  if (!trained) throw new Error(`${gan}/model.json records no training files: cannot check that the GAN never saw the real test images`);
+  const seen = new Set(trained.map(classAndFile));
+  for (const { part, files } of held) {
+    const leaked = files.filter((f) => seen.has(classAndFile(f)));
+    if (leaked.length)
+      throw new Error(
+        `${gan} trained on ${leaked.length} of the ${files.length} real ${part} images TSTR evaluates on (e.g. ${leaked.slice(0, 3).join(', ')}): ` +
+          `its split differs from the reference classifier's (train it with --split-seed as the classifier's split, e.g. --split-seed 1)`,
+      );
+  }
 }
 
 function samplingLabel(s: { truncation?: number; filterWith?: string; minConfidence?: number; standingStats?: number }): string {
@@ -90,17 +113,21 @@ program
   .action(async (o) => {
     await withEngine(async (engine) => {
       const testDir = join(o.out, 'real-test');
-      const nTest = materialiseSplit(o.reference, 'test', o.data, testDir);
+      const testFiles = materialiseSplit(o.reference, 'test', o.data, testDir);
+      const nTest = testFiles.length;
       // The real validation split (seen by a GAN trained on train + val, never by the TSTR CNN): the
       // figure to choose sampling settings by, so that the test split chooses nothing.
       const valDir = join(o.out, 'real-val');
-      const nVal = materialiseSplit(o.reference, 'val', o.data, valDir);
+      const valFiles = materialiseSplit(o.reference, 'val', o.data, valDir);
+      const nVal = valFiles.length;
       const reference = await evaluateModel(o.reference, testDir, { engine });
       // Several generators were once a comma-separated list here, each drawn from its own noise stream into
       // one folder; a mixture directory (`wgsl-nn gan mix`) now does that job everywhere, with the split checks.
       if (String(o.gan).includes(','))
         throw new Error(`--gan ${o.gan}: several generators are one mixture directory now: \`wgsl-nn gan mix --members ${o.gan} --out <dir>\`, then --gan <dir>`);
       const meta = readGanSamplerMeta(o.gan);
+      // (The validation images are the GAN's own training images by design: its split is the classifier's.)
+      checkGanSplit(o.gan, meta.data, [{ part: 'test', files: testFiles }]);
       const sampling = {
         truncation: o.truncation as number | undefined,
         filterWith: o.filterWith as string | undefined,

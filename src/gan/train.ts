@@ -158,7 +158,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
   }
   if (opts.limitPerClass !== undefined) indices = firstPerClass(indices, labels, classes.length, opts.limitPerClass);
   if (indices.length < 2) throw new DatasetError(`too few training images for a GAN in ${opts.data}${opts.className ? ` (class '${opts.className}')` : ''}: ${indices.length}`);
-  log(`data: ${indices.length} training images (test split of ${prepared.split.test.length} kept out), classes ${classes.join(', ')}${classes.length > 1 ? ' (class-conditional)' : ''}`);
+  log(`data: ${indices.length} training images (test split of ${prepared.split.test.length} kept out; split seed ${splitSeed}), classes ${classes.join(', ')}${classes.length > 1 ? ' (class-conditional)' : ''}`);
 
   const config: GanConfig = {
     arch: opts.arch,
