@@ -165,7 +165,7 @@ function phaseCount(size: number, s: number, p: number, r: number): number {
  * 1-channel dx (a generator's image layer, a discriminator's first conv's input gradient) does 16x the
  * multiply-adds it needs; its time grows with yc (its reduction) and hardly with xc. The column form does
  * only the needed ones but writes xc*kh*kw columns per dy pixel and gathers them again, so its time grows
- * with xc (about 15 ms per input channel at 64 x 64 x 64 dx pixels on lavapipe, nearly independent of
+ * with xc (about 15 ms per input channel at 64 x 64 x 64 dx pixels on lavapipe beside a training job, nearly independent of
  * yc). Measured on lavapipe in two runs (bench/col2im-ab.ts; bench/results/mesa-lavapipe-vulkan.col2im-ab.md):
  * the column form took 0.22-0.44x the phase GEMM's time for xc = 1 (yc 16 and 32), 0.41-0.54x for xc = 2
  * at yc = 32 and 0.70-0.92x at yc = 16, 0.71-0.74x for xc = 3 at yc = 32; level at xc = yc / 8
