@@ -137,7 +137,7 @@ function seedTrainCase(batch: number, size: number): EndToEndCase {
  * detached fake images, then a G step through the frozen D; BCE with logits; Adam lr 2e-4, beta1 0.5;
  * no augmentation), both losses read back.
  */
-export function ganCase(name: string, config: GanConfig, batch: number, peer: PeerCase): EndToEndCase {
+function ganCase(name: string, config: GanConfig, batch: number, peer: PeerCase): EndToEndCase {
   return {
     name,
     images: batch,
@@ -170,6 +170,19 @@ export function ganCase(name: string, config: GanConfig, batch: number, peer: Pe
       };
     },
   };
+}
+
+/**
+ * Cases that the probes time (bench/profile-step.ts, bench/col2im-ab.ts) but `npm run bench` does not:
+ * the iteration of the shipped GAN's recipe (models/neu-gan: ngf = ndf = 16, spectral norm in D,
+ * class-conditional on NEU's 6 classes, batch 64; the labels here are all class 0).
+ */
+export function probeCases(): EndToEndCase[] {
+  return [
+    ganCase('NEU GAN iteration (models/neu-gan recipe: ngf = ndf = 16, spectral norm, 6 classes), b64 64x64',
+      { arch: 'dcgan', imageSize: 64, classes: ['a', 'b', 'c', 'd', 'e', 'f'], ngf: 16, ndf: 16, spectralNorm: true }, 64,
+      { key: 'gan', params: { arch: 'dcgan', batch: 64, size: 64, latent: 100, ngf: 16, ndf: 16 } }),
+  ];
 }
 
 export function endToEndCases(): EndToEndCase[] {

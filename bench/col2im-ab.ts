@@ -9,7 +9,7 @@ import { Engine } from '../src/gpu/engine.js';
 import { columnForm, conv2dBackwardInput } from '../src/kernels/conv2d.js';
 import { convTranspose2dForward } from '../src/kernels/conv-transpose2d.js';
 import { median } from './timing.js';
-import { endToEndCases, ganCase } from './cases.js';
+import { endToEndCases, probeCases } from './cases.js';
 
 const rounds = Number(process.argv[2] ?? 8);
 const calls = Number(process.argv[3] ?? 5);
@@ -71,11 +71,7 @@ for (let r = 0; r < rounds; r++)
 
 // End to end: the bench's DCGAN iteration, and the iteration of the shipped NEU GAN's recipe
 // (models/neu-gan: ngf = ndf = 16, spectral norm, 6 classes, batch 64; labels all class 0 here).
-const e2eCases = [
-  endToEndCases().find((c) => c.name.startsWith('DCGAN iteration'))!,
-  ganCase('NEU GAN iteration (models/neu-gan recipe: ngf = ndf = 16, spectral norm, 6 classes), b64 64x64',
-    { arch: 'dcgan', imageSize: 64, classes: ['a', 'b', 'c', 'd', 'e', 'f'], ngf: 16, ndf: 16, spectralNorm: true }, 64, { key: 'gan', params: { arch: 'dcgan', batch: 64, size: 64, latent: 100, ngf: 16, ndf: 16 } }),
-];
+const e2eCases = [endToEndCases().find((c) => c.name.startsWith('DCGAN iteration'))!, ...probeCases()];
 const e2eLines: string[] = [];
 for (const c of e2eCases) {
   const run = await c.setup(engine);

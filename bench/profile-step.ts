@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { DeviceTensor } from '../src/gpu/device-tensor.js';
 import { Engine, type DispatchSpec } from '../src/gpu/engine.js';
 import '../src/kernels/index.js';
-import { endToEndCases } from './cases.js';
+import { endToEndCases, probeCases } from './cases.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -27,9 +27,9 @@ const { values: args } = parseArgs({
 });
 const repeat = Math.max(1, Number(args.repeat));
 const engine = await Engine.create();
-const found = endToEndCases().filter((c) => c.name.toLowerCase().includes(args.case!.toLowerCase()));
+const found = [...endToEndCases(), ...probeCases()].filter((c) => c.name.toLowerCase().includes(args.case!.toLowerCase()));
 if (found.length !== 1) {
-  console.error(`--case must match exactly one end-to-end case; '${args.case}' matches ${found.length}: ${endToEndCases().map((c) => c.name).join(' | ')}`);
+  console.error(`--case must match exactly one end-to-end case; '${args.case}' matches ${found.length}: ${[...endToEndCases(), ...probeCases()].map((c) => c.name).join(' | ')}`);
   process.exit(2);
 }
 const [benchCase] = found;
