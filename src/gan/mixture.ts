@@ -5,8 +5,8 @@
 //   member-1/    ...
 // Why: generators trained differently fail differently (one draws a class's fine structure, another its
 // tone and texture), so a set drawn from several may cover a class better than one generator's; a mixture
-// lets one model directory carry them and be judged and shipped like any GAN (README, TSTR: the one
-// mixture measured so far was not better beyond a one-seed TSTR's noise). Every consumer of a GAN directory (`gan sample`, `gan score`, `train --augment-with`)
+// lets one model directory carry them and be judged and shipped like any GAN (README, TSTR: no
+// mixture measured so far beat the generator shipped at the time; docs/tstr-mixture.md, docs/tstr-seed-mixture.md). Every consumer of a GAN directory (`gan sample`, `gan score`, `train --augment-with`)
 // takes a mixture as it takes one generator: image i of each request comes from member i mod M, so every
 // class gets an equal share from every member.
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
