@@ -32,8 +32,7 @@ function cnnOptions(epochs: number, inputSize = 64): Partial<TrainOptions> {
   return { task: 'multiclass', inputSize, batchSize: 32, lr: 1e-3, lrSchedule: 'cosine', normalize: 'image', epochs, splitSeed: SPLIT_SEED };
 }
 
-/** A folder of links to one of the reference model's split parts (test or val), one sub-folder per class. */
-/** Links the reference classifier's `part` split into `out` (class folders); returns its files (class/file). */
+/** A folder of links to one of the reference model's split parts (test or val), one sub-folder per class; returns its files (class/file). */
 function materialiseSplit(reference: string, part: 'test' | 'val', data: string, out: string): string[] {
   const meta = readModelMetadata(reference);
   const files = (meta.split as { files?: Record<string, string[]> } | undefined)?.files?.[part];
