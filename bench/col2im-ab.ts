@@ -10,16 +10,14 @@ import { columnForm, conv2dBackwardInput } from '../src/kernels/conv2d.js';
 import { convTranspose2dForward } from '../src/kernels/conv-transpose2d.js';
 import { median } from './timing.js';
 import { endToEndCases, probeCases } from './cases.js';
+import { caseData } from './kernel-cases.js';
 
 const rounds = Number(process.argv[2] ?? 8);
 const calls = Number(process.argv[3] ?? 5);
 const e2eRounds = Number(process.argv[4] ?? 8);
 const engine = await Engine.create();
-const randn = (shape: number[], seed: number) => {
-  let st = seed * 2654435761 >>> 0;
-  const data = Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => ((st = (st * 1664525 + 1013904223) >>> 0) / 2 ** 32) * 2 - 1);
-  return engine.fromArray(data, shape);
-};
+// Uniform [-1, 1) inputs, as the kernel cases' (bench/kernel-cases.ts).
+const data = (shape: number[], seed: number) => engine.fromArray(caseData(shape.reduce((a, b) => a * b, 1), seed), shape);
 const p = { stride: [2, 2] as [number, number], padding: [1, 1] as [number, number] };
 
 interface Shape { name: string; run: () => void; macs: number }
@@ -27,8 +25,8 @@ const shapes: Shape[] = [];
 // A DCGAN generator's last layers (ngf 16 and 32, batch 64): x [64, cin, 32, 32] -> [64, cout, 64, 64], tanh.
 for (const cin of [16, 32])
   for (const cout of [1, 2, 3, 4, 6, 8]) {
-    const x = randn([64, cin, 32, 32], 1);
-    const w = randn([cin, cout, 4, 4], 2);
+    const x = data([64, cin, 32, 32], 1);
+    const w = data([cin, cout, 4, 4], 2);
     shapes.push({
       name: `convTranspose2d.forward x [64, ${cin}, 32, 32] w [${cin}, ${cout}, 4, 4] s2 p1 tanh`,
       run: () => convTranspose2dForward(x, w, null, { ...p, activation: 'tanh' }).dispose(),
@@ -37,8 +35,8 @@ for (const cin of [16, 32])
   }
 // A DCGAN discriminator's first conv's input gradient (ndf 32): dy [64, 32, 32, 32], w [32, 1, 4, 4].
 {
-  const dy = randn([64, 32, 32, 32], 3);
-  const w = randn([32, 1, 4, 4], 4);
+  const dy = data([64, 32, 32, 32], 3);
+  const w = data([32, 1, 4, 4], 4);
   shapes.push({
     name: 'conv2d.backwardInput dy [64, 32, 32, 32] w [32, 1, 4, 4] s2 p1',
     run: () => conv2dBackwardInput(dy, w, [64, 1, 64, 64], p).dispose(),

@@ -12,6 +12,7 @@ import { convTranspose2dForward } from '../src/kernels/conv-transpose2d.js';
 import type { ConvGeometry } from '../src/kernels/matmul.js';
 import type { Activation } from '../src/kernels/activation.js';
 import { col2imRef } from '../src/kernels/reference/col2im.js';
+import { convOutSize } from '../src/kernels/reference/conv2d.js';
 import { convTranspose2dRef } from '../src/kernels/reference/conv-transpose2d.js';
 import { expectClose, randArray, rng, testEngine } from './helpers.js';
 
@@ -22,11 +23,10 @@ beforeAll(async () => {
 afterAll(() => engine.destroy());
 
 const TOL = 1e-5;
-const out = (h: number, k: number, s: number, p: number) => Math.floor((h + 2 * p - k) / s) + 1;
-
 /** Geometry of the forward conv x [n, xc, xh, xw] -> y (the columns' pixels). */
 function geometry(n: number, xc: number, xh: number, xw: number, k: [number, number], s: [number, number], p: [number, number]): ConvGeometry {
-  return { nimg: n, xc, xh, xw, yc: 0, yh: out(xh, k[0], s[0], p[0]), yw: out(xw, k[1], s[1], p[1]), kh: k[0], kw: k[1], sh: s[0], sw: s[1], ph: p[0], pw: p[1] };
+  const [yh, yw] = convOutSize(xh, xw, k[0], k[1], { stride: s, padding: p });
+  return { nimg: n, xc, xh, xw, yc: 0, yh, yw, kh: k[0], kw: k[1], sh: s[0], sw: s[1], ph: p[0], pw: p[1] };
 }
 
 // DCGAN's k4 s2 p1; an asymmetric kernel, stride and padding; a stride larger than the kernel (pixels no
