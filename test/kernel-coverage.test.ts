@@ -54,6 +54,8 @@ const TESTED_OPS: Record<string, string> = {
   'reduce.sumToShape': 'test/reduce.test.ts',
   'softmax.backward': 'test/softmax.test.ts',
   'softmax.forward': 'test/softmax.test.ts',
+  'spectralNorm.backward': 'test/spectral-norm-kernel.test.ts',
+  'spectralNorm.forward': 'test/spectral-norm-kernel.test.ts',
 };
 
 describe('kernel test coverage', () => {

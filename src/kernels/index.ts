@@ -16,6 +16,7 @@ import './optim.js';
 import './random.js';
 import './diffaugment.js';
 import './nearest.js';
+import './spectral-norm.js';
 
 import { applyKernelEnv } from './registry.js';
 

@@ -28,6 +28,7 @@ import { elementwiseBinaryOp, elementwiseScaleOp, type BinaryOp } from '../kerne
 import { reduceMeanOp, reduceSumOp, reduceSumToShapeOp } from '../kernels/reduce.js';
 import { batchNorm2dBackwardOp, batchNorm2dEvalBackwardOp, batchNorm2dEvalForwardOp, batchNorm2dTrainForwardOp } from '../kernels/batchnorm2d.js';
 import { dropoutBackwardOp, dropoutForwardOp } from '../kernels/dropout.js';
+import { spectralNormBackwardOp, spectralNormForwardOp } from '../kernels/spectral-norm.js';
 import {
   diffAugmentColorBackwardOp,
   diffAugmentColorOp,
@@ -309,6 +310,33 @@ export function batchNorm2d(
     const g = batchNorm2dEvalBackwardOp.get(e)(x.value, dy, gamma.value, runningMean.value, runningVar.value, eps);
     return [g.dx, g.dgamma, g.dbeta];
   });
+}
+
+export interface SpectralNormalized {
+  /** W / sigma, shaped as the weight; differentiable in W. */
+  weight: Tensor;
+  /** The new estimates of the top singular vectors ([rows], [cols]) and sigma ([]): untracked, the caller's. */
+  u: DeviceTensor;
+  v: DeviceTensor;
+  sigma: DeviceTensor;
+}
+
+/**
+ * Spectral normalisation W / sigma (torch.nn.utils.spectral_norm, dim 0): W viewed as [rows, cols], `steps`
+ * power steps from the estimates u [rows] and v [cols] (0: use them as they are, torch's eval mode), then
+ * sigma = uᵀ W v with the new u, v.
+ */
+export function spectralNormalize(weight: Tensor, u: Tensor, v: Tensor, options: { steps: number; eps: number }): SpectralNormalized {
+  sameEngine('spectralNormalize', weight, u, v);
+  const e = weight.engine;
+  const r = spectralNormForwardOp.get(e)(weight.value, u.value, v.value, options);
+  // u and v are constants of the derivative, as in torch: d(W / sigma)/dW with sigma = uᵀ W v gives
+  // dW = g / sigma - (sum(g ∘ W) / sigma²) u vᵀ. The node keeps its own views of this forward's u, v, sigma.
+  const saved = [r.u.reshape(r.u.shape), r.v.reshape(r.v.shape), r.sigma.reshape(r.sigma.shape)];
+  const normalized = record('spectralNormalize', [weight], r.normalized, (dy) => [
+    spectralNormBackwardOp.get(e)(weight.value, dy, saved[0], saved[1], saved[2]),
+  ], saved);
+  return { weight: normalized, u: r.u, v: r.v, sigma: r.sigma };
 }
 
 /** Inverted dropout with a GPU counter-based mask: same seed, same mask. Identity when not training. */

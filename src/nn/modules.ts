@@ -1,6 +1,6 @@
 // nn: modules with PyTorch's constructor arguments, parameter names and default initialisations.
 import { Engine } from '../gpu/engine.js';
-import { shapeString } from '../gpu/device-tensor.js';
+import { shapeString, type DeviceTensor } from '../gpu/device-tensor.js';
 import { ShapeError, WgslNnError } from '../gpu/errors.js';
 import type { Activation } from '../kernels/activation.js';
 import * as F from './functional.js';
@@ -317,61 +317,40 @@ export class SpectralNorm implements WeightReparametrization {
   /** Runs `steps` power-iteration steps on the current weight and stores the new u and v (no gradient). */
   powerIteration(steps = this.nPowerIterations): void {
     if (steps <= 0) return;
-    const [rows, cols] = this.matrixShape;
-    const e = this.weight.engine;
-    const [u, v] = noGrad(() =>
-      e.tidy(() => {
-        const W = F.reshape(this.weight, [rows, cols]);
-        let u = this.u.detach();
-        let v = this.v.detach();
-        for (let i = 0; i < steps; i++) {
-          // Wᵀu: the rows of W weighted by u's entries, summed (F has no transposed product).
-          v = normalize(F.sum(F.mul(W, F.reshape(u, [rows, 1])), 0), this.eps);
-          // W v: one row of x Wᵀ with x = vᵀ.
-          u = normalize(F.reshape(F.linear(F.reshape(v, [1, cols]), W), [rows]), this.eps);
-        }
-        return [u, v];
-      }),
-    );
-    // The buffers get new storage rather than an in-place write, so a graph recorded by an earlier
-    // forward keeps the u and v it used (torch clones them for the same reason).
-    this.u.setValue(u.value.reshape(this.u.shape));
-    this.v.setValue(v.value.reshape(this.v.shape));
+    const r = noGrad(() => F.spectralNormalize(this.weight, this.u, this.v, { steps, eps: this.eps }));
+    r.weight.dispose();
+    r.sigma.dispose();
+    this.store(r.u, r.v);
+  }
+
+  /** sigma = uᵀ W v (0-d) with the stored u and v (no gradient; compute() differentiates through it). */
+  sigma(): Tensor {
+    const r = noGrad(() => F.spectralNormalize(this.weight, this.u, this.v, { steps: 0, eps: this.eps }));
+    for (const t of [r.weight, r.u, r.v]) t.dispose();
+    return new Tensor(r.sigma, { track: false });
+  }
+
+  /** W / sigma: in training after `nPowerIterations` power steps (whose u and v are then stored). */
+  compute(training: boolean): Tensor {
+    const steps = training ? this.nPowerIterations : 0;
+    const r = F.spectralNormalize(this.weight, this.u, this.v, { steps, eps: this.eps });
+    r.sigma.dispose();
+    if (steps > 0) this.store(r.u, r.v);
+    else {
+      r.u.dispose();
+      r.v.dispose();
+    }
+    return r.weight;
+  }
+
+  // The buffers get new storage rather than an in-place write, so a graph recorded by an earlier
+  // forward keeps the u and v it used (torch clones them for the same reason).
+  private store(u: DeviceTensor, v: DeviceTensor): void {
+    this.u.setValue(u.reshape(this.u.shape));
+    this.v.setValue(v.reshape(this.v.shape));
     u.dispose();
     v.dispose();
   }
-
-  /** sigma = uᵀ W v (0-d) with the stored u and v as constants: differentiable in W only. */
-  sigma(): Tensor {
-    const [rows, cols] = this.matrixShape;
-    // Views of the current storage: a later power iteration replaces the buffers' storage, not these.
-    const u = this.u.detach();
-    const v = this.v.detach();
-    const Wv = F.linear(F.reshape(v, [1, cols]), F.reshape(this.weight, [rows, cols]));
-    return F.sum(F.mul(Wv, F.reshape(u, [1, rows])));
-  }
-
-  /** W / sigma, after the power iteration when training. */
-  compute(training: boolean): Tensor {
-    if (training) this.powerIteration();
-    const sigma = this.sigma();
-    return F.div(this.weight, F.reshape(sigma, this.weight.shape.map(() => 1)));
-  }
-}
-
-/**
- * normalize(x) = x / max(|x|, eps) as torch.nn.functional.normalize, computed as x / sqrt(|x|² + eps²):
- * the same value unless |x| is within a few eps (a zero x stays zero). F has no square root, so it
- * runs as batch norm in eval mode over one channel, running mean 0 and running variance |x|².
- */
-function normalize(x: Tensor, eps: number): Tensor {
-  const e = x.engine;
-  const n = x.size;
-  const squaredNorm = F.reshape(F.sum(F.mul(x, x)), [1]);
-  const zero = e.zerosTensor([1]);
-  const one = e.onesTensor([1]);
-  const y = F.batchNorm2d(F.reshape(x, [1, 1, 1, n]), zero, squaredNorm, one, zero, { training: false, eps: eps * eps });
-  return F.reshape(y, [n]);
 }
 
 /** N(0,1) values from the global seeded generator, normalised to unit length (torch's u and v init). */
