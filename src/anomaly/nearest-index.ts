@@ -157,11 +157,10 @@ export class NearestIndex {
     const tol = kernelTolerance(C);
     const q = e.fromArray(queries, [n, C]);
     try {
-      // Lower bounds of |q - c_k| (float32 rounding taken off) and each query's nearest cluster.
+      // Each query's nearest cluster, from |q - c_k|^2 = |q|^2 + |c_k|^2 - 2 q.c_k.
       const dots = await dotProducts(q, this.centroidTensor);
       const c2 = rowNorms(cent, C);
       const q2 = rowNorms(queries, C);
-      const toCluster = new Float64Array(n * K);
       const nearest = new Int32Array(n);
       for (let i = 0; i < n; i++) {
         let best = Infinity;
@@ -171,7 +170,6 @@ export class NearestIndex {
             best = d2;
             nearest[i] = k;
           }
-          toCluster[i * K + k] = Math.sqrt(Math.max(0, d2 - tol * (q2[i] + c2[k])));
         }
       }
       // Pass 1: each block against the clusters nearest its queries: an upper bound for every query.
@@ -180,10 +178,15 @@ export class NearestIndex {
         return false;
       });
       const d1 = await this.run(q, plan1.ranges, plan1.blockStart);
-      // Pass 2: every cluster that can hold the nearest row of one of the block's queries.
+      // Pass 2: every cluster that can hold the nearest row of one of the block's queries. The lower
+      // bound of |q - c_k| (float32 rounding taken off) is computed where it is tested, not kept in an
+      // [n, K] float64 table (40-60 MB per search for a tile against 512 clusters): the same arithmetic
+      // and plan, in a fraction of the host memory (time per image unchanged, measured).
       const plan2 = planRanges(blocks, K, offsets, (b, k) => {
         for (let i = b * B; i < blockEnd(b); i++) {
-          const lb = Math.max(0, toCluster[i * K + k] - radii[k]);
+          const d2 = q2[i] + c2[k] - 2 * dots[i * K + k];
+          const toCluster = Math.sqrt(Math.max(0, d2 - tol * (q2[i] + c2[k])));
+          const lb = Math.max(0, toCluster - radii[k]);
           if (lb * lb - tol * (q2[i] + this.maxNorm2[k]) <= d1[i]) return true;
         }
         return false;
