@@ -9,7 +9,7 @@
 // and two square roots per step (observed a few 1e-7).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../src/gpu/engine.js';
-import { ShapeError } from '../src/gpu/errors.js';
+import { InvalidArgumentError, ShapeError } from '../src/gpu/errors.js';
 import { spectralNormBackwardOp, spectralNormForwardOp } from '../src/kernels/spectral-norm.js';
 import { spectralNormBackwardRef, spectralNormRef } from '../src/kernels/reference/spectral-norm.js';
 import { dot, expectClose, numericalGrad, randArray, rng, testEngine } from './helpers.js';
@@ -89,6 +89,7 @@ describe('spectralNorm argument checks', () => {
     expect(() => fwd(w, bad, v, { steps: 1, eps: EPS })).toThrow(ShapeError);
     expect(() => fwd(w, bad, v, { steps: 1, eps: EPS })).toThrow(/u must hold 3 values and v 4/);
     expect(() => fwd(w, u, bad, { steps: 1, eps: EPS })).toThrow(ShapeError);
+    expect(() => fwd(w, u, v, { steps: -1, eps: EPS })).toThrow(InvalidArgumentError);
     expect(() => fwd(w, u, v, { steps: -1, eps: EPS })).toThrow(/steps must be an integer >= 0/);
     expect(() => fwd(w, u, v, { steps: 1, eps: 0 })).toThrow(/eps must be a finite number > 0/);
     const sigma = engine.fromArray([2], []);

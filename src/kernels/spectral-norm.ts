@@ -5,7 +5,7 @@
 // through F.spectralNormalize.
 import { f32, formatBytes } from '../gpu/engine.js';
 import { shapeString, type DeviceTensor } from '../gpu/device-tensor.js';
-import { ShapeError, TensorTooLargeError } from '../gpu/errors.js';
+import { InvalidArgumentError, ShapeError, TensorTooLargeError } from '../gpu/errors.js';
 import { defineOp } from './registry.js';
 
 export interface SpectralNormParams {
@@ -47,8 +47,8 @@ function checkVectors(op: string, w: DeviceTensor, u: DeviceTensor, v: DeviceTen
 function checkForward(w: DeviceTensor, u: DeviceTensor, v: DeviceTensor, params: SpectralNormParams): void {
   checkVectors('spectralNorm.forward', w, u, v);
   if (!Number.isInteger(params.steps) || params.steps < 0)
-    throw new ShapeError(`spectralNorm.forward: steps must be an integer >= 0, got ${params.steps}`);
-  if (!(params.eps > 0) || !Number.isFinite(params.eps)) throw new ShapeError(`spectralNorm.forward: eps must be a finite number > 0, got ${params.eps}`);
+    throw new InvalidArgumentError(`spectralNorm.forward: steps must be an integer >= 0, got ${params.steps}`);
+  if (!(params.eps > 0) || !Number.isFinite(params.eps)) throw new InvalidArgumentError(`spectralNorm.forward: eps must be a finite number > 0, got ${params.eps}`);
 }
 
 function checkBackward(w: DeviceTensor, gradOut: DeviceTensor, u: DeviceTensor, v: DeviceTensor, sigma: DeviceTensor): void {
