@@ -185,6 +185,18 @@ export function probeCases(): EndToEndCase[] {
   ];
 }
 
+/**
+ * The one end-to-end or probe case whose name contains `fragment` (case-insensitive), for the probes that
+ * take a case by name (bench/profile-step.ts, bench/step-time.ts); throws, listing the names, unless exactly
+ * one matches.
+ */
+export function findCase(fragment: string): EndToEndCase {
+  const all = [...endToEndCases(), ...probeCases()];
+  const found = fragment ? all.filter((c) => c.name.toLowerCase().includes(fragment.toLowerCase())) : [];
+  if (found.length !== 1) throw new Error(`the case must match exactly one case; '${fragment}' matches ${found.length}: ${all.map((c) => c.name).join(' | ')}`);
+  return found[0];
+}
+
 export function endToEndCases(): EndToEndCase[] {
   const m = 1024;
   const conv = { n: 8, c: 1, o: 32, h: 224, w: 224, k: 3 };

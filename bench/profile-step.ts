@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { DeviceTensor } from '../src/gpu/device-tensor.js';
 import { Engine, type DispatchSpec } from '../src/gpu/engine.js';
 import '../src/kernels/index.js';
-import { endToEndCases, probeCases } from './cases.js';
+import { findCase, type EndToEndCase } from './cases.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -27,12 +27,13 @@ const { values: args } = parseArgs({
 });
 const repeat = Math.max(1, Number(args.repeat));
 const engine = await Engine.create();
-const found = [...endToEndCases(), ...probeCases()].filter((c) => c.name.toLowerCase().includes(args.case!.toLowerCase()));
-if (found.length !== 1) {
-  console.error(`--case must match exactly one end-to-end case; '${args.case}' matches ${found.length}: ${[...endToEndCases(), ...probeCases()].map((c) => c.name).join(' | ')}`);
+let benchCase: EndToEndCase;
+try {
+  benchCase = findCase(args.case!);
+} catch (e) {
+  console.error(`--case: ${(e as Error).message}`);
   process.exit(2);
 }
-const [benchCase] = found;
 const step = await benchCase.setup(engine);
 await step.step();
 const t0 = performance.now();
