@@ -70,6 +70,9 @@ fn spectral_norm_forward(@builtin(local_invocation_index) lid: u32) {
     v[j] = v_in[j];
   }
   storageBarrier();
+  // sigma = uᵀ (W v) after the steps: the last step's u is W v / |W v|, so sigma = |W v|² / max(|W v|, eps),
+  // from the reduction that step already made (no further pass over W).
+  var sig = 0.0;
   for (var s = 0u; s < p.steps; s++) {
     // v = normalize(Wᵀ u)
     var ss = 0.0;
@@ -97,23 +100,27 @@ fn spectral_norm_forward(@builtin(local_invocation_index) lid: u32) {
       u[i] = acc;
       ss += acc * acc;
     }
-    let inv_u = 1.0 / max(sqrt(workgroup_sum(lid, ss)), p.eps);
+    let wv_squared = workgroup_sum(lid, ss);
+    let inv_u = 1.0 / max(sqrt(wv_squared), p.eps);
     for (var i = lid; i < rows; i += WG) {
       u[i] = u[i] * inv_u;
     }
+    sig = wv_squared * inv_u;
     storageBarrier();
   }
-  // sigma = uᵀ (W v), as torch computes it after the steps (with steps = 0: from the stored u, v).
-  var d = 0.0;
-  for (var i = lid; i < rows; i += WG) {
-    var acc = 0.0;
-    let row = i * cols;
-    for (var j = 0u; j < cols; j++) {
-      acc += w[row + j] * v[j];
+  if (p.steps == 0u) {
+    // sigma = uᵀ (W v) from the stored u and v (torch's eval mode).
+    var d = 0.0;
+    for (var i = lid; i < rows; i += WG) {
+      var acc = 0.0;
+      let row = i * cols;
+      for (var j = 0u; j < cols; j++) {
+        acc += w[row + j] * v[j];
+      }
+      d += u[i] * acc;
     }
-    d += u[i] * acc;
+    sig = workgroup_sum(lid, d);
   }
-  let sig = workgroup_sum(lid, d);
   if (lid == 0u) {
     sigma[0] = sig;
   }
