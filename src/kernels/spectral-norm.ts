@@ -6,6 +6,7 @@
 import { f32, formatBytes } from '../gpu/engine.js';
 import { shapeString, type DeviceTensor } from '../gpu/device-tensor.js';
 import { InvalidArgumentError, ShapeError, TensorTooLargeError } from '../gpu/errors.js';
+import { checkF32 } from './matmul.js';
 import { defineOp } from './registry.js';
 
 export interface SpectralNormParams {
@@ -25,14 +26,8 @@ export interface SpectralNormResult {
   sigma: DeviceTensor;
 }
 
-function checkF32(op: string, what: string, t: DeviceTensor): void {
-  if (t.dtype !== 'f32') throw new ShapeError(`${op}: ${what} must be float32, got ${t.dtype} ${shapeString(t.shape)}`);
-}
-
 function checkVectors(op: string, w: DeviceTensor, u: DeviceTensor, v: DeviceTensor): void {
-  checkF32(op, 'weight', w);
-  checkF32(op, 'u', u);
-  checkF32(op, 'v', v);
+  checkF32(op, w, u, v);
   if (w.shape.length < 1 || w.size === 0) throw new ShapeError(`${op}: the weight must be a non-empty tensor, got ${shapeString(w.shape)}`);
   const rows = w.shape[0];
   if (u.size !== rows || v.size * rows !== w.size)
@@ -53,8 +48,7 @@ function checkForward(w: DeviceTensor, u: DeviceTensor, v: DeviceTensor, params:
 
 function checkBackward(w: DeviceTensor, gradOut: DeviceTensor, u: DeviceTensor, v: DeviceTensor, sigma: DeviceTensor): void {
   checkVectors('spectralNorm.backward', w, u, v);
-  checkF32('spectralNorm.backward', 'gradOut', gradOut);
-  checkF32('spectralNorm.backward', 'sigma', sigma);
+  checkF32('spectralNorm.backward', gradOut, sigma);
   if (gradOut.size !== w.size)
     throw new ShapeError(`spectralNorm.backward: gradOut ${shapeString(gradOut.shape)} must have the weight's ${w.size} elements (${shapeString(w.shape)})`);
   if (sigma.size !== 1) throw new ShapeError(`spectralNorm.backward: sigma must hold 1 value, got ${shapeString(sigma.shape)}`);

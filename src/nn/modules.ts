@@ -297,9 +297,6 @@ export interface SpectralNormOptions {
  * as in torch.
  */
 export class SpectralNorm implements WeightReparametrization {
-  /** [rows, cols] of the matrix view of the weight. */
-  readonly matrixShape: [number, number];
-
   constructor(
     /** The raw weight (state-dict name `weight_orig`). */
     readonly weight: Tensor,
@@ -309,10 +306,7 @@ export class SpectralNorm implements WeightReparametrization {
     readonly v: Tensor,
     readonly nPowerIterations: number,
     readonly eps: number,
-  ) {
-    const rows = weight.shape[0];
-    this.matrixShape = [rows, weight.size / rows];
-  }
+  ) {}
 
   /** Runs `steps` power-iteration steps on the current weight and stores the new u and v (no gradient). */
   powerIteration(steps = this.nPowerIterations): void {
