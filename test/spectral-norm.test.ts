@@ -19,6 +19,7 @@ import { generateSynthetic } from '../src/data/synthetic.js';
 import { F, load, manualSeed, nn, readSafetensors, save, type Tensor } from '../src/nn/index.js';
 import { Rng } from '../src/util/rng.js';
 import { symmetricEigen } from '../src/gan/linalg.js';
+import { spectralNormRef } from '../src/kernels/reference/spectral-norm.js';
 import { dot, expectClose, numericalGrad, randArray, testEngine, tinyGanOptions } from './helpers.js';
 import { runTorchJson, torchAvailable } from './torch-python.js';
 
@@ -45,32 +46,14 @@ function singularValues(w: ArrayLike<number>, rows: number, cols: number): numbe
   return Array.from(symmetricEigen(g, rows).values, (l) => Math.sqrt(Math.max(l, 0))).reverse();
 }
 
-function normalized(x: Float64Array): Float64Array {
-  const n = Math.max(Math.sqrt(dot(x, x)), 1e-12);
-  return x.map((a) => a / n);
-}
-
-/** One step of torch's power iteration: v = normalize(Wᵀu), u = normalize(W v). */
+/** One step of torch's power iteration, v = normalize(Wᵀu), u = normalize(W v): the float64 reference of the kernels. */
 function powerStep(w: ArrayLike<number>, rows: number, cols: number, u: ArrayLike<number>): { u: Float64Array; v: Float64Array } {
-  const wtu = new Float64Array(cols);
-  for (let i = 0; i < rows; i++) for (let k = 0; k < cols; k++) wtu[k] += w[i * cols + k] * u[i];
-  const v = normalized(wtu);
-  const wv = new Float64Array(rows);
-  for (let i = 0; i < rows; i++) for (let k = 0; k < cols; k++) wv[i] += w[i * cols + k] * v[k];
-  return { u: normalized(wv), v };
+  return spectralNormRef(w, rows, cols, u, new Float64Array(cols), 1, 1e-12);
 }
 
-/** uᵀ W v. */
-function bilinear(w: ArrayLike<number>, rows: number, cols: number, u: ArrayLike<number>, v: ArrayLike<number>): number {
-  let s = 0;
-  for (let i = 0; i < rows; i++) for (let k = 0; k < cols; k++) s += u[i] * w[i * cols + k] * v[k];
-  return s;
-}
-
-/** W / (uᵀ W v). */
+/** W / (uᵀ W v) (the reference with no power step). */
 function normalizedWeight(w: ArrayLike<number>, rows: number, cols: number, u: ArrayLike<number>, v: ArrayLike<number>): Float64Array {
-  const sigma = bilinear(w, rows, cols, u, v);
-  return Float64Array.from(w, (a) => a / sigma);
+  return spectralNormRef(w, rows, cols, u, v, 0, 1e-12).normalized;
 }
 
 /** The layer's forward in float64 with weight w: x Wᵀ + b (Linear) or a direct convolution (Conv2d). */
