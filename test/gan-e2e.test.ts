@@ -287,6 +287,27 @@ describe('sampling and errors', () => {
     await expect(trainGan(tiny(join(dir, 'cbn-one-class'), { className: 'crack', conditionalBatchNorm: true }))).rejects.toThrow(/conditional BatchNorm needs a class-conditional DCGAN/);
   });
 
+  it('wgsl-nn gan train --aux-classifier: the discriminator saves its class head (spectral norm included) and reloads it, --resume continues, a class weight without the head is refused', async () => {
+    const out = join(dir, 'cli-acgan');
+    const common = ['gan', 'train', '--data', data, '--out', out, '--size', '16', '--ngf', '4', '--ndf', '4', '--latent-dim', '8', '--batch-size', '8', '--spectral-norm', '--aux-classifier', '--class-weight', '0.5', '--quiet'];
+    const trained = await runCli([...common, '--epochs', '1']);
+    expect(trained.code, trained.stderr).toBe(0);
+    expect(readGanMetadata(out).architecture.auxiliaryClassifier).toBe(true);
+    const state = readSafetensors(join(out, 'discriminator.safetensors')).tensors;
+    expect(state['classifier.weight_orig']?.shape).toEqual([6, 8]); // 6 classes, ndf * 2 pooled features at 16 px
+    expect(state['classifier.bias']?.shape).toEqual([6]);
+    const loaded = loadGanDir(out, engine, { discriminator: true });
+    expect(loaded.discriminator?.classifier).not.toBeNull();
+    loaded.generator.dispose();
+    loaded.discriminator?.dispose();
+    const resumed = await runCli([...common, '--epochs', '2', '--resume']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(join(out, 'history.json'), 'utf8')).history).toHaveLength(2);
+    const noHead = await runCli(['gan', 'train', '--data', data, '--out', join(dir, 'cli-acgan-bad'), '--size', '16', '--ngf', '4', '--ndf', '4', '--epochs', '1', '--class-weight', '1', '--quiet']);
+    expect(noHead.code).not.toBe(0);
+    expect(noHead.stderr).toMatch(/class loss weight needs a discriminator with an auxiliary classifier/);
+  });
+
   it('bad input gets a clear error', async () => {
     expect(() => loadGanDir(join(dir, 'nope'), engine)).toThrow(/model directory not found/);
     expect(() => readGanMetadata(data)).toThrow(ModelFormatError);

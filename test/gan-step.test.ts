@@ -31,6 +31,7 @@ const cases: [string, GanConfig][] = [
   ['dense 8x8, unconditional', { arch: 'dense', imageSize: 8, classes: ['a'], latentDim: 6, hidden: 16 }],
   ['dcgan 16x16, conditional', { arch: 'dcgan', imageSize: 16, classes: ['a', 'b'], latentDim: 6, ngf: 4, ndf: 4 }],
   ['dcgan 16x16, conditional BatchNorm in G', { arch: 'dcgan', imageSize: 16, classes: ['a', 'b'], latentDim: 6, ngf: 4, ndf: 4, conditionalBatchNorm: true }],
+  ['dcgan 16x16, conditional, auxiliary classifier', { arch: 'dcgan', imageSize: 16, classes: ['a', 'b'], latentDim: 6, ngf: 4, ndf: 4, auxiliaryClassifier: true }],
 ];
 
 describe.each(cases)('GAN step: %s', (_name, config) => {
@@ -146,6 +147,7 @@ describe('GAN step: one discriminator pass over real and fake', () => {
     ['dcgan 16x16 conditional without D batch norm, DiffAugment', { arch: 'dcgan', imageSize: 16, classes: ['a', 'b'], latentDim: 6, ngf: 4, ndf: 4, discriminatorBatchNorm: false }, true],
     ['dcgan 16x16 with D batch norm', { arch: 'dcgan', imageSize: 16, classes: ['a'], latentDim: 6, ngf: 4, ndf: 4 }, false],
     ['dcgan 16x16 with spectral norm', { arch: 'dcgan', imageSize: 16, classes: ['a'], latentDim: 6, ngf: 4, ndf: 4, spectralNorm: true }, false],
+    ['dense 8x8 conditional with an auxiliary classifier', { arch: 'dense', imageSize: 8, classes: ['a', 'b', 'c'], latentDim: 6, hidden: 16, auxiliaryClassifier: true }, true],
   ];
   it.each(joinCases)('%s: joins = %s, and the joined step equals the two-pass step', async (_name, config, joins) => {
     const engine = await testEngine();
@@ -172,6 +174,74 @@ describe('GAN step: one discriminator pass over real and fake', () => {
     joined.losses.forEach((v, i) => expect(v).toBeCloseTo(separate.losses[i], 6));
     joined.d.forEach((p, i) => p.forEach((v, j) => expect(Math.abs(v - separate.d[i][j])).toBeLessThanOrEqual(1e-6)));
     expect(joined.losses[0]).toBeGreaterThan(0.5); // a real loss, not zeros
+    engine.destroy();
+  });
+});
+
+// AC-GAN: each loss is its adversarial BCE plus w times the class cross-entropy of the auxiliary head, D's on
+// the real images only, G's on its fakes, from the same logits the step computes. The expected values are
+// recomputed on the host in float64 from logits drawn as the step draws them (no augmentation here).
+// Tolerance 1e-5 absolute on losses of size ~1-3 (float32 logsumexp and means).
+describe('GAN step with an auxiliary classifier', () => {
+  const acCases: [string, GanConfig][] = [
+    ['dense 8x8, one pass over real and fake', { arch: 'dense', imageSize: 8, classes: ['a', 'b', 'c'], latentDim: 6, hidden: 16, auxiliaryClassifier: true }],
+    ['dcgan 16x16 with D batch norm, two passes', { arch: 'dcgan', imageSize: 16, classes: ['a', 'b', 'c'], latentDim: 6, ngf: 4, ndf: 4, auxiliaryClassifier: true }],
+  ];
+  const bce = (z: number, t: number): number => Math.max(z, 0) - z * t + Math.log1p(Math.exp(-Math.abs(z)));
+  const ce = (row: ArrayLike<number>, label: number): number => {
+    const m = Math.max(...Array.from(row));
+    return Math.log(Array.from(row).reduce((a, z) => a + Math.exp(z - m), 0)) + m - row[label];
+  };
+  const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+  it.each(acCases)('%s: loss_D and loss_G include w x cross-entropy (w = 0.5)', async (_name, config) => {
+    const engine = await testEngine();
+    const c = resolveGanConfig(config);
+    const n = 6;
+    const K = c.classes.length;
+    const w = 0.5;
+    const labels = Int32Array.from([0, 2, 1, 1, 0, 2]);
+    const real = realBatch(n, c.imageSize, labels, new Rng(12));
+    manualSeed(5);
+    const G = new Generator(c, engine);
+    const D = new Discriminator(c, engine);
+    expect(D.classifier?.weight.shape).toEqual([K, c.arch === 'dense' ? c.hidden : 2 * c.ndf]);
+    const s = new GanStep(G, D, { seed: 4, lrD: 1e-2, lrG: 1e-2, classWeight: w });
+    const hot = engine.tensor(oneHot(labels, K), [n, K]);
+    const scores = async (x: ReturnType<typeof engine.tensor>) => {
+      const r = noGrad(() => D.scores(x, hot));
+      return { logits: await r.logits.toArray(), cls: await r.classLogits!.toArray() };
+    };
+    // D step: the fakes come first from the step's rng; draw them again.
+    const r = new Rng(31);
+    const fake = noGrad(() => G.forward(engine.tensor(latentBatch(c, labels, () => r.normal()), [n, G.inputDim])));
+    const sr = await scores(engine.tensor(s.toModelRange(real), [n, 1, c.imageSize, c.imageSize]));
+    const sf = await scores(fake);
+    const expectD =
+      mean(Array.from(sr.logits, (z) => bce(z, 1))) + mean(Array.from(sf.logits, (z) => bce(z, 0))) + w * mean(Array.from(labels, (y, i) => ce(sr.cls.subarray(i * K, i * K + K), y)));
+    const rD = new Rng(31);
+    const lD = s.discriminatorStep(real, labels, rD);
+    expect(Math.abs((await lD.lossD.item()) - expectD)).toBeLessThan(1e-5);
+    // G step against the updated D, with the generator's noise drawn next from the same rng.
+    const rG = new Rng(0);
+    Object.assign(rG, structuredClone(rD));
+    const fakeG = noGrad(() => G.forward(engine.tensor(latentBatch(c, labels, () => rG.normal()), [n, G.inputDim])));
+    const sg = await scores(fakeG);
+    const expectG = mean(Array.from(sg.logits, (z) => bce(z, 1))) + w * mean(Array.from(labels, (y, i) => ce(sg.cls.subarray(i * K, i * K + K), y)));
+    const lG = s.generatorStep(labels, rD);
+    expect(Math.abs((await lG.item()) - expectG)).toBeLessThan(1e-5);
+    expect(expectD - (mean(Array.from(sr.logits, (z) => bce(z, 1))) + mean(Array.from(sf.logits, (z) => bce(z, 0))))).toBeGreaterThan(0.1); // the class term is there
+    engine.destroy();
+  });
+
+  it('is refused without classes, and a class weight without the head', async () => {
+    expect(() => resolveGanConfig({ arch: 'dcgan', imageSize: 16, classes: ['a'], auxiliaryClassifier: true })).toThrow(/auxiliary classifier needs a class-conditional/);
+    const engine = await testEngine();
+    const c = resolveGanConfig({ arch: 'dense', imageSize: 8, classes: ['a', 'b'], latentDim: 4, hidden: 8 });
+    const G = new Generator(c, engine);
+    const D = new Discriminator(c, engine);
+    expect(D.classifier).toBeNull();
+    expect(() => new GanStep(G, D, { classWeight: 1 })).toThrow(/needs a discriminator with an auxiliary classifier/);
     engine.destroy();
   });
 });

@@ -37,6 +37,8 @@ export function registerGanCommands(program: Command): void {
     .option('--no-d-batchnorm', 'no BatchNorm2d in the DCGAN discriminator')
     .option('--spectral-norm', "spectral normalisation of the discriminator's weights (torch's spectral_norm; implies --no-d-batchnorm unless --d-batchnorm is given)")
     .option('--conditional-bn', "class-conditional BatchNorm in a conditional DCGAN's generator: each class its own BatchNorm scale and shift")
+    .option('--aux-classifier', "an auxiliary classifier head on a conditional model's discriminator (AC-GAN): D learns the real images' classes, G is rewarded when its samples are classified as their drawn class")
+    .option('--class-weight <w>', "with --aux-classifier: weight of the class cross-entropy in both losses (default 1)", num('--class-weight'))
     .option('--save-every <n>', 'write a loadable snapshot every n epochs (0: never)', nonNegativeInt('--save-every'), 0)
     .option('--sample-every <n>', 'write a sample grid PNG every n epochs', int('--sample-every'), 1)
     .option('--limit-per-class <n>', 'use only n training images per class (scarce-data experiments)', int('--limit-per-class'))
@@ -79,6 +81,8 @@ export function registerGanCommands(program: Command): void {
           discriminatorBatchNorm: opts.dBatchnorm,
           spectralNorm: opts.spectralNorm,
           conditionalBatchNorm: opts.conditionalBn,
+          auxiliaryClassifier: opts.auxClassifier,
+          classWeight: opts.classWeight,
           saveEvery: opts.saveEvery,
           sampleEvery: opts.sampleEvery,
           limitPerClass: opts.limitPerClass,

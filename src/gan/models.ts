@@ -6,7 +6,9 @@
 //                 conditionalBatchNorm every BatchNorm's scale and shift are the class's own
 //                 (de Vries et al. 2017; Miyato & Koyama 2018), so the class reaches every layer;
 //   discriminator projection (Miyato & Koyama 2018): logit = head(phi(x)) + <embed(y), pool(phi(x))>,
-//                 which keeps the unconditional network intact and adds one inner product.
+//                 which keeps the unconditional network intact and adds one inner product; with
+//                 auxiliaryClassifier also class logits = classifier(pool(phi(x))) (AC-GAN, Odena et al.
+//                 2017), trained on real images by D and pushed towards the drawn class by G (step.ts).
 // With a single class both reduce exactly to the unconditional seed/DCGAN networks.
 //
 // Every network is built from torch.nn-equivalent modules with torch's state-dict names, so the
@@ -51,6 +53,12 @@ export interface GanConfig {
    * false; model directories written before the option have none.
    */
   conditionalBatchNorm?: boolean;
+  /**
+   * An auxiliary classifier head on the discriminator of a conditional model (AC-GAN, Odena et al. 2017):
+   * Linear(width, K) on the pooled body features, beside the projection. D learns the classes of real
+   * images; G is rewarded when D's head assigns its samples to the drawn class. Default false.
+   */
+  auxiliaryClassifier?: boolean;
 }
 
 export type ResolvedGanConfig = Required<GanConfig>;
@@ -67,6 +75,7 @@ export function resolveGanConfig(c: GanConfig): ResolvedGanConfig {
     discriminatorBatchNorm: c.discriminatorBatchNorm ?? !(c.spectralNorm ?? false),
     spectralNorm: c.spectralNorm ?? false,
     conditionalBatchNorm: c.conditionalBatchNorm ?? false,
+    auxiliaryClassifier: c.auxiliaryClassifier ?? false,
   };
   if (r.arch !== 'dense' && r.arch !== 'dcgan') throw new WgslNnError(`unknown GAN architecture '${String(r.arch)}' (dense or dcgan)`);
   if (!Number.isInteger(r.imageSize) || r.imageSize < 4) throw new WgslNnError(`image size must be an integer >= 4, got ${r.imageSize}`);
@@ -74,6 +83,7 @@ export function resolveGanConfig(c: GanConfig): ResolvedGanConfig {
   if (r.classes.length < 1) throw new WgslNnError('a GAN needs at least one class');
   if (r.conditionalBatchNorm && (r.arch !== 'dcgan' || r.classes.length < 2))
     throw new WgslNnError('conditional BatchNorm needs a class-conditional DCGAN (arch dcgan, two or more classes)');
+  if (r.auxiliaryClassifier && r.classes.length < 2) throw new WgslNnError('an auxiliary classifier needs a class-conditional model (two or more classes)');
   for (const [k, v] of [['latentDim', r.latentDim], ['hidden', r.hidden], ['ngf', r.ngf], ['ndf', r.ndf]] as const)
     if (!Number.isInteger(v) || v < 1) throw new WgslNnError(`${k} must be a positive integer, got ${v}`);
   return r;
@@ -230,6 +240,7 @@ export class Generator extends nn.Module {
  *   dcgan: body = Sequential(Conv2d(1, ndf, 4, 2, 1), LeakyReLU(0.2), [Conv2d(c, 2c, 4, 2, 1, bias=False),
  *          BatchNorm2d(2c), LeakyReLU(0.2)] x (k-1)), head = Conv2d(ndf*2^(k-1), 1, 4, 1, 0, bias=False)
  *   conditional: embed = Linear(K, width, bias=False); logit += sum(embed(y) * mean_hw(body(x)))
+ *   auxiliaryClassifier: classifier = Linear(width, K); class logits = classifier(mean_hw(body(x)))
  *   spectralNorm: torch.nn.utils.spectral_norm applied to every Conv2d and Linear above (embed too),
  *          after the DCGAN initialisation of their weights; the state dict then has weight_orig,
  *          weight_u, weight_v in place of weight (torch's names).
@@ -238,6 +249,7 @@ export class Discriminator extends nn.Module {
   readonly body: nn.Sequential;
   readonly head: nn.Linear | nn.Conv2d;
   readonly embed: nn.Linear | null;
+  readonly classifier: nn.Linear | null;
 
   constructor(
     readonly config: ResolvedGanConfig,
@@ -271,6 +283,9 @@ export class Discriminator extends nn.Module {
     this.registerModule('body', this.body);
     this.registerModule('head', this.head);
     if (this.embed) this.registerModule('embed', this.embed);
+    // Registered last, so a model without it draws its initial weights exactly as before the option.
+    this.classifier = c.auxiliaryClassifier ? new nn.Linear(width, c.classes.length, o) : null;
+    if (this.classifier) this.registerModule('classifier', this.classifier);
     if (c.arch === 'dcgan') dcganInit(this);
     if (c.spectralNorm) applySpectralNorm(this);
   }
@@ -286,14 +301,19 @@ export class Discriminator extends nn.Module {
 
   /** Logits [N, 1]; `onehot` [N, K] is required for a conditional model and ignored otherwise. */
   logits(x: Tensor, onehot: Tensor | null = null): Tensor {
+    return this.scores(x, onehot).logits;
+  }
+
+  /** Real/fake logits [N, 1] and, with an auxiliary classifier, class logits [N, K] from the same body pass. */
+  scores(x: Tensor, onehot: Tensor | null = null): { logits: Tensor; classLogits: Tensor | null } {
     const n = x.shape[0];
     const phi = this.body.forward(x);
     const out = F.reshape(this.head.forward(phi), [n, 1]);
-    if (!this.embed) return out;
+    if (!this.embed) return { logits: out, classLogits: null };
     if (!onehot) throw new WgslNnError('this discriminator is class-conditional: pass the one-hot classes');
     const pooled = phi.shape.length === 4 ? F.mean(phi, [2, 3]) : phi;
     const projection = F.sum(F.mul(this.embed.forward(onehot), pooled), 1, true);
-    return F.add(out, projection);
+    return { logits: F.add(out, projection), classLogits: this.classifier ? this.classifier.forward(pooled) : null };
   }
 
   forward(x: Tensor): Tensor {

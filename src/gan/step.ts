@@ -6,6 +6,11 @@
 //   G step: loss_G = BCE(D(aug(G(z'))), 1); the discriminator's parameters are frozen for this
 //           backward (no weight-gradient GEMMs are run for them); update G only.
 //
+// With an auxiliary classifier on D (AC-GAN, Odena et al. 2017), both losses gain a class term:
+//   D step: + w CE(D_cls(aug(x_real)), y)   (real images only: D's head is a classifier of real images;
+//           AC-GAN's original also classifies fakes, which lets G and D agree on easy, less varied samples)
+//   G step: + w CE(D_cls(aug(G(z', y))), y)  (G is rewarded when real-trained features see the drawn class)
+//
 // `aug` is differentiable augmentation (DiffAugment, Zhao et al. 2020) applied to everything the
 // discriminator sees, real and fake alike, so D cannot memorise a few hundred real images and the
 // generator still gets gradients through the augmentation. Losses use BCE-with-logits: for the dense
@@ -32,6 +37,8 @@ export interface GanStepOptions {
   /** One-sided label smoothing: real targets 1 - s (Salimans et al. 2016). Default 0. */
   labelSmoothing?: number;
   augment?: DiscriminatorAugment | null;
+  /** Weight w of the auxiliary classifier's cross-entropy in both losses (a discriminator with one only; default 1). */
+  classWeight?: number;
   /** Seed of the noise and augmentation draws; iteration i draws from Rng(mixSeed(seed, i)), so a resumed run draws as an uninterrupted one. */
   seed?: number;
 }
@@ -50,6 +57,7 @@ export class GanStep {
   private readonly seed: number;
   private readonly smoothing: number;
   private readonly augment: DiscriminatorAugment | null;
+  private readonly classWeight: number;
   private readonly engine: Engine;
 
   constructor(
@@ -64,6 +72,10 @@ export class GanStep {
     this.smoothing = options.labelSmoothing ?? 0;
     if (!(this.smoothing >= 0 && this.smoothing < 0.5)) throw new WgslNnError(`label smoothing must be in [0, 0.5), got ${this.smoothing}`);
     this.augment = options.augment ?? null;
+    this.classWeight = options.classWeight ?? 1;
+    if (!(this.classWeight >= 0 && Number.isFinite(this.classWeight))) throw new WgslNnError(`class loss weight must be finite and >= 0, got ${this.classWeight}`);
+    if (options.classWeight !== undefined && !discriminator.classifier)
+      throw new WgslNnError('a class loss weight needs a discriminator with an auxiliary classifier');
     this.engine = generator.parameters()[0].engine;
   }
 
@@ -109,19 +121,19 @@ export class GanStep {
       if (D.batchesJoin) {
         // One pass over [real; fake] (half the dispatches, twice the rows per GEMM). The mean over 2n
         // rows, doubled, is mean(real terms) + mean(fake terms): the same loss and gradients.
-        const logits = D.logits(F.cat([realIn, fakeIn]), onehot ? F.cat([onehot, onehot]) : null);
-        lossD = F.mul(F.binaryCrossEntropyWithLogits(logits, e.tensor(targets, [2 * n, 1])), 2);
+        const { logits, classLogits } = D.scores(F.cat([realIn, fakeIn]), onehot ? F.cat([onehot, onehot]) : null);
+        lossD = this.withClassLoss(F.mul(F.binaryCrossEntropyWithLogits(logits, e.tensor(targets, [2 * n, 1])), 2), classLogits && F.narrow(classLogits, 0, n), labels);
         probs = noGrad(() => {
           // Both means in one sigmoid and one reduction over the [2, n] halves (two dispatches, not four).
           const halves = F.mean(F.reshape(F.sigmoid(logits), [2, n]), 1);
           return { dReal: F.reshape(F.narrow(halves, 0, 1), []), dFake: F.reshape(F.narrow(halves, 1, 1), []) };
         });
       } else {
-        const realLogits = D.logits(realIn, onehot);
+        const { logits: realLogits, classLogits } = D.scores(realIn, onehot);
         const fakeLogits = D.logits(fakeIn, onehot);
         const lossReal = F.binaryCrossEntropyWithLogits(realLogits, e.tensor(targets.slice(0, n), [n, 1]));
         const lossFake = F.binaryCrossEntropyWithLogits(fakeLogits, e.tensor(targets.slice(n), [n, 1]));
-        lossD = F.add(lossReal, lossFake);
+        lossD = this.withClassLoss(F.add(lossReal, lossFake), classLogits, labels);
         probs = noGrad(() => ({ dReal: F.mean(F.sigmoid(realLogits)), dFake: F.mean(F.sigmoid(fakeLogits)) }));
       }
       lossD.backward();
@@ -142,7 +154,8 @@ export class GanStep {
       for (const p of dParams) p.requiresGrad = false;
       try {
         const fake = G.forward(e.tensor(latentBatch(G.config, labels, () => rng.normal()), [n, G.inputDim]));
-        const l = F.binaryCrossEntropyWithLogits(D.logits(this.aug(fake, rng), this.oneHotTensor(labels)), e.tensor(new Float32Array(n).fill(1), [n, 1]));
+        const { logits, classLogits } = D.scores(this.aug(fake, rng), this.oneHotTensor(labels));
+        const l = this.withClassLoss(F.binaryCrossEntropyWithLogits(logits, e.tensor(new Float32Array(n).fill(1), [n, 1])), classLogits, labels);
         l.backward();
         this.optG.step();
         return l.detach();
@@ -150,6 +163,13 @@ export class GanStep {
         for (const p of dParams) p.requiresGrad = true;
       }
     });
+  }
+
+  /** loss + w CE(classLogits, labels) when D has an auxiliary classifier; the loss unchanged otherwise. */
+  private withClassLoss(loss: Tensor, classLogits: Tensor | null, labels: Int32Array): Tensor {
+    if (!classLogits || this.classWeight === 0) return loss;
+    const ce = F.crossEntropy(classLogits, this.engine.tensor(labels, [labels.length]));
+    return F.add(loss, this.classWeight === 1 ? ce : F.mul(ce, this.classWeight));
   }
 
   private aug(x: Tensor, rng: Rng): Tensor {

@@ -56,6 +56,10 @@ export interface GanTrainOptions {
   spectralNorm?: boolean;
   /** Class-conditional BatchNorm in the DCGAN generator (see GanConfig.conditionalBatchNorm). */
   conditionalBatchNorm?: boolean;
+  /** An auxiliary classifier head on the discriminator (AC-GAN; see GanConfig.auxiliaryClassifier). */
+  auxiliaryClassifier?: boolean;
+  /** Weight of the auxiliary classifier's cross-entropy in both losses (default 1; see GanStepOptions.classWeight). */
+  classWeight?: number;
   /**
    * Keep an exponential moving average of the generator's weights with this decay (e.g. 0.999;
    * src/nn/ema.ts): samples, grids, the diversity measure and the saved generator are the average's.
@@ -170,6 +174,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
     discriminatorBatchNorm: opts.discriminatorBatchNorm,
     spectralNorm: opts.spectralNorm,
     conditionalBatchNorm: opts.conditionalBatchNorm,
+    auxiliaryClassifier: opts.auxiliaryClassifier,
   };
   const resolved = resolveGanConfig(config);
   manualSeed(seed);
@@ -181,7 +186,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
   const sampled = (average?.target as Generator | undefined) ?? G;
   const policy = opts.diffAugment ?? d.augment;
   const augment: DiscriminatorAugment | null = policy.length ? (x: Tensor, s: number) => F.diffAugment(x, { policy, seed: s }) : null;
-  const gan = new GanStep(G, D, { lrG: opts.lrG, lrD: opts.lrD, beta1: opts.beta1, labelSmoothing: opts.labelSmoothing, augment, seed });
+  const gan = new GanStep(G, D, { lrG: opts.lrG, lrD: opts.lrD, beta1: opts.beta1, labelSmoothing: opts.labelSmoothing, augment, classWeight: opts.classWeight, seed });
 
   // Fixed noise for the sample grids and the diversity measure; a fixed real batch to compare with.
   // One row per class (up to 16 samples each); an unconditional model gets an 8 x 8 grid.
@@ -279,6 +284,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
         diffAugment: policy,
         limitPerClass: opts.limitPerClass ?? null,
         ...(average ? { emaDecay: average.decay } : {}),
+        ...(opts.classWeight !== undefined ? { classWeight: opts.classWeight } : {}),
       },
       extraState: {
         save: () => ({ collapseAlarm: alarm.state }),
@@ -318,12 +324,14 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
 }
 
 /**
- * The architecture as the checkpoint compares it on --resume: without spectralNorm / conditionalBatchNorm
- * when off, so checkpoints written before those options existed still match a run that does not use them.
+ * The architecture as the checkpoint compares it on --resume: without spectralNorm / conditionalBatchNorm /
+ * auxiliaryClassifier when off, so checkpoints written before those options existed still match a run that
+ * does not use them.
  */
 function checkpointConfig(c: ResolvedGanConfig): Partial<ResolvedGanConfig> {
-  const { spectralNorm, conditionalBatchNorm, ...rest } = c;
-  return { ...rest, ...(spectralNorm ? { spectralNorm } : {}), ...(conditionalBatchNorm ? { conditionalBatchNorm } : {}) };
+  const { spectralNorm, conditionalBatchNorm, auxiliaryClassifier, ...rest } = c;
+  const on = Object.entries({ spectralNorm, conditionalBatchNorm, auxiliaryClassifier }).filter(([, v]) => v);
+  return { ...rest, ...Object.fromEntries(on) };
 }
 
 /** Up to `perClass` un-augmented real images of each class, for the diversity reference. */
