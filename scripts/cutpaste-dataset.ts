@@ -11,8 +11,17 @@
 // The pasted rectangle covers 2-15 % of the patch, aspect 1:3 to 3:1, taken anywhere in the image,
 // mirrored at random and its brightness scaled by 0.9-1.1: a local irregularity of real surface.
 //
+// --scar adds the paper's third class (CutPaste-Scar, its "3-way" variant):
+//
+//   <out>/scar/*.png       the same patches with a long thin strip of the image's surface pasted in at a
+//                          random angle: 1-3 px wide, 8-24 px long at the working scale (a crack or scratch
+//                          is that thin there), brightness scaled by 0.9-1.1 as the cut-paste rectangle
+//
+// The scars draw from their own generator (seed + 1000), so good/ and cutpaste/ are the same files with
+// or without --scar. Train the 3-class set with `--task multiclass`.
+//
 //   npx tsx scripts/cutpaste-dataset.ts --model models/magnetic-tile-anomaly --out runs/cutpaste-data
-//       [--per-image 16] [--side 48] [--seed 1]
+//       [--per-image 16] [--side 48] [--seed 1] [--scar]
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -29,6 +38,7 @@ const { values: args } = parseArgs({
     'per-image': { type: 'string', default: '16' },
     side: { type: 'string', default: '48' },
     seed: { type: 'string', default: '1' },
+    scar: { type: 'boolean', default: false },
   },
 });
 const meta = readAnomalyMetadata(args.model!);
@@ -38,7 +48,9 @@ if (!root || !files?.length) throw new Error(`${args.model} records no training 
 const side = Number(args.side);
 const perImage = Number(args['per-image']);
 const rng = new Rng(Number(args.seed));
-for (const dir of ['good', 'cutpaste']) mkdirSync(join(args.out!, dir), { recursive: true });
+const scarRng = new Rng(Number(args.seed) + 1000);
+const folders = args.scar ? ['good', 'cutpaste', 'scar'] : ['good', 'cutpaste'];
+for (const dir of folders) mkdirSync(join(args.out!, dir), { recursive: true });
 
 /** A side x side window of img at (x, y), edges repeated where the image is smaller. */
 function crop(img: WorkImage, x: number, y: number, w: number, h: number): Float32Array {
@@ -65,6 +77,33 @@ function cutPaste(patch: Float32Array, img: WorkImage): Float32Array {
   return out;
 }
 
+/** The patch with a thin rotated strip of img's surface pasted in (CutPaste-Scar; see the file comment). */
+function scar(patch: Float32Array, img: WorkImage): Float32Array {
+  const out = patch.slice();
+  const width = scarRng.uniform(1, 3);
+  const length = scarRng.uniform(8, 24);
+  const angle = scarRng.uniform(0, Math.PI);
+  const cols = Math.ceil(length);
+  const rows = Math.ceil(width);
+  const src = crop(img, scarRng.int(Math.max(1, img.width - cols + 1)), scarRng.int(Math.max(1, img.height - rows + 1)), cols, rows);
+  const gain = scarRng.uniform(0.9, 1.1);
+  const cx = scarRng.uniform(0.15, 0.85) * side;
+  const cy = scarRng.uniform(0.15, 0.85) * side;
+  const cos = Math.cos(angle);
+  const sin = Math.sin(angle);
+  for (let r = 0; r < side; r++)
+    for (let c = 0; c < side; c++) {
+      // The pixel centre in the strip's own frame: u along it, v across it.
+      const dx = c + 0.5 - cx;
+      const dy = r + 0.5 - cy;
+      const u = dx * cos + dy * sin + length / 2;
+      const v = -dx * sin + dy * cos + width / 2;
+      if (u < 0 || u >= length || v < 0 || v >= width) continue;
+      out[r * side + c] = Math.min(1, Math.max(0, src[Math.min(rows - 1, Math.floor(v)) * cols + Math.min(cols - 1, Math.floor(u))] * gain));
+    }
+  return out;
+}
+
 let written = 0;
 for (const [i, file] of files.entries()) {
   const img = await loadWorkImage(join(root, ...file.split('/')), { scale: meta.config.scale, contrast: meta.config.contrast });
@@ -73,7 +112,8 @@ for (const [i, file] of files.entries()) {
     const name = `${String(i).padStart(4, '0')}-${String(k).padStart(2, '0')}.png`;
     await writeGrayPng(join(args.out!, 'good', name), patch, side, side);
     await writeGrayPng(join(args.out!, 'cutpaste', name), cutPaste(patch, img), side, side);
+    if (args.scar) await writeGrayPng(join(args.out!, 'scar', name), scar(patch, img), side, side);
     written++;
   }
 }
-console.log(`${written} good and ${written} cut-paste patches of ${side} x ${side} from ${files.length} training images of ${args.model} -> ${args.out}`);
+console.log(`${written} good, ${written} cut-paste${args.scar ? ` and ${written} scar` : ''} patches of ${side} x ${side} from ${files.length} training images of ${args.model} -> ${args.out}`);

@@ -53,7 +53,7 @@ export { Generator, Discriminator, resolveGanConfig, type GanConfig, type GanArc
 export { GanStep, type GanStepOptions } from './gan/step.js';
 export { trainGan, type GanTrainOptions, type GanTrainResult, type GanEpochRecord } from './gan/train.js';
 export { saveGanDir, loadGanDir, readGanMetadata, GAN_FORMAT, type GanMetadata } from './gan/model-dir.js';
-export { GeneratorMixture, writeGanMixture, loadGanSampler, readGanSamplerMeta, GAN_MIXTURE_FORMAT, type ImageGenerator, type GanSamplerMeta, type GanMixtureMetadata } from './gan/mixture.js';
+export { GeneratorMixture, GeneratorClassSet, writeGanMixture, writeGanClassSet, loadGanSampler, readGanSamplerMeta, GAN_MIXTURE_FORMAT, GAN_CLASS_SET_FORMAT, type ImageGenerator, type GanSamplerMeta, type GanMixtureMetadata, type GanClassSetMetadata } from './gan/mixture.js';
 export { generateImages, latentNoise, writeImageGrid, writeSampleFolders, type GenerateOptions, type SampleFilter, type SampleFolderOptions } from './gan/samples.js';
 export { classifierFilter, type ClassifierFilterOptions } from './gan/classifier-filter.js';
 export { scoreGan, formatGanScore, type GanScoreReport } from './gan/score.js';

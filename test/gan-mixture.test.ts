@@ -1,7 +1,9 @@
-// A GAN directory of several generators (src/gan/mixture.ts): written from GAN directories, loaded as
-// one sampler whose image i comes from member i mod M (checked value for value against the members
+// GAN directories of several generators (src/gan/mixture.ts). A mixture: written from GAN directories, loaded
+// as one sampler whose image i comes from member i mod M (checked value for value against the members
 // sampled alone), used by `gan sample`, `gan score` and `train --augment-with`, and clear refusals for
 // members that do not belong together. Two tiny generators (16x16, 1 epoch) of different architectures.
+// A class set: one-class generators joined into one multi-class sampler, class k from member k, checked
+// the same way, with its own refusals.
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { floatToU8 } from '../src/data/images.js';
 import { generateSynthetic } from '../src/data/synthetic.js';
 import type { Engine } from '../src/gpu/engine.js';
-import { GeneratorMixture, loadGanSampler, writeGanMixture, GAN_MIXTURE_FORMAT } from '../src/gan/mixture.js';
+import { GeneratorClassSet, GeneratorMixture, loadGanSampler, writeGanClassSet, writeGanMixture, GAN_CLASS_SET_FORMAT, GAN_MIXTURE_FORMAT } from '../src/gan/mixture.js';
 import { loadGanDir } from '../src/gan/model-dir.js';
 import { generateImages, recomputeGeneratorStatistics, writeSampleFolders } from '../src/gan/samples.js';
 import { scoreGan } from '../src/gan/score.js';
@@ -132,7 +134,7 @@ describe('GAN mixture directory', () => {
 
     const classifier = join(dir, 'classifier');
     await trainClassifier({ data, task: 'multiclass', out: classifier, inputSize: 24, channels: [4, 8, 8], epochs: 1, batchSize: 16, engine, valFraction: 0.2 });
-    expect(() => loadGanSampler(classifier, engine)).toThrow(/this is a 'wgsl-nn-classifier\/1' model directory; expected format wgsl-nn-gan\/1 or wgsl-nn-gan-mixture\/1/);
+    expect(() => loadGanSampler(classifier, engine)).toThrow(/this is a 'wgsl-nn-classifier\/1' model directory; expected format wgsl-nn-gan\/1 or wgsl-nn-gan-mixture\/1 or wgsl-nn-gan-classes\/1/);
     const r = await scoreGan({ model: cliMix, data, classifier, engine, kidSubsets: 5 });
     expect(r.perClass.map((c) => c.className)).toEqual(CLASSES);
     expect(r.perClass.every((c) => c.fd > 0 && Number.isFinite(c.fd) && c.halfSize === 5)).toBe(true);
@@ -178,5 +180,115 @@ describe('GAN mixture directory', () => {
     const cli = await runCli(['gan', 'sample', '--model', broken, '--count', '1', '--out', join(dir, 'never')]);
     expect(cli.code).not.toBe(0);
     expect(cli.stderr).toMatch(/a mixture lists at least 2 members/);
+  }, 180_000);
+});
+
+describe('GAN class set directory (one one-class generator per class)', () => {
+  // Three one-class generators of the mixture tests' data and split, joined out of alphabetical order.
+  const SET_CLASSES = ['spot', 'clean', 'crack'];
+  let members: string[];
+  let set: string;
+  beforeAll(async () => {
+    members = SET_CLASSES.map((c) => join(dir, `one-${c}`));
+    for (const [i, c] of SET_CLASSES.entries()) await trainGan(tiny(members[i], { className: c, seed: i + 1, splitSeed: 1, ngf: 4 + i }));
+    set = join(dir, 'set');
+    writeGanClassSet(set, members);
+  }, 120_000);
+
+  it('records its members in class order with the union of their training files, and samples class k from member k', async () => {
+    const meta = JSON.parse(readFileSync(join(set, 'model.json'), 'utf8'));
+    expect(meta.format).toBe(GAN_CLASS_SET_FORMAT);
+    expect(meta.classes).toEqual(SET_CLASSES);
+    expect(meta.members).toEqual(SET_CLASSES.map((c, i) => ({ dir: `member-${i}`, source: members[i], className: c })));
+    const memberFiles = members.map((m) => JSON.parse(readFileSync(join(m, 'model.json'), 'utf8')).data.files as string[]);
+    expect(memberFiles.every((f) => f.length > 0)).toBe(true);
+    expect(meta.data.files).toEqual(memberFiles.flat());
+    expect(meta.data.className).toBeNull();
+    expect(meta.data.splitSeed).toBe(1);
+
+    const { generator } = loadGanSampler(set, engine);
+    const singles = members.map((m) => loadGanDir(m, engine).generator);
+    try {
+      expect(generator).toBeInstanceOf(GeneratorClassSet);
+      expect(generator.config.classes).toEqual(SET_CLASSES);
+      const labels = [2, 0, 1, 2, 2, 0];
+      const got = await generateImages(generator, labels, new Rng(13));
+      // Expected, apart: class 0 (images 1, 5) from member 0, then class 1 (image 2), then class 2 (0, 3, 4), one stream.
+      const rng = new Rng(13);
+      const area = 16 * 16;
+      const want = new Float32Array(labels.length * area);
+      for (const [k, picked] of [[1, 5], [2], [0, 3, 4]].entries()) {
+        const images = await generateImages(singles[k], new Int32Array(picked.length), rng);
+        picked.forEach((i, j) => want.set(images.subarray(j * area, (j + 1) * area), i * area));
+      }
+      expect(got).toEqual(want);
+      expect(got.every((v) => v >= 0 && v <= 1)).toBe(true);
+      // The members really differ: the same noise through two of them.
+      expect(await generateImages(singles[0], [0], new Rng(3))).not.toEqual(await generateImages(singles[1], [0], new Rng(3)));
+      await expect(generateImages(generator, [0, 3], new Rng(1))).rejects.toThrow(/class label 3 at 1: this class set makes classes 0..2/);
+    } finally {
+      generator.dispose();
+      for (const g of singles) g.dispose();
+    }
+  });
+
+  it('wgsl-nn gan join / gan sample: one folder per class, each from its own generator', async () => {
+    const cliSet = join(dir, 'cli-set');
+    const made = await runCli(['gan', 'join', '--members', members.join(','), '--out', cliSet]);
+    expect(made.code, made.stderr).toBe(0);
+    expect(made.stdout).toMatch(/3 one-class generators, classes spot, clean, crack, 16x16/);
+    const out = join(dir, 'set-samples');
+    const sampled = await runCli(['gan', 'sample', '--model', cliSet, '--count', '2', '--out', out, '--seed', '4']);
+    expect(sampled.code, sampled.stderr).toBe(0);
+    expect(readdirSync(out).sort()).toEqual(['clean', 'crack', 'spot']);
+    // writeSampleFolders draws class by class from one stream: class 'clean' is the second request.
+    const rng = new Rng(4);
+    const [g0, g1] = [0, 1].map((k) => loadGanDir(members[k], engine).generator);
+    let want: Uint8Array;
+    try {
+      await generateImages(g0, new Int32Array(2), rng);
+      want = floatToU8(await generateImages(g1, new Int32Array(2), rng));
+    } finally {
+      g0.dispose();
+      g1.dispose();
+    }
+    for (let i = 0; i < 2; i++) {
+      const { data: px } = await sharp(join(out, 'clean', `clean_0000${i}.png`)).extractChannel(0).raw().toBuffer({ resolveWithObject: true });
+      expect(Uint8Array.from(px)).toEqual(want.subarray(i * 256, (i + 1) * 256));
+    }
+  }, 120_000);
+
+  it('refuses members that are not one distinct class each of one split, and a damaged set', async () => {
+    expect(() => writeGanClassSet(join(dir, 'y1'), [members[0], a])).toThrow(/is not a one-class GAN \(it makes clean, crack, .*\); a class set's members are trained with `gan train --class <name>`/);
+    const unconditional = join(dir, 'unconditional');
+    await trainGan(tiny(unconditional, { unconditional: true }));
+    expect(() => writeGanClassSet(join(dir, 'y2'), [members[0], unconditional])).toThrow(/is not a one-class GAN \(it makes all\)/);
+    const spotAgain = join(dir, 'spot-again');
+    await trainGan(tiny(spotAgain, { className: 'spot', seed: 9, splitSeed: 1 }));
+    expect(() => writeGanClassSet(join(dir, 'y3'), [members[0], members[1], spotAgain])).toThrow(/both make class 'spot'; a class set has one member per class/);
+    const otherSplit = join(dir, 'scratch-split7');
+    await trainGan(tiny(otherSplit, { className: 'scratch', splitSeed: 7 }));
+    expect(() => writeGanClassSet(join(dir, 'y4'), [members[0], otherSplit])).toThrow(/another split .* a class set's members must share the split/);
+    const bigger = join(dir, 'scratch-32');
+    await trainGan(tiny(bigger, { className: 'scratch', splitSeed: 1, imageSize: 32 }));
+    expect(() => writeGanClassSet(join(dir, 'y5'), [members[0], bigger])).toThrow(/makes 32x32 images; the first member \(.*\) 16x16/);
+    expect(() => writeGanClassSet(join(dir, 'y6'), [members[0]])).toThrow(/at least 2 one-class GAN directories/);
+    expect(() => writeGanClassSet(join(dir, 'y7'), [set, members[0]])).toThrow(/is itself a class set; name its member directories/);
+    expect(() => writeGanClassSet(members[0], members)).toThrow(/the class set .* cannot be written over or inside its member/);
+    expect(() => writeGanClassSet(mix, members)).toThrow(/holds another kind of model; a class set replaces only a class set/);
+    expect(() => writeGanMixture(join(dir, 'y8'), [set, a])).toThrow(/is itself a class set/);
+    for (const y of ['y1', 'y2', 'y3', 'y4', 'y5']) expect(existsSync(join(dir, y, 'model.json'))).toBe(false);
+
+    const broken = join(dir, 'broken-set');
+    cpSync(set, broken, { recursive: true });
+    // A member folder replaced by another class's generator after the set was written.
+    rmSync(join(broken, 'member-1'), { recursive: true });
+    cpSync(members[2], join(broken, 'member-1'), { recursive: true });
+    expect(() => loadGanSampler(broken, engine)).toThrow(/member-1 has the classes crack; the class set's model.json has clean/);
+    rmSync(join(broken, 'member-1'), { recursive: true });
+    expect(() => loadGanSampler(broken, engine)).toThrow(/member directory member-1 is missing/);
+    const meta = JSON.parse(readFileSync(join(broken, 'model.json'), 'utf8'));
+    writeFileSync(join(broken, 'model.json'), JSON.stringify({ ...meta, members: meta.members.slice(0, 2) }));
+    expect(() => loadGanSampler(broken, engine)).toThrow(/a class set lists one member per class, at least 2/);
   }, 180_000);
 });

@@ -4,7 +4,7 @@ import { type Command, Option } from 'commander';
 import { commandLine, diffAugmentList as policyList, int, nonNegativeInt, num, withEngine } from '../cli-common.js';
 import { TrainingProgress } from '../train/progress.js';
 import { loadClassifierFilter } from './classifier-filter.js';
-import { loadGanSampler, writeGanMixture } from './mixture.js';
+import { loadGanSampler, writeGanClassSet, writeGanMixture } from './mixture.js';
 import { recomputeGeneratorStatistics, writeSampleFolders } from './samples.js';
 import { formatGanScore, scoreGan } from './score.js';
 import { trainGan } from './train.js';
@@ -114,7 +114,7 @@ export function registerGanCommands(program: Command): void {
   gan
     .command('sample')
     .description('write generated PNGs: N per class, one sub-folder per class (a dataset `wgsl-nn train` reads)')
-    .requiredOption('--model <dir>', 'GAN model directory (one generator, or a mixture: an equal share from each)')
+    .requiredOption('--model <dir>', 'GAN model directory (one generator; a mixture: an equal share from each; a class set: each class from its generator)')
     .requiredOption('--count <n>', 'images per class', int('--count'))
     .requiredOption('--out <dir>', 'output folder')
     .option('--seed <n>', 'noise seed', int('--seed'), 1)
@@ -154,6 +154,17 @@ export function registerGanCommands(program: Command): void {
       const members = String(opts.members).split(',').filter(Boolean);
       const meta = writeGanMixture(opts.out, members, { command: commandLine() });
       console.log(`${resolve(opts.out)}: ${meta.members.length} generators (${members.join(', ')}), classes ${meta.classes.join(', ')}, ${meta.imageSize}x${meta.imageSize}`);
+    });
+
+  gan
+    .command('join')
+    .description('one multi-class GAN directory of one-class generators (each trained with --class; copied whole): class k is drawn from member k')
+    .requiredOption('--members <dirs>', 'one-class GAN model directories, comma-separated, in class order (same image size and training split)')
+    .requiredOption('--out <dir>', 'class-set directory to write (a new directory, not one of the members)')
+    .action((opts) => {
+      const members = String(opts.members).split(',').filter(Boolean);
+      const meta = writeGanClassSet(opts.out, members, { command: commandLine() });
+      console.log(`${resolve(opts.out)}: ${meta.members.length} one-class generators, classes ${meta.classes.join(', ')}, ${meta.imageSize}x${meta.imageSize}`);
     });
 
   gan

@@ -7,7 +7,7 @@ import { WgslNnError } from '../gpu/errors.js';
 import { inference, standingStatistics } from '../nn/modules.js';
 import { mixSeed } from '../data/split.js';
 import { Rng } from '../util/rng.js';
-import { GeneratorMixture, type ImageGenerator } from './mixture.js';
+import { GeneratorClassSet, GeneratorMixture, type ImageGenerator } from './mixture.js';
 import { type Generator, latentBatch, pixelRange } from './models.js';
 
 export interface GenerateOptions {
@@ -35,10 +35,12 @@ export function latentNoise(rng: Rng, truncation?: number): () => number {
 
 /**
  * Images [n, S*S] in [0, 1] for the given class labels, from noise drawn with `rng`. From a mixture, image i
- * comes from member i mod M (members in order, each drawing its noise from `rng` in turn).
+ * comes from member i mod M (members in order, each drawing its noise from `rng` in turn); from a class set,
+ * the images of class k come from member k (classes in order, each member drawing from `rng` in turn).
  */
 export async function generateImages(G: ImageGenerator, labels: ArrayLike<number>, rng: Rng, opts: GenerateOptions = {}): Promise<Float32Array> {
   if (G instanceof GeneratorMixture) return generateFromMixture(G, labels, rng, opts);
+  if (G instanceof GeneratorClassSet) return generateFromClassSet(G, labels, rng, opts);
   const batchSize = opts.batchSize ?? 64;
   const noise = latentNoise(rng, opts.truncation);
   const c = G.config;
@@ -71,14 +73,29 @@ async function generateFromMixture(G: GeneratorMixture, labels: ArrayLike<number
   return out;
 }
 
+async function generateFromClassSet(G: GeneratorClassSet, labels: ArrayLike<number>, rng: Rng, opts: GenerateOptions): Promise<Float32Array> {
+  const K = G.members.length;
+  const area = G.config.imageSize ** 2;
+  const out = new Float32Array(labels.length * area);
+  for (let i = 0; i < labels.length; i++)
+    if (!Number.isInteger(labels[i]) || labels[i] < 0 || labels[i] >= K) throw new RangeError(`class label ${labels[i]} at ${i}: this class set makes classes 0..${K - 1}`);
+  for (let k = 0; k < K; k++) {
+    const picked = Array.from(labels, (l, i) => (l === k ? i : -1)).filter((i) => i >= 0);
+    if (!picked.length) continue;
+    const images = await generateImages(G.members[k], new Int32Array(picked.length), rng, opts);
+    picked.forEach((i, j) => out.set(images.subarray(j * area, (j + 1) * area), i * area));
+  }
+  return out;
+}
+
 /**
  * Standing statistics for a generator (standingStatistics in src/nn/modules.ts): its BatchNorm running
  * statistics recomputed from `batches` batches of `batchSize` noise vectors drawn from `seed`, classes in turn (a
- * conditional generator sees every class equally); a mixture's members each in turn. For a generator that is an average of weights
+ * conditional generator sees every class equally); a mixture's or class set's members each in turn. For a generator that is an average of weights
  * (`gan train --ema`); without BatchNorm (the dense GAN) it changes nothing.
  */
 export function recomputeGeneratorStatistics(G: ImageGenerator, batches: number, seed: number, batchSize = 64): void {
-  if (G instanceof GeneratorMixture) {
+  if (G instanceof GeneratorMixture || G instanceof GeneratorClassSet) {
     for (const member of G.members) recomputeGeneratorStatistics(member, batches, seed, batchSize);
     return;
   }
