@@ -43,9 +43,9 @@ describe('models/magnetic-tile-anomaly', () => {
       expect(memory.images.length).toBeGreaterThan(0);
       expect(memory.images.every((f) => files.train.includes(f))).toBe(true);
     }
-    // Two memories since 2026-12-06 (CutPaste backbone, then models/neu), mixed 1:1.
-    expect(meta.memories!.map((m) => m.backbone)).toEqual(['runs/cutpaste-cnn', 'models/neu']);
-    expect(meta.scoring.memoryMix).toEqual([1, 1]);
+    // Two memories since 2026-12-07 (the 3-way CutPaste backbone, then models/neu), mixed 3:1.
+    expect(meta.memories!.map((m) => m.backbone)).toEqual(['runs/cutpaste3-cnn', 'models/neu']);
+    expect(meta.scoring.memoryMix).toEqual([3, 1]);
     // The recorded result (README): above chance, far below the 0.90 target.
     expect(r.auroc).toBeGreaterThan(0.75);
     expect(r.pixelAuroc).toBeGreaterThan(0.58);

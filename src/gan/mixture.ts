@@ -29,23 +29,25 @@ import type { Generator } from './models.js';
 export const GAN_MIXTURE_FORMAT = 'wgsl-nn-gan-mixture/1';
 export const GAN_CLASS_SET_FORMAT = 'wgsl-nn-gan-classes/1';
 
-/** What every GAN directory, one generator or a mixture, says about the images it makes. */
+/** What every GAN directory, one generator, a mixture or a class set, says about the images it makes. */
 export type GanSamplerMeta = Pick<GanMetadata, 'classes' | 'imageSize' | 'pixelRange' | 'data'>;
 
-export interface GanMixtureMetadata extends GanSamplerMeta {
-  format: typeof GAN_MIXTURE_FORMAT;
-  /** Member directories relative to the mixture's, in sampling order, and where each was copied from. */
-  members: { dir: string; source: string }[];
+/** model.json of a directory of several generators, beside its members. */
+interface MultiGeneratorMetadata extends GanSamplerMeta {
   createdAt: string;
   command?: string;
 }
 
-export interface GanClassSetMetadata extends GanSamplerMeta {
+export interface GanMixtureMetadata extends MultiGeneratorMetadata {
+  format: typeof GAN_MIXTURE_FORMAT;
+  /** Member directories relative to the mixture's, in sampling order, and where each was copied from. */
+  members: { dir: string; source: string }[];
+}
+
+export interface GanClassSetMetadata extends MultiGeneratorMetadata {
   format: typeof GAN_CLASS_SET_FORMAT;
   /** One member per class, in the order of `classes`: its directory relative to the set's, where it was copied from, and its class. */
   members: { dir: string; source: string; className: string }[];
-  createdAt: string;
-  command?: string;
 }
 
 /** Several generators of the same classes and image size, sampled in turn (see generateImages). */
