@@ -232,15 +232,23 @@ describe('GAN class set directory (one one-class generator per class)', () => {
     }
   });
 
-  it('wgsl-nn gan join / gan sample: one folder per class, each from its own generator', async () => {
+  it('wgsl-nn gan join / gan sample: one folder per class, each from its own generator, and a contact sheet of them', async () => {
     const cliSet = join(dir, 'cli-set');
     const made = await runCli(['gan', 'join', '--members', members.join(','), '--out', cliSet]);
     expect(made.code, made.stderr).toBe(0);
     expect(made.stdout).toMatch(/3 one-class generators, classes spot, clean, crack, 16x16/);
     const out = join(dir, 'set-samples');
-    const sampled = await runCli(['gan', 'sample', '--model', cliSet, '--count', '2', '--out', out, '--seed', '4']);
+    const sheet = join(dir, 'set-sheet.png');
+    const sampled = await runCli(['gan', 'sample', '--model', cliSet, '--count', '2', '--out', out, '--seed', '4', '--sheet', sheet]);
     expect(sampled.code, sampled.stderr).toBe(0);
     expect(readdirSync(out).sort()).toEqual(['clean', 'crack', 'spot']);
+    // The contact sheet: one row per class in the set's order (spot, clean, crack), 2 tiles each, 2 px gaps.
+    const { data: sheetPx, info } = await sharp(sheet).extractChannel(0).raw().toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height]).toEqual([2 * 16 + 3 * 2, 3 * 16 + 4 * 2]);
+    const { data: clean1 } = await sharp(join(out, 'clean', 'clean_00001.png')).extractChannel(0).raw().toBuffer({ resolveWithObject: true });
+    const tile = new Uint8Array(256);
+    for (let y = 0; y < 16; y++) for (let x = 0; x < 16; x++) tile[y * 16 + x] = sheetPx[(2 + 18 + y) * info.width + 2 + 18 + x];
+    expect(tile).toEqual(Uint8Array.from(clean1));
     // writeSampleFolders draws class by class from one stream: class 'clean' is the second request.
     const rng = new Rng(4);
     const [g0, g1] = [0, 1].map((k) => loadGanDir(members[k], engine).generator);

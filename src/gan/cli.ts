@@ -5,7 +5,7 @@ import { commandLine, diffAugmentList as policyList, int, nonNegativeInt, num, w
 import { TrainingProgress } from '../train/progress.js';
 import { loadClassifierFilter } from './classifier-filter.js';
 import { loadGanSampler, writeGanClassSet, writeGanMixture } from './mixture.js';
-import { recomputeGeneratorStatistics, writeSampleFolders } from './samples.js';
+import { recomputeGeneratorStatistics, writeSampleFolders, writeSampleSheet } from './samples.js';
 import { formatGanScore, scoreGan } from './score.js';
 import { trainGan } from './train.js';
 
@@ -123,6 +123,7 @@ export function registerGanCommands(program: Command): void {
     .option('--min-confidence <p>', "with --filter-with: the classifier's probability a kept sample needs", num('--min-confidence'), 0.5)
     .option('--max-draw-factor <f>', 'with --filter-with: give up on a class after drawing f x --count images', num('--max-draw-factor'), 20)
     .option('--standing-stats <batches>', "first recompute the generator's BatchNorm statistics from this many batches of noise (BigGAN's standing statistics; for a --ema generator)", int('--standing-stats'))
+    .option('--sheet <png>', 'also write a contact sheet of the written images: the first 10 of every class, one row per class')
     .action(async (opts) => {
       await withEngine(async (engine) => {
         const { generator, meta } = loadGanSampler(opts.model, engine);
@@ -138,6 +139,10 @@ export function registerGanCommands(program: Command): void {
             onClass: filter ? (c, accepted, drawn) => console.error(`${c}: the filter accepted ${accepted} of ${drawn} drawn (${((100 * accepted) / drawn).toFixed(0)} %)`) : undefined,
           });
           console.log(`${files.length} images (${opts.count} per class: ${meta.classes.join(', ')}) in ${resolve(opts.out)}`);
+          if (opts.sheet) {
+            await writeSampleSheet(opts.sheet, files, meta.classes.length, opts.count, meta.imageSize);
+            console.log(`contact sheet: ${resolve(opts.sheet)}`);
+          }
         } finally {
           generator.dispose();
           classifier?.dispose();

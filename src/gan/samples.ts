@@ -2,7 +2,7 @@
 // contact sheet (sample grid) and per-class PNG folders that `wgsl-nn train` reads as a dataset.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { floatToU8, u8ToFloat, writeGrayPng } from '../data/images.js';
+import { floatToU8, loadGray, u8ToFloat, writeGrayPng } from '../data/images.js';
 import { WgslNnError } from '../gpu/errors.js';
 import { inference, standingStatistics } from '../nn/modules.js';
 import { mixSeed } from '../data/split.js';
@@ -134,6 +134,23 @@ export async function writeImageGrid(file: string, images: Float32Array, size: n
       for (let x = 0; x < size; x++) sheet[(oy + y) * W + ox + x] = images[k * size * size + y * size + x];
   }
   await writeGrayPng(file, sheet, W, H);
+}
+
+/**
+ * A contact sheet of sample folders: the first `perRow` of each class's `perClass` files (as writeSampleFolders
+ * lists them, class by class), one row per class, read back from the PNGs so the sheet shows what was written.
+ */
+export async function writeSampleSheet(file: string, files: string[], classes: number, perClass: number, size: number, perRow = 10): Promise<void> {
+  if (files.length !== classes * perClass) throw new WgslNnError(`writeSampleSheet: ${files.length} files are not ${perClass} of each of ${classes} classes`);
+  const cols = Math.min(perRow, perClass);
+  const images = new Float32Array(classes * cols * size * size);
+  for (let k = 0; k < classes; k++)
+    for (let i = 0; i < cols; i++) {
+      const img = await loadGray(files[k * perClass + i]);
+      if (img.width !== size || img.height !== size) throw new WgslNnError(`writeSampleSheet: ${files[k * perClass + i]} is ${img.width}x${img.height}, not ${size}x${size}`);
+      images.set(img.data, (k * cols + i) * size * size);
+    }
+  await writeImageGrid(file, images, size, cols);
 }
 
 /**
