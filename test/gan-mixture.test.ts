@@ -203,6 +203,7 @@ describe('GAN class set directory (one one-class generator per class)', () => {
     const memberFiles = members.map((m) => JSON.parse(readFileSync(join(m, 'model.json'), 'utf8')).data.files as string[]);
     expect(memberFiles.every((f) => f.length > 0)).toBe(true);
     expect(meta.data.files).toEqual(memberFiles.flat());
+    expect(meta.data.images).toBe(memberFiles.flat().length);
     expect(meta.data.className).toBeNull();
     expect(meta.data.splitSeed).toBe(1);
 

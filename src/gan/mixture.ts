@@ -134,7 +134,7 @@ export function writeGanMixture(out: string, members: string[], opts: { command?
  * Writes a class set at `out` from one-class GAN directories `members` (each trained with `--class`; copied
  * whole as a mixture's are), model.json last. The members make distinct classes, in the order given; they
  * must share image size, pixel range, dataset and split (seed, fractions, limit), so that the set's test
- * split is every member's. The set records the union of its members' training files.
+ * split is every member's. The set records the union of its members' training files (and their count).
  */
 export function writeGanClassSet(out: string, members: string[], opts: { command?: string } = {}): GanClassSetMetadata {
   if (members.length < 2) throw new ModelFormatError(`a class set needs at least 2 one-class GAN directories, got ${members.length}`);
@@ -153,13 +153,15 @@ export function writeGanClassSet(out: string, members: string[], opts: { command
       throw new ModelFormatError(`${members[i]} was trained on other data or another split than ${members[0]} (model.json 'data' differs); a class set's members must share the split`);
     return meta.classes[0];
   });
-  const files = metas.flatMap((m) => (m.data as { files?: string[] } | undefined)?.files ?? []);
+  const records = metas.map((m) => (m.data ?? {}) as { files?: string[]; images?: number });
+  const files = records.flatMap((d) => d.files ?? []);
+  const images = records.reduce((n, d) => n + (d.images ?? 0), 0);
   const entries = copyMembers(out, members).map((e, i) => ({ ...e, className: classes[i] }));
   const meta: Omit<GanClassSetMetadata, 'format'> = {
     classes,
     imageSize: first.imageSize,
     pixelRange: first.pixelRange,
-    data: { ...(first.data as object), className: null, files },
+    data: { ...(first.data as object), className: null, images, files },
     members: entries,
     createdAt: new Date().toISOString(),
     ...(opts.command ? { command: opts.command } : {}),
