@@ -8,4 +8,5 @@ export { resolveAnomalyConfig, DEFAULT_ANOMALY_CONFIG, type AnomalyConfig, type 
 export { Encoder } from './encoder.js';
 export { PixelAuroc, thresholdAtFalseAlarmRate, flaggedShare } from './metrics.js';
 export { writeHeatmapPng, overlayRgb } from './heatmap.js';
+export { cropPatch, pasteRectangle, pasteScar } from './cutpaste.js';
 export type { Scoring } from './scorer.js';
