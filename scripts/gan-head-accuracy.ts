@@ -9,6 +9,7 @@ import { readModelMetadata } from '../src/cnn/model-dir.js';
 import { decodeImage } from '../src/data/images.js';
 import { noGrad } from '../src/nn/tensor.js';
 import { oneHot } from '../src/gan/models.js';
+import { argmaxRows } from '../src/eval/metrics.js';
 
 const gan = process.argv[2];
 if (!gan) throw new Error('usage: npx tsx scripts/gan-head-accuracy.ts <gan dir trained with --aux-classifier>');
@@ -33,11 +34,9 @@ for (const part of ['val', 'test']) {
       for (let j = 0; j < px.length; j++) x[i * 4096 + j] = px[j] * 2 - 1;
     }
     const out = noGrad(() => D.scores(engine.tensor(x, [n, 1, 64, 64]), engine.tensor(oneHot(labels, classes.length), [n, classes.length])).classLogits!);
-    const v = await out.toArray();
-    for (let i = 0; i < n; i++) {
-      const row = Array.from(v.subarray(i * classes.length, (i + 1) * classes.length));
-      if (row.indexOf(Math.max(...row)) === labels[i]) correct++;
-    }
+    argmaxRows(await out.toArray(), classes.length).forEach((best, i) => {
+      if (best === labels[i]) correct++;
+    });
   }
   console.log(`${gan} D head accuracy on real ${part}: ${((100 * correct) / list.length).toFixed(1)} % of ${list.length}`);
 }

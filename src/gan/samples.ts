@@ -60,29 +60,42 @@ export async function generateImages(G: ImageGenerator, labels: ArrayLike<number
   return out;
 }
 
-async function generateFromMixture(G: GeneratorMixture, labels: ArrayLike<number>, rng: Rng, opts: GenerateOptions): Promise<Float32Array> {
+function generateFromMixture(G: GeneratorMixture, labels: ArrayLike<number>, rng: Rng, opts: GenerateOptions): Promise<Float32Array> {
   const M = G.members.length;
-  const area = G.config.imageSize ** 2;
-  const out = new Float32Array(labels.length * area);
-  for (let m = 0; m < M; m++) {
+  const parts = G.members.map((member, m) => {
     const picked = Array.from({ length: Math.ceil((labels.length - m) / M) }, (_, j) => m + j * M);
-    if (!picked.length) continue;
-    const images = await generateImages(G.members[m], picked.map((i) => labels[i]), rng, opts);
-    picked.forEach((i, j) => out.set(images.subarray(j * area, (j + 1) * area), i * area));
-  }
-  return out;
+    return { member, picked, labels: picked.map((i) => labels[i]) };
+  });
+  return generateInParts(labels.length, G.config.imageSize, parts, rng, opts);
 }
 
-async function generateFromClassSet(G: GeneratorClassSet, labels: ArrayLike<number>, rng: Rng, opts: GenerateOptions): Promise<Float32Array> {
+function generateFromClassSet(G: GeneratorClassSet, labels: ArrayLike<number>, rng: Rng, opts: GenerateOptions): Promise<Float32Array> {
   const K = G.members.length;
-  const area = G.config.imageSize ** 2;
-  const out = new Float32Array(labels.length * area);
   for (let i = 0; i < labels.length; i++)
     if (!Number.isInteger(labels[i]) || labels[i] < 0 || labels[i] >= K) throw new RangeError(`class label ${labels[i]} at ${i}: this class set makes classes 0..${K - 1}`);
-  for (let k = 0; k < K; k++) {
+  const parts = G.members.map((member, k) => {
     const picked = Array.from(labels, (l, i) => (l === k ? i : -1)).filter((i) => i >= 0);
+    return { member, picked, labels: new Int32Array(picked.length) };
+  });
+  return generateInParts(labels.length, G.config.imageSize, parts, rng, opts);
+}
+
+/**
+ * n images of size x size drawn in parts, in order, from the one `rng`: each part's generator makes the images
+ * at its `picked` positions from its own `labels` (a part with no positions draws nothing).
+ */
+async function generateInParts(
+  n: number,
+  size: number,
+  parts: { member: Generator; picked: number[]; labels: ArrayLike<number> }[],
+  rng: Rng,
+  opts: GenerateOptions,
+): Promise<Float32Array> {
+  const area = size * size;
+  const out = new Float32Array(n * area);
+  for (const { member, picked, labels } of parts) {
     if (!picked.length) continue;
-    const images = await generateImages(G.members[k], new Int32Array(picked.length), rng, opts);
+    const images = await generateImages(member, labels, rng, opts);
     picked.forEach((i, j) => out.set(images.subarray(j * area, (j + 1) * area), i * area));
   }
   return out;
