@@ -328,6 +328,69 @@ describe('anomaly calibrate --backbone (feature memory)', () => {
     await expectReloadedScores(copy, cal.validationScores);
   });
 
+  it("a memory of the third block alone (--memory-layers deep) holds its 128 features, records deepOnly and scores the same after reloading", async () => {
+    const { copy, cal, meta } = await withMemoryOnly('memory-deep-only', { backbone: 'models/neu', size: 96, layers: 'deep' });
+    expect(meta.memories![0]).toMatchObject({ channels: [32, 64, 128], deepOnly: true });
+    const saved = readSafetensors(join(copy, 'memory.safetensors')).tensors;
+    expect(saved.bank.shape).toEqual([96, 128]);
+    expect(saved['deep.1.weight'].shape).toEqual([128, 64, 3, 3]);
+    expect(cal.validationScores.every((v) => Number.isFinite(v) && v > 0)).toBe(true);
+    await expectReloadedScores(copy, cal.validationScores);
+  });
+
+  it('a memory the chosen mix weighs 0 is not kept: its file goes, the record names it, and the scores are those calibration computed', async () => {
+    const copy = join(dir, 'memory-dropped');
+    cpSync(model, copy, { recursive: true });
+    const candidates = [{ sigma: 1, topK: 4, pixelWeight: 0, featureWeight: 0, memoryWeight: 1, memoryMix: [2, 0, 1], mirror: false }];
+    const memories: MemoryOptions[] = [{ backbone: 'models/neu', size: 64 }, { backbone: 'models/neu', size: 32, layers: 'deep' }, { backbone: 'models/neu', size: 48, layers: 3 }];
+    const cal = await recalibrateModelDir(copy, { engine, candidates, falseAlarmRate: 0.4, memories });
+    expect(cal.droppedMemories).toEqual([1]);
+    const meta = readAnomalyMetadata(copy);
+    expect(meta.memories!.map((m) => m.size)).toEqual([64, 48]);
+    expect(meta.scoring.memoryMix).toEqual([2, 1]);
+    expect(meta.scoring.memoryMeans).toHaveLength(2);
+    expect(meta.recalibration!.droppedMemories).toEqual([expect.objectContaining({ index: 1, size: 32, deepOnly: true, backbone: 'models/neu' })]);
+    expect(readSafetensors(join(copy, 'memory-2.safetensors')).tensors.bank.shape).toEqual([48, 192]); // the third memory moved up
+    expect(existsSync(join(copy, 'memory-3.safetensors'))).toBe(false);
+    await expectReloadedScores(copy, cal.validationScores);
+    // A mix leaving one memory: the scoring has no mix any more.
+    const one = await recalibrateModelDir(copy, { engine, candidates: [{ ...candidates[0], memoryMix: [0, 1] }], falseAlarmRate: 0.4 });
+    expect(one.droppedMemories).toEqual([0]);
+    const m1 = readAnomalyMetadata(copy);
+    expect(m1.memories!.map((m) => m.size)).toEqual([48]);
+    expect(m1.scoring.memoryMix).toBeUndefined();
+    expect(existsSync(join(copy, 'memory-2.safetensors'))).toBe(false);
+    await expectReloadedScores(copy, one.validationScores);
+  });
+
+  it('--memory-mixes replaces the memory-alone mixes of the default candidates; a mix of another length is refused', () => {
+    const mixes = (c: ReturnType<typeof defaultScoringCandidates>) => [...new Set(c.filter((x) => x.memoryMix).map((x) => x.memoryMix!.join(':')))];
+    expect(mixes(defaultScoringCandidates(3, [[3, 1, 0], [3, 1, 2]]))).toEqual(['3:1:0', '3:1:2']);
+    // Each mix gets the memory-alone grid (mirror x sigma x top-k: 18), beside the GAN-term candidates mixed equally.
+    const three = defaultScoringCandidates(3, [[3, 1, 0], [3, 1, 2]]);
+    expect(three.filter((c) => c.memoryMix?.join(':') === '3:1:2')).toHaveLength(18);
+    expect(three.filter((c) => !c.memoryMix && (c.memoryWeight ?? 0) > 0).length).toBeGreaterThan(0);
+    expect(mixes(defaultScoringCandidates(3))).toEqual([]); // three memories by default: mixed equally
+    expect(mixes(defaultScoringCandidates(2, [[1, 2]]))).toEqual(['1:2']);
+    expect(() => defaultScoringCandidates(3, [[3, 1]])).toThrow(/one weight per memory \(3\)/);
+    expect(() => defaultScoringCandidates(1, [[1]])).toThrow(/one weight per memory|two or more memories/);
+  });
+
+  it('anomaly calibrate refuses --memory-layers and --memory-mixes that do not fit its backbones, before any work', async () => {
+    const layers = await runCli(['anomaly', 'calibrate', '--model', model, '--backbone', 'models/neu', 'models/neu', '--memory-layers', '2,deep,3']);
+    expect(layers.code).not.toBe(0);
+    expect(layers.stderr).toMatch(/--memory-layers gives 3 values for 2 backbones/);
+    const mix = await runCli(['anomaly', 'calibrate', '--model', model, '--backbone', 'models/neu', 'models/neu', '--memory-mixes', '1:1,1:2:3']);
+    expect(mix.code).not.toBe(0);
+    expect(mix.stderr).toMatch(/the mix 1:2:3 has 3 weights for 2 memories/);
+    const word = await runCli(['anomaly', 'calibrate', '--model', model, '--backbone', 'models/neu', '--memory-layers', 'deeper']);
+    expect(word.code).not.toBe(0);
+    expect(word.stderr).toMatch(/--memory-layers takes 2, 3 or deep/);
+    const none = await runCli(['anomaly', 'calibrate', '--model', model, '--memory-mixes', '1:1']);
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toMatch(/--memory-mixes needs the memories it mixes/);
+  });
+
   it('two memories (one per backbone) are saved as memory and memory-2, mixed as weighted, and score the same after reloading', async () => {
     // The second backbone: models/neu again, as a coreset, so the two memories hold different vectors.
     const { copy, cal, meta } = await withMemoryOnly('memory-two', { backbone: 'models/neu', size: 256 }, { backbone: 'models/neu', size: 128, sampling: 'coreset', pool: 1024 });

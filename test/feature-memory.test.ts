@@ -37,9 +37,9 @@ function workImage(r: Rng, width: number, height: number): WorkImage {
 /**
  * The features of features(), in float64 on the CPU: standardise, conv, ReLU, pool, conv, ReLU; with
  * `layers` 3, pool, conv, ReLU again, that map sampled bilinearly at each stride-2 cell's centre and
- * appended; then the neighbourhood mean.
+ * appended ('deep': that map alone, on its own grid); then the neighbourhood mean.
  */
-function featuresRef(img: WorkImage, s: StateDict, neighbourhood: number, layers: 2 | 3 = 2): { h: number; w: number; data: Float64Array } {
+function featuresRef(img: WorkImage, s: StateDict, neighbourhood: number, layers: 2 | 3 | 'deep' = 2): { h: number; w: number; data: Float64Array } {
   const n = img.data.length;
   const mean = img.data.reduce((a, v) => a + v, 0) / n;
   const std = Math.max(Math.sqrt(Math.max(img.data.reduce((a, v) => a + v * v, 0) / n - mean * mean, 0)), 1e-2);
@@ -50,11 +50,11 @@ function featuresRef(img: WorkImage, s: StateDict, neighbourhood: number, layers
   const pooled = maxPool2dRef(c1, [1, 4, H - 2, W - 2], { kernel: [2, 2], stride: [2, 2] });
   const [, , ph, pw] = pooled.shape;
   const c2 = conv2dRef(pooled.y, pooled.shape, s['3.weight'].data as Float32Array, [6, 4, 3, 3], s['3.bias'].data as Float32Array, p, 'relu');
-  const [h, w] = [ph - 2, pw - 2];
+  let [h, w] = [ph - 2, pw - 2];
   // Per cell: its c2 features, then (3 layers) the deep ones. cell(y, x)[c] for c < C.
   let C = 6;
   let cell = (y: number, x: number, c: number) => c2[(c * h + y) * w + x];
-  if (layers === 3) {
+  if (layers !== 2) {
     const pooled2 = maxPool2dRef(c2, [1, 6, h, w], { kernel: [2, 2], stride: [2, 2] });
     const [, , qh, qw] = pooled2.shape;
     const c3 = conv2dRef(pooled2.y, pooled2.shape, s['6.weight'].data as Float32Array, [8, 6, 3, 3], s['6.bias'].data as Float32Array, p, 'relu');
@@ -72,8 +72,13 @@ function featuresRef(img: WorkImage, s: StateDict, neighbourhood: number, layers
       return (v(y0, x0) * (1 - fx) + v(y0, x1) * fx) * (1 - fy) + (v(y1, x0) * (1 - fx) + v(y1, x1) * fx) * fy;
     };
     const shallow = cell;
-    cell = (y, x, c) => (c < 6 ? shallow(y, x, c) : sample(c - 6, at(y, h3), at(x, w3)));
-    C = 14;
+    if (layers === 'deep') {
+      cell = (y, x, c) => c3[(c * h3 + y) * w3 + x];
+      [h, w, C] = [h3, w3, 8];
+    } else {
+      cell = (y, x, c) => (c < 6 ? shallow(y, x, c) : sample(c - 6, at(y, h3), at(x, w3)));
+      C = 14;
+    }
   }
   const r = (neighbourhood - 1) / 2;
   const out = new Float64Array(h * w * C);
@@ -93,6 +98,41 @@ function featuresRef(img: WorkImage, s: StateDict, neighbourhood: number, layers
 }
 
 describe('FeatureMemory', () => {
+  it("holds the third block's features alone on its stride-4 grid with layers 'deep' (float64 reference), and reloads from its config", async () => {
+    const state = classifierState(rng(21));
+    const m = FeatureMemory.fromClassifier(state, { backbone: 'test', size: 8, neighbourhood: 3 }, engine, 'deep');
+    try {
+      expect(m.config.channels).toEqual([4, 6, 8]);
+      expect(m.config.deepOnly).toBe(true);
+      expect(m.channels).toBe(8);
+      const img = workImage(rng(22), 45, 38);
+      const got = await m.features(img);
+      const exp = featuresRef(img, state, 3, 'deep');
+      // 45 x 38 -> conv 43 x 36 -> pool 21 x 18 -> conv 19 x 16 -> pool 9 x 8 -> conv 7 x 6.
+      expect([got.h, got.w]).toEqual([6, 7]);
+      expect([exp.h, exp.w]).toEqual([6, 7]);
+      const scale = Math.max(...exp.data.map(Math.abs));
+      expect(scale).toBeGreaterThan(0.1); // not a test on zeros
+      let err = 0;
+      got.data.forEach((v, i) => (err = Math.max(err, Math.abs(v - exp.data[i]))));
+      expect(err / scale).toBeLessThan(1e-4);
+      await m.fill([img, workImage(rng(23), 40, 40)], new Rng(3));
+      const bank = (await m.bank.value.toArray()) as Float32Array;
+      expect(bank.length).toBe(8 * 8);
+      const map = await m.distanceMap(img);
+      expect(map.length).toBe(45 * 38);
+      expect(map.every(Number.isFinite)).toBe(true);
+      const copy = new FeatureMemory(JSON.parse(JSON.stringify(m.config)), engine);
+      copy.loadStateDict(await m.stateDict());
+      expect(copy.channels).toBe(8);
+      expect(Array.from(await copy.distanceMap(img))).toEqual(Array.from(map));
+      copy.dispose();
+    } finally {
+      m.dispose();
+    }
+    expect(() => new FeatureMemory({ backbone: 'test', channels: [4, 6], size: 4, neighbourhood: 1, deepOnly: true }, engine)).toThrow(/third block alone .* needs three channel counts/);
+  });
+
   it('computes the backbone features of a whole image as the float64 reference (odd sizes, neighbourhoods 1 and 3)', async () => {
     const state = classifierState(rng(1));
     for (const neighbourhood of [1, 3]) {
@@ -143,6 +183,7 @@ describe('FeatureMemory', () => {
     }
     const { '6.weight': _w, '6.bias': _b, ...twoBlocks } = state;
     expect(() => FeatureMemory.fromClassifier(twoBlocks, { backbone: 'models/small', size: 4, neighbourhood: 1 }, engine, 3)).toThrow(/no third 3x3 convolution/);
+    expect(() => FeatureMemory.fromClassifier(twoBlocks, { backbone: 'models/small', size: 4, neighbourhood: 1 }, engine, 'deep')).toThrow(/no third 3x3 convolution/);
     expect(() => new FeatureMemory({ backbone: 'test', channels: [4] as never, size: 4, neighbourhood: 1 }, engine)).toThrow(/two or three positive integers/);
   });
 

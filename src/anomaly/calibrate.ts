@@ -90,14 +90,17 @@ export const TWO_MEMORY_MIXES: number[][] = [
 /**
  * The default candidates for a model with `memories` feature memories: none, the GAN terms alone; one, the
  * memory candidates above; two, the same with the memories mixed equally, and the memory term alone with
- * every mix of TWO_MEMORY_MIXES. More than two memories: mixed equally.
+ * every mix of TWO_MEMORY_MIXES. More than two memories: mixed equally. `mixes` (two or more memories, one
+ * weight per memory each) replaces the memory-alone mixes.
  */
-export function defaultScoringCandidates(memories: number): ScoringSettings[] {
+export function defaultScoringCandidates(memories: number, mixes?: readonly number[][]): ScoringSettings[] {
+  if (mixes?.some((mix) => mix.length !== memories)) throw new WgslNnError(`memory mixes must hold one weight per memory (${memories}); got ${mixes.map((m) => m.join(':')).join(', ')}`);
+  if (mixes && memories < 2) throw new WgslNnError('memory mixes need two or more memories');
   if (memories === 0) return DEFAULT_SCORING_CANDIDATES;
-  if (memories !== 2) return MEMORY_SCORING_CANDIDATES;
+  if (memories === 1 || (memories > 2 && !mixes)) return MEMORY_SCORING_CANDIDATES;
   return [
     ...DEFAULT_SCORING_CANDIDATES.flatMap((c) => [0, 1, 3].map((memoryWeight) => ({ ...c, memoryWeight }))),
-    ...TWO_MEMORY_MIXES.flatMap((mix) => memoryAloneCandidates(mix)),
+    ...(mixes ?? TWO_MEMORY_MIXES).flatMap((mix) => memoryAloneCandidates([...mix])),
   ];
 }
 
@@ -114,6 +117,11 @@ export interface CalibrationResult {
   validationScores: number[];
   /** Every candidate's synthetic-defect ROC-AUC (absent when only one candidate was given). */
   selection?: CandidateResult[];
+  /**
+   * Indices (in the networks' memories as given) of the memories the chosen mix weighs 0: removed from
+   * `nets.memories` (and disposed) and from the scoring's means and mix, since they would never be searched.
+   */
+  droppedMemories: number[];
 }
 
 export interface CalibrationOptions {
@@ -193,7 +201,32 @@ export async function calibrate(
   const scoring = withEdges(chosen);
   const validationScores = scoresOf(pick(clean, chosen), scoring);
   const threshold = thresholdAtFalseAlarmRate(validationScores, opts.falseAlarmRate);
-  return { scoring, threshold, falseAlarmRate: opts.falseAlarmRate, validationScores, selection };
+  const droppedMemories = dropUnweightedMemories(nets, scoring, opts.log);
+  return { scoring, threshold, falseAlarmRate: opts.falseAlarmRate, validationScores, selection, droppedMemories };
+}
+
+/**
+ * Removes the memories a chosen mix weighs 0 from `nets.memories` (disposing them) and from the scoring's
+ * memoryMeans and memoryMix, so a model keeps only what it searches (a 16,384 x 128 memory is 8 MB).
+ * The scores are unchanged: a zero-weight memory adds nothing to the map. Returns the dropped indices.
+ */
+function dropUnweightedMemories(nets: AnomalyNetworks, scoring: Scoring, log?: (line: string) => void): number[] {
+  const mix = scoring.memoryMix;
+  if (!nets.memories?.length || !mix || !((scoring.memoryWeight ?? 0) > 0)) return [];
+  const dropped = mix.flatMap((w, k) => (w === 0 ? [k] : []));
+  if (!dropped.length) return [];
+  for (const k of dropped) {
+    const m = nets.memories[k];
+    log?.(`memory ${k + 1} (${m.config.backbone}${m.config.deepOnly ? ', third block alone' : ''}) has weight 0 in the chosen mix: not kept`);
+    m.dispose();
+  }
+  const kept = (_: unknown, k: number) => mix[k] !== 0;
+  nets.memories = nets.memories.filter(kept);
+  scoring.memoryMix = mix.filter(kept);
+  scoring.memoryMeans = scoring.memoryMeans?.filter(kept);
+  // One memory left: its mix is just itself.
+  if (scoring.memoryMix.length === 1) delete scoring.memoryMix;
+  return dropped;
 }
 
 export interface RecalibrateOptions {
@@ -202,6 +235,8 @@ export interface RecalibrateOptions {
   falseAlarmRate?: number;
   /** Default: defaultScoringCandidates (selection on synthetic defects). */
   candidates?: ScoringSettings[];
+  /** The memory-alone mixes of the default candidates (defaultScoringCandidates). */
+  memoryMixes?: number[][];
   /** Build (or rebuild) the model's feature memories, one per backbone, from its training images first (the weights of G, D and E are not touched). */
   memories?: MemoryOptions[];
   engine?: Engine;
@@ -241,23 +276,27 @@ export async function recalibrateModelDir(dir: string, opts: RecalibrateOptions 
     const cal = await calibrate(nets, config, validation, {
       falseAlarmRate: rate,
       reference,
-      candidates: opts.candidates ?? defaultScoringCandidates(nets.memories?.length ?? 0),
+      candidates: opts.candidates ?? defaultScoringCandidates(nets.memories?.length ?? 0, opts.memoryMixes),
       seed: meta.data?.splitSeed ?? 1,
       log: opts.log,
     });
-    if (opts.memories?.length) for (const [k, m] of nets.memories!.entries()) writeModelWeights(dir, ANOMALY_FORMAT, memoryWeightsName(k), await m.stateDict());
+    // The selection table's mixes have one weight per memory as calibrated: the dropped ones stay on record.
+    const dropped = memoryMeta?.flatMap(({ images: _images, ...config }, index) => (cal.droppedMemories.includes(index) ? [{ index, ...config }] : []));
+    memoryMeta = memoryMeta?.filter((_, k) => !cal.droppedMemories.includes(k));
+    // Rebuilt memories, or a dropped one (the later ones move up a file name), are written again.
+    const rewrite = !!opts.memories?.length || cal.droppedMemories.length > 0;
+    if (rewrite) for (const [k, m] of (nets.memories ?? []).entries()) writeModelWeights(dir, ANOMALY_FORMAT, memoryWeightsName(k), await m.stateDict());
     const updated: AnomalyMetadata = {
       ...meta,
       ...(memoryMeta?.length ? { memories: memoryMeta } : {}),
       scoring: cal.scoring,
       threshold: { value: cal.threshold, falseAlarmRate: rate, validationImages: validation.length },
       training: { ...meta.training, validationScores: cal.validationScores, scoringSelection: cal.selection },
-      recalibration: { command: opts.command, at: new Date().toISOString() },
+      recalibration: { command: opts.command, at: new Date().toISOString(), ...(dropped?.length ? { droppedMemories: dropped } : {}) },
     };
     writeFileAtomic(join(dir, MODEL_JSON), [new TextEncoder().encode(JSON.stringify(updated, null, 2) + '\n')]);
     // Memories of an earlier calibration beyond the new count only take space (removed after model.json stops naming them).
-    if (opts.memories?.length)
-      for (let k = opts.memories.length; existsSync(weightsPath(dir, memoryWeightsName(k))); k++) rmSync(weightsPath(dir, memoryWeightsName(k)));
+    if (rewrite) for (let k = nets.memories?.length ?? 0; existsSync(weightsPath(dir, memoryWeightsName(k))); k++) rmSync(weightsPath(dir, memoryWeightsName(k)));
     return cal;
   } finally {
     disposeNetworks(nets);

@@ -7,7 +7,7 @@ import { WgslNnError } from '../gpu/errors.js';
 import type { DiffAugmentPolicy } from '../nn/functional.js';
 import { TrainingProgress } from '../train/progress.js';
 import { recalibrateModelDir } from './calibrate.js';
-import { DEFAULT_MEMORY_SIZE, DEFAULT_POOL_FACTOR, MEMORY_SAMPLINGS, type MemoryOptions, type MemorySampling } from './feature-memory.js';
+import { DEFAULT_MEMORY_SIZE, DEFAULT_POOL_FACTOR, MEMORY_SAMPLINGS, type MemoryLayers, type MemoryOptions, type MemorySampling } from './feature-memory.js';
 import { AnomalyDetector } from './detector.js';
 import { evaluateAnomalyDetector, formatAnomalyReport } from './evaluate.js';
 import { writeHeatmapPng } from './heatmap.js';
@@ -32,19 +32,51 @@ function addMemoryFlags(command: Command): Command {
     .option('--memory-size <n>', 'feature vectors in the memory', int('--memory-size'), DEFAULT_MEMORY_SIZE)
     .addOption(new Option('--memory-sampling <how>', "how the memory's vectors are chosen: random cells, or a greedy coreset (PatchCore) of a random pool").choices(MEMORY_SAMPLINGS).default('random'))
     .option('--memory-pool <n>', `candidate cells of the coreset (default ${DEFAULT_POOL_FACTOR} x --memory-size)`, int('--memory-pool'))
-    .addOption(
-      new Option('--memory-layers <n>', "conv blocks of the backbone whose features the memory holds: 2, or 3 to append the third block's (larger field)")
-        .choices(['2', '3'])
-        .default('2'),
+    .option(
+      '--memory-layers <list>',
+      "conv blocks whose features each memory holds: 2; 3 to append the third block's (larger field); deep for the third block's alone. One for every --backbone, or a comma list with one per backbone",
+      memoryLayersList,
+      ['2'],
+    )
+    .option(
+      '--memory-mixes <list>',
+      'with several memories: the mixes the memory term alone is calibrated with, instead of the defaults (comma list of colon-separated weights, one per --backbone, e.g. 3:1:0,3:1:1)',
+      memoryMixList,
     );
 }
 
-/** The feature memory's options from the flags train and calibrate share. */
+function memoryLayersList(v: string): string[] {
+  const list = v.split(',').map((x) => x.trim());
+  for (const x of list) if (!['2', '3', 'deep'].includes(x)) throw new InvalidArgumentError(`--memory-layers takes 2, 3 or deep (comma list), got '${x}'`);
+  return list;
+}
+
+function memoryMixList(v: string): number[][] {
+  return v.split(',').map((mix) => {
+    const w = mix.split(':').map(Number);
+    if (w.length < 2 || !w.every((x) => Number.isFinite(x) && x >= 0) || !w.some((x) => x > 0))
+      throw new InvalidArgumentError(`--memory-mixes: each mix is two or more non-negative weights joined by ':', not all 0; got '${mix}'`);
+    return w;
+  });
+}
+
 /** The feature memories' options from the flags train and calibrate share: one memory per --backbone, the other flags apply to each. */
-function memoryOptions(opts: { backbone?: string[]; memorySize: number; memorySampling: MemorySampling; memoryPool?: number; memoryLayers: '2' | '3' }): MemoryOptions[] | undefined {
-  if (!opts.backbone?.length) return undefined;
+function memoryOptions(opts: { backbone?: string[]; memorySize: number; memorySampling: MemorySampling; memoryPool?: number; memoryLayers: string[]; memoryMixes?: number[][] }): MemoryOptions[] | undefined {
+  if (!opts.backbone?.length) {
+    if (opts.memoryMixes) throw new WgslNnError('--memory-mixes needs the memories it mixes (--backbone)');
+    return undefined;
+  }
   if (opts.memoryPool !== undefined && opts.memorySampling !== 'coreset') throw new WgslNnError('--memory-pool applies to --memory-sampling coreset only');
-  return opts.backbone.map((backbone) => ({ backbone, size: opts.memorySize, sampling: opts.memorySampling, pool: opts.memoryPool, layers: opts.memoryLayers === '3' ? 3 : 2 }));
+  const n = opts.backbone.length;
+  if (opts.memoryLayers.length !== 1 && opts.memoryLayers.length !== n)
+    throw new WgslNnError(`--memory-layers gives ${opts.memoryLayers.length} values for ${n} backbones: give one for all, or one per backbone`);
+  const bad = opts.memoryMixes?.find((mix) => mix.length !== n);
+  if (bad) throw new WgslNnError(`--memory-mixes: the mix ${bad.join(':')} has ${bad.length} weights for ${n} memories`);
+  const layers = (k: number): MemoryLayers => {
+    const v = opts.memoryLayers[opts.memoryLayers.length === 1 ? 0 : k];
+    return v === 'deep' ? 'deep' : v === '3' ? 3 : 2;
+  };
+  return opts.backbone.map((backbone, k) => ({ backbone, size: opts.memorySize, sampling: opts.memorySampling, pool: opts.memoryPool, layers: layers(k) }));
 }
 
 export function registerAnomalyCommands(program: Command): void {
@@ -133,6 +165,7 @@ export function registerAnomalyCommands(program: Command): void {
           featureWeight: opts.featureWeight,
           mirror: opts.mirror,
           memories: memoryOptions(opts),
+          memoryMixes: opts.memoryMixes,
           falseAlarmRate: opts.falseAlarmRate,
           seed: opts.seed,
           testFraction: opts.testFraction,
@@ -186,6 +219,7 @@ export function registerAnomalyCommands(program: Command): void {
           falseAlarmRate: opts.falseAlarmRate,
           candidates: fixed ? [{ sigma: opts.sigma ?? 2, topK: opts.topK ?? 16, featureWeight: opts.featureWeight ?? 1, mirror: !!opts.mirror }] : undefined,
           memories: memoryOptions(opts),
+          memoryMixes: opts.memoryMixes,
           log: (line) => console.error(line),
           command: commandLine(),
         }),

@@ -18,7 +18,10 @@
 //   f3 = ReLU(conv3(maxpool2(f)))   (stride 4, each cell sees 18 x 18 working pixels)
 //
 // sampled bilinearly at the centres of f's cells and appended to f (C = c2 + c3): the deeper features
-// see a larger area (uneven surfaces, long cracks), the shallower ones keep the small defects sharp. The memory is `size`
+// see a larger area (uneven surfaces, long cracks), the shallower ones keep the small defects sharp. A 'deep'
+// memory holds f3 alone, on its own stride-4 grid: a model can then weigh the depths as separate memories
+// (each in units of its own normal level, scorer.ts) instead of letting the 128 deep dimensions dominate one
+// concatenated distance. The memory is `size`
 // such vectors drawn from the training good images (see `fill`). A cell's distance is the squared
 // Euclidean distance to its nearest memory vector, computed on the GPU by one fused kernel
 // (nearest.squaredDistance, src/kernels/nearest.ts) that never writes the [cells, memory] matrix; where
@@ -59,6 +62,11 @@ export interface FeatureMemoryConfig {
   sampling?: MemorySampling;
   /** Candidate cells of the coreset selection. */
   pool?: number;
+  /**
+   * With three channel counts: hold the third block's features alone, on its own stride-4 grid, instead of
+   * appending them to the second's (absent: appended).
+   */
+  deepOnly?: boolean;
 }
 
 export type MemorySampling = 'random' | 'coreset';
@@ -120,6 +128,7 @@ export class FeatureMemory extends nn.Module {
     if (config.sampling !== undefined && !MEMORY_SAMPLINGS.includes(config.sampling))
       throw new WgslNnError(`memory sampling must be one of ${MEMORY_SAMPLINGS.join(', ')}, got '${config.sampling}'`);
     if (config.pool !== undefined && !(Number.isInteger(config.pool) && config.pool >= 1)) throw new WgslNnError(`memory pool must be a positive integer, got ${config.pool}`);
+    if (config.deepOnly && c3 === undefined) throw new WgslNnError('a memory of the third block alone (deepOnly) needs three channel counts');
     const o = { engine };
     // The same layer indices as DefectClassifier.net (src/cnn/model.ts), so its weights load by name.
     this.backbone = new nn.Sequential(new nn.Conv2d(1, c1, 3, o), new nn.ReLU(), new nn.MaxPool2d(2), new nn.Conv2d(c1, c2, 3, o), new nn.ReLU());
@@ -131,33 +140,35 @@ export class FeatureMemory extends nn.Module {
 
   /** Features per cell (and per memory vector). */
   get channels(): number {
-    return this.config.channels[1] + (this.config.channels[2] ?? 0);
+    const [, c2, c3] = this.config.channels;
+    return this.config.deepOnly ? c3! : c2 + (c3 ?? 0);
   }
 
   /**
    * The backbone from a classifier's weights (its model.safetensors: the state of DefectClassifier.net,
    * whose layers 0, 3 and 6 are the three convolutions), with an empty memory of `size` vectors; `layers`
-   * 3 also takes the third convolution.
+   * 3 also takes the third convolution and appends its features, 'deep' keeps its features alone.
    */
-  static fromClassifier(classifier: StateDict, config: Omit<FeatureMemoryConfig, 'channels'>, engine: Engine, layers: 2 | 3 = 2): FeatureMemory {
+  static fromClassifier(classifier: StateDict, config: Omit<FeatureMemoryConfig, 'channels' | 'deepOnly'>, engine: Engine, layers: MemoryLayers = 2): FeatureMemory {
     const w1 = classifier['0.weight'];
     const w2 = classifier['3.weight'];
     const w3 = classifier['6.weight'];
     const ok = (w: StateDict[string] | undefined, inC: number) => w && w.shape.length === 4 && w.shape[1] === inC && w.shape[2] === 3 && w.shape[3] === 3;
     if (!ok(w1, 1) || !ok(w2, w1.shape[0]) || !classifier['0.bias'] || !classifier['3.bias'])
       throw new WgslNnError(`${config.backbone} is not a classifier of this project (3x3 convolutions '0' and '3' on grayscale input): it cannot be the feature memory's backbone`);
-    if (layers === 3 && (!ok(w3, w2.shape[0]) || !classifier['6.bias']))
-      throw new WgslNnError(`${config.backbone} has no third 3x3 convolution '6' on the second's ${w2.shape[0]} channels: it cannot give three layers of features`);
-    const channels: FeatureMemoryConfig['channels'] = layers === 3 ? [w1.shape[0], w2.shape[0], w3.shape[0]] : [w1.shape[0], w2.shape[0]];
-    const m = new FeatureMemory({ ...config, channels }, engine);
+    const third = layers !== 2;
+    if (third && (!ok(w3, w2.shape[0]) || !classifier['6.bias']))
+      throw new WgslNnError(`${config.backbone} has no third 3x3 convolution '6' on the second's ${w2.shape[0]} channels: it cannot give the third block's features`);
+    const channels: FeatureMemoryConfig['channels'] = third ? [w1.shape[0], w2.shape[0], w3.shape[0]] : [w1.shape[0], w2.shape[0]];
+    const m = new FeatureMemory({ ...config, channels, ...(layers === 'deep' ? { deepOnly: true } : {}) }, engine);
     m.backbone.loadStateDict({ '0.weight': w1, '0.bias': classifier['0.bias'], '3.weight': w2, '3.bias': classifier['3.bias'] });
     m.deep?.loadStateDict({ '1.weight': w3, '1.bias': classifier['6.bias'] });
     return m;
   }
 
   /**
-   * The features of a working image: [cells, C] row-major (cell = y * w + x) on the h x w grid, each the
-   * mean over its neighbourhood window (clipped at the grid's edges).
+   * The features of a working image: [cells, C] row-major (cell = y * w + x) on the h x w grid (stride 2;
+   * stride 4 for a deepOnly memory), each the mean over its neighbourhood window (clipped at the grid's edges).
    */
   async features(img: Pick<WorkImage, 'width' | 'height' | 'data'>): Promise<{ h: number; w: number; data: Float32Array }> {
     // An image narrower than the backbone's field is padded by repeating its border (as the patches of
@@ -171,7 +182,9 @@ export class FeatureMemory extends nn.Module {
     const maps = noGrad(() =>
       e.tidy(() => {
         const f = this.forward(e.tensor(z, [1, 1, img.height, img.width]));
-        return this.deep ? [f, this.deep.forward(f)] : [f];
+        if (!this.deep) return [f];
+        const f3 = this.deep.forward(f);
+        return this.config.deepOnly ? [f3] : [f, f3];
       }),
     );
     const [, , h, w] = maps[0].shape;
@@ -375,11 +388,14 @@ function appendDeep(f2: Float32Array, c2: number, h: number, w: number, f3: Floa
   return out;
 }
 
+/** Which conv blocks' features a memory holds: the first two (2), the third's appended (3), the third's alone ('deep'). */
+export type MemoryLayers = 2 | 3 | 'deep';
+
 export interface MemoryOptions {
   /** A classifier model directory of this project (default models/neu). */
   backbone: string;
-  /** Conv blocks of the backbone whose features are used: 2 (default) or 3. */
-  layers?: 2 | 3;
+  /** Conv blocks of the backbone whose features are used (default 2). */
+  layers?: MemoryLayers;
   size?: number;
   neighbourhood?: number;
   sampling?: MemorySampling;
@@ -419,7 +435,8 @@ export async function buildFeatureMemory(
     throw e;
   }
   const how = memory.config.sampling === 'coreset' ? `greedy coreset of a pool of ${memory.config.pool} cells` : 'random cells';
-  log?.(`feature memory: ${memory.config.size} vectors of ${memory.channels} (${how}) from ${images.length} training images (backbone ${opts.backbone})`);
+  const depth = memory.config.deepOnly ? ', third block alone' : '';
+  log?.(`feature memory: ${memory.config.size} vectors of ${memory.channels}${depth} (${how}) from ${images.length} training images (backbone ${opts.backbone})`);
   return memory;
 }
 

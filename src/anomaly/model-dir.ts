@@ -51,7 +51,11 @@ export interface AnomalyMetadata {
   /** Written before a model could have several memories: read as `memories: [memory]`. */
   memory?: MemoryRecord;
   /** Set by `anomaly calibrate`: the scoring and threshold were redone after training. */
-  recalibration?: { command?: string; at: string };
+  /**
+   * The last `anomaly calibrate`. droppedMemories: the memories it built or had that the chosen mix weighed 0,
+   * not kept; `index` is each one's position in the selection's mixes (0-based).
+   */
+  recalibration?: { command?: string; at: string; droppedMemories?: (FeatureMemoryConfig & { index: number })[] };
   createdAt: string;
 }
 

@@ -78,6 +78,8 @@ export interface AnomalyTrainOptions {
   featureWeight?: number;
   mirror?: boolean;
   scoringCandidates?: ScoringSettings[];
+  /** The memory-alone mixes of the default candidates (defaultScoringCandidates). */
+  memoryMixes?: number[][];
   /** Add a feature memory on each of these classifiers' convolutions (feature-memory.ts); calibration then also weighs their term. */
   memories?: MemoryOptions[];
   /** False-alarm rate on the validation good images that sets the threshold (default 0.05). */
@@ -366,7 +368,7 @@ export async function trainAnomalyDetector(opts: AnomalyTrainOptions): Promise<A
   const fixed = opts.sigma !== undefined || opts.topK !== undefined || opts.featureWeight !== undefined || opts.mirror !== undefined;
   const candidates = fixed
     ? [{ sigma: opts.sigma ?? 2, topK: opts.topK ?? 16, featureWeight: opts.featureWeight ?? 1, mirror: opts.mirror ?? false }]
-    : (opts.scoringCandidates ?? defaultScoringCandidates(nets.memories?.length ?? 0));
+    : (opts.scoringCandidates ?? defaultScoringCandidates(nets.memories?.length ?? 0, opts.memoryMixes));
   const cal = await calibrate(nets, config, good.split.val.map((i) => good.originals[i]), {
     falseAlarmRate: rate,
     reference: memorySplit.reference.map((i) => good.originals[i]),
