@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Engine } from '../src/gpu/engine.js';
 import { Discriminator, Generator, isConditional, latentBatch, oneHot, resolveGanConfig, type GanConfig } from '../src/gan/models.js';
-import { GanStep } from '../src/gan/step.js';
+import { GanStep, hingeDiscriminatorLoss } from '../src/gan/step.js';
 import { manualSeed } from '../src/nn/seed.js';
 import { noGrad } from '../src/nn/tensor.js';
 import * as F from '../src/nn/functional.js';
@@ -236,6 +236,80 @@ describe('GAN step with an auxiliary classifier', () => {
     const D = new Discriminator(c, engine);
     expect(D.classifier).toBeNull();
     expect(() => new GanStep(G, D, { classWeight: 1 })).toThrow(/needs a discriminator with an auxiliary classifier/);
+    engine.destroy();
+  });
+});
+
+// The hinge loss (loss: 'hinge'; SN-GAN, Miyato et al. 2018): D's loss mean relu(1 - l_real) + mean relu(1 + l_fake),
+// G's -mean l_fake, from the same logits the step computes, against float64 references. Tolerance 1e-5 absolute
+// on losses of size ~1-2 (float32 means of <= 12 terms); gradients 1e-6 absolute (each a single float32 quotient).
+describe('GAN step with the hinge loss', () => {
+  const hingeRef = (l: ArrayLike<number>, sign: number): number => Array.from(l).reduce((a, v) => a + Math.max(0, 1 + sign * v), 0) / l.length;
+
+  it('hingeDiscriminatorLoss: value and gradient as the float64 reference, mixed and uniform signs', async () => {
+    const engine = await testEngine();
+    // Logits on both sides of each kink (1 - l and 1 + l change sign at +1 and -1), none at a kink.
+    const logits = Float32Array.from([-2.5, -0.7, 0.3, 1.6, -1.4, 0.9, 2.2, -0.2]);
+    for (const signs of [Float32Array.from([-1, -1, -1, -1, 1, 1, 1, 1]), new Float32Array(8).fill(-1), new Float32Array(8).fill(1)]) {
+      const l = engine.tensor(logits, [8, 1], { requiresGrad: true });
+      const loss = hingeDiscriminatorLoss(l, signs);
+      const expected = Array.from(logits).reduce((a, v, i) => a + Math.max(0, 1 + signs[i] * v), 0) / 8;
+      expect(expected).toBeGreaterThan(0.3); // not a test on zeros
+      expect(Math.abs((await loss.item()) - expected)).toBeLessThan(1e-5);
+      loss.backward();
+      const grad = await l.grad!.toArray();
+      const dRef = Array.from(logits, (v, i) => (1 + signs[i] * v > 0 ? signs[i] / 8 : 0));
+      expect(dRef.some((v) => v === 0) && dRef.some((v) => v !== 0)).toBe(true); // both sides of the kink
+      grad.forEach((g, i) => expect(Math.abs(g - dRef[i])).toBeLessThan(1e-6));
+    }
+    expect(() => hingeDiscriminatorLoss(engine.tensor(logits, [8, 1]), new Float32Array(3))).toThrow(/3 signs for 8 logits/);
+    engine.destroy();
+  });
+
+  const hingeCases: [string, GanConfig][] = [
+    ['dense 8x8, one pass over real and fake', { arch: 'dense', imageSize: 8, classes: ['a', 'b'], latentDim: 6, hidden: 16 }],
+    ['dcgan 16x16 with D batch norm, two passes', { arch: 'dcgan', imageSize: 16, classes: ['a', 'b'], latentDim: 6, ngf: 4, ndf: 4 }],
+  ];
+  it.each(hingeCases)('%s: loss_D = mean relu(1 - D(real)) + mean relu(1 + D(fake)), loss_G = -mean D(fake)', async (_name, config) => {
+    const engine = await testEngine();
+    const c = resolveGanConfig(config);
+    const n = 6;
+    const labels = Int32Array.from([0, 1, 1, 0, 1, 0]);
+    const real = realBatch(n, c.imageSize, labels, new Rng(14));
+    manualSeed(6);
+    const G = new Generator(c, engine);
+    const D = new Discriminator(c, engine);
+    expect(D.batchesJoin).toBe(c.arch === 'dense');
+    const s = new GanStep(G, D, { seed: 4, lrD: 1e-2, lrG: 1e-2, loss: 'hinge' });
+    const hot = engine.tensor(oneHot(labels, 2), [n, 2]);
+    const logitsOf = async (x: ReturnType<typeof engine.tensor>) => Float64Array.from(await noGrad(() => D.logits(x, hot)).toArray());
+    const r = new Rng(33);
+    const fake = noGrad(() => G.forward(engine.tensor(latentBatch(c, labels, () => r.normal()), [n, G.inputDim])));
+    const lr = await logitsOf(engine.tensor(s.toModelRange(real), [n, 1, c.imageSize, c.imageSize]));
+    const lf = await logitsOf(fake);
+    const expectD = hingeRef(lr, -1) + hingeRef(lf, 1);
+    const rD = new Rng(33);
+    const lD = s.discriminatorStep(real, labels, rD);
+    expect(Math.abs((await lD.lossD.item()) - expectD)).toBeLessThan(1e-5);
+    // G step against the updated D: r drew what the D step drew from rD, so it now holds the generator's noise.
+    const fakeG = noGrad(() => G.forward(engine.tensor(latentBatch(c, labels, () => r.normal()), [n, G.inputDim])));
+    const lg = await logitsOf(fakeG);
+    const expectG = -lg.reduce((a, v) => a + v, 0) / n;
+    const before = await snapshot(G.parameters().map((p) => p.value));
+    const lG = s.generatorStep(labels, rD);
+    expect(Math.abs((await lG.item()) - expectG)).toBeLessThan(1e-5);
+    expect(Math.abs(expectG)).toBeGreaterThan(1e-3); // not a test on zeros
+    expect(same(before, await snapshot(G.parameters().map((p) => p.value)))).toBe(false); // G moved
+    engine.destroy();
+  });
+
+  it('refuses label smoothing with the hinge loss, and an unknown loss', async () => {
+    const engine = await testEngine();
+    const c = resolveGanConfig({ arch: 'dense', imageSize: 8, classes: ['a'], latentDim: 4, hidden: 8 });
+    const G = new Generator(c, engine);
+    const D = new Discriminator(c, engine);
+    expect(() => new GanStep(G, D, { loss: 'hinge', labelSmoothing: 0.1 })).toThrow(/label smoothing applies to the BCE loss only/);
+    expect(() => new GanStep(G, D, { loss: 'wasserstein' as never })).toThrow(/GAN loss must be one of bce, hinge, got 'wasserstein'/);
     engine.destroy();
   });
 });

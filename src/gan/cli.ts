@@ -27,7 +27,8 @@ export function registerGanCommands(program: Command): void {
     .option('--lr-g <lr>', 'generator Adam learning rate', num('--lr-g'), 2e-4)
     .option('--lr-d <lr>', 'discriminator Adam learning rate', num('--lr-d'), 2e-4)
     .option('--beta1 <b>', "Adam's beta1", num('--beta1'), 0.5)
-    .option('--label-smoothing <s>', 'one-sided: real targets 1 - s', num('--label-smoothing'), 0)
+    .option('--label-smoothing <s>', 'one-sided: real targets 1 - s (BCE loss only)', num('--label-smoothing'), 0)
+    .addOption(new Option('--loss <loss>', "adversarial loss: bce (non-saturating, the seed's) or hinge (SN-GAN's)").choices(['bce', 'hinge']).default('bce'))
     .option('--ema <decay>', "sample and save an exponential moving average of the generator's weights (e.g. 0.999)", num('--ema'))
     .option('--diff-augment <ops>', 'DiffAugment ops on everything D sees: color,translation,cutout or none (default: none dense, all three dcgan)', policyList)
     .option('--latent-dim <n>', 'noise dimension', int('--latent-dim'), 100)
@@ -73,6 +74,7 @@ export function registerGanCommands(program: Command): void {
           lrD: opts.lrD,
           beta1: opts.beta1,
           labelSmoothing: opts.labelSmoothing,
+          loss: opts.loss,
           emaDecay: opts.ema,
           diffAugment: opts.diffAugment,
           latentDim: opts.latentDim,

@@ -15,6 +15,14 @@
 // discriminator sees, real and fake alike, so D cannot memorise a few hundred real images and the
 // generator still gets gradients through the augmentation. Losses use BCE-with-logits: for the dense
 // seed GAN this equals the seed's sigmoid + BCE in value and gradient, without its log(0) hazard.
+//
+// `loss: 'hinge'` replaces the two BCE losses with the hinge loss of SN-GAN and the projection
+// discriminator (Miyato et al. 2018; Miyato & Koyama 2018; Lim & Ye 2017):
+//   D step: loss_D = mean(relu(1 - D(aug(x_real)))) + mean(relu(1 + D(aug(G(z).detach()))))
+//   G step: loss_G = -mean(D(aug(G(z'))))
+// D stops being pushed once a real logit is above 1 and a fake one below -1, so it cannot grow its
+// margins without bound; G's gradient does not vanish when D is confident (the raw logit, not a sigmoid).
+// Local derivatives: d/dl relu(1 - l) = -[l < 1], d/dl relu(1 + l) = [l > -1], d/dl (-l) = -1.
 import type { Engine } from '../gpu/engine.js';
 import { WgslNnError } from '../gpu/errors.js';
 import * as F from '../nn/functional.js';
@@ -39,14 +47,19 @@ export interface GanStepOptions {
   augment?: DiscriminatorAugment | null;
   /** Weight w of the auxiliary classifier's cross-entropy in both losses (a discriminator with one only; default 1). */
   classWeight?: number;
+  /** The adversarial loss: BCE with the non-saturating G loss (default), or the hinge loss. */
+  loss?: GanLoss;
   /** Seed of the noise and augmentation draws; iteration i draws from Rng(mixSeed(seed, i)), so a resumed run draws as an uninterrupted one. */
   seed?: number;
 }
 
+export type GanLoss = 'bce' | 'hinge';
+export const GAN_LOSSES: readonly GanLoss[] = ['bce', 'hinge'];
+
 export interface GanStepLosses {
   lossD: Tensor;
   lossG: Tensor;
-  /** Mean D(real) and D(fake) probabilities before the D update (diagnostics). */
+  /** Mean D(real) and D(fake) probabilities (the sigmoid of the logits, also with the hinge loss) before the D update (diagnostics). */
   dReal: Tensor;
   dFake: Tensor;
 }
@@ -58,6 +71,7 @@ export class GanStep {
   private readonly smoothing: number;
   private readonly augment: DiscriminatorAugment | null;
   private readonly classWeight: number;
+  private readonly hinge: boolean;
   private readonly engine: Engine;
 
   constructor(
@@ -71,6 +85,10 @@ export class GanStep {
     this.seed = options.seed ?? 1;
     this.smoothing = options.labelSmoothing ?? 0;
     if (!(this.smoothing >= 0 && this.smoothing < 0.5)) throw new WgslNnError(`label smoothing must be in [0, 0.5), got ${this.smoothing}`);
+    const loss = options.loss ?? 'bce';
+    if (!GAN_LOSSES.includes(loss)) throw new WgslNnError(`GAN loss must be one of ${GAN_LOSSES.join(', ')}, got '${loss}'`);
+    this.hinge = loss === 'hinge';
+    if (this.hinge && this.smoothing > 0) throw new WgslNnError('label smoothing applies to the BCE loss only, not to the hinge loss');
     this.augment = options.augment ?? null;
     this.classWeight = options.classWeight ?? 1;
     if (!(this.classWeight >= 0 && Number.isFinite(this.classWeight))) throw new WgslNnError(`class loss weight must be finite and >= 0, got ${this.classWeight}`);
@@ -122,7 +140,10 @@ export class GanStep {
         // One pass over [real; fake] (half the dispatches, twice the rows per GEMM). The mean over 2n
         // rows, doubled, is mean(real terms) + mean(fake terms): the same loss and gradients.
         const { logits, classLogits } = D.scores(F.cat([realIn, fakeIn]), onehot ? F.cat([onehot, onehot]) : null);
-        lossD = this.withClassLoss(F.mul(F.binaryCrossEntropyWithLogits(logits, e.tensor(targets, [2 * n, 1])), 2), classLogits && F.narrow(classLogits, 0, n), labels);
+        const adversarial = this.hinge
+          ? hingeDiscriminatorLoss(logits, new Float32Array(2 * n).fill(-1, 0, n).fill(1, n))
+          : F.binaryCrossEntropyWithLogits(logits, e.tensor(targets, [2 * n, 1]));
+        lossD = this.withClassLoss(F.mul(adversarial, 2), classLogits && F.narrow(classLogits, 0, n), labels);
         probs = noGrad(() => {
           // Both means in one sigmoid and one reduction over the [2, n] halves (two dispatches, not four).
           const halves = F.mean(F.reshape(F.sigmoid(logits), [2, n]), 1);
@@ -131,8 +152,8 @@ export class GanStep {
       } else {
         const { logits: realLogits, classLogits } = D.scores(realIn, onehot);
         const fakeLogits = D.logits(fakeIn, onehot);
-        const lossReal = F.binaryCrossEntropyWithLogits(realLogits, e.tensor(targets.slice(0, n), [n, 1]));
-        const lossFake = F.binaryCrossEntropyWithLogits(fakeLogits, e.tensor(targets.slice(n), [n, 1]));
+        const lossReal = this.hinge ? hingeDiscriminatorLoss(realLogits, new Float32Array(n).fill(-1)) : F.binaryCrossEntropyWithLogits(realLogits, e.tensor(targets.slice(0, n), [n, 1]));
+        const lossFake = this.hinge ? hingeDiscriminatorLoss(fakeLogits, new Float32Array(n).fill(1)) : F.binaryCrossEntropyWithLogits(fakeLogits, e.tensor(targets.slice(n), [n, 1]));
         lossD = this.withClassLoss(F.add(lossReal, lossFake), classLogits, labels);
         probs = noGrad(() => ({ dReal: F.mean(F.sigmoid(realLogits)), dFake: F.mean(F.sigmoid(fakeLogits)) }));
       }
@@ -155,7 +176,8 @@ export class GanStep {
       try {
         const fake = G.forward(e.tensor(latentBatch(G.config, labels, () => rng.normal()), [n, G.inputDim]));
         const { logits, classLogits } = D.scores(this.aug(fake, rng), this.oneHotTensor(labels));
-        const l = this.withClassLoss(F.binaryCrossEntropyWithLogits(logits, e.tensor(new Float32Array(n).fill(1), [n, 1])), classLogits, labels);
+        const adversarial = this.hinge ? F.mul(F.mean(logits), -1) : F.binaryCrossEntropyWithLogits(logits, e.tensor(new Float32Array(n).fill(1), [n, 1]));
+        const l = this.withClassLoss(adversarial, classLogits, labels);
         l.backward();
         this.optG.step();
         return l.detach();
@@ -185,4 +207,16 @@ export class GanStep {
     this.optG.dispose();
     this.optD.dispose();
   }
+}
+
+/**
+ * The discriminator's hinge loss over logits [N, 1]: mean_i relu(1 + sign_i * l_i), sign -1 for a real row
+ * (relu(1 - l)) and +1 for a fake one (relu(1 + l)). Derivative: sign_i / N where 1 + sign_i * l_i > 0, else 0.
+ */
+export function hingeDiscriminatorLoss(logits: Tensor, signs: Float32Array): Tensor {
+  if (signs.length !== logits.shape[0]) throw new WgslNnError(`hinge loss: ${signs.length} signs for ${logits.shape[0]} logits`);
+  const uniform = signs.every((v) => v === signs[0]);
+  // One sign for all rows: a scalar multiply (no [N, 1] tensor to upload).
+  const signed = uniform ? F.mul(logits, signs[0]) : F.mul(logits, logits.engine.tensor(signs, [signs.length, 1]));
+  return F.mean(F.relu(F.add(signed, 1)));
 }

@@ -27,7 +27,7 @@ import { CollapseAlarm, relativeDiversity } from './diversity.js';
 import { saveGanDir } from './model-dir.js';
 import { Discriminator, Generator, resolveGanConfig, type GanArch, type GanConfig, type ResolvedGanConfig } from './models.js';
 import { generateImages, gridLabels, writeImageGrid } from './samples.js';
-import { GanStep, type DiscriminatorAugment } from './step.js';
+import { GanStep, type DiscriminatorAugment, type GanLoss } from './step.js';
 import type { DiffAugmentPolicy } from '../nn/functional.js';
 
 export interface GanTrainOptions {
@@ -45,6 +45,8 @@ export interface GanTrainOptions {
   lrD?: number;
   beta1?: number;
   labelSmoothing?: number;
+  /** The adversarial loss (GanStepOptions.loss; default bce). */
+  loss?: GanLoss;
   /** DiffAugment ops on everything D sees; [] for none. Default: none for dense (the seed), color+translation+cutout for dcgan. */
   diffAugment?: DiffAugmentPolicy[];
   latentDim?: number;
@@ -186,7 +188,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
   const sampled = (average?.target as Generator | undefined) ?? G;
   const policy = opts.diffAugment ?? d.augment;
   const augment: DiscriminatorAugment | null = policy.length ? (x: Tensor, s: number) => F.diffAugment(x, { policy, seed: s }) : null;
-  const gan = new GanStep(G, D, { lrG: opts.lrG, lrD: opts.lrD, beta1: opts.beta1, labelSmoothing: opts.labelSmoothing, augment, classWeight: opts.classWeight, seed });
+  const gan = new GanStep(G, D, { lrG: opts.lrG, lrD: opts.lrD, beta1: opts.beta1, labelSmoothing: opts.labelSmoothing, loss: opts.loss, augment, classWeight: opts.classWeight, seed });
 
   // Fixed noise for the sample grids and the diversity measure; a fixed real batch to compare with.
   // One row per class (up to 16 samples each); an unconditional model gets an 8 x 8 grid.
@@ -218,6 +220,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
     lrD: opts.lrD ?? 2e-4,
     beta1: opts.beta1 ?? 0.5,
     labelSmoothing: opts.labelSmoothing ?? 0,
+    ...(opts.loss && opts.loss !== 'bce' ? { loss: opts.loss } : {}),
     diffAugment: policy,
     ...(average ? { emaDecay: average.decay } : {}),
     adapter: engine.describe(),
@@ -285,6 +288,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
         limitPerClass: opts.limitPerClass ?? null,
         ...(average ? { emaDecay: average.decay } : {}),
         ...(opts.classWeight !== undefined ? { classWeight: opts.classWeight } : {}),
+        ...(opts.loss && opts.loss !== 'bce' ? { loss: opts.loss } : {}),
       },
       extraState: {
         save: () => ({ collapseAlarm: alarm.state }),
