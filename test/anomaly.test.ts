@@ -376,6 +376,21 @@ describe('anomaly calibrate --backbone (feature memory)', () => {
     expect(() => defaultScoringCandidates(1, [[1]])).toThrow(/one weight per memory|two or more memories/);
   });
 
+  it('anomaly calibrate takes per-backbone --memory-size, --memory-layers, --memory-downscale and --memory-mixes', async () => {
+    const copy = join(dir, 'memory-cli-lists');
+    cpSync(model, copy, { recursive: true });
+    const args = ['--memory-size', '64,32', '--memory-layers', '2,deep', '--memory-downscale', '1,2', '--memory-mixes', '1:1,1:0,2:1'];
+    const r = await runCli(['anomaly', 'calibrate', '--model', copy, '--backbone', 'models/neu', 'models/neu', ...args]);
+    expect(r.code).toBe(0);
+    const meta = readAnomalyMetadata(copy);
+    const mixes = new Set(meta.training!.scoringSelection!.filter((c) => c.memoryMix).map((c) => c.memoryMix!.join(':')));
+    expect([...mixes]).toEqual(['1:1', '1:0', '2:1']);
+    // The first memory is as before; the second the third block alone on the image reduced 2x (unless the chosen mix dropped it).
+    expect(meta.memories![0]).toMatchObject({ size: 64, channels: [32, 64] });
+    if (meta.memories!.length === 2) expect(meta.memories![1]).toMatchObject({ size: 32, channels: [32, 64, 128], deepOnly: true, downscale: 2 });
+    else expect(meta.recalibration!.droppedMemories).toEqual([expect.objectContaining({ index: 1, size: 32, deepOnly: true, downscale: 2 })]);
+  });
+
   it('anomaly calibrate refuses --memory-layers and --memory-mixes that do not fit its backbones, before any work', async () => {
     const layers = await runCli(['anomaly', 'calibrate', '--model', model, '--backbone', 'models/neu', 'models/neu', '--memory-layers', '2,deep,3']);
     expect(layers.code).not.toBe(0);
@@ -386,6 +401,12 @@ describe('anomaly calibrate --backbone (feature memory)', () => {
     const word = await runCli(['anomaly', 'calibrate', '--model', model, '--backbone', 'models/neu', '--memory-layers', 'deeper']);
     expect(word.code).not.toBe(0);
     expect(word.stderr).toMatch(/--memory-layers takes 2, 3 or deep/);
+    const scale = await runCli(['anomaly', 'calibrate', '--model', model, '--backbone', 'models/neu', 'models/neu', 'models/neu', '--memory-downscale', '1,2']);
+    expect(scale.code).not.toBe(0);
+    expect(scale.stderr).toMatch(/--memory-downscale gives 2 values for 3 backbones/);
+    const size = await runCli(['anomaly', 'calibrate', '--model', model, '--backbone', 'models/neu', '--memory-size', '64,0']);
+    expect(size.code).not.toBe(0);
+    expect(size.stderr).toMatch(/--memory-size takes positive integers \(comma list\), got '0'/);
     const none = await runCli(['anomaly', 'calibrate', '--model', model, '--memory-mixes', '1:1']);
     expect(none.code).not.toBe(0);
     expect(none.stderr).toMatch(/--memory-mixes needs the memories it mixes/);

@@ -7,7 +7,7 @@
 // distances 1e-4 relative to |q|^2 + |m|^2 (the GPU computes |q|^2 + |m|^2 - 2 q.m, whose rounding
 // scales with those norms; the kernel itself is tested in test/nearest.test.ts).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FeatureMemory, memoryAndReference } from '../src/anomaly/feature-memory.js';
+import { FeatureMemory, memoryAndReference, reduceByBlocks } from '../src/anomaly/feature-memory.js';
 import type { WorkImage } from '../src/anomaly/patches.js';
 import type { Engine } from '../src/gpu/engine.js';
 import { conv2dRef } from '../src/kernels/reference/conv2d.js';
@@ -98,6 +98,51 @@ function featuresRef(img: WorkImage, s: StateDict, neighbourhood: number, layers
 }
 
 describe('FeatureMemory', () => {
+  it('reduceByBlocks: block means, a last partial block the mean of what it holds', () => {
+    // 5 x 3 image, factor 2: blocks [0..1] x [0..1], [2..3] x [0..1], [4] x [0..1]; then the last row alone.
+    const data = Float32Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+    const r = reduceByBlocks({ width: 5, height: 3, data }, 2);
+    expect([r.width, r.height]).toEqual([3, 2]);
+    expect(Array.from(r.data)).toEqual([(1 + 2 + 6 + 7) / 4, (3 + 4 + 8 + 9) / 4, (5 + 10) / 2, (11 + 12) / 2, (13 + 14) / 2, 15]);
+  });
+
+  it('with downscale 2 computes the features of the 2 x 2 block-mean image (float64 reference), and maps back to full size', async () => {
+    const state = classifierState(rng(31));
+    const m = FeatureMemory.fromClassifier(state, { backbone: 'test', size: 8, neighbourhood: 3, downscale: 2 }, engine, 'deep');
+    try {
+      expect(m.config.downscale).toBe(2);
+      const img = workImage(rng(32), 91, 77);
+      // The reduced image in float64, block by block (46 x 39: the last column and row are partial blocks).
+      const [w2, h2] = [Math.ceil(91 / 2), Math.ceil(77 / 2)];
+      const reduced = new Float32Array(w2 * h2);
+      for (let y = 0; y < h2; y++)
+        for (let x = 0; x < w2; x++) {
+          const cells: number[] = [];
+          for (const [dy, dx] of [[0, 0], [0, 1], [1, 0], [1, 1]]) if (2 * y + dy < 77 && 2 * x + dx < 91) cells.push(img.data[(2 * y + dy) * 91 + 2 * x + dx]);
+          reduced[y * w2 + x] = cells.reduce((a, v) => a + v, 0) / cells.length;
+        }
+      const got = await m.features(img);
+      const exp = featuresRef({ ...img, width: w2, height: h2, data: reduced }, state, 3, 'deep');
+      expect([got.h, got.w]).toEqual([exp.h, exp.w]);
+      const scale = Math.max(...exp.data.map(Math.abs));
+      expect(scale).toBeGreaterThan(0.1); // not a test on zeros
+      let err = 0;
+      got.data.forEach((v, i) => (err = Math.max(err, Math.abs(v - exp.data[i]))));
+      expect(err / scale).toBeLessThan(1e-4);
+      await m.fill([img], new Rng(4));
+      expect((await m.distanceMap(img)).length).toBe(91 * 77);
+      // A small image is reduced, then padded to the third block's 18 x 18 field.
+      expect((await m.distanceMap(workImage(rng(33), 20, 30))).length).toBe(600);
+      const copy = new FeatureMemory(JSON.parse(JSON.stringify(m.config)), engine);
+      copy.loadStateDict(await m.stateDict());
+      expect(Array.from(await copy.distanceMap(img))).toEqual(Array.from(await m.distanceMap(img)));
+      copy.dispose();
+    } finally {
+      m.dispose();
+    }
+    expect(() => new FeatureMemory({ backbone: 'test', channels: [4, 6], size: 4, neighbourhood: 1, downscale: 1.5 }, engine)).toThrow(/downscale must be a positive integer, got 1.5/);
+  });
+
   it("holds the third block's features alone on its stride-4 grid with layers 'deep' (float64 reference), and reloads from its config", async () => {
     const state = classifierState(rng(21));
     const m = FeatureMemory.fromClassifier(state, { backbone: 'test', size: 8, neighbourhood: 3 }, engine, 'deep');

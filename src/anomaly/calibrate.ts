@@ -217,7 +217,7 @@ function dropUnweightedMemories(nets: AnomalyNetworks, scoring: Scoring, log?: (
   if (!dropped.length) return [];
   for (const k of dropped) {
     const m = nets.memories[k];
-    log?.(`memory ${k + 1} (${m.config.backbone}${m.config.deepOnly ? ', third block alone' : ''}) has weight 0 in the chosen mix: not kept`);
+    log?.(`memory ${k + 1} (${m.description}) has weight 0 in the chosen mix: not kept`);
     m.dispose();
   }
   const kept = (_: unknown, k: number) => mix[k] !== 0;

@@ -29,7 +29,7 @@ const fraction = (name: string) => (v: string) => {
 /** The feature memory's flags, the same on train and calibrate (each adds its own --backbone). */
 function addMemoryFlags(command: Command): Command {
   return command
-    .option('--memory-size <n>', 'feature vectors in the memory', int('--memory-size'), DEFAULT_MEMORY_SIZE)
+    .option('--memory-size <n>', 'feature vectors in each memory: one for every --backbone, or a comma list with one per backbone', positiveIntList('--memory-size'), [DEFAULT_MEMORY_SIZE])
     .addOption(new Option('--memory-sampling <how>', "how the memory's vectors are chosen: random cells, or a greedy coreset (PatchCore) of a random pool").choices(MEMORY_SAMPLINGS).default('random'))
     .option('--memory-pool <n>', `candidate cells of the coreset (default ${DEFAULT_POOL_FACTOR} x --memory-size)`, int('--memory-pool'))
     .option(
@@ -37,6 +37,12 @@ function addMemoryFlags(command: Command): Command {
       "conv blocks whose features each memory holds: 2; 3 to append the third block's (larger field); deep for the third block's alone. One for every --backbone, or a comma list with one per backbone",
       memoryLayersList,
       ['2'],
+    )
+    .option(
+      '--memory-downscale <list>',
+      'reduce the working image by this integer factor before each memory\'s backbone (cells see that much more of the tile): one for every --backbone, or a comma list with one per backbone',
+      downscaleList,
+      [1],
     )
     .option(
       '--memory-mixes <list>',
@@ -51,6 +57,21 @@ function memoryLayersList(v: string): string[] {
   return list;
 }
 
+function positiveIntList(flag: string) {
+  return (v: string): number[] =>
+    v.split(',').map((x) => {
+      const n = Number(x.trim());
+      if (!(Number.isInteger(n) && n >= 1)) throw new InvalidArgumentError(`${flag} takes positive integers (comma list), got '${x}'`);
+      return n;
+    });
+}
+
+function downscaleList(v: string): number[] {
+  const list = positiveIntList('--memory-downscale')(v);
+  if (list.some((k) => k > 8)) throw new InvalidArgumentError(`--memory-downscale takes factors from 1 to 8, got '${v}'`);
+  return list;
+}
+
 function memoryMixList(v: string): number[][] {
   return v.split(',').map((mix) => {
     const w = mix.split(':').map(Number);
@@ -61,22 +82,38 @@ function memoryMixList(v: string): number[][] {
 }
 
 /** The feature memories' options from the flags train and calibrate share: one memory per --backbone, the other flags apply to each. */
-function memoryOptions(opts: { backbone?: string[]; memorySize: number; memorySampling: MemorySampling; memoryPool?: number; memoryLayers: string[]; memoryMixes?: number[][] }): MemoryOptions[] | undefined {
+function memoryOptions(opts: {
+  backbone?: string[];
+  memorySize: number[];
+  memorySampling: MemorySampling;
+  memoryPool?: number;
+  memoryLayers: string[];
+  memoryDownscale: number[];
+  memoryMixes?: number[][];
+}): MemoryOptions[] | undefined {
   if (!opts.backbone?.length) {
     if (opts.memoryMixes) throw new WgslNnError('--memory-mixes needs the memories it mixes (--backbone)');
     return undefined;
   }
   if (opts.memoryPool !== undefined && opts.memorySampling !== 'coreset') throw new WgslNnError('--memory-pool applies to --memory-sampling coreset only');
   const n = opts.backbone.length;
-  if (opts.memoryLayers.length !== 1 && opts.memoryLayers.length !== n)
-    throw new WgslNnError(`--memory-layers gives ${opts.memoryLayers.length} values for ${n} backbones: give one for all, or one per backbone`);
+  for (const [flag, list] of [['--memory-size', opts.memorySize], ['--memory-layers', opts.memoryLayers], ['--memory-downscale', opts.memoryDownscale]] as const)
+    if (list.length !== 1 && list.length !== n) throw new WgslNnError(`${flag} gives ${list.length} values for ${n} backbones: give one for all, or one per backbone`);
+  const each = <T>(list: readonly T[], k: number): T => list[list.length === 1 ? 0 : k];
   const bad = opts.memoryMixes?.find((mix) => mix.length !== n);
   if (bad) throw new WgslNnError(`--memory-mixes: the mix ${bad.join(':')} has ${bad.length} weights for ${n} memories`);
   const layers = (k: number): MemoryLayers => {
-    const v = opts.memoryLayers[opts.memoryLayers.length === 1 ? 0 : k];
+    const v = each(opts.memoryLayers, k);
     return v === 'deep' ? 'deep' : v === '3' ? 3 : 2;
   };
-  return opts.backbone.map((backbone, k) => ({ backbone, size: opts.memorySize, sampling: opts.memorySampling, pool: opts.memoryPool, layers: layers(k) }));
+  return opts.backbone.map((backbone, k) => ({
+    backbone,
+    size: each(opts.memorySize, k),
+    sampling: opts.memorySampling,
+    pool: opts.memoryPool,
+    layers: layers(k),
+    downscale: each(opts.memoryDownscale, k),
+  }));
 }
 
 export function registerAnomalyCommands(program: Command): void {

@@ -67,6 +67,11 @@ export interface FeatureMemoryConfig {
    * appending them to the second's (absent: appended).
    */
   deepOnly?: boolean;
+  /**
+   * The working image is reduced by this integer factor (the mean of each factor x factor block) before the
+   * backbone, so each cell sees that many times more of the tile (absent: 1, the working image itself).
+   */
+  downscale?: number;
 }
 
 export type MemorySampling = 'random' | 'coreset';
@@ -129,6 +134,8 @@ export class FeatureMemory extends nn.Module {
       throw new WgslNnError(`memory sampling must be one of ${MEMORY_SAMPLINGS.join(', ')}, got '${config.sampling}'`);
     if (config.pool !== undefined && !(Number.isInteger(config.pool) && config.pool >= 1)) throw new WgslNnError(`memory pool must be a positive integer, got ${config.pool}`);
     if (config.deepOnly && c3 === undefined) throw new WgslNnError('a memory of the third block alone (deepOnly) needs three channel counts');
+    if (config.downscale !== undefined && !(Number.isInteger(config.downscale) && config.downscale >= 1))
+      throw new WgslNnError(`memory downscale must be a positive integer, got ${config.downscale}`);
     const o = { engine };
     // The same layer indices as DefectClassifier.net (src/cnn/model.ts), so its weights load by name.
     this.backbone = new nn.Sequential(new nn.Conv2d(1, c1, 3, o), new nn.ReLU(), new nn.MaxPool2d(2), new nn.Conv2d(c1, c2, 3, o), new nn.ReLU());
@@ -136,6 +143,12 @@ export class FeatureMemory extends nn.Module {
     this.deep = c3 === undefined ? null : new nn.Sequential(new nn.MaxPool2d(2), new nn.Conv2d(c2, c3, 3, o), new nn.ReLU());
     if (this.deep) this.registerModule('deep', this.deep);
     this.bank = this.registerBuffer('bank', new Tensor(engine.fromArray(new Float32Array(config.size * this.channels), [config.size, this.channels]), { track: false }));
+  }
+
+  /** The backbone and, where not the default, which block and image scale: for logs. */
+  get description(): string {
+    const notes = [...(this.config.deepOnly ? ['third block alone'] : []), ...((this.config.downscale ?? 1) > 1 ? [`image reduced ${this.config.downscale}x`] : [])];
+    return `${this.config.backbone}${notes.length ? ` (${notes.join(', ')})` : ''}`;
   }
 
   /** Features per cell (and per memory vector). */
@@ -171,6 +184,7 @@ export class FeatureMemory extends nn.Module {
    * stride 4 for a deepOnly memory), each the mean over its neighbourhood window (clipped at the grid's edges).
    */
   async features(img: Pick<WorkImage, 'width' | 'height' | 'data'>): Promise<{ h: number; w: number; data: Float32Array }> {
+    if ((this.config.downscale ?? 1) > 1) img = reduceByBlocks(img, this.config.downscale!);
     // An image narrower than the backbone's field is padded by repeating its border (as the patches of
     // scorer.ts are), so a tiny image is scored rather than refused.
     const side = minSide(this.config.channels.length);
@@ -347,6 +361,28 @@ export class FeatureMemory extends nn.Module {
   }
 }
 
+/**
+ * The image reduced by an integer factor k: each output pixel the mean of a k x k block (a last partial block
+ * the mean of what it holds), so an image of at least one pixel stays at least one.
+ */
+export function reduceByBlocks(img: Pick<WorkImage, 'width' | 'height' | 'data'>, k: number): Pick<WorkImage, 'width' | 'height' | 'data'> {
+  const width = Math.ceil(img.width / k);
+  const height = Math.ceil(img.height / k);
+  const data = new Float32Array(width * height);
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++) {
+      let sum = 0;
+      let n = 0;
+      for (let yy = y * k; yy < Math.min((y + 1) * k, img.height); yy++)
+        for (let xx = x * k; xx < Math.min((x + 1) * k, img.width); xx++) {
+          sum += img.data[yy * img.width + xx];
+          n++;
+        }
+      data[y * width + x] = sum / n;
+    }
+  return { width, height, data };
+}
+
 /** The cells of an h x w grid (row-major indices), tile by tile of t x t cells (row-major tiles, clipped at the edges). */
 export function tileOrder(h: number, w: number, t: number): Int32Array {
   const out = new Int32Array(h * w);
@@ -396,6 +432,8 @@ export interface MemoryOptions {
   backbone: string;
   /** Conv blocks of the backbone whose features are used (default 2). */
   layers?: MemoryLayers;
+  /** Reduce the working image by this factor before the backbone (FeatureMemoryConfig.downscale; default 1). */
+  downscale?: number;
   size?: number;
   neighbourhood?: number;
   sampling?: MemorySampling;
@@ -423,6 +461,7 @@ export async function buildFeatureMemory(
       size: opts.size ?? DEFAULT_MEMORY_SIZE,
       neighbourhood: opts.neighbourhood ?? DEFAULT_NEIGHBOURHOOD,
       ...(opts.sampling === 'coreset' ? { sampling: opts.sampling, pool: opts.pool } : {}),
+      ...((opts.downscale ?? 1) > 1 ? { downscale: opts.downscale } : {}),
     },
     engine,
     opts.layers ?? 2,
@@ -435,8 +474,7 @@ export async function buildFeatureMemory(
     throw e;
   }
   const how = memory.config.sampling === 'coreset' ? `greedy coreset of a pool of ${memory.config.pool} cells` : 'random cells';
-  const depth = memory.config.deepOnly ? ', third block alone' : '';
-  log?.(`feature memory: ${memory.config.size} vectors of ${memory.channels}${depth} (${how}) from ${images.length} training images (backbone ${opts.backbone})`);
+  log?.(`feature memory: ${memory.config.size} vectors of ${memory.channels} (${how}) from ${images.length} training images (backbone ${memory.description})`);
   return memory;
 }
 
