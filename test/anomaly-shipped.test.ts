@@ -43,27 +43,26 @@ describe('models/magnetic-tile-anomaly', () => {
       expect(memory.images.length).toBeGreaterThan(0);
       expect(memory.images.every((f) => files.train.includes(f))).toBe(true);
     }
-    // Three memories since 2026-12-07 (thirteenth session): the 3-way CutPaste backbone's first two blocks, then
-    // models/neu's, then the 3-way CutPaste backbone's third block alone, mixed 3:1:2 (a fourth, models/neu's third
-    // block, was calibrated with and weighed 0, so it was not kept).
-    expect(meta.memories!.map((m) => [m.backbone, m.channels.length, !!m.deepOnly])).toEqual([
-      ['runs/cutpaste3-cnn', 2, false],
-      ['models/neu', 2, false],
-      ['runs/cutpaste3-cnn', 3, true],
+    // Since 2026-12-07 (thirteenth session, A19) two memories, both of the 3-way CutPaste backbone's third block alone:
+    // on the working image and on the image reduced 2x, mixed 1:1; the three of A18 and a 2x two-block memory were
+    // calibrated with and weighed 0, so they were not kept.
+    expect(meta.memories!.map((m) => [m.backbone, !!m.deepOnly, m.downscale ?? 1])).toEqual([
+      ['runs/cutpaste3-cnn', true, 1],
+      ['runs/cutpaste3-cnn', true, 2],
     ]);
-    expect(meta.scoring.memoryMix).toEqual([3, 1, 2]);
-    expect(meta.recalibration?.droppedMemories?.map((m) => [m.index, m.backbone, m.deepOnly])).toEqual([[3, 'models/neu', true]]);
+    expect(meta.scoring.memoryMix).toEqual([1, 1]);
+    expect(meta.recalibration?.droppedMemories?.map((m) => m.index)).toEqual([0, 1, 4]);
     // The recorded result (README): above chance, below the 0.90 target.
-    expect(r.auroc).toBeGreaterThan(0.8);
-    expect(r.pixelAuroc).toBeGreaterThan(0.62);
-    expect(r.goodRecall).toBeGreaterThan(0.85);
-    expect(r.defectRecall).toBeGreaterThan(0.5);
+    expect(r.auroc).toBeGreaterThan(0.83);
+    expect(r.pixelAuroc).toBeGreaterThan(0.7);
+    expect(r.goodRecall).toBeGreaterThan(0.9);
+    expect(r.defectRecall).toBeGreaterThan(0.45);
   });
 
   it.runIf(existsSync(DATASET))('reproduces the recorded scores of a few test images', async () => {
     const r = report();
-    // The first image of every folder in the report (good test tiles and each defect class): a few seconds
-    // per image with the three feature memories on lavapipe.
+    // The first image of every folder in the report (good test tiles and each defect class): under a second
+    // per image with the two third-block memories on lavapipe.
     const picked = [...new Set(r.images.map((i) => i.folder))].flatMap((f) => r.images.filter((i) => i.folder === f).slice(0, 1));
     const det = await AnomalyDetector.load(DIR, { engine });
     try {
