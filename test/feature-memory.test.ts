@@ -97,6 +97,16 @@ function featuresRef(img: WorkImage, s: StateDict, neighbourhood: number, layers
   return { h, w, data: out };
 }
 
+/** The GPU features equal the float64 reference's: same grid, 1e-4 relative to the largest magnitude (not zeros). */
+function expectFeatures(got: { h: number; w: number; data: Float32Array }, exp: { h: number; w: number; data: Float64Array }): void {
+  expect([got.h, got.w]).toEqual([exp.h, exp.w]);
+  const scale = Math.max(...exp.data.map(Math.abs));
+  expect(scale).toBeGreaterThan(0.1); // not a test on zeros
+  let err = 0;
+  got.data.forEach((v, i) => (err = Math.max(err, Math.abs(v - exp.data[i]))));
+  expect(err / scale).toBeLessThan(1e-4);
+}
+
 describe('FeatureMemory', () => {
   it('reduceByBlocks: block means, a last partial block the mean of what it holds', () => {
     // 5 x 3 image, factor 2: blocks [0..1] x [0..1], [2..3] x [0..1], [4] x [0..1]; then the last row alone.
@@ -123,12 +133,7 @@ describe('FeatureMemory', () => {
         }
       const got = await m.features(img);
       const exp = featuresRef({ ...img, width: w2, height: h2, data: reduced }, state, 3, 'deep');
-      expect([got.h, got.w]).toEqual([exp.h, exp.w]);
-      const scale = Math.max(...exp.data.map(Math.abs));
-      expect(scale).toBeGreaterThan(0.1); // not a test on zeros
-      let err = 0;
-      got.data.forEach((v, i) => (err = Math.max(err, Math.abs(v - exp.data[i]))));
-      expect(err / scale).toBeLessThan(1e-4);
+      expectFeatures(got, exp);
       await m.fill([img], new Rng(4));
       expect((await m.distanceMap(img)).length).toBe(91 * 77);
       // A small image is reduced, then padded to the third block's 18 x 18 field.
@@ -155,12 +160,7 @@ describe('FeatureMemory', () => {
       const exp = featuresRef(img, state, 3, 'deep');
       // 45 x 38 -> conv 43 x 36 -> pool 21 x 18 -> conv 19 x 16 -> pool 9 x 8 -> conv 7 x 6.
       expect([got.h, got.w]).toEqual([6, 7]);
-      expect([exp.h, exp.w]).toEqual([6, 7]);
-      const scale = Math.max(...exp.data.map(Math.abs));
-      expect(scale).toBeGreaterThan(0.1); // not a test on zeros
-      let err = 0;
-      got.data.forEach((v, i) => (err = Math.max(err, Math.abs(v - exp.data[i]))));
-      expect(err / scale).toBeLessThan(1e-4);
+      expectFeatures(got, exp);
       await m.fill([img, workImage(rng(23), 40, 40)], new Rng(3));
       const bank = (await m.bank.value.toArray()) as Float32Array;
       expect(bank.length).toBe(8 * 8);
@@ -186,12 +186,7 @@ describe('FeatureMemory', () => {
         const img = workImage(rng(2), 27, 19);
         const got = await m.features(img);
         const exp = featuresRef(img, state, neighbourhood);
-        expect([got.h, got.w]).toEqual([exp.h, exp.w]);
-        const scale = Math.max(...exp.data.map(Math.abs));
-        expect(scale).toBeGreaterThan(0.1); // not a test on zeros
-        let err = 0;
-        got.data.forEach((v, i) => (err = Math.max(err, Math.abs(v - exp.data[i]))));
-        expect(err / scale).toBeLessThan(1e-4);
+        expectFeatures(got, exp);
       } finally {
         m.dispose();
       }
@@ -207,13 +202,9 @@ describe('FeatureMemory', () => {
       const img = workImage(rng(12), 41, 37);
       const got = await m.features(img);
       const exp = featuresRef(img, state, 3, 3);
-      expect([got.h, got.w]).toEqual([exp.h, exp.w]);
       const deep = exp.data.filter((_, i) => i % 14 >= 6);
       expect(Math.max(...deep.map(Math.abs))).toBeGreaterThan(0.1); // the deep features are not zeros
-      const scale = Math.max(...exp.data.map(Math.abs));
-      let err = 0;
-      got.data.forEach((v, i) => (err = Math.max(err, Math.abs(v - exp.data[i]))));
-      expect(err / scale).toBeLessThan(1e-4);
+      expectFeatures(got, exp);
       await m.fill([img], new Rng(2));
       const saved = await m.stateDict();
       expect(Object.keys(saved).sort()).toEqual(['backbone.0.bias', 'backbone.0.weight', 'backbone.3.bias', 'backbone.3.weight', 'bank', 'deep.1.bias', 'deep.1.weight']);
