@@ -46,6 +46,10 @@ export function kernelCases(): BenchKernelCase[] {
     ...tag('dcgan D conv 64->128 32->16 b8', opCases.conv2d(8, 64, 128, 32, 32, 4, 2, 1), convTf('convD')),
     // DCGAN generator block: 128 -> 64 channels, 8x8 -> 16x16, kernel 4, stride 2, padding 1.
     ...tag('dcgan convT 128->64 8->16 b32', opCases.convTranspose2d(32, 128, 64, 8, 8, 4, 2, 1), convTf('convT')),
+    // The same block as a resize-convolution (`gan train --upsampling nearest`): upsample 2x, then a 3x3
+    // convolution with padding 1 at 16x16 (2.25x the transposed convolution's multiply-adds).
+    ...tag('dcgan resize-conv: upsample [32,128,8,8] x2', opCases.upsampleNearest2d([32, 128, 8, 8], 2)),
+    ...tag('dcgan resize-conv: conv 128->64 16x16 p1 b32', opCases.conv2d(32, 128, 64, 16, 16, 3, 1, 1)),
     ...tag('maxpool 2x2 [32,32,62,62]', opCases.maxPool2d([32, 32, 62, 62], 2, 2)),
     ...tag('softmax [256,1000]', opCases.softmax(256, 1000)),
     ...tag('batchnorm train [32,32,32,32]', opCases.batchNorm2d([32, 32, 32, 32])),
@@ -181,6 +185,10 @@ export function probeCases(): EndToEndCase[] {
   return [
     ganCase('NEU GAN iteration (models/neu-gan recipe: ngf = ndf = 16, spectral norm, 6 classes), b64 64x64',
       { arch: 'dcgan', imageSize: 64, classes: ['a', 'b', 'c', 'd', 'e', 'f'], ngf: 16, ndf: 16, spectralNorm: true }, 64,
+      { key: 'gan', params: { arch: 'dcgan', batch: 64, size: 64, latent: 100, ngf: 16, ndf: 16 } }),
+    ganCase('NEU GAN iteration with a resize-convolution generator (the recipe above, --upsampling nearest), b64 64x64',
+      { arch: 'dcgan', imageSize: 64, classes: ['a', 'b', 'c', 'd', 'e', 'f'], ngf: 16, ndf: 16, spectralNorm: true, upsampling: 'nearest' }, 64,
+      // (Probe cases run without peers; this names the nearest peer network, which has transposed convolutions.)
       { key: 'gan', params: { arch: 'dcgan', batch: 64, size: 64, latent: 100, ngf: 16, ndf: 16 } }),
   ];
 }

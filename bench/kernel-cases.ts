@@ -211,6 +211,19 @@ export const opCases = {
     ];
   },
 
+  /** Nearest-neighbour upsampling by s (forward: gather copy; backward: s x s block sums). */
+  upsampleNearest2d(shape: number[], s: number): KernelCase[] {
+    const [n, c, h, w] = shape;
+    const yS = [n, c, h * s, w * s];
+    const desc = `x ${sh(shape)} x${s}`;
+    const params = { n, c, h, w, s };
+    const bytes = 4 * (prod(shape) + prod(yS)); // one read and one write of each element
+    return [
+      simpleCase('upsampleNearest2d.forward', desc, params, { x: { shape } }, (fn, t) => fn(t.x, s), { bytes }),
+      simpleCase('upsampleNearest2d.backward', desc, params, { dy: { shape: yS } }, (fn, t) => fn(t.dy, shape, s), { bytes }),
+    ];
+  },
+
   /** Row softmax forward and backward of [rows, cols]. */
   softmax(rows: number, cols: number): KernelCase[] {
     const n = rows * cols;

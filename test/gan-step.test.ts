@@ -32,6 +32,7 @@ const cases: [string, GanConfig][] = [
   ['dense 8x8, unconditional', { arch: 'dense', imageSize: 8, classes: ['a'], latentDim: 6, hidden: 16 }],
   ['dcgan 16x16, conditional', { arch: 'dcgan', imageSize: 16, classes: ['a', 'b'], latentDim: 6, ngf: 4, ndf: 4 }],
   ['dcgan 16x16, conditional BatchNorm in G', { arch: 'dcgan', imageSize: 16, classes: ['a', 'b'], latentDim: 6, ngf: 4, ndf: 4, conditionalBatchNorm: true }],
+  ['dcgan 16x16, conditional, nearest upsampling in G', { arch: 'dcgan', imageSize: 16, classes: ['a', 'b'], latentDim: 6, ngf: 4, ndf: 4, upsampling: 'nearest' }],
   ['dcgan 16x16, conditional, auxiliary classifier', { arch: 'dcgan', imageSize: 16, classes: ['a', 'b'], latentDim: 6, ngf: 4, ndf: 4, auxiliaryClassifier: true }],
 ];
 

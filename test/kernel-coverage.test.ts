@@ -56,6 +56,8 @@ const TESTED_OPS: Record<string, string> = {
   'softmax.forward': 'test/softmax.test.ts',
   'spectralNorm.backward': 'test/spectral-norm-kernel.test.ts',
   'spectralNorm.forward': 'test/spectral-norm-kernel.test.ts',
+  'upsampleNearest2d.backward': 'test/upsample.test.ts',
+  'upsampleNearest2d.forward': 'test/upsample.test.ts',
 };
 
 describe('kernel test coverage', () => {

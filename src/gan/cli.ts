@@ -38,6 +38,7 @@ export function registerGanCommands(program: Command): void {
     .option('--no-d-batchnorm', 'no BatchNorm2d in the DCGAN discriminator')
     .option('--spectral-norm', "spectral normalisation of the discriminator's weights (torch's spectral_norm; implies --no-d-batchnorm unless --d-batchnorm is given)")
     .option('--conditional-bn', "class-conditional BatchNorm in a conditional DCGAN's generator: each class its own BatchNorm scale and shift")
+    .addOption(new Option('--upsampling <how>', "how the DCGAN generator doubles the resolution: transposed (DCGAN's ConvTranspose2d 4/2/1) or nearest (Upsample + Conv2d 3/1/1, a resize-convolution without checkerboard patterns)").choices(['transposed', 'nearest']).default('transposed'))
     .option('--aux-classifier', "an auxiliary classifier head on a conditional model's discriminator (AC-GAN): D learns the real images' classes, G is rewarded when its samples are classified as their drawn class")
     .option('--class-weight <w>', "with --aux-classifier: weight of the class cross-entropy in both losses (default 1)", num('--class-weight'))
     .option('--save-every <n>', 'write a loadable snapshot every n epochs (0: never)', nonNegativeInt('--save-every'), 0)
@@ -84,6 +85,7 @@ export function registerGanCommands(program: Command): void {
           spectralNorm: opts.spectralNorm,
           conditionalBatchNorm: opts.conditionalBn,
           auxiliaryClassifier: opts.auxClassifier,
+          upsampling: opts.upsampling,
           classWeight: opts.classWeight,
           saveEvery: opts.saveEvery,
           sampleEvery: opts.sampleEvery,

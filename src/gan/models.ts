@@ -59,7 +59,16 @@ export interface GanConfig {
    * images; G is rewarded when D's head assigns its samples to the drawn class. Default false.
    */
   auxiliaryClassifier?: boolean;
+  /**
+   * How the DCGAN generator doubles the resolution: 'transposed' (DCGAN's ConvTranspose2d(4, 2, 1), the
+   * default, and every model directory written before the option) or 'nearest', a resize-convolution
+   * Upsample(2, nearest) + Conv2d(3, 1, 1): every output pixel then gets the same number of kernel taps,
+   * which removes the checkerboard patterns strided transposed convolutions draw (Odena et al., Distill 2016).
+   */
+  upsampling?: GeneratorUpsampling;
 }
+
+export type GeneratorUpsampling = 'transposed' | 'nearest';
 
 export type ResolvedGanConfig = Required<GanConfig>;
 
@@ -76,6 +85,7 @@ export function resolveGanConfig(c: GanConfig): ResolvedGanConfig {
     spectralNorm: c.spectralNorm ?? false,
     conditionalBatchNorm: c.conditionalBatchNorm ?? false,
     auxiliaryClassifier: c.auxiliaryClassifier ?? false,
+    upsampling: c.upsampling ?? 'transposed',
   };
   if (r.arch !== 'dense' && r.arch !== 'dcgan') throw new WgslNnError(`unknown GAN architecture '${String(r.arch)}' (dense or dcgan)`);
   if (!Number.isInteger(r.imageSize) || r.imageSize < 4) throw new WgslNnError(`image size must be an integer >= 4, got ${r.imageSize}`);
@@ -83,6 +93,8 @@ export function resolveGanConfig(c: GanConfig): ResolvedGanConfig {
   if (r.classes.length < 1) throw new WgslNnError('a GAN needs at least one class');
   if (r.conditionalBatchNorm && (r.arch !== 'dcgan' || r.classes.length < 2))
     throw new WgslNnError('conditional BatchNorm needs a class-conditional DCGAN (arch dcgan, two or more classes)');
+  if (r.upsampling !== 'transposed' && r.upsampling !== 'nearest') throw new WgslNnError(`unknown generator upsampling '${String(r.upsampling)}' (transposed or nearest)`);
+  if (r.upsampling === 'nearest' && r.arch !== 'dcgan') throw new WgslNnError("nearest upsampling is a DCGAN generator option (--arch dcgan)");
   if (r.auxiliaryClassifier && r.classes.length < 2) throw new WgslNnError('an auxiliary classifier needs a class-conditional model (two or more classes)');
   for (const [k, v] of [['latentDim', r.latentDim], ['hidden', r.hidden], ['ngf', r.ngf], ['ndf', r.ndf]] as const)
     if (!Number.isInteger(v) || v < 1) throw new WgslNnError(`${k} must be a positive integer, got ${v}`);
@@ -163,6 +175,8 @@ export class ConditionalBatchNorm2d extends nn.Module {
  *   dcgan: torch.nn.Sequential(ConvTranspose2d(nz, ngf*2^(k-1), 4, 1, 0, bias=False), BatchNorm2d, ReLU,
  *          [ConvTranspose2d(c, c/2, 4, 2, 1, bias=False), BatchNorm2d, ReLU] x (k-1),
  *          ConvTranspose2d(ngf, 1, 4, 2, 1, bias=False), Tanh)     on z viewed as [N, nz, 1, 1]
+ *   upsampling 'nearest': each stride-2 ConvTranspose2d(c, c', 4, 2, 1) above is the two modules
+ *          Upsample(scale_factor=2, mode='nearest'), Conv2d(c, c', 3, 1, 1, bias=False) (one index each in net)
  *   conditionalBatchNorm: each BatchNorm2d above is a ConditionalBatchNorm2d fed the one-hot part of z
  *          (same indices in net; its state-dict entries net.i.bn.running_*, net.i.gamma.weight, ...).
  */
@@ -190,11 +204,16 @@ export class Generator extends nn.Module {
       const norm = (channels: number) =>
         c.conditionalBatchNorm ? new ConditionalBatchNorm2d(channels, c.classes.length, o) : new nn.BatchNorm2d(channels, o);
       layers.push(new nn.ConvTranspose2d(this.inputDim, ch, 4, { ...o, stride: 1, padding: 0, bias: false }), norm(ch), new nn.ReLU());
+      // Doubling the resolution: a strided transposed convolution, or a resize-convolution.
+      const up = (from: number, to: number): nn.Module[] =>
+        c.upsampling === 'nearest'
+          ? [new nn.Upsample(2), new nn.Conv2d(from, to, 3, { ...o, stride: 1, padding: 1, bias: false })]
+          : [new nn.ConvTranspose2d(from, to, 4, { ...o, stride: 2, padding: 1, bias: false })];
       for (let i = 0; i < k - 1; i++) {
-        layers.push(new nn.ConvTranspose2d(ch, ch / 2, 4, { ...o, stride: 2, padding: 1, bias: false }), norm(ch / 2), new nn.ReLU());
+        layers.push(...up(ch, ch / 2), norm(ch / 2), new nn.ReLU());
         ch /= 2;
       }
-      layers.push(new nn.ConvTranspose2d(ch, 1, 4, { ...o, stride: 2, padding: 1, bias: false }), new nn.Tanh());
+      layers.push(...up(ch, 1), new nn.Tanh());
       this.net = new nn.Sequential(...layers);
       dcganInit(this.net);
     }

@@ -25,7 +25,7 @@ import { runTrainingLoop, type BatchProgress } from '../train/loop.js';
 import { Rng } from '../util/rng.js';
 import { CollapseAlarm, relativeDiversity } from './diversity.js';
 import { saveGanDir } from './model-dir.js';
-import { Discriminator, Generator, resolveGanConfig, type GanArch, type GanConfig, type ResolvedGanConfig } from './models.js';
+import { Discriminator, Generator, resolveGanConfig, type GanArch, type GanConfig, type GeneratorUpsampling, type ResolvedGanConfig } from './models.js';
 import { generateImages, gridLabels, writeImageGrid } from './samples.js';
 import { GanStep, type DiscriminatorAugment, type GanLoss } from './step.js';
 import type { DiffAugmentPolicy } from '../nn/functional.js';
@@ -60,6 +60,8 @@ export interface GanTrainOptions {
   conditionalBatchNorm?: boolean;
   /** An auxiliary classifier head on the discriminator (AC-GAN; see GanConfig.auxiliaryClassifier). */
   auxiliaryClassifier?: boolean;
+  /** How the DCGAN generator doubles the resolution (see GanConfig.upsampling; default transposed). */
+  upsampling?: GeneratorUpsampling;
   /** Weight of the auxiliary classifier's cross-entropy in both losses (default 1; see GanStepOptions.classWeight). */
   classWeight?: number;
   /**
@@ -177,6 +179,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
     spectralNorm: opts.spectralNorm,
     conditionalBatchNorm: opts.conditionalBatchNorm,
     auxiliaryClassifier: opts.auxiliaryClassifier,
+    upsampling: opts.upsampling,
   };
   const resolved = resolveGanConfig(config);
   manualSeed(seed);
@@ -329,13 +332,13 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
 
 /**
  * The architecture as the checkpoint compares it on --resume: without spectralNorm / conditionalBatchNorm /
- * auxiliaryClassifier when off, so checkpoints written before those options existed still match a run that
- * does not use them.
+ * auxiliaryClassifier when off and without upsampling when transposed, so checkpoints written before those
+ * options existed still match a run that does not use them.
  */
 function checkpointConfig(c: ResolvedGanConfig): Partial<ResolvedGanConfig> {
-  const { spectralNorm, conditionalBatchNorm, auxiliaryClassifier, ...rest } = c;
+  const { spectralNorm, conditionalBatchNorm, auxiliaryClassifier, upsampling, ...rest } = c;
   const on = Object.entries({ spectralNorm, conditionalBatchNorm, auxiliaryClassifier }).filter(([, v]) => v);
-  return { ...rest, ...Object.fromEntries(on) };
+  return { ...rest, ...Object.fromEntries(on), ...(upsampling !== 'transposed' ? { upsampling } : {}) };
 }
 
 /** Up to `perClass` un-augmented real images of each class, for the diversity reference. */

@@ -17,6 +17,7 @@ import './random.js';
 import './diffaugment.js';
 import './nearest.js';
 import './spectral-norm.js';
+import './upsample.js';
 
 import { applyKernelEnv } from './registry.js';
 

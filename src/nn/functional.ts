@@ -15,6 +15,7 @@ import { convTranspose2dBackwardInputOp, convTranspose2dBackwardWeightOp, convTr
 import { linearBackwardInputOp, linearBackwardWeightOp, linearForwardOp } from '../kernels/dense.js';
 import { biasBackwardOp } from '../kernels/bias-grad.js';
 import { maxPool2dBackwardOp, maxPool2dForwardOp } from '../kernels/maxpool2d.js';
+import { upsampleNearest2dBackwardOp, upsampleNearest2dForwardOp } from '../kernels/upsample.js';
 import { softmaxBackwardOp, softmaxForwardOp } from '../kernels/softmax.js';
 import {
   bceBackwardOp,
@@ -203,6 +204,14 @@ export function maxPool2d(x: Tensor, options: { kernelSize: Pair; stride?: Pair;
   const { y, argmax } = maxPool2dForwardOp.get(e)(x.value, p);
   // d/dx: dy routed to the arg-max of each window (summed where windows overlap); with relu, only where y > 0.
   return record('maxPool2d', [x], y, (dy) => [maxPool2dBackwardOp.get(e)(dy, argmax, x.shape, p, p.relu ? y : undefined)], [argmax]);
+}
+
+/** Nearest-neighbour upsampling by an integer factor (torch.nn.Upsample(scale_factor, mode='nearest')). */
+export function upsampleNearest2d(x: Tensor, scaleFactor: number): Tensor {
+  const e = x.engine;
+  const y = upsampleNearest2dForwardOp.get(e)(x.value, scaleFactor);
+  // d/dx: each input pixel was copied to an s x s block, so its gradient is that block's sum of dy.
+  return record('upsampleNearest2d', [x], y, (dy) => [upsampleNearest2dBackwardOp.get(e)(dy, x.shape, scaleFactor)]);
 }
 
 // ------------------------------------------------------------------ activations

@@ -486,6 +486,17 @@ export class Flatten extends Module {
   }
 }
 
+/** torch.nn.Upsample(scale_factor=s, mode='nearest') for an integer s; no parameters, no state. */
+export class Upsample extends Module {
+  constructor(readonly scaleFactor: number) {
+    super();
+    if (!Number.isInteger(scaleFactor) || scaleFactor < 1) throw new RangeError(`Upsample: the scale factor must be a positive integer, got ${scaleFactor}`);
+  }
+  forward(x: Tensor): Tensor {
+    return F.upsampleNearest2d(x, this.scaleFactor);
+  }
+}
+
 export class ReLU extends Module {
   forward(x: Tensor): Tensor {
     return F.relu(x);
