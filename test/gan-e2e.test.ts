@@ -18,6 +18,9 @@ import { toModelSize } from '../src/gan/features.js';
 import { Rng } from '../src/util/rng.js';
 import { trainGan, type GanTrainOptions } from '../src/gan/train.js';
 import { formatGanScore, scoreGan } from '../src/gan/score.js';
+import { gridExcess, meanPowerSpectrum } from '../src/gan/spectrum.js';
+import { resizeBilinear } from '../src/data/augment.js';
+import { loadGray } from '../src/data/images.js';
 import { trainClassifier } from '../src/cnn/train.js';
 import { loadModelDir, readModelMetadata } from '../src/cnn/model-dir.js';
 import { readSafetensors } from '../src/nn/serialize.js';
@@ -178,6 +181,21 @@ describe('sampling and errors', () => {
     }
     expect(r.meanRealAgreement).toBeCloseTo(r.perClass.reduce((a, c) => a + c.realAgreement!, 0) / 6, 9);
     expect(formatGanScore(r)).toMatch(/GAN-test/);
+    // 16 px images have no off-grid neighbours for the periodic-artifact measure: null, and not printed.
+    expect(r.perClass.every((c) => c.periodicExcess === null) && r.meanPeriodicExcess === null).toBe(true);
+    expect(formatGanScore(r)).not.toMatch(/Periodic/);
+    // At 32 px it is measured: the real column is the measure recomputed here on the class's images resized to 32.
+    await trainGan(tiny(join(dir, 'cond32'), { imageSize: 32, epochs: 1 }));
+    const r32 = await scoreGan({ model: join(dir, 'cond32'), data, classifier, engine, kidSubsets: 5 });
+    const items = ds.items.filter((it) => ds.classes[it.label] === 'crack');
+    const imgs = await Promise.all(items.map((it) => loadGray(it.path)));
+    const resized = new Float32Array(imgs.length * 32 * 32);
+    imgs.forEach((img, i) => resizeBilinear(img, 32, resized, i * 32 * 32));
+    const crack = r32.perClass.find((c) => c.className === 'crack')!;
+    expect(crack.periodicExcess!.real).toBeCloseTo(gridExcess(meanPowerSpectrum(resized, imgs.length, 32), 32).geometricMean, 9);
+    expect(r32.perClass.every((c) => c.periodicExcess!.generated > 0 && Number.isFinite(c.periodicExcess!.generated))).toBe(true);
+    expect(r32.meanPeriodicExcess!.real).toBeCloseTo(r32.perClass.reduce((a, c) => a + c.periodicExcess!.real, 0) / 6, 9);
+    expect(formatGanScore(r32)).toMatch(/Periodic-artifact excess/);
     // The test split recorded by the GAN trainer: 2 of the 10 images per class.
     const t = await scoreGan({ model: join(dir, 'cond'), data, classifier, engine, kidSubsets: 5, testSplit: true }).catch((e: Error) => e);
     expect(t).toBeInstanceOf(Error);

@@ -72,4 +72,9 @@ describe('gridExcess', () => {
     expect(stripes.top[0].excess).toBeGreaterThan(20);
     expect(stripes.geometricMean).toBeGreaterThan(flat.geometricMean);
   });
+
+  it('refuses a size without off-grid neighbours', () => {
+    expect(() => gridExcess(new Float64Array(16 * 16), 16)).toThrow(/image size 16 is not a multiple of 16 of at least 32/);
+    expect(() => gridExcess(new Float64Array(40 * 40), 40)).toThrow(RangeError);
+  });
 });

@@ -5,6 +5,10 @@
 // generated set is compared at the size of the floor: the real images of a class are split into two
 // disjoint halves A and B; the floor is FD(A, B); the GAN's number is FD(generated, B) with as many
 // generated images as A has. A GAN indistinguishable from real data scores about the floor.
+//
+// Beside them, per class, how periodic the generated images are against the real ones (spectrum.ts: the
+// power spectrum's excess on the grid of frequencies stride-2 upsampling leaves; ~1 for real images):
+// a checkerboard or grid texture that the classifier's features may not weigh shows up there.
 import { WgslNnError } from '../gpu/errors.js';
 import { loadModelDir } from '../cnn/model-dir.js';
 import { scanDataset, type ScannedDataset } from '../data/dataset.js';
@@ -25,6 +29,8 @@ import {
 import { assignedTo } from './classifier-filter.js';
 import { featuresOfInput, modelInput, predictInput } from './features.js';
 import { generateImages } from './samples.js';
+import { gridExcess, hasUpsamplingGrid, meanPowerSpectrum } from './spectrum.js';
+import { resizeBilinear } from '../data/augment.js';
 
 export interface ClassScore {
   className: string;
@@ -42,6 +48,12 @@ export interface ClassScore {
    */
   classifierAgreement: number | null;
   realAgreement: number | null;
+  /**
+   * Periodic-artifact excess (spectrum.ts: geometric mean over the upsampling grid of frequencies) of the
+   * generated images and of the class's real images resized to the GAN's size; ~1 means no periodic pattern.
+   * Null for an image size that is not a multiple of 16 of at least 32 (the grid would have no off-grid neighbours).
+   */
+  periodicExcess: { generated: number; real: number } | null;
 }
 
 export interface GanScoreReport {
@@ -58,6 +70,8 @@ export interface GanScoreReport {
   /** Means of classifierAgreement / realAgreement over the classes the classifier has (null if none). */
   meanClassifierAgreement: number | null;
   meanRealAgreement: number | null;
+  /** Means of periodicExcess over the classes (null where it is). */
+  meanPeriodicExcess: { generated: number; real: number } | null;
 }
 
 export interface GanScoreOptions {
@@ -135,6 +149,12 @@ export async function scoreGan(opts: GanScoreOptions): Promise<GanScoreReport> {
         floorKid: floor.kid,
         classifierAgreement: await agreement(genInput),
         realAgreement: await agreement(realInput),
+        periodicExcess: hasUpsamplingGrid(S)
+          ? {
+              generated: gridExcess(meanPowerSpectrum(gen, floor.halfSize, S), S).geometricMean,
+              real: gridExcess(meanPowerSpectrum(resizedTo(real, S), real.length, S), S).geometricMean,
+            }
+          : null,
       });
     }
     const mean = (f: (c: ClassScore) => number) => perClass.reduce((s, c) => s + f(c), 0) / perClass.length;
@@ -151,6 +171,9 @@ export async function scoreGan(opts: GanScoreOptions): Promise<GanScoreReport> {
       meanFloorFd: mean((c) => c.floorFd),
       meanClassifierAgreement: meanKnown((c) => c.classifierAgreement!),
       meanRealAgreement: meanKnown((c) => c.realAgreement!),
+      meanPeriodicExcess: perClass.every((c) => c.periodicExcess)
+        ? { generated: mean((c) => c.periodicExcess!.generated), real: mean((c) => c.periodicExcess!.real) }
+        : null,
     };
   } finally {
     generator.dispose();
@@ -183,7 +206,22 @@ export function formatGanScore(r: GanScoreReport): string {
       `${'mean'.padEnd(18)} ${pct(r.meanClassifierAgreement).padStart(10)} ${pct(r.meanRealAgreement).padStart(10)}`,
     );
   }
+  if (r.meanPeriodicExcess) lines.push(
+    '',
+    'Periodic-artifact excess: the power spectrum on the grid of frequencies stride-2 upsampling leaves, over its neighbours (geometric mean; ~1 = no periodic pattern).',
+    '',
+    'class               generated       real',
+    ...r.perClass.map((c) => `${c.className.padEnd(18)} ${c.periodicExcess!.generated.toFixed(2).padStart(10)} ${c.periodicExcess!.real.toFixed(2).padStart(10)}`),
+    `${'mean'.padEnd(18)} ${r.meanPeriodicExcess.generated.toFixed(2).padStart(10)} ${r.meanPeriodicExcess.real.toFixed(2).padStart(10)}`,
+  );
   return lines.join('\n');
+}
+
+/** Images resized (bilinear) to S x S, one after another. */
+function resizedTo(images: GrayImage[], S: number): Float32Array {
+  const out = new Float32Array(images.length * S * S);
+  images.forEach((img, i) => resizeBilinear(img, S, out, i * S * S));
+  return out;
 }
 
 function fmtKid(k: KidResult): string {

@@ -60,7 +60,13 @@ export interface GridExcess {
   top: { u: number; v: number; excess: number }[];
 }
 
+/** Whether S has the grid gridExcess reads: a multiple of 16, at least 32 (so grid points have off-grid neighbours). */
+export function hasUpsamplingGrid(S: number): boolean {
+  return S >= 32 && S % 16 === 0;
+}
+
 export function gridExcess(P: Float64Array, S: number): GridExcess {
+  if (!hasUpsamplingGrid(S)) throw new RangeError(`gridExcess: image size ${S} is not a multiple of 16 of at least 32`);
   const step = S / 16;
   const at = (u: number, v: number) => P[(((v % S) + S) % S) * S + (((u % S) + S) % S)];
   const all: { u: number; v: number; excess: number }[] = [];
