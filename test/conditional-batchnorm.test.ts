@@ -15,7 +15,8 @@ import { ConditionalBatchNorm2d, Generator, latentBatch, resolveGanConfig } from
 import { load, manualSeed, save, type Tensor } from '../src/nn/index.js';
 import { Rng } from '../src/util/rng.js';
 import { dot, expectClose, numericalGrad, randArray, testEngine } from './helpers.js';
-import { runTorchJson, torchAvailable } from './torch-python.js';
+import { torchAvailable } from './torch-python.js';
+import { expectGeneratorMatchesTorch } from './generator-torch.js';
 
 let engine: Engine;
 beforeAll(async () => {
@@ -179,17 +180,7 @@ describe('DCGAN generator with conditional BatchNorm', () => {
   it.skipIf(!torchAvailable())('loads into the torch module of its docstring with strict=True and gives the same eval forward', async () => {
     manualSeed(8);
     const G = new Generator(config, engine);
-    // A few training forwards so the running statistics are not the initial 0 / 1.
-    const noise = new Rng(2);
-    for (let i = 0; i < 3; i++) engine.tidy(() => G.forward(engine.tensor(latentBatch(config, [0, 1, 2, 1], () => noise.normal()), [4, G.inputDim])));
-    G.eval();
-    const z = latentBatch(config, [2, 0, 1], () => noise.normal());
-    const y = await f32(G.forward(engine.tensor(z, [3, G.inputDim])));
-    const dir = mkdtempSync(join(tmpdir(), 'wgsl-nn-cbn-torch-'));
-    try {
-      const path = join(dir, 'g.safetensors');
-      await save(G, path);
-      const script = `
+    const script = `
 state = read_safetensors(sys.argv[1])
 class ConditionalBatchNorm2d(nn.Module):
     def __init__(self, C, K):
@@ -214,11 +205,7 @@ with torch.no_grad():
         h = m(h, y) if isinstance(m, ConditionalBatchNorm2d) else m(h)
 print(json.dumps(h.flatten().tolist()))
 `;
-      const out = runTorchJson<number[]>(script, [path, JSON.stringify(Array.from(z))]);
-      expectClose(y, out, 1e-4, 'generator vs torch');
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await expectGeneratorMatchesTorch(G, engine, script);
     G.dispose();
   });
 });

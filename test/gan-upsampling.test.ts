@@ -13,10 +13,11 @@ import { generateSynthetic } from '../src/data/synthetic.js';
 import { Generator, latentBatch, resolveGanConfig } from '../src/gan/models.js';
 import { loadGanDir, readGanMetadata } from '../src/gan/model-dir.js';
 import { trainGan, type GanTrainOptions } from '../src/gan/train.js';
-import { manualSeed, nn, save, type Tensor } from '../src/nn/index.js';
+import { manualSeed, nn, type Tensor } from '../src/nn/index.js';
 import { Rng } from '../src/util/rng.js';
-import { expectClose, randArray, rng, testEngine, tinyGanOptions } from './helpers.js';
-import { runTorchJson, torchAvailable } from './torch-python.js';
+import { randArray, rng, testEngine, tinyGanOptions } from './helpers.js';
+import { torchAvailable } from './torch-python.js';
+import { expectGeneratorMatchesTorch } from './generator-torch.js';
 
 let engine: Engine;
 beforeAll(async () => {
@@ -84,17 +85,7 @@ describe('resize-convolution upsampling in the DCGAN generator', () => {
   it.skipIf(!torchAvailable())('loads into the torch module of its docstring with strict=True and gives the same eval forward', async () => {
     manualSeed(8);
     const G = new Generator(config, engine);
-    const noise = new Rng(2);
-    // A few training forwards so the running statistics are not the initial 0 / 1.
-    for (let i = 0; i < 3; i++) engine.tidy(() => G.forward(engine.tensor(latentBatch(config, [0, 1, 2, 1], () => noise.normal()), [4, G.inputDim])));
-    G.eval();
-    const z = latentBatch(config, [2, 0, 1], () => noise.normal());
-    const y = await f32(G.forward(engine.tensor(z, [3, G.inputDim])));
-    const dir = mkdtempSync(join(tmpdir(), 'wgsl-nn-resize-torch-'));
-    try {
-      const path = join(dir, 'g.safetensors');
-      await save(G, path);
-      const script = `
+    const script = `
 state = read_safetensors(sys.argv[1])
 nz, K, ngf = 5, 3, 4
 net = nn.Sequential(
@@ -109,10 +100,7 @@ with torch.no_grad():
     y = net(z[:, :, None, None])
 print(json.dumps(y.flatten().tolist()))
 `;
-      expectClose(y, runTorchJson<number[]>(script, [path, JSON.stringify(Array.from(z))]), 1e-4, 'generator vs torch');
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    await expectGeneratorMatchesTorch(G, engine, script);
     G.dispose();
   });
 });
