@@ -5,7 +5,9 @@
 // meanPowerSpectrum: per image, pixels standardised (mean 0, std 1), |2-D DFT|^2 (a plain O(S^3) separable
 // DFT, float64), averaged over the set. gridExcess: at each grid frequency (u, v) != (0, 0) of half the plane,
 // P(u, v) / the mean of P at its four neighbours (u +- 1, v), (u, v +- 1), which lie off the grid; a smooth
-// spectrum gives ~1 everywhere, a pattern of that period a peak. Used by scripts/gan-spectrum.ts.
+// spectrum gives ~1 everywhere, a pattern of that period a peak. Used by `gan score` (score.ts) and
+// scripts/gan-spectrum.ts.
+
 /** Mean power spectrum [S * S] (row v, column u) of `n` standardised S x S images. */
 export function meanPowerSpectrum(x: Float32Array, n: number, S: number): Float64Array {
   const cos = new Float64Array(S * S);
@@ -65,6 +67,7 @@ export function hasUpsamplingGrid(S: number): boolean {
   return S >= 32 && S % 16 === 0;
 }
 
+/** The excess at every grid frequency of half the plane, summarised (see the file comment). */
 export function gridExcess(P: Float64Array, S: number): GridExcess {
   if (!hasUpsamplingGrid(S)) throw new RangeError(`gridExcess: image size ${S} is not a multiple of 16 of at least 32`);
   const step = S / 16;
