@@ -38,49 +38,44 @@ function checkBackward(dy: DeviceTensor, xShape: readonly number[], scale: numbe
 // The variants below assume arguments that passed the op's check.
 
 function forwardWith(x: DeviceTensor, scale: number, v: number): DeviceTensor {
-  const e = x.engine;
   const [n, c, h, w] = x.shape;
-  const y = e.empty([n, c, h * scale, w * scale]);
-  const label = `upsampleNearest2d.forward ${shapeString(x.shape)} x${scale}`;
-  const operands = [
-    { tensor: x, name: 'x', unit: c * h * w },
-    { tensor: y, name: 'y', unit: c * h * w * scale * scale, output: true },
-  ];
-  forEachSplit(e, label, n, operands, (r, [xs, ys]) => {
-    e.dispatch({
-      shader: 'upsample',
-      entry: 'forward',
-      constants: { V: v },
-      uniforms: [r.count * c, h, w, scale],
-      bindings: [xs, ys],
-      workgroups: e.grid(Math.ceil(ys.size / v), WG),
-      label,
-    });
-  });
+  const y = x.engine.empty([n, c, h * scale, w * scale]);
+  dispatchPerImageRange('forward', x, y, x.shape, scale, v);
   return y;
 }
 
 function backwardWith(dy: DeviceTensor, xShape: readonly number[], scale: number, v: number): DeviceTensor {
-  const e = dy.engine;
-  const dx = e.empty(xShape);
+  const dx = dy.engine.empty(xShape);
+  dispatchPerImageRange('backward', dy, dx, xShape, scale, v);
+  return dx;
+}
+
+/**
+ * One pass of shaders/upsample.wgsl from `src` into `dst` (forward: x into y; backward: dy into dx), per range of
+ * images when a tensor is over one binding; the uniforms describe the input side (x's shape) either way.
+ */
+function dispatchPerImageRange(entry: 'forward' | 'backward', src: DeviceTensor, dst: DeviceTensor, xShape: readonly number[], scale: number, v: number): void {
+  const e = src.engine;
   const [n, c, h, w] = xShape;
-  const label = `upsampleNearest2d.backward ${shapeString(xShape)} x${scale}`;
+  const small = c * h * w;
+  const large = small * scale * scale;
+  const [srcUnit, dstUnit] = entry === 'forward' ? [small, large] : [large, small];
+  const label = `upsampleNearest2d.${entry} ${shapeString(xShape)} x${scale}`;
   const operands = [
-    { tensor: dy, name: 'dy', unit: c * h * w * scale * scale },
-    { tensor: dx, name: 'dx', unit: c * h * w, output: true },
+    { tensor: src, name: entry === 'forward' ? 'x' : 'dy', unit: srcUnit },
+    { tensor: dst, name: entry === 'forward' ? 'y' : 'dx', unit: dstUnit, output: true },
   ];
-  forEachSplit(e, label, n, operands, (r, [dys, dxs]) => {
+  forEachSplit(e, label, n, operands, (r, [srcs, dsts]) => {
     e.dispatch({
       shader: 'upsample',
-      entry: 'backward',
+      entry,
       constants: { V: v },
       uniforms: [r.count * c, h, w, scale],
-      bindings: [dys, dxs],
-      workgroups: e.grid(Math.ceil(dxs.size / v), WG),
+      bindings: [srcs, dsts],
+      workgroups: e.grid(Math.ceil(dsts.size / v), WG),
       label,
     });
   });
-  return dx;
 }
 
 const V_SW = SOFTWARE_PER_INVOCATION;
