@@ -8,7 +8,7 @@
 // parts of its split), resized the way it saw them.
 import { writeFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { iterateBatches } from '../src/data/batch.js';
+import { assembleBatch } from '../src/data/batch.js';
 import { prepareDataset } from '../src/data/prepare.js';
 import { Engine } from '../src/gpu/engine.js';
 import { loadGanSampler } from '../src/gan/mixture.js';
@@ -28,17 +28,14 @@ const program = new Command()
       const dirs = o.gan.split(',').map((s) => s.trim());
       const first = loadGanSampler(dirs[0], engine);
       const { classes, imageSize: S, data } = first.meta;
-      const splitSeed = (data as { splitSeed?: number }).splitSeed ?? 1;
-      const prepared = await prepareDataset(o.data, 'multiclass', { size: S, seed: splitSeed, test: 0.2, val: 0.2 });
+      const split = data as { splitSeed?: number; testFraction?: number; valFraction?: number };
+      const prepared = await prepareDataset(o.data, 'multiclass', { size: S, seed: split.splitSeed ?? 1, test: split.testFraction ?? 0.2, val: split.valFraction ?? 0.2 });
       const rows: string[] = [];
       const line = (name: string, e: GridExcess) =>
         `| ${name} | ${e.geometricMean.toFixed(2)} | ${e.top.map((t) => `(${t.u}, ${t.v}) ${t.excess.toFixed(1)}`).join(', ')} |`;
       // Real images: the train + validation parts of the GAN's split, un-augmented, as it saw them.
       const indices = [...prepared.split.train, ...prepared.split.val];
-      const parts: Float32Array[] = [];
-      for await (const b of iterateBatches(prepared.cache, prepared.labels, indices, { batchSize: 64, seed: 0, shuffle: false, augment: false })) parts.push(b.x.slice());
-      const real = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-      parts.reduce((off, p) => (real.set(p, off), off + p.length), 0);
+      const { x: real } = await assembleBatch(prepared.cache, prepared.labels, indices);
       rows.push(line(`real (${indices.length} training images of the split)`, gridExcess(meanPowerSpectrum(real, indices.length, S), S)));
       for (const dir of dirs) {
         const { generator, meta } = dir === dirs[0] ? first : loadGanSampler(dir, engine);

@@ -10,7 +10,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AugmentOptions } from '../data/augment.js';
-import { iterateBatches, numBatches, type Batch } from '../data/batch.js';
+import { assembleBatch, iterateBatches, numBatches, type Batch } from '../data/batch.js';
 import { DatasetError } from '../data/dataset.js';
 import { prepareDataset } from '../data/prepare.js';
 import { firstPerClass } from '../data/split.js';
@@ -343,7 +343,7 @@ function checkpointConfig(c: ResolvedGanConfig): Partial<ResolvedGanConfig> {
 
 /** Up to `perClass` un-augmented real images of each class, for the diversity reference. */
 async function realReference(
-  source: Parameters<typeof iterateBatches>[0],
+  source: Parameters<typeof assembleBatch>[0],
   labels: Int32Array,
   indices: number[],
   classes: number,
@@ -353,14 +353,6 @@ async function realReference(
   const picked: number[] = [];
   const order = new Rng(seed).shuffle(indices.slice());
   for (let k = 0; k < classes; k++) picked.push(...order.filter((i) => labels[i] === k).slice(0, perClass));
-  const S = source.size;
-  const x = new Float32Array(picked.length * S * S);
-  const lab = new Int32Array(picked.length);
-  let row = 0;
-  for await (const b of iterateBatches(source, labels, picked, { batchSize: 64, seed, shuffle: false, augment: false })) {
-    x.set(b.x, row * S * S);
-    lab.set(b.labels, row);
-    row += b.size;
-  }
+  const { x, labels: lab } = await assembleBatch(source, labels, picked);
   return { x, labels: lab };
 }
