@@ -31,6 +31,15 @@ export const integerInRange = (name: string, min: number, max = Number.MAX_SAFE_
   return n;
 };
 
+/** A comma list of integers in min..max, e.g. `--memory-size 16384,8192`. */
+export const integerList = (name: string, min: number, max = Number.MAX_SAFE_INTEGER) => (v: string): number[] =>
+  v.split(',').map((x) => {
+    const n = Number(x.trim());
+    if (x.trim() === '' || !Number.isInteger(n) || n < min || n > max)
+      throw new InvalidArgumentError(`${name} takes ${max === Number.MAX_SAFE_INTEGER ? (min === 1 ? 'positive integers' : `integers >= ${min}`) : `integers from ${min} to ${max}`} (comma list), got '${x}'`);
+    return n;
+  });
+
 export const numberInRange = (name: string, min: number, max: number) => (v: string) => {
   const n = Number(v);
   if (v.trim() === '' || !(n >= min && n <= max)) throw new InvalidArgumentError(`${name} must be a number in [${min}, ${max}]`);

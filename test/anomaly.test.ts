@@ -407,6 +407,9 @@ describe('anomaly calibrate --backbone (feature memory)', () => {
     const size = await runCli(['anomaly', 'calibrate', '--model', model, '--backbone', 'models/neu', '--memory-size', '64,0']);
     expect(size.code).not.toBe(0);
     expect(size.stderr).toMatch(/--memory-size takes positive integers \(comma list\), got '0'/);
+    const factor = await runCli(['anomaly', 'calibrate', '--model', model, '--backbone', 'models/neu', '--memory-downscale', '9']);
+    expect(factor.code).not.toBe(0);
+    expect(factor.stderr).toMatch(/--memory-downscale takes integers from 1 to 8 \(comma list\), got '9'/);
     const none = await runCli(['anomaly', 'calibrate', '--model', model, '--memory-mixes', '1:1']);
     expect(none.code).not.toBe(0);
     expect(none.stderr).toMatch(/--memory-mixes needs the memories it mixes/);

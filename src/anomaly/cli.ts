@@ -1,7 +1,7 @@
 // `wgsl-nn anomaly ...`: train (on good images only), eval, score.
 import { basename, extname, join, resolve } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { collectImages, commandLine, diffAugmentList as policyList, int, num, withEngine } from '../cli-common.js';
+import { collectImages, commandLine, diffAugmentList as policyList, int, integerList, num, withEngine } from '../cli-common.js';
 import { ImageDecodeError, loadGray8 } from '../data/images.js';
 import { WgslNnError } from '../gpu/errors.js';
 import type { DiffAugmentPolicy } from '../nn/functional.js';
@@ -29,7 +29,7 @@ const fraction = (name: string) => (v: string) => {
 /** The feature memory's flags, the same on train and calibrate (each adds its own --backbone). */
 function addMemoryFlags(command: Command): Command {
   return command
-    .option('--memory-size <n>', 'feature vectors in each memory: one for every --backbone, or a comma list with one per backbone', positiveIntList('--memory-size'), [DEFAULT_MEMORY_SIZE])
+    .option('--memory-size <n>', 'feature vectors in each memory: one for every --backbone, or a comma list with one per backbone', integerList('--memory-size', 1), [DEFAULT_MEMORY_SIZE])
     .addOption(new Option('--memory-sampling <how>', "how the memory's vectors are chosen: random cells, or a greedy coreset (PatchCore) of a random pool").choices(MEMORY_SAMPLINGS).default('random'))
     .option('--memory-pool <n>', `candidate cells of the coreset (default ${DEFAULT_POOL_FACTOR} x --memory-size)`, int('--memory-pool'))
     .option(
@@ -41,7 +41,7 @@ function addMemoryFlags(command: Command): Command {
     .option(
       '--memory-downscale <list>',
       'reduce the working image by this integer factor before each memory\'s backbone (cells see that much more of the tile): one for every --backbone, or a comma list with one per backbone',
-      downscaleList,
+      integerList('--memory-downscale', 1, 8),
       [1],
     )
     .option(
@@ -54,21 +54,6 @@ function addMemoryFlags(command: Command): Command {
 function memoryLayersList(v: string): string[] {
   const list = v.split(',').map((x) => x.trim());
   for (const x of list) if (!['2', '3', 'deep'].includes(x)) throw new InvalidArgumentError(`--memory-layers takes 2, 3 or deep (comma list), got '${x}'`);
-  return list;
-}
-
-function positiveIntList(flag: string) {
-  return (v: string): number[] =>
-    v.split(',').map((x) => {
-      const n = Number(x.trim());
-      if (!(Number.isInteger(n) && n >= 1)) throw new InvalidArgumentError(`${flag} takes positive integers (comma list), got '${x}'`);
-      return n;
-    });
-}
-
-function downscaleList(v: string): number[] {
-  const list = positiveIntList('--memory-downscale')(v);
-  if (list.some((k) => k > 8)) throw new InvalidArgumentError(`--memory-downscale takes factors from 1 to 8, got '${v}'`);
   return list;
 }
 
