@@ -1,7 +1,7 @@
 // The anomaly detector end to end on tiny synthetic data: good surfaces from src/data/synthetic.ts and
 // defects drawn on the same kind of surface with known masks. One short training (16 px patches, widths
 // 8, a few epochs: seconds on lavapipe) is shared by the tests below.
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -19,6 +19,7 @@ import { DatasetError } from '../src/data/dataset.js';
 import { ImageDecodeError, loadGray8, writeGrayPng } from '../src/data/images.js';
 import { syntheticSample } from '../src/data/synthetic.js';
 import type { Engine } from '../src/gpu/engine.js';
+import { roundToHalf } from '../src/nn/half.js';
 import { readSafetensors } from '../src/nn/serialize.js';
 import { Rng } from '../src/util/rng.js';
 import { runCli, testEngine } from './helpers.js';
@@ -454,6 +455,34 @@ describe('anomaly calibrate --backbone (feature memory)', () => {
     await recalibrateModelDir(copy, { engine, candidates: [{ sigma: 1, topK: 4, featureWeight: 0, pixelWeight: 0, memoryWeight: 1 }], memories: [{ backbone: 'models/neu', size: 64 }] });
     expect(readAnomalyMetadata(copy).memories).toHaveLength(1);
     expect(existsSync(join(copy, 'memory-2.safetensors'))).toBe(false);
+  });
+
+  it('--memory-precision f16 stores the banks at half precision (new memories, or on calibrate alone the existing ones): half the file, the scores calibration computed', async () => {
+    const { copy, meta } = await withMemoryOnly('memory-f16', { backbone: 'models/neu', size: 256 });
+    const file = join(copy, 'memory.safetensors');
+    const fullBank = readSafetensors(file).tensors.bank.data as Float32Array;
+    const fullBytes = statSync(file).size;
+    const candidates = [{ sigma: 1, topK: 4, pixelWeight: 0, featureWeight: 0, memoryWeight: 1, mirror: false }];
+    const cal = await recalibrateModelDir(copy, { engine, candidates, falseAlarmRate: 0.4, memoryPrecision: 'f16' });
+    const after = readAnomalyMetadata(copy);
+    expect(after.memories![0]).toMatchObject({ precision: 'f16', size: 256, images: meta.memories![0].images });
+    expect(statSync(file).size).toBeLessThanOrEqual(fullBytes - 256 * 64 * 2 + 8); // the bank at 2 bytes a value (header within 8)
+    const halfBank = readSafetensors(file).tensors.bank.data as Float32Array;
+    expect(Array.from(halfBank)).toEqual(Array.from(roundToHalf(fullBank)));
+    expect(halfBank.some((v, i) => v !== fullBank[i])).toBe(true);
+    await expectReloadedScores(copy, cal.validationScores);
+    // Built at f16: the same draw as the float32 memory, rounded.
+    const built = await withMemoryOnly('memory-f16-built', { backbone: 'models/neu', size: 256, precision: 'f16' });
+    expect(built.meta.memories![0].precision).toBe('f16');
+    expect(Array.from(readSafetensors(join(built.copy, 'memory.safetensors')).tensors.bank.data as Float32Array)).toEqual(Array.from(halfBank));
+    // Nothing to store: clear errors, before any work.
+    const none = await runCli(['anomaly', 'calibrate', '--model', model, '--memory-precision', 'f16']);
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toMatch(/has no feature memories to store at f16 \(build them with --backbone\)/);
+    const train = await runCli(['anomaly', 'train', '--data', trainRoot, '--out', join(dir, 'never-written'), '--memory-precision', 'f16']);
+    expect(train.code).not.toBe(0);
+    expect(train.stderr).toMatch(/--memory-precision needs the memories it stores \(--backbone\)/);
+    expect(existsSync(join(dir, 'never-written'))).toBe(false);
   });
 
   it('an AnomalyDetector scoring images of several sizes, two at a time, keeps GPU memory flat and its scores; a bad image fails its own call only', async () => {

@@ -12,7 +12,9 @@ import type { WorkImage } from '../src/anomaly/patches.js';
 import type { Engine } from '../src/gpu/engine.js';
 import { conv2dRef } from '../src/kernels/reference/conv2d.js';
 import { maxPool2dRef } from '../src/kernels/reference/maxpool2d.js';
+import { roundToHalf, toHalfBits } from '../src/nn/half.js';
 import type { StateDict } from '../src/nn/modules.js';
+import { decodeSafetensors, encodeSafetensors } from '../src/nn/serialize.js';
 import { Rng } from '../src/util/rng.js';
 import { randArray, rng, testEngine } from './helpers.js';
 
@@ -105,6 +107,14 @@ function expectFeatures(got: { h: number; w: number; data: Float32Array }, exp: 
   let err = 0;
   got.data.forEach((v, i) => (err = Math.max(err, Math.abs(v - exp.data[i]))));
   expect(err / scale).toBeLessThan(1e-4);
+}
+
+/** The chunks of an encoded file as one byte array. */
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((a, c) => a + c.byteLength, 0));
+  let o = 0;
+  for (const c of chunks) (out.set(c, o), (o += c.byteLength));
+  return out;
 }
 
 describe('FeatureMemory', () => {
@@ -298,6 +308,58 @@ describe('FeatureMemory', () => {
     expect(Array.from(await copy.nearestDistances(all[3]))).toEqual(Array.from(await m.nearestDistances(all[3])));
     m.dispose();
     copy.dispose();
+  });
+
+  it('stores its bank at half precision with precision f16: rounded when filled, written as F16, loaded back exactly', async () => {
+    const state = classifierState(rng(4));
+    const imgs = [workImage(rng(5), 20, 16), workImage(rng(6), 18, 18)];
+    const full = FeatureMemory.fromClassifier(state, { backbone: 'test', size: 50, neighbourhood: 3 }, engine);
+    const half = FeatureMemory.fromClassifier(state, { backbone: 'test', size: 50, neighbourhood: 3, precision: 'f16' }, engine);
+    const loaded = new FeatureMemory(half.config, engine);
+    const converted: FeatureMemory[] = [];
+    try {
+      await full.fill(imgs, new Rng(1));
+      await half.fill(imgs, new Rng(1));
+      const fullBank = (await full.stateDict()).bank.data as Float32Array;
+      const saved = await half.stateDict();
+      expect(saved.bank.dtype).toBe('F16');
+      // The same draw, each value rounded to the nearest half (and some rounding did happen).
+      expect(Array.from(saved.bank.data as Uint16Array)).toEqual(Array.from(toHalfBits(fullBank)));
+      expect(Array.from(roundToHalf(fullBank)).some((v, i) => v !== fullBank[i])).toBe(true);
+      // Through a safetensors file: 2 bytes a value, and the loaded memory searches exactly as the filled one.
+      const bytes = concat(encodeSafetensors(saved));
+      expect(bytes.byteLength).toBeLessThan(concat(encodeSafetensors(await full.stateDict())).byteLength - 50 * 6 * 2 + 1);
+      loaded.loadStateDict(decodeSafetensors(bytes).tensors);
+      const feats = await Promise.all(imgs.map((i) => half.features(i)));
+      const queries = Float32Array.from(feats.flatMap((f) => Array.from(f.data)));
+      const dHalf = await half.nearestDistances(queries);
+      expect(Array.from(await loaded.nearestDistances(queries))).toEqual(Array.from(dHalf));
+      // Against the float32 bank: each squared distance moves by at most ~2^-10 of |q|^2 + |m|^2 (rounding of
+      // the bank) plus the kernel's own 1e-4.
+      const dFull = await full.nearestDistances(queries);
+      const C = 6;
+      let moved = 0;
+      for (let i = 0; i < dFull.length; i++) {
+        const q = queries.subarray(i * C, (i + 1) * C);
+        const qq = q.reduce((a, v) => a + v * v, 0);
+        const mm = Math.max(...Array.from({ length: 50 }, (_, j) => fullBank.subarray(j * C, (j + 1) * C).reduce((a, v) => a + v * v, 0)));
+        expect(Math.abs(dHalf[i] - dFull[i]), `query ${i}`).toBeLessThan((qq + mm) * (2 ** -10 + 1e-4));
+        moved = Math.max(moved, Math.abs(dHalf[i] - dFull[i]));
+      }
+      expect(moved).toBeGreaterThan(0);
+      // A float32 memory stored at f16 holds the rounded bank; back at f32 it keeps those values, written as F32.
+      converted.push(await full.withPrecision('f16'));
+      expect(converted[0].config.precision).toBe('f16');
+      expect(Array.from((await converted[0].stateDict()).bank.data as Uint16Array)).toEqual(Array.from(saved.bank.data as Uint16Array));
+      converted.push(await half.withPrecision('f32'));
+      const widened = await converted[1].stateDict();
+      expect(converted[1].config.precision).toBeUndefined();
+      expect(widened.bank.dtype).toBe('F32');
+      expect(Array.from(widened.bank.data as Float32Array)).toEqual(Array.from(roundToHalf(fullBank)));
+      expect(() => new FeatureMemory({ backbone: 'test', channels: [4, 6], size: 4, neighbourhood: 1, precision: 'f8' as never }, engine)).toThrow(/precision must be one of f32, f16/);
+    } finally {
+      for (const m of [full, half, loaded, ...converted]) m.dispose();
+    }
   });
 
   it('fills a coreset memory with the greedy picks of its pool, and records how', async () => {

@@ -25,7 +25,7 @@ import type { ResolvedAnomalyConfig } from './config.js';
 import { thresholdAtFalseAlarmRate } from './metrics.js';
 import { ANOMALY_FORMAT, disposeNetworks, loadAnomalyDir, memoryWeightsName, type AnomalyMetadata, type MemoryRecord } from './model-dir.js';
 import { workImageFrom } from './patches.js';
-import { buildFeatureMemory, memoryAndReference, type MemoryOptions } from './feature-memory.js';
+import { buildFeatureMemory, memoryAndReference, type MemoryOptions, type MemoryPrecision } from './feature-memory.js';
 import {
   anomalyMap,
   averageWithMirror,
@@ -239,6 +239,8 @@ export interface RecalibrateOptions {
   memoryMixes?: number[][];
   /** Build (or rebuild) the model's feature memories, one per backbone, from its training images first (the weights of G, D and E are not touched). */
   memories?: MemoryOptions[];
+  /** Without `memories`: store the model's existing memories at this precision (to f16 their banks are rounded), then calibrate. */
+  memoryPrecision?: MemoryPrecision;
   engine?: Engine;
   log?: (line: string) => void;
   /** Recorded in model.json (recalibration.command). */
@@ -269,6 +271,20 @@ export async function recalibrateModelDir(dir: string, opts: RecalibrateOptions 
       for (const [k, o] of opts.memories.entries()) nets.memories.push(await buildFeatureMemory(o, images, meta.data?.splitSeed ?? 1, engine, opts.log, k));
       memoryMeta = nets.memories.map((m) => ({ ...m.config, images: split.memory }));
     }
+    if (!opts.memories?.length && opts.memoryPrecision !== undefined && !nets.memories?.length)
+      throw new WgslNnError(`${dir} has no feature memories to store at ${opts.memoryPrecision} (build them with --backbone)`);
+    const convert = !opts.memories?.length && opts.memoryPrecision !== undefined && !!nets.memories?.length;
+    if (convert) {
+      const old = nets.memories!;
+      nets.memories = [];
+      try {
+        for (const m of old) nets.memories.push(await m.withPrecision(opts.memoryPrecision!));
+      } finally {
+        old.forEach((m) => m.dispose());
+      }
+      memoryMeta = nets.memories.map((m, k) => ({ ...m.config, images: memoryMeta![k].images }));
+      opts.log?.(`memories stored at ${opts.memoryPrecision}${opts.memoryPrecision === 'f16' ? ' (banks rounded to half precision)' : ''}`);
+    }
     const memoryFiles = new Set(memoryMeta?.flatMap((m) => m.images) ?? []);
     const referenceFiles = memoryMeta?.length ? train.filter((f) => !memoryFiles.has(f)) : train;
     const reference = await Promise.all(evenSubset(referenceFiles, EDGE_REFERENCE_IMAGES).map(load));
@@ -284,7 +300,7 @@ export async function recalibrateModelDir(dir: string, opts: RecalibrateOptions 
     const dropped = memoryMeta?.flatMap(({ images: _images, ...config }, index) => (cal.droppedMemories.includes(index) ? [{ index, ...config }] : []));
     memoryMeta = memoryMeta?.filter((_, k) => !cal.droppedMemories.includes(k));
     // Rebuilt memories, or a dropped one (the later ones move up a file name), are written again.
-    const rewrite = !!opts.memories?.length || cal.droppedMemories.length > 0;
+    const rewrite = !!opts.memories?.length || convert || cal.droppedMemories.length > 0;
     if (rewrite) for (const [k, m] of (nets.memories ?? []).entries()) writeModelWeights(dir, ANOMALY_FORMAT, memoryWeightsName(k), await m.stateDict());
     const updated: AnomalyMetadata = {
       ...meta,

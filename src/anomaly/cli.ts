@@ -7,7 +7,7 @@ import { WgslNnError } from '../gpu/errors.js';
 import type { DiffAugmentPolicy } from '../nn/functional.js';
 import { TrainingProgress } from '../train/progress.js';
 import { recalibrateModelDir } from './calibrate.js';
-import { DEFAULT_MEMORY_SIZE, DEFAULT_POOL_FACTOR, MEMORY_SAMPLINGS, type MemoryLayers, type MemoryOptions, type MemorySampling } from './feature-memory.js';
+import { DEFAULT_MEMORY_SIZE, DEFAULT_POOL_FACTOR, MEMORY_PRECISIONS, MEMORY_SAMPLINGS, type MemoryLayers, type MemoryOptions, type MemoryPrecision, type MemorySampling } from './feature-memory.js';
 import { AnomalyDetector } from './detector.js';
 import { evaluateAnomalyDetector, formatAnomalyReport } from './evaluate.js';
 import { writeHeatmapPng } from './heatmap.js';
@@ -44,6 +44,12 @@ function addMemoryFlags(command: Command): Command {
       integerList('--memory-downscale', 1, 8),
       [1],
     )
+    .addOption(
+      new Option(
+        '--memory-precision <p>',
+        "how each memory's vectors are stored: f32, or f16 (half the file; the vectors rounded to half precision before calibration). On calibrate without --backbone: store the model's memories so",
+      ).choices(MEMORY_PRECISIONS),
+    )
     .option(
       '--memory-mixes <list>',
       'with several memories: the mixes the memory term alone is calibrated with, instead of the defaults (comma list of colon-separated weights, one per --backbone, e.g. 3:1:0,3:1:1)',
@@ -75,6 +81,7 @@ function memoryOptions(opts: {
   memoryLayers: string[];
   memoryDownscale: number[];
   memoryMixes?: number[][];
+  memoryPrecision?: MemoryPrecision;
 }): MemoryOptions[] | undefined {
   if (!opts.backbone?.length) {
     if (opts.memoryMixes) throw new WgslNnError('--memory-mixes needs the memories it mixes (--backbone)');
@@ -98,6 +105,7 @@ function memoryOptions(opts: {
     pool: opts.memoryPool,
     layers: layers(k),
     downscale: each(opts.memoryDownscale, k),
+    precision: opts.memoryPrecision,
   }));
 }
 
@@ -141,6 +149,7 @@ export function registerAnomalyCommands(program: Command): void {
     .addOption(new Option('--on-bad-image <mode>', 'skip unreadable good images with a warning, or fail').choices(['skip', 'fail']).default('fail'))
     .option('--quiet', 'no progress bar')
     .action(async (opts) => {
+      if (opts.memoryPrecision && !opts.backbone?.length) throw new WgslNnError('--memory-precision needs the memories it stores (--backbone)');
       await withEngine(async (engine) => {
         console.error(`adapter: ${engine.describe()}`);
         const bars: Record<AnomalyPhase, TrainingProgress> = {
@@ -242,6 +251,7 @@ export function registerAnomalyCommands(program: Command): void {
           candidates: fixed ? [{ sigma: opts.sigma ?? 2, topK: opts.topK ?? 16, featureWeight: opts.featureWeight ?? 1, mirror: !!opts.mirror }] : undefined,
           memories: memoryOptions(opts),
           memoryMixes: opts.memoryMixes,
+          memoryPrecision: opts.memoryPrecision,
           log: (line) => console.error(line),
           command: commandLine(),
         }),

@@ -35,6 +35,7 @@ import { WgslNnError } from '../gpu/errors.js';
 import { readModelWeights } from '../model-dir.js';
 import { nn } from '../nn/index.js';
 import type { StateDict } from '../nn/modules.js';
+import { roundToHalf, toHalfBits } from '../nn/half.js';
 import { noGrad, Tensor } from '../nn/tensor.js';
 import { nearestSquaredDistance } from '../kernels/nearest.js';
 import { mixSeed } from '../data/split.js';
@@ -72,7 +73,18 @@ export interface FeatureMemoryConfig {
    * backbone, so each cell sees that many times more of the tile (absent: 1, the working image itself).
    */
   downscale?: number;
+  /**
+   * How the bank's vectors are stored: 'f16' rounds each value to half precision when the memory is filled
+   * (so calibration computes with exactly what is saved) and writes the bank as F16, half the file; absent:
+   * float32. Why: the bank is nearly all of a memory's file (16,384 x 128 floats = 8 MiB), and the model's
+   * 20 MB budget caps how many memories it can hold; a feature is a mean of ReLU outputs, where 11
+   * significant bits (relative error <= 2^-11) move a squared distance by about 1e-3 of itself.
+   */
+  precision?: MemoryPrecision;
 }
+
+export type MemoryPrecision = 'f32' | 'f16';
+export const MEMORY_PRECISIONS: readonly MemoryPrecision[] = ['f32', 'f16'];
 
 export type MemorySampling = 'random' | 'coreset';
 export const MEMORY_SAMPLINGS: readonly MemorySampling[] = ['random', 'coreset'];
@@ -136,6 +148,8 @@ export class FeatureMemory extends nn.Module {
     if (config.deepOnly && c3 === undefined) throw new WgslNnError('a memory of the third block alone (deepOnly) needs three channel counts');
     if (config.downscale !== undefined && !(Number.isInteger(config.downscale) && config.downscale >= 1))
       throw new WgslNnError(`memory downscale must be a positive integer, got ${config.downscale}`);
+    if (config.precision !== undefined && !MEMORY_PRECISIONS.includes(config.precision))
+      throw new WgslNnError(`memory precision must be one of ${MEMORY_PRECISIONS.join(', ')}, got '${config.precision}'`);
     const o = { engine };
     // The same layer indices as DefectClassifier.net (src/cnn/model.ts), so its weights load by name.
     this.backbone = new nn.Sequential(new nn.Conv2d(1, c1, 3, o), new nn.ReLU(), new nn.MaxPool2d(2), new nn.Conv2d(c1, c2, 3, o), new nn.ReLU());
@@ -262,7 +276,40 @@ export class FeatureMemory extends nn.Module {
     }
     const bank = new Float32Array(size * C);
     for (let i = 0; i < size; i++) bank.set(vectorOf(chosen[i]), i * C);
-    this.bank.setValue(this.bank.engine.fromArray(bank, [size, C]));
+    this.bank.setValue(this.bank.engine.fromArray(this.halfPrecision ? roundToHalf(bank) : bank, [size, C]));
+  }
+
+  /** A copy of this memory (backbone and bank) stored at `precision`; to half precision the bank is rounded. This memory is left as it is. */
+  async withPrecision(precision: MemoryPrecision): Promise<FeatureMemory> {
+    const { precision: _current, ...config } = this.config;
+    const copy = new FeatureMemory(precision === 'f16' ? { ...config, precision } : config, this.bank.engine);
+    try {
+      copy.loadStateDict(await this.stateDict());
+    } catch (e) {
+      copy.dispose();
+      throw e;
+    }
+    copy.useIndex = this.useIndex;
+    copy.train(this.training);
+    return copy;
+  }
+
+  private get halfPrecision(): boolean {
+    return this.config.precision === 'f16';
+  }
+
+  /** As nn.Module's, with the bank as F16 half patterns at half precision (exactly its values: fill rounded them). */
+  override async stateDict(): Promise<StateDict> {
+    const state = await super.stateDict();
+    if (this.halfPrecision) state.bank = { ...state.bank, dtype: 'F16', data: toHalfBits(state.bank.data as Float32Array) };
+    return state;
+  }
+
+  /** As nn.Module's; a float32 bank loaded at half precision is rounded as fill() rounds, so it computes as its saved copy will. */
+  override loadStateDict(state: StateDict, strict = true): void {
+    const bank = state.bank;
+    if (this.halfPrecision && bank?.dtype === 'F32') state = { ...state, bank: { ...bank, data: roundToHalf(bank.data as Float32Array) } };
+    super.loadStateDict(state, strict);
   }
 
   /** The backbone's feature map [n, C, h, w] of standardised images [n, 1, H, W]. */
@@ -438,6 +485,8 @@ export interface MemoryOptions {
   neighbourhood?: number;
   sampling?: MemorySampling;
   pool?: number;
+  /** How the bank is stored (FeatureMemoryConfig.precision; default f32). */
+  precision?: MemoryPrecision;
 }
 
 /**
@@ -462,6 +511,7 @@ export async function buildFeatureMemory(
       neighbourhood: opts.neighbourhood ?? DEFAULT_NEIGHBOURHOOD,
       ...(opts.sampling === 'coreset' ? { sampling: opts.sampling, pool: opts.pool } : {}),
       ...((opts.downscale ?? 1) > 1 ? { downscale: opts.downscale } : {}),
+      ...(opts.precision === 'f16' ? { precision: opts.precision } : {}),
     },
     engine,
     opts.layers ?? 2,

@@ -5,6 +5,7 @@ import { ShapeError, WgslNnError } from '../gpu/errors.js';
 import type { Activation } from '../kernels/activation.js';
 import * as F from './functional.js';
 import { globalRng } from './seed.js';
+import { fromHalfBits } from './half.js';
 import { Tensor, noGrad } from './tensor.js';
 
 export interface ModuleOptions {
@@ -12,11 +13,14 @@ export interface ModuleOptions {
   engine?: Engine;
 }
 
-/** Host copy of one state-dict entry (PyTorch's num_batches_tracked is the only I64). */
+/**
+ * Host copy of one state-dict entry (PyTorch's num_batches_tracked is the only I64). F16 (half patterns) only
+ * where a module stores a large buffer at half precision (a feature memory's bank); loading widens it to F32.
+ */
 export interface StateEntry {
   shape: number[];
-  dtype: 'F32' | 'I64';
-  data: Float32Array | BigInt64Array;
+  dtype: 'F32' | 'I64' | 'F16';
+  data: Float32Array | BigInt64Array | Uint16Array;
 }
 export type StateDict = Record<string, StateEntry>;
 
@@ -170,8 +174,8 @@ export abstract class Module {
       if (t) {
         if (entry.shape.length !== t.shape.length || entry.shape.some((d, i) => d !== t.shape[i]))
           throw new ShapeError(`loadStateDict: '${name}' has shape ${shapeString(entry.shape)}, the model expects ${shapeString(t.shape)}`);
-        if (entry.dtype !== 'F32') throw new WgslNnError(`loadStateDict: '${name}' must be F32, got ${entry.dtype}`);
-        t.setValue(t.engine.fromArray(entry.data as Float32Array, t.shape));
+        if (entry.dtype !== 'F32' && entry.dtype !== 'F16') throw new WgslNnError(`loadStateDict: '${name}' must be F32 (or F16), got ${entry.dtype}`);
+        t.setValue(t.engine.fromArray(entry.dtype === 'F16' ? fromHalfBits(entry.data as Uint16Array) : (entry.data as Float32Array), t.shape));
       } else {
         const x = extras.get(name);
         if (x) x.m.loadExtraState(x.local, entry);

@@ -8,6 +8,7 @@ import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, w
 import { dirname, basename, join } from 'node:path';
 import { WgslNnError } from '../gpu/errors.js';
 import type { Module, StateDict, StateEntry } from './modules.js';
+import { halfToFloat } from './half.js';
 
 export class SafetensorsError extends WgslNnError {}
 
@@ -97,15 +98,6 @@ export function decodeSafetensors(bytes: Uint8Array, name = 'safetensors data'):
 export function readSafetensors(path: string): { tensors: StateDict; metadata: Record<string, string> } {
   if (!existsSync(path)) throw new SafetensorsError(`weights file not found: ${path}`);
   return decodeSafetensors(readFileSync(path), path);
-}
-
-function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * 2 ** -14 * (f / 1024);
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * 2 ** (e - 15) * (1 + f / 1024);
 }
 
 /** Saves a module's state dict (PyTorch names) to a safetensors file, atomically. */
