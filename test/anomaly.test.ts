@@ -12,7 +12,7 @@ import { evaluateAnomalyDetector } from '../src/anomaly/evaluate.js';
 import { disposeNetworks, loadAnomalyDir, readAnomalyMetadata } from '../src/anomaly/model-dir.js';
 import { workImageFrom } from '../src/anomaly/patches.js';
 import { rawAnomalyMap, residualMaps, scoringTerms } from '../src/anomaly/scorer.js';
-import { defaultScoringCandidates } from '../src/anomaly/calibrate.js';
+import { defaultScoringCandidates, scoringSettings } from '../src/anomaly/calibrate.js';
 import type { MemoryOptions } from '../src/anomaly/feature-memory.js';
 import { trainAnomalyDetector, type AnomalyTrainOptions, type AnomalyTrainResult } from '../src/anomaly/train.js';
 import { DatasetError } from '../src/data/dataset.js';
@@ -457,15 +457,20 @@ describe('anomaly calibrate --backbone (feature memory)', () => {
     expect(existsSync(join(copy, 'memory-2.safetensors'))).toBe(false);
   });
 
-  it('--memory-precision f16 stores the banks at half precision (new memories, or on calibrate alone the existing ones): half the file, the scores calibration computed', async () => {
+  it('--memory-precision f16 stores the banks at half precision (new memories, or on calibrate alone the existing ones, --keep-scoring keeping the settings): half the file, the scores calibration computed', async () => {
     const { copy, meta } = await withMemoryOnly('memory-f16', { backbone: 'models/neu', size: 256 });
     const file = join(copy, 'memory.safetensors');
     const fullBank = readSafetensors(file).tensors.bank.data as Float32Array;
     const fullBytes = statSync(file).size;
-    const candidates = [{ sigma: 1, topK: 4, pixelWeight: 0, featureWeight: 0, memoryWeight: 1, mirror: false }];
-    const cal = await recalibrateModelDir(copy, { engine, candidates, falseAlarmRate: 0.4, memoryPrecision: 'f16' });
+    // --keep-scoring: the settings stay, the memory's normal level moves by the rounding only.
+    const cal = await recalibrateModelDir(copy, { engine, keepScoring: true, memoryPrecision: 'f16' });
     const after = readAnomalyMetadata(copy);
     expect(after.memories![0]).toMatchObject({ precision: 'f16', size: 256, images: meta.memories![0].images });
+    expect(scoringSettings(after.scoring)).toEqual(scoringSettings(meta.scoring));
+    expect(after.threshold.falseAlarmRate).toBe(meta.threshold.falseAlarmRate);
+    expect(after.scoring.memoryMeans![0]).not.toBe(meta.scoring.memoryMeans![0]);
+    expect(Math.abs(after.scoring.memoryMeans![0] / meta.scoring.memoryMeans![0] - 1)).toBeLessThan(1e-2);
+    expect(Math.abs(after.threshold.value / meta.threshold.value - 1)).toBeLessThan(1e-2);
     expect(statSync(file).size).toBeLessThanOrEqual(fullBytes - 256 * 64 * 2 + 8); // the bank at 2 bytes a value (header within 8)
     const halfBank = readSafetensors(file).tensors.bank.data as Float32Array;
     expect(Array.from(halfBank)).toEqual(Array.from(roundToHalf(fullBank)));
@@ -479,6 +484,10 @@ describe('anomaly calibrate --backbone (feature memory)', () => {
     const none = await runCli(['anomaly', 'calibrate', '--model', model, '--memory-precision', 'f16']);
     expect(none.code).not.toBe(0);
     expect(none.stderr).toMatch(/has no feature memories to store at f16 \(build them with --backbone\)/);
+    const both = await runCli(['anomaly', 'calibrate', '--model', copy, '--keep-scoring', '--sigma', '1']);
+    expect(both.code).not.toBe(0);
+    expect(both.stderr).toMatch(/--keep-scoring keeps the model's settings: not with --sigma/);
+    await expect(recalibrateModelDir(copy, { engine, keepScoring: true, memoryMixes: [[1, 1]] })).rejects.toThrow(/excludes choosing among candidates or memory mixes/);
     const train = await runCli(['anomaly', 'train', '--data', trainRoot, '--out', join(dir, 'never-written'), '--memory-precision', 'f16']);
     expect(train.code).not.toBe(0);
     expect(train.stderr).toMatch(/--memory-precision needs the memories it stores \(--backbone\)/);

@@ -229,6 +229,19 @@ function dropUnweightedMemories(nets: AnomalyNetworks, scoring: Scoring, log?: (
   return dropped;
 }
 
+/** The settings of a calibrated scoring, defaults written out (the candidate that reproduces it). */
+export function scoringSettings(s: Scoring): ScoringSettings {
+  return {
+    sigma: s.sigma,
+    topK: s.topK,
+    featureWeight: s.featureWeight ?? 1,
+    pixelWeight: s.pixelWeight ?? 1,
+    memoryWeight: s.memoryWeight ?? 0,
+    mirror: s.mirror ?? false,
+    ...(s.memoryMix ? { memoryMix: [...s.memoryMix] } : {}),
+  };
+}
+
 export interface RecalibrateOptions {
   /** Dataset root holding the model's validation files (default: the root recorded in model.json). */
   data?: string;
@@ -237,6 +250,12 @@ export interface RecalibrateOptions {
   candidates?: ScoringSettings[];
   /** The memory-alone mixes of the default candidates (defaultScoringCandidates). */
   memoryMixes?: number[][];
+  /**
+   * Keep the model's scoring settings (weights, mix, smoothing, top-k, mirror) as the only candidate, so that
+   * only the normal levels (means, edge profile) and the threshold are derived again: for another false-alarm
+   * rate, or memories stored at another precision. Not with `candidates` or `memoryMixes`.
+   */
+  keepScoring?: boolean;
   /** Build (or rebuild) the model's feature memories, one per backbone, from its training images first (the weights of G, D and E are not touched). */
   memories?: MemoryOptions[];
   /** Without `memories`: store the model's existing memories at this precision (to f16 their banks are rounded), then calibrate. */
@@ -253,6 +272,7 @@ export interface RecalibrateOptions {
  * touched. With `memory`, a feature memory is built from the training images first (memory.safetensors).
  */
 export async function recalibrateModelDir(dir: string, opts: RecalibrateOptions = {}): Promise<CalibrationResult> {
+  if (opts.keepScoring && (opts.candidates || opts.memoryMixes)) throw new WgslNnError('keeping the scoring settings excludes choosing among candidates or memory mixes');
   const { nets, meta, config } = loadAnomalyDir(dir, opts.engine);
   try {
     const root = opts.data ?? meta.data?.root;
@@ -292,7 +312,7 @@ export async function recalibrateModelDir(dir: string, opts: RecalibrateOptions 
     const cal = await calibrate(nets, config, validation, {
       falseAlarmRate: rate,
       reference,
-      candidates: opts.candidates ?? defaultScoringCandidates(nets.memories?.length ?? 0, opts.memoryMixes),
+      candidates: opts.keepScoring ? [scoringSettings(meta.scoring)] : (opts.candidates ?? defaultScoringCandidates(nets.memories?.length ?? 0, opts.memoryMixes)),
       seed: meta.data?.splitSeed ?? 1,
       log: opts.log,
     });

@@ -239,10 +239,12 @@ export function registerAnomalyCommands(program: Command): void {
     .option('--top-k <n>', 'fix the score top-k', int('--top-k'))
     .option('--feature-weight <w>', 'fix the feature weight', num('--feature-weight'))
     .option('--mirror', 'fix: average with the mirror image')
+    .option('--keep-scoring', "keep the model's scoring settings; derive only the normal levels and the threshold again (e.g. with --false-alarm-rate or --memory-precision)")
     .option('--backbone <dir...>', "first build a feature memory on this classifier's first convolutions (e.g. models/neu) from the model's training images; several: one memory each");
   addMemoryFlags(calibrate)
     .action(async (opts) => {
       const fixed = opts.sigma !== undefined || opts.topK !== undefined || opts.featureWeight !== undefined || opts.mirror !== undefined;
+      if (opts.keepScoring && (fixed || opts.memoryMixes)) throw new WgslNnError('--keep-scoring keeps the model\'s settings: not with --sigma, --top-k, --feature-weight, --mirror or --memory-mixes');
       const cal = await withEngine((engine) =>
         recalibrateModelDir(opts.model, {
           engine,
@@ -252,6 +254,7 @@ export function registerAnomalyCommands(program: Command): void {
           memories: memoryOptions(opts),
           memoryMixes: opts.memoryMixes,
           memoryPrecision: opts.memoryPrecision,
+          keepScoring: !!opts.keepScoring,
           log: (line) => console.error(line),
           command: commandLine(),
         }),
