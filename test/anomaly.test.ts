@@ -468,6 +468,7 @@ describe('anomaly calibrate --backbone (feature memory)', () => {
     expect(after.memories![0]).toMatchObject({ precision: 'f16', size: 256, images: meta.memories![0].images });
     expect(scoringSettings(after.scoring)).toEqual(scoringSettings(meta.scoring));
     expect(after.threshold.falseAlarmRate).toBe(meta.threshold.falseAlarmRate);
+    expect(after.recalibration!.previous).toEqual(meta.recalibration); // the earlier calibration stays on record
     expect(after.scoring.memoryMeans![0]).not.toBe(meta.scoring.memoryMeans![0]);
     expect(Math.abs(after.scoring.memoryMeans![0] / meta.scoring.memoryMeans![0] - 1)).toBeLessThan(1e-2);
     expect(Math.abs(after.threshold.value / meta.threshold.value - 1)).toBeLessThan(1e-2);

@@ -328,7 +328,12 @@ export async function recalibrateModelDir(dir: string, opts: RecalibrateOptions 
       scoring: cal.scoring,
       threshold: { value: cal.threshold, falseAlarmRate: rate, validationImages: validation.length },
       training: { ...meta.training, validationScores: cal.validationScores, scoringSelection: cal.selection },
-      recalibration: { command: opts.command, at: new Date().toISOString(), ...(dropped?.length ? { droppedMemories: dropped } : {}) },
+      recalibration: {
+        command: opts.command,
+        at: new Date().toISOString(),
+        ...(dropped?.length ? { droppedMemories: dropped } : {}),
+        ...(meta.recalibration ? { previous: meta.recalibration } : {}),
+      },
     };
     writeFileAtomic(join(dir, MODEL_JSON), [new TextEncoder().encode(JSON.stringify(updated, null, 2) + '\n')]);
     // Memories of an earlier calibration beyond the new count only take space (removed after model.json stops naming them).

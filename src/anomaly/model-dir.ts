@@ -55,8 +55,16 @@ export interface AnomalyMetadata {
    * The last `anomaly calibrate`. droppedMemories: the memories it built or had that the chosen mix weighed 0,
    * not kept; `index` is each one's position in the selection's mixes (0-based).
    */
-  recalibration?: { command?: string; at: string; droppedMemories?: (FeatureMemoryConfig & { index: number })[] };
+  /** The latest `anomaly calibrate` run; the one before it, if any, as `previous` (and so on back). */
+  recalibration?: Recalibration;
   createdAt: string;
+}
+
+export interface Recalibration {
+  command?: string;
+  at: string;
+  droppedMemories?: (FeatureMemoryConfig & { index: number })[];
+  previous?: Recalibration;
 }
 
 export type MemoryRecord = FeatureMemoryConfig & { images: string[] };
