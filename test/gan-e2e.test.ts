@@ -108,6 +108,22 @@ describe('trainGan', () => {
     await expect(trainGan(tiny(resumed, { className: 'crack', epochs: 3, resume: true }))).rejects.toThrow(/emaDecay|options/i);
   });
 
+  it('--d-steps records the discriminator steps per generator step, trains otherwise than one step, and resumes only with the same count', async () => {
+    const two = join(dir, 'd-steps-2');
+    const one = join(dir, 'd-steps-1');
+    const opts = { className: 'crack', spectralNorm: true, sampleEvery: 0, epochs: 1 };
+    const r = await trainGan(tiny(two, { ...opts, discriminatorSteps: 2 }));
+    expect(r.history.every((h) => Number.isFinite(h.lossD) && Number.isFinite(h.lossG))).toBe(true);
+    expect(readGanMetadata(two).training).toMatchObject({ discriminatorSteps: 2 });
+    await trainGan(tiny(one, opts));
+    expect(readGanMetadata(one).training).not.toHaveProperty('discriminatorSteps');
+    const [a, b] = [await generatorWeights(two), await generatorWeights(one)];
+    expect(a.some((t, i) => t.some((v, j) => v !== b[i][j]))).toBe(true);
+    await expect(trainGan(tiny(two, { ...opts, epochs: 2, resume: true }))).rejects.toThrow(/discriminatorSteps|options/i);
+    const resumed = await trainGan(tiny(two, { ...opts, discriminatorSteps: 2, epochs: 2, resume: true }));
+    expect(resumed.history.map((h) => h.epoch)).toEqual([1, 2]);
+  });
+
   it('trains the dense seed GAN on patches', async () => {
     const out = join(dir, 'dense');
     const r = await trainGan({ data, out, arch: "dense", imageSize: 8, batchSize: 16, epochs: 2, engine, className: "scratch" });

@@ -8,6 +8,7 @@ import { manualSeed } from '../src/nn/seed.js';
 import { noGrad } from '../src/nn/tensor.js';
 import * as F from '../src/nn/functional.js';
 import { Rng } from '../src/util/rng.js';
+import { mixSeed } from '../src/data/split.js';
 import { bceWithLogitsRef, crossEntropyRef } from '../src/kernels/reference/loss.js';
 import { testEngine } from './helpers.js';
 
@@ -312,5 +313,53 @@ describe('GAN step with the hinge loss', () => {
     expect(() => new GanStep(G, D, { loss: 'hinge', labelSmoothing: 0.1 })).toThrow(/label smoothing applies to the BCE loss only/);
     expect(() => new GanStep(G, D, { loss: 'wasserstein' as never })).toThrow(/GAN loss must be one of bce, hinge, got 'wasserstein'/);
     engine.destroy();
+  });
+});
+
+describe('GAN step with several discriminator steps', () => {
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await testEngine();
+  });
+  afterAll(() => engine.destroy());
+
+  it('discriminatorSteps k runs k D steps (fresh draws from the iteration\'s generator) and then one G step', async () => {
+    const c = resolveGanConfig({ arch: 'dcgan', imageSize: 16, classes: ['a', 'b'], latentDim: 6, ngf: 4, ndf: 4, spectralNorm: true });
+    const n = 4;
+    const labels = Int32Array.from({ length: n }, (_, i) => i % 2);
+    const real = realBatch(n, 16, labels, new Rng(2));
+    const build = (steps?: number) => {
+      manualSeed(11);
+      const g = new Generator(c, engine);
+      const d = new Discriminator(c, engine);
+      return { g, d, s: new GanStep(g, d, { seed: 4, lrD: 1e-3, lrG: 1e-3, discriminatorSteps: steps }) };
+    };
+    const twice = build(2);
+    const byHand = build();
+    const once = build(1);
+    try {
+      const l = twice.s.step(real, labels, 3);
+      // The same by hand: two D steps and a G step drawing in turn from the iteration's generator.
+      const r = new Rng(mixSeed(4, 3));
+      const first = byHand.s.discriminatorStep(real, labels, r);
+      const second = byHand.s.discriminatorStep(real, labels, r);
+      const lossG = byHand.s.generatorStep(labels, r);
+      expect(await l.lossD.item()).toBe(await second.lossD.item());
+      expect(await l.lossG.item()).toBe(await lossG.item());
+      expect(await first.lossD.item()).not.toBe(await second.lossD.item());
+      expect(same(await snapshot(twice.d.parameters()), await snapshot(byHand.d.parameters()))).toBe(true);
+      expect(same(await snapshot(twice.g.parameters()), await snapshot(byHand.g.parameters()))).toBe(true);
+      // One D step: a different discriminator after the iteration.
+      once.s.step(real, labels, 3);
+      expect(same(await snapshot(once.d.parameters()), await snapshot(twice.d.parameters()))).toBe(false);
+      for (const t of [...Object.values(l), ...Object.values(first), ...Object.values(second), lossG]) t.dispose();
+    } finally {
+      for (const x of [twice, byHand, once]) (x.s.dispose(), x.g.dispose(), x.d.dispose());
+    }
+    const g = new Generator(c, engine);
+    const d = new Discriminator(c, engine);
+    expect(() => new GanStep(g, d, { discriminatorSteps: 0 })).toThrow(/discriminator steps per generator step must be a positive integer, got 0/);
+    g.dispose();
+    d.dispose();
   });
 });

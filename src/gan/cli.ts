@@ -29,6 +29,7 @@ export function registerGanCommands(program: Command): void {
     .option('--beta1 <b>', "Adam's beta1", num('--beta1'), 0.5)
     .option('--label-smoothing <s>', 'one-sided: real targets 1 - s (BCE loss only)', num('--label-smoothing'), 0)
     .addOption(new Option('--loss <loss>', "adversarial loss: bce (non-saturating, the seed's) or hinge (SN-GAN's)").choices(['bce', 'hinge']).default('bce'))
+    .option('--d-steps <k>', 'discriminator updates per generator update (n_dis of SN-GAN; each on the same real batch with fresh noise and augmentation)', int('--d-steps'), 1)
     .option('--ema <decay>', "sample and save an exponential moving average of the generator's weights (e.g. 0.999)", num('--ema'))
     .option('--diff-augment <ops>', 'DiffAugment ops on everything D sees: color,translation,cutout or none (default: none dense, all three dcgan)', policyList)
     .option('--latent-dim <n>', 'noise dimension', int('--latent-dim'), 100)
@@ -76,6 +77,7 @@ export function registerGanCommands(program: Command): void {
           beta1: opts.beta1,
           labelSmoothing: opts.labelSmoothing,
           loss: opts.loss,
+          discriminatorSteps: opts.dSteps,
           emaDecay: opts.ema,
           diffAugment: opts.diffAugment,
           latentDim: opts.latentDim,

@@ -1,5 +1,9 @@
 // One adversarial iteration: a discriminator step, then a generator step (Goodfellow et al. 2014,
-// with the non-saturating generator loss -log D(G(z))).
+// with the non-saturating generator loss -log D(G(z))). With `discriminatorSteps` k > 1, k D steps on the
+// iteration's real batch (each with fresh noise and a fresh augmentation draw) before the G step: the
+// n_dis of WGAN and SN-GAN (Miyato et al. 2018 use 5), for a discriminator that would otherwise stay at
+// chance and give the generator little to learn from. The real batch is reused rather than k drawn, so an
+// epoch still is one pass over the data with one G step per batch.
 //
 //   D step: loss_D = BCE(D(aug(x_real)), 1 - smoothing) + BCE(D(aug(G(z).detach())), 0); update D only.
 //           A discriminator without batch statistics scores real and fake in one pass (Discriminator.batchesJoin).
@@ -49,6 +53,8 @@ export interface GanStepOptions {
   classWeight?: number;
   /** The adversarial loss: BCE with the non-saturating G loss (default), or the hinge loss. */
   loss?: GanLoss;
+  /** Discriminator updates per generator update (default 1). */
+  discriminatorSteps?: number;
   /** Seed of the noise and augmentation draws; iteration i draws from Rng(mixSeed(seed, i)), so a resumed run draws as an uninterrupted one. */
   seed?: number;
 }
@@ -72,6 +78,7 @@ export class GanStep {
   private readonly augment: DiscriminatorAugment | null;
   private readonly classWeight: number;
   private readonly hinge: boolean;
+  private readonly discriminatorSteps: number;
   private readonly engine: Engine;
 
   constructor(
@@ -89,6 +96,9 @@ export class GanStep {
     if (!GAN_LOSSES.includes(loss)) throw new WgslNnError(`GAN loss must be one of ${GAN_LOSSES.join(', ')}, got '${loss}'`);
     this.hinge = loss === 'hinge';
     if (this.hinge && this.smoothing > 0) throw new WgslNnError('label smoothing applies to the BCE loss only, not to the hinge loss');
+    this.discriminatorSteps = options.discriminatorSteps ?? 1;
+    if (!(Number.isInteger(this.discriminatorSteps) && this.discriminatorSteps >= 1))
+      throw new WgslNnError(`discriminator steps per generator step must be a positive integer, got ${options.discriminatorSteps}`);
     this.augment = options.augment ?? null;
     this.classWeight = options.classWeight ?? 1;
     if (!(this.classWeight >= 0 && Number.isFinite(this.classWeight))) throw new WgslNnError(`class loss weight must be finite and >= 0, got ${this.classWeight}`);
@@ -106,13 +116,18 @@ export class GanStep {
   }
 
   /**
-   * One D step and one G step on a real batch ([n,1,S,S] pixels in [0,1], labels [n]); `iteration`
-   * (a global step counter) seeds the noise and augmentation, so a resumed run draws as an
-   * uninterrupted one. Returns the scalar losses as tensors the caller owns (nothing is read back here).
+   * `discriminatorSteps` D steps and one G step on a real batch ([n,1,S,S] pixels in [0,1], labels [n]);
+   * `iteration` (a global step counter) seeds the noise and augmentation, so a resumed run draws as an
+   * uninterrupted one. Returns the scalar losses (of the last D step) as tensors the caller owns (nothing is
+   * read back here).
    */
   step(real: Float32Array, labels: Int32Array, iteration: number): GanStepLosses {
     const rng = new Rng(mixSeed(this.seed, iteration));
-    const d = this.discriminatorStep(real, labels, rng);
+    let d = this.discriminatorStep(real, labels, rng);
+    for (let k = 1; k < this.discriminatorSteps; k++) {
+      for (const t of Object.values(d)) t.dispose();
+      d = this.discriminatorStep(real, labels, rng);
+    }
     const lossG = this.generatorStep(labels, rng);
     return { ...d, lossG };
   }

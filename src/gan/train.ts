@@ -47,6 +47,8 @@ export interface GanTrainOptions {
   labelSmoothing?: number;
   /** The adversarial loss (GanStepOptions.loss; default bce). */
   loss?: GanLoss;
+  /** Discriminator updates per generator update (GanStepOptions.discriminatorSteps; default 1). */
+  discriminatorSteps?: number;
   /** DiffAugment ops on everything D sees; [] for none. Default: none for dense (the seed), color+translation+cutout for dcgan. */
   diffAugment?: DiffAugmentPolicy[];
   latentDim?: number;
@@ -191,7 +193,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
   const sampled = (average?.target as Generator | undefined) ?? G;
   const policy = opts.diffAugment ?? d.augment;
   const augment: DiscriminatorAugment | null = policy.length ? (x: Tensor, s: number) => F.diffAugment(x, { policy, seed: s }) : null;
-  const gan = new GanStep(G, D, { lrG: opts.lrG, lrD: opts.lrD, beta1: opts.beta1, labelSmoothing: opts.labelSmoothing, loss: opts.loss, augment, classWeight: opts.classWeight, seed });
+  const gan = new GanStep(G, D, { lrG: opts.lrG, lrD: opts.lrD, beta1: opts.beta1, labelSmoothing: opts.labelSmoothing, loss: opts.loss, discriminatorSteps: opts.discriminatorSteps, augment, classWeight: opts.classWeight, seed });
 
   // Fixed noise for the sample grids and the diversity measure; a fixed real batch to compare with.
   // One row per class (up to 16 samples each); an unconditional model gets an 8 x 8 grid.
@@ -224,6 +226,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
     beta1: opts.beta1 ?? 0.5,
     labelSmoothing: opts.labelSmoothing ?? 0,
     ...(opts.loss && opts.loss !== 'bce' ? { loss: opts.loss } : {}),
+    ...((opts.discriminatorSteps ?? 1) !== 1 ? { discriminatorSteps: opts.discriminatorSteps } : {}),
     diffAugment: policy,
     ...(average ? { emaDecay: average.decay } : {}),
     adapter: engine.describe(),
@@ -292,6 +295,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
         ...(average ? { emaDecay: average.decay } : {}),
         ...(opts.classWeight !== undefined ? { classWeight: opts.classWeight } : {}),
         ...(opts.loss && opts.loss !== 'bce' ? { loss: opts.loss } : {}),
+        ...((opts.discriminatorSteps ?? 1) !== 1 ? { discriminatorSteps: opts.discriminatorSteps } : {}),
       },
       extraState: {
         save: () => ({ collapseAlarm: alarm.state }),
