@@ -495,6 +495,23 @@ describe('anomaly calibrate --backbone (feature memory)', () => {
     expect(existsSync(join(dir, 'never-written'))).toBe(false);
   });
 
+  it('--keep-memories appends new memories to the kept ones: the same set as building all at once, the kept file untouched', async () => {
+    const first: MemoryOptions = { backbone: 'models/neu', size: 128 };
+    const second: MemoryOptions = { backbone: 'models/neu', size: 64, layers: 'deep' };
+    const { copy } = await withMemoryOnly('memory-keep', first);
+    const keptBytes = readFileSync(join(copy, 'memory.safetensors'));
+    const candidates = [{ sigma: 1, topK: 4, pixelWeight: 0, featureWeight: 0, memoryWeight: 1, memoryMix: [1, 1], mirror: false }];
+    const cal = await recalibrateModelDir(copy, { engine, candidates, falseAlarmRate: 0.4, memories: [second], keepMemories: true });
+    expect(readFileSync(join(copy, 'memory.safetensors')).equals(keptBytes)).toBe(true);
+    const together = await withMemoryOnly('memory-together', first, second);
+    const meta = readAnomalyMetadata(copy);
+    expect(meta.memories).toEqual(together.meta.memories);
+    for (const f of ['memory.safetensors', 'memory-2.safetensors'])
+      expect(Array.from(readSafetensors(join(copy, f)).tensors.bank.data as Float32Array)).toEqual(Array.from(readSafetensors(join(together.copy, f)).tensors.bank.data as Float32Array));
+    await expectReloadedScores(copy, cal.validationScores);
+    await expect(recalibrateModelDir(copy, { engine, keepMemories: true })).rejects.toThrow(/keeping the memories applies when new ones are built/);
+  });
+
   it('an AnomalyDetector scoring images of several sizes, two at a time, keeps GPU memory flat and its scores; a bad image fails its own call only', async () => {
     // Every scoring path at once: GAN residuals, two memories, mirror averaging.
     const copy = join(dir, 'memory-soak');

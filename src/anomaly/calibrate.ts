@@ -258,6 +258,11 @@ export interface RecalibrateOptions {
   keepScoring?: boolean;
   /** Build (or rebuild) the model's feature memories, one per backbone, from its training images first (the weights of G, D and E are not touched). */
   memories?: MemoryOptions[];
+  /**
+   * With `memories`: keep the model's memories as they are and append the new ones after them (each drawn as
+   * it would be at that position among the backbones, so the set equals building them all at once).
+   */
+  keepMemories?: boolean;
   /** Without `memories`: store the model's existing memories at this precision (to f16 their banks are rounded), then calibrate. */
   memoryPrecision?: MemoryPrecision;
   engine?: Engine;
@@ -282,14 +287,21 @@ export async function recalibrateModelDir(dir: string, opts: RecalibrateOptions 
     const validation = await Promise.all(files.map(load));
     const train = meta.data!.files.train;
     let memoryMeta: MemoryRecord[] | undefined = meta.memories;
+    if (opts.keepMemories && !opts.memories?.length) throw new WgslNnError('keeping the memories applies when new ones are built (--backbone)');
     if (opts.memories?.length) {
       const split = memoryAndReference(train, EDGE_REFERENCE_IMAGES);
+      const kept = opts.keepMemories ? (nets.memories ?? []) : [];
+      const keptMeta = opts.keepMemories ? (meta.memories ?? []) : [];
+      // The edge profile is measured on images no memory holds: the kept memories must come from the same ones.
+      const other = keptMeta.find((m) => m.images.length !== split.memory.length || m.images.some((f, i) => f !== split.memory[i]));
+      if (other) throw new WgslNnError(`${dir}: a kept memory (${other.backbone}) was drawn from other training images than new ones would be; rebuild all memories instead`);
       const images = await Promise.all(split.memory.map(async (f) => workImageFrom(await load(f), config)));
       const engine = nets.generator.parameters()[0].engine;
-      nets.memories?.forEach((m) => m.dispose());
-      nets.memories = [];
-      for (const [k, o] of opts.memories.entries()) nets.memories.push(await buildFeatureMemory(o, images, meta.data?.splitSeed ?? 1, engine, opts.log, k));
-      memoryMeta = nets.memories.map((m) => ({ ...m.config, images: split.memory }));
+      if (!opts.keepMemories) nets.memories?.forEach((m) => m.dispose());
+      nets.memories = [...kept];
+      for (const [k, o] of opts.memories.entries())
+        nets.memories.push(await buildFeatureMemory(o, images, meta.data?.splitSeed ?? 1, engine, opts.log, kept.length + k));
+      memoryMeta = [...keptMeta, ...nets.memories.slice(kept.length).map((m) => ({ ...m.config, images: split.memory }))];
     }
     if (!opts.memories?.length && opts.memoryPrecision !== undefined && !nets.memories?.length)
       throw new WgslNnError(`${dir} has no feature memories to store at ${opts.memoryPrecision} (build them with --backbone)`);

@@ -82,6 +82,7 @@ function memoryOptions(opts: {
   memoryDownscale: number[];
   memoryMixes?: number[][];
   memoryPrecision?: MemoryPrecision;
+  keepMemories?: boolean;
 }): MemoryOptions[] | undefined {
   if (!opts.backbone?.length) {
     if (opts.memoryMixes) throw new WgslNnError('--memory-mixes needs the memories it mixes (--backbone)');
@@ -92,7 +93,8 @@ function memoryOptions(opts: {
   for (const [flag, list] of [['--memory-size', opts.memorySize], ['--memory-layers', opts.memoryLayers], ['--memory-downscale', opts.memoryDownscale]] as const)
     if (list.length !== 1 && list.length !== n) throw new WgslNnError(`${flag} gives ${list.length} values for ${n} backbones: give one for all, or one per backbone`);
   const each = <T>(list: readonly T[], k: number): T => list[list.length === 1 ? 0 : k];
-  const bad = opts.memoryMixes?.find((mix) => mix.length !== n);
+  // With --keep-memories the mixes also weigh the kept memories: calibration checks them against the whole set.
+  const bad = opts.keepMemories ? undefined : opts.memoryMixes?.find((mix) => mix.length !== n);
   if (bad) throw new WgslNnError(`--memory-mixes: the mix ${bad.join(':')} has ${bad.length} weights for ${n} memories`);
   const layers = (k: number): MemoryLayers => {
     const v = each(opts.memoryLayers, k);
@@ -239,6 +241,7 @@ export function registerAnomalyCommands(program: Command): void {
     .option('--top-k <n>', 'fix the score top-k', int('--top-k'))
     .option('--feature-weight <w>', 'fix the feature weight', num('--feature-weight'))
     .option('--mirror', 'fix: average with the mirror image')
+    .option('--keep-memories', "with --backbone: keep the model's memories and append the new ones (drawn as at their position after the kept ones)")
     .option('--keep-scoring', "keep the model's scoring settings; derive only the normal levels and the threshold again (e.g. with --false-alarm-rate or --memory-precision)")
     .option('--backbone <dir...>', "first build a feature memory on this classifier's first convolutions (e.g. models/neu) from the model's training images; several: one memory each");
   addMemoryFlags(calibrate)
@@ -255,6 +258,7 @@ export function registerAnomalyCommands(program: Command): void {
           memoryMixes: opts.memoryMixes,
           memoryPrecision: opts.memoryPrecision,
           keepScoring: !!opts.keepScoring,
+          keepMemories: !!opts.keepMemories,
           log: (line) => console.error(line),
           command: commandLine(),
         }),
