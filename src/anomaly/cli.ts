@@ -47,7 +47,7 @@ function addMemoryFlags(command: Command): Command {
     .addOption(
       new Option(
         '--memory-precision <p>',
-        "how each memory's vectors are stored: f32, or f16 (half the file; the vectors rounded to half precision before calibration). On calibrate without --backbone: store the model's memories so",
+        "how each memory's vectors are stored: f32, or f16 (half the file; the vectors rounded to half precision before calibration). On calibrate without --backbone: convert the model's own memories to it",
       ).choices(MEMORY_PRECISIONS),
     )
     .option(

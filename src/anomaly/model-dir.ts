@@ -53,9 +53,9 @@ export interface AnomalyMetadata {
   /** Set by `anomaly calibrate`: the scoring and threshold were redone after training. */
   /**
    * The last `anomaly calibrate`. droppedMemories: the memories it built or had that the chosen mix weighed 0,
-   * not kept; `index` is each one's position in the selection's mixes (0-based).
+   * not kept; `index` is each one's position in the selection's mixes (0-based). The calibration before it, if
+   * any, as `previous` (and so on back).
    */
-  /** The latest `anomaly calibrate` run; the one before it, if any, as `previous` (and so on back). */
   recalibration?: Recalibration;
   createdAt: string;
 }
