@@ -458,7 +458,12 @@ describe('anomaly calibrate --backbone (feature memory)', () => {
   });
 
   it('--memory-precision f16 stores the banks at half precision (new memories, or on calibrate alone the existing ones, --keep-scoring keeping the settings): half the file, the scores calibration computed', async () => {
-    const { copy, meta } = await withMemoryOnly('memory-f16', { backbone: 'models/neu', size: 256 });
+    const { copy } = await withMemoryOnly('memory-f16', { backbone: 'models/neu', size: 256 });
+    // A calibration that chose among two candidates: its table must survive --keep-scoring.
+    const two = [1, 2].map((sigma) => ({ sigma, topK: 4, pixelWeight: 0, featureWeight: 0, memoryWeight: 1, mirror: false }));
+    await recalibrateModelDir(copy, { engine, candidates: two, falseAlarmRate: 0.4 });
+    const meta = readAnomalyMetadata(copy);
+    expect(meta.training!.scoringSelection).toHaveLength(2);
     const file = join(copy, 'memory.safetensors');
     const fullBank = readSafetensors(file).tensors.bank.data as Float32Array;
     const fullBytes = statSync(file).size;
@@ -469,6 +474,7 @@ describe('anomaly calibrate --backbone (feature memory)', () => {
     expect(scoringSettings(after.scoring)).toEqual(scoringSettings(meta.scoring));
     expect(after.threshold.falseAlarmRate).toBe(meta.threshold.falseAlarmRate);
     expect(after.recalibration!.previous).toEqual(meta.recalibration); // the earlier calibration stays on record
+    expect(after.training!.scoringSelection).toEqual(meta.training!.scoringSelection); // the table that chose the kept settings
     expect(after.scoring.memoryMeans![0]).not.toBe(meta.scoring.memoryMeans![0]);
     expect(Math.abs(after.scoring.memoryMeans![0] / meta.scoring.memoryMeans![0] - 1)).toBeLessThan(1e-2);
     expect(Math.abs(after.threshold.value / meta.threshold.value - 1)).toBeLessThan(1e-2);

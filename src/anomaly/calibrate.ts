@@ -339,7 +339,12 @@ export async function recalibrateModelDir(dir: string, opts: RecalibrateOptions 
       ...(memoryMeta?.length ? { memories: memoryMeta } : {}),
       scoring: cal.scoring,
       threshold: { value: cal.threshold, falseAlarmRate: rate, validationImages: validation.length },
-      training: { ...meta.training, validationScores: cal.validationScores, scoringSelection: cal.selection },
+      training: {
+        ...meta.training,
+        validationScores: cal.validationScores,
+        // Kept settings were chosen by the earlier selection: its table stays the record of why.
+        scoringSelection: cal.selection ?? (opts.keepScoring ? meta.training?.scoringSelection : undefined),
+      },
       recalibration: {
         command: opts.command,
         at: new Date().toISOString(),
