@@ -50,9 +50,8 @@ export interface AnomalyMetadata {
   memories?: MemoryRecord[];
   /** Written before a model could have several memories: read as `memories: [memory]`. */
   memory?: MemoryRecord;
-  /** Set by `anomaly calibrate`: the scoring and threshold were redone after training. */
   /**
-   * The last `anomaly calibrate`. droppedMemories: the memories it built or had that the chosen mix weighed 0,
+   * Set by `anomaly calibrate` (the scoring and threshold were redone after training): the last one. droppedMemories: the memories it built or had that the chosen mix weighed 0,
    * not kept; `index` is each one's position in the selection's mixes (0-based). The calibration before it, if
    * any, as `previous` (and so on back).
    */

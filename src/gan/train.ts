@@ -193,6 +193,8 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
   const sampled = (average?.target as Generator | undefined) ?? G;
   const policy = opts.diffAugment ?? d.augment;
   const augment: DiscriminatorAugment | null = policy.length ? (x: Tensor, s: number) => F.diffAugment(x, { policy, seed: s }) : null;
+  // Recorded (model.json, checkpoint options) only when not the default, so older checkpoints still resume.
+  const discriminatorStepsRecord = (opts.discriminatorSteps ?? 1) !== 1 ? { discriminatorSteps: opts.discriminatorSteps } : {};
   const gan = new GanStep(G, D, { lrG: opts.lrG, lrD: opts.lrD, beta1: opts.beta1, labelSmoothing: opts.labelSmoothing, loss: opts.loss, discriminatorSteps: opts.discriminatorSteps, augment, classWeight: opts.classWeight, seed });
 
   // Fixed noise for the sample grids and the diversity measure; a fixed real batch to compare with.
@@ -226,7 +228,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
     beta1: opts.beta1 ?? 0.5,
     labelSmoothing: opts.labelSmoothing ?? 0,
     ...(opts.loss && opts.loss !== 'bce' ? { loss: opts.loss } : {}),
-    ...((opts.discriminatorSteps ?? 1) !== 1 ? { discriminatorSteps: opts.discriminatorSteps } : {}),
+    ...discriminatorStepsRecord,
     diffAugment: policy,
     ...(average ? { emaDecay: average.decay } : {}),
     adapter: engine.describe(),
@@ -295,7 +297,7 @@ export async function trainGan(opts: GanTrainOptions): Promise<GanTrainResult> {
         ...(average ? { emaDecay: average.decay } : {}),
         ...(opts.classWeight !== undefined ? { classWeight: opts.classWeight } : {}),
         ...(opts.loss && opts.loss !== 'bce' ? { loss: opts.loss } : {}),
-        ...((opts.discriminatorSteps ?? 1) !== 1 ? { discriminatorSteps: opts.discriminatorSteps } : {}),
+        ...discriminatorStepsRecord,
       },
       extraState: {
         save: () => ({ collapseAlarm: alarm.state }),
