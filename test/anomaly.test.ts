@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recalibrateModelDir } from '../src/anomaly/calibrate.js';
+import { evaluateOnSyntheticDefects } from '../src/anomaly/proxy.js';
+import { SYNTHETIC_DEFECT_KINDS, withSyntheticDefect } from '../src/anomaly/synthetic-defects.js';
 import { AnomalyDetector } from '../src/anomaly/detector.js';
 import { evaluateAnomalyDetector } from '../src/anomaly/evaluate.js';
 import { disposeNetworks, loadAnomalyDir, readAnomalyMetadata } from '../src/anomaly/model-dir.js';
@@ -243,6 +245,72 @@ describe('anomaly calibrate', () => {
     // 3 validation scores at 40 % false alarms: ceil(3 * 0.6) = 2nd smallest.
     expect(meta.threshold).toEqual({ value: [...cal.validationScores].sort((a, b) => a - b)[1], falseAlarmRate: 0.4, validationImages: 3 });
     expect(readFileSync(join(copy, 'encoder.safetensors')).equals(weights)).toBe(true);
+  });
+});
+
+describe('anomaly proxy (synthetic defects, scored as the model stands)', () => {
+  it("a fainter defect is the same defect: same pixels touched, each change scaled by the contrast (to the pixel's rounding)", () => {
+    const rng = new Rng(11);
+    const img = { width: 120, height: 90, data: Uint8Array.from({ length: 120 * 90 }, () => 100 + rng.int(57)) };
+    for (const kind of SYNTHETIC_DEFECT_KINDS) {
+      const full = withSyntheticDefect(img, kind, new Rng(5));
+      const faint = withSyntheticDefect(img, kind, new Rng(5), 0.5);
+      let changed = 0;
+      for (let i = 0; i < img.data.length; i++) {
+        const d1 = full.data[i] - img.data[i];
+        const d2 = faint.data[i] - img.data[i];
+        // Each is the exact change rounded to an integer: |d2 - d1/2| <= 0.5 + 0.5/2.
+        expect(Math.abs(d2 - d1 / 2)).toBeLessThanOrEqual(0.75);
+        if (Math.abs(d1) >= 4) changed++;
+      }
+      expect(changed).toBeGreaterThan(20);
+    }
+  });
+
+  it("with calibration's defects it reproduces calibration's ROC-AUC of the chosen scoring; more draws keep the first; refusals", async () => {
+    const copy = join(dir, 'proxy');
+    cpSync(model, copy, { recursive: true });
+    const candidates = [
+      { sigma: 1, topK: 4, featureWeight: 1, mirror: false },
+      { sigma: 0, topK: 1, featureWeight: 0, mirror: false },
+    ];
+    const cal = await recalibrateModelDir(copy, { engine, candidates, falseAlarmRate: 0.4 });
+    const best = cal.selection!.reduce((a, b) => (b.auroc.mean > a.auroc.mean ? b : a));
+    const before = readFileSync(join(copy, 'model.json'));
+    const one = await evaluateOnSyntheticDefects(copy, { engine });
+    expect(one).toMatchObject({ contrast: 1, draws: 1, seed: 1, images: 3 });
+    // The same images, defects and scoring as calibration (a ROC-AUC over 3 x 3 pairs moves in steps of 1/9).
+    for (const k of [...SYNTHETIC_DEFECT_KINDS, 'mean'] as const) expect(one.auroc[k]).toBeCloseTo(best.auroc[k], 9);
+    const three = await evaluateOnSyntheticDefects(copy, { engine, draws: 3, contrast: 0.5 });
+    expect(three.perDraw).toHaveLength(3);
+    const firstAtHalf = await evaluateOnSyntheticDefects(copy, { engine, contrast: 0.5 });
+    expect(three.perDraw[0]).toEqual(firstAtHalf.perDraw[0]);
+    expect(three.auroc.mean).toBeCloseTo(three.perDraw.reduce((a, r) => a + r.mean, 0) / 3, 12);
+    for (const k of SYNTHETIC_DEFECT_KINDS) expect(three.auroc[k]).toBeCloseTo(three.perDraw.reduce((a, r) => a + r[k], 0) / 3, 12);
+    // Nothing is written.
+    expect(readFileSync(join(copy, 'model.json')).equals(before)).toBe(true);
+    await expect(evaluateOnSyntheticDefects(copy, { engine, contrast: 0 })).rejects.toThrow(/contrast must be a positive number, got 0/);
+    await expect(evaluateOnSyntheticDefects(copy, { engine, draws: 0 })).rejects.toThrow(/draws must be a positive integer, got 0/);
+    const cli = await runCli(['anomaly', 'proxy', '--model', copy, '--defect-contrast', '0.5', '--json']);
+    expect(cli.code).toBe(0);
+    expect(JSON.parse(cli.stdout)).toEqual({ ...firstAtHalf, model: copy });
+  });
+  it('calibration can choose on fainter defects and several draws: its table is the proxy of each candidate, and model.json says on which defects', async () => {
+    const copy = join(dir, 'proxy-calibrated');
+    cpSync(model, copy, { recursive: true });
+    const candidates = [
+      { sigma: 1, topK: 4, featureWeight: 1, mirror: false },
+      { sigma: 2, topK: 1, featureWeight: 0, mirror: false },
+    ];
+    const cal = await recalibrateModelDir(copy, { engine, candidates, falseAlarmRate: 0.4, defects: { contrast: 0.5, draws: 2 } });
+    expect(cal.selectionDefects).toEqual({ contrast: 0.5, draws: 2 });
+    expect(readAnomalyMetadata(copy).training!.scoringSelectionDefects).toEqual({ contrast: 0.5, draws: 2 });
+    const best = cal.selection!.reduce((a, b) => (b.auroc.mean > a.auroc.mean ? b : a));
+    const proxy = await evaluateOnSyntheticDefects(copy, { engine, contrast: 0.5, draws: 2 });
+    for (const k of [...SYNTHETIC_DEFECT_KINDS, 'mean'] as const) expect(proxy.auroc[k]).toBeCloseTo(best.auroc[k], 9);
+    const refused = await runCli(['anomaly', 'calibrate', '--model', copy, '--keep-scoring', '--defect-draws', '2']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/--defect-contrast and --defect-draws choose among scoring candidates: not with --keep-scoring/);
   });
 });
 

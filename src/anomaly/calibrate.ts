@@ -14,13 +14,10 @@
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { type GrayImage8, loadGray8 } from '../data/images.js';
-import { mixSeed } from '../data/split.js';
-import { rocAuc } from '../eval/metrics.js';
 import type { Engine } from '../gpu/engine.js';
 import { WgslNnError } from '../gpu/errors.js';
 import { MODEL_JSON, weightsPath, writeModelWeights } from '../model-dir.js';
 import { writeFileAtomic } from '../nn/serialize.js';
-import { Rng } from '../util/rng.js';
 import type { ResolvedAnomalyConfig } from './config.js';
 import { thresholdAtFalseAlarmRate } from './metrics.js';
 import { ANOMALY_FORMAT, disposeNetworks, loadAnomalyDir, memoryWeightsName, type AnomalyMetadata, type MemoryRecord } from './model-dir.js';
@@ -39,7 +36,8 @@ import {
   type ResidualMaps,
   type Scoring,
 } from './scorer.js';
-import { SYNTHETIC_DEFECT_KINDS, withSyntheticDefect, type SyntheticDefectKind } from './synthetic-defects.js';
+import { kindAuroc, meanOverDraws, resolveDefectOptions, syntheticDefectDraw, type KindAuroc, type SyntheticDefectOptions } from './proxy.js';
+import { SYNTHETIC_DEFECT_KINDS, type SyntheticDefectKind } from './synthetic-defects.js';
 
 export type ScoringSettings = Pick<Scoring, 'sigma' | 'topK' | 'memoryMix'> & { featureWeight: number; mirror?: boolean; pixelWeight?: number; memoryWeight?: number };
 
@@ -105,8 +103,8 @@ export function defaultScoringCandidates(memories: number, mixes?: readonly numb
 }
 
 export interface CandidateResult extends ScoringSettings {
-  /** ROC-AUC of clean vs synthetically defected validation images, per kind, and their mean. */
-  auroc: Record<SyntheticDefectKind, number> & { mean: number };
+  /** ROC-AUC of clean vs synthetically defected validation images, per kind (the mean over draws), and their mean. */
+  auroc: KindAuroc;
 }
 
 export interface CalibrationResult {
@@ -117,6 +115,8 @@ export interface CalibrationResult {
   validationScores: number[];
   /** Every candidate's synthetic-defect ROC-AUC (absent when only one candidate was given). */
   selection?: CandidateResult[];
+  /** The synthetic defects the selection was made on (with `selection`). */
+  selectionDefects?: Required<SyntheticDefectOptions>;
   /**
    * Indices (in the networks' memories as given) of the memories the chosen mix weighs 0: removed from
    * `nets.memories` (and disposed) and from the scoring's means and mix, since they would never be searched.
@@ -130,6 +130,8 @@ export interface CalibrationOptions {
   reference: readonly GrayImage8[];
   candidates: ScoringSettings[];
   seed?: number;
+  /** The synthetic defects candidates are chosen on (default: full contrast, one draw per image and kind). */
+  defects?: SyntheticDefectOptions;
   batchSize?: number;
   log?: (line: string) => void;
 }
@@ -172,22 +174,20 @@ export async function calibrate(
 
   let chosen: ScoringSettings = opts.candidates[0];
   let selection: CandidateResult[] | undefined;
+  const selectionDefects = resolveDefectOptions(opts.defects);
   if (opts.candidates.length > 1) {
-    const defected = {} as Record<SyntheticDefectKind, Awaited<ReturnType<typeof residualSets>>>;
-    for (const kind of SYNTHETIC_DEFECT_KINDS) {
-      const rng = new Rng(mixSeed(opts.seed ?? 1, 0xdefec7, SYNTHETIC_DEFECT_KINDS.indexOf(kind)));
-      defected[kind] = await residualSets(validation.map((g) => withSyntheticDefect(g, kind, rng)));
+    const { contrast, draws } = selectionDefects;
+    const defected: Record<SyntheticDefectKind, Awaited<ReturnType<typeof residualSets>>>[] = [];
+    for (let d = 0; d < draws; d++) {
+      const set = {} as (typeof defected)[number];
+      for (const kind of SYNTHETIC_DEFECT_KINDS) set[kind] = await residualSets(syntheticDefectDraw(validation, kind, opts.seed ?? 1, d, contrast));
+      defected.push(set);
     }
     selection = opts.candidates.map((c) => {
       const s = withEdges(c);
       const base = scoresOf(pick(clean, c), s);
-      const auroc = {} as CandidateResult['auroc'];
-      for (const kind of SYNTHETIC_DEFECT_KINDS) {
-        const d = scoresOf(pick(defected[kind], c), s);
-        auroc[kind] = rocAuc([...base.map(() => 0), ...d.map(() => 1)], [...base, ...d]);
-      }
-      auroc.mean = SYNTHETIC_DEFECT_KINDS.reduce((a, k) => a + auroc[k], 0) / SYNTHETIC_DEFECT_KINDS.length;
-      return { ...c, auroc };
+      const perDraw = defected.map((set) => kindAuroc(base, Object.fromEntries(SYNTHETIC_DEFECT_KINDS.map((kind) => [kind, scoresOf(pick(set[kind], c), s)])) as Record<SyntheticDefectKind, number[]>));
+      return { ...c, auroc: meanOverDraws(perDraw) };
     });
     const best = selection.reduce((a, b) => (b.auroc.mean > a.auroc.mean ? b : a));
     const { auroc: _auroc, ...settings } = best;
@@ -202,7 +202,7 @@ export async function calibrate(
   const validationScores = scoresOf(pick(clean, chosen), scoring);
   const threshold = thresholdAtFalseAlarmRate(validationScores, opts.falseAlarmRate);
   const droppedMemories = dropUnweightedMemories(nets, scoring, opts.log);
-  return { scoring, threshold, falseAlarmRate: opts.falseAlarmRate, validationScores, selection, droppedMemories };
+  return { scoring, threshold, falseAlarmRate: opts.falseAlarmRate, validationScores, selection, ...(selection ? { selectionDefects } : {}), droppedMemories };
 }
 
 /**
@@ -263,6 +263,8 @@ export interface RecalibrateOptions {
    * it would be at that position among the backbones, so the set equals building them all at once).
    */
   keepMemories?: boolean;
+  /** The synthetic defects the candidates are chosen on (CalibrationOptions.defects). */
+  defects?: SyntheticDefectOptions;
   /** Without `memories`: store the model's existing memories at this precision (to f16 their banks are rounded), then calibrate. */
   memoryPrecision?: MemoryPrecision;
   engine?: Engine;
@@ -326,6 +328,7 @@ export async function recalibrateModelDir(dir: string, opts: RecalibrateOptions 
       reference,
       candidates: opts.keepScoring ? [scoringSettings(meta.scoring)] : (opts.candidates ?? defaultScoringCandidates(nets.memories?.length ?? 0, opts.memoryMixes)),
       seed: meta.data?.splitSeed ?? 1,
+      defects: opts.defects,
       log: opts.log,
     });
     // The selection table's mixes have one weight per memory as calibrated: the dropped ones stay on record.
@@ -344,6 +347,8 @@ export async function recalibrateModelDir(dir: string, opts: RecalibrateOptions 
         validationScores: cal.validationScores,
         // Kept settings were chosen by the earlier selection: its table stays the record of why.
         scoringSelection: cal.selection ?? (opts.keepScoring ? meta.training?.scoringSelection : undefined),
+        // On which synthetic defects that table was made (absent: full contrast, one draw, as before the option).
+        scoringSelectionDefects: cal.selectionDefects ?? (opts.keepScoring ? meta.training?.scoringSelectionDefects : undefined),
       },
       recalibration: {
         command: opts.command,

@@ -11,6 +11,8 @@ import { DEFAULT_MEMORY_SIZE, DEFAULT_POOL_FACTOR, MEMORY_PRECISIONS, MEMORY_SAM
 import { AnomalyDetector } from './detector.js';
 import { evaluateAnomalyDetector, formatAnomalyReport } from './evaluate.js';
 import { writeHeatmapPng } from './heatmap.js';
+import { evaluateOnSyntheticDefects, type KindAuroc } from './proxy.js';
+import { SYNTHETIC_DEFECT_KINDS } from './synthetic-defects.js';
 import { trainAnomalyDetector, type AnomalyPhase } from './train.js';
 
 
@@ -243,11 +245,15 @@ export function registerAnomalyCommands(program: Command): void {
     .option('--mirror', 'fix: average with the mirror image')
     .option('--keep-memories', "with --backbone: keep the model's memories and append the new ones (drawn as at their position after the kept ones)")
     .option('--keep-scoring', "keep the model's scoring settings; derive only the normal levels and the threshold again (e.g. with --false-alarm-rate or --memory-precision)")
+    .option('--defect-contrast <c>', "choose the scoring on synthetic defects this much fainter (0.5: half as deep; default 1)", num('--defect-contrast'))
+    .option('--defect-draws <n>', 'synthetic defects per validation image and kind to choose on (ROC-AUC averaged over draws; default 1)', int('--defect-draws'))
     .option('--backbone <dir...>', "first build a feature memory on this classifier's first convolutions (e.g. models/neu) from the model's training images; several: one memory each");
   addMemoryFlags(calibrate)
     .action(async (opts) => {
       const fixed = opts.sigma !== undefined || opts.topK !== undefined || opts.featureWeight !== undefined || opts.mirror !== undefined;
       if (opts.keepScoring && (fixed || opts.memoryMixes)) throw new WgslNnError('--keep-scoring keeps the model\'s settings: not with --sigma, --top-k, --feature-weight, --mirror or --memory-mixes');
+      if ((opts.keepScoring || fixed) && (opts.defectContrast !== undefined || opts.defectDraws !== undefined))
+        throw new WgslNnError('--defect-contrast and --defect-draws choose among scoring candidates: not with --keep-scoring, --sigma, --top-k, --feature-weight or --mirror (to score a model on them: anomaly proxy)');
       const cal = await withEngine((engine) =>
         recalibrateModelDir(opts.model, {
           engine,
@@ -259,6 +265,7 @@ export function registerAnomalyCommands(program: Command): void {
           memoryPrecision: opts.memoryPrecision,
           keepScoring: !!opts.keepScoring,
           keepMemories: !!opts.keepMemories,
+          defects: { contrast: opts.defectContrast, draws: opts.defectDraws },
           log: (line) => console.error(line),
           command: commandLine(),
         }),
@@ -273,6 +280,25 @@ export function registerAnomalyCommands(program: Command): void {
       }
       const s = cal.scoring;
       console.log(`scoring: sigma ${s.sigma}, top-k ${s.topK}, pixel weight ${s.pixelWeight ?? 1}, feature weight ${s.featureWeight ?? 1}, memory weight ${s.memoryWeight ?? 0}${s.memoryMix ? ` (mix ${s.memoryMix.join(':')})` : ''}, mirror ${s.mirror ? 'yes' : 'no'}; threshold ${cal.threshold.toFixed(4)} at ${(cal.falseAlarmRate * 100).toFixed(1)} % false alarms`);
+    });
+
+  anomaly
+    .command('proxy')
+    .description("score a model as it is on synthetic defects drawn on its validation good images (ROC-AUC per kind and draw); nothing is written")
+    .requiredOption('--model <dir>', 'anomaly model directory')
+    .option('--data <dir>', 'dataset root holding the validation images (default: the one recorded in the model)')
+    .option('--defect-contrast <c>', "scale of each defect's depth or shift (1: calibration's defects; 0.5: half as deep, same place and shape)", num('--defect-contrast'), 1)
+    .option('--draws <n>', 'independent defects per image and kind', int('--draws'), 1)
+    .option('--seed <n>', "seed of the draws (default: the model's split seed, as calibration)", int('--seed'))
+    .option('--json', 'print one JSON object')
+    .action(async (opts) => {
+      const r = await withEngine((engine) => evaluateOnSyntheticDefects(opts.model, { engine, data: opts.data, contrast: opts.defectContrast, draws: opts.draws, seed: opts.seed }));
+      if (opts.json) return console.log(JSON.stringify(r));
+      const row = (label: string, a: KindAuroc) => `${label.padEnd(6)} ${SYNTHETIC_DEFECT_KINDS.map((k) => a[k].toFixed(4).padStart(7)).join(' ')} ${a.mean.toFixed(4).padStart(7)}`;
+      console.log(`${r.images} validation good images, contrast ${r.contrast}, ${r.draws} draw(s), seed ${r.seed}: ROC-AUC clean vs defected`);
+      console.log(`${'draw'.padEnd(6)} ${SYNTHETIC_DEFECT_KINDS.map((k) => k.padStart(7)).join(' ')} ${'mean'.padStart(7)}`);
+      r.perDraw.forEach((a, d) => console.log(row(String(d + 1), a)));
+      if (r.draws > 1) console.log(row('all', r.auroc));
     });
 
   anomaly

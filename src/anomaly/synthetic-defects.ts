@@ -4,6 +4,8 @@
 //   spot    one dark round pit, radius 3-9 px, 2-5 s deep, soft 1.5 px rim         (a blowhole)
 //   line    a dark random-walk line, 60-130 px long, 1.6-3.6 px wide, 2-4 s deep    (a crack)
 //   region  a large soft-edged area, radius 25-60 px, 1.5-3 s brighter or darker     (uneven surface)
+// `contrast` scales every depth and shift (0.5: half as deep) after all random draws, so a defect keeps
+// its place and shape at any contrast: a fainter copy of the same defect, for a harder test (proxy.ts).
 import type { GrayImage8 } from '../data/images.js';
 import { segDist } from '../data/synthetic.js';
 import type { Rng } from '../util/rng.js';
@@ -23,9 +25,9 @@ function robustSpread(data: Uint8Array): number {
 }
 
 /** A copy of `img` with one synthetic defect of `kind` (see the file comment). */
-export function withSyntheticDefect(img: GrayImage8, kind: SyntheticDefectKind, rng: Rng): GrayImage8 {
+export function withSyntheticDefect(img: GrayImage8, kind: SyntheticDefectKind, rng: Rng, contrast = 1): GrayImage8 {
   const { width: W, height: H } = img;
-  const s = robustSpread(img.data);
+  const s = robustSpread(img.data) * contrast;
   const delta = new Float32Array(W * H);
   const margin = (r: number, n: number) => Math.min(r, n / 2);
   if (kind === 'spot') {
