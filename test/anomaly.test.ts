@@ -249,6 +249,18 @@ describe('anomaly calibrate', () => {
 });
 
 describe('anomaly proxy (synthetic defects, scored as the model stands)', () => {
+  /** A copy of the trained model calibrated between two candidates (on `defects`), and the chosen candidate's row. */
+  const calibratedCopy = async (name: string, defects?: { contrast: number; draws: number }) => {
+    const copy = join(dir, name);
+    cpSync(model, copy, { recursive: true });
+    const candidates = [
+      { sigma: 1, topK: 4, featureWeight: 1, mirror: false },
+      { sigma: 2, topK: 1, featureWeight: 0, mirror: false },
+    ];
+    const cal = await recalibrateModelDir(copy, { engine, candidates, falseAlarmRate: 0.4, defects });
+    return { copy, cal, best: cal.selection!.reduce((a, b) => (b.auroc.mean > a.auroc.mean ? b : a)) };
+  };
+
   it("a fainter defect is the same defect: same pixels touched, each change scaled by the contrast (to the pixel's rounding)", () => {
     const rng = new Rng(11);
     const img = { width: 120, height: 90, data: Uint8Array.from({ length: 120 * 90 }, () => 100 + rng.int(57)) };
@@ -268,14 +280,7 @@ describe('anomaly proxy (synthetic defects, scored as the model stands)', () => 
   });
 
   it("with calibration's defects it reproduces calibration's ROC-AUC of the chosen scoring; more draws keep the first; refusals", async () => {
-    const copy = join(dir, 'proxy');
-    cpSync(model, copy, { recursive: true });
-    const candidates = [
-      { sigma: 1, topK: 4, featureWeight: 1, mirror: false },
-      { sigma: 0, topK: 1, featureWeight: 0, mirror: false },
-    ];
-    const cal = await recalibrateModelDir(copy, { engine, candidates, falseAlarmRate: 0.4 });
-    const best = cal.selection!.reduce((a, b) => (b.auroc.mean > a.auroc.mean ? b : a));
+    const { copy, best } = await calibratedCopy('proxy');
     const before = readFileSync(join(copy, 'model.json'));
     const one = await evaluateOnSyntheticDefects(copy, { engine });
     expect(one).toMatchObject({ contrast: 1, draws: 1, seed: 1, images: 3 });
@@ -295,17 +300,11 @@ describe('anomaly proxy (synthetic defects, scored as the model stands)', () => 
     expect(cli.code).toBe(0);
     expect(JSON.parse(cli.stdout)).toEqual({ ...firstAtHalf, model: copy });
   });
+
   it('calibration can choose on fainter defects and several draws: its table is the proxy of each candidate, and model.json says on which defects', async () => {
-    const copy = join(dir, 'proxy-calibrated');
-    cpSync(model, copy, { recursive: true });
-    const candidates = [
-      { sigma: 1, topK: 4, featureWeight: 1, mirror: false },
-      { sigma: 2, topK: 1, featureWeight: 0, mirror: false },
-    ];
-    const cal = await recalibrateModelDir(copy, { engine, candidates, falseAlarmRate: 0.4, defects: { contrast: 0.5, draws: 2 } });
+    const { copy, cal, best } = await calibratedCopy('proxy-calibrated', { contrast: 0.5, draws: 2 });
     expect(cal.selectionDefects).toEqual({ contrast: 0.5, draws: 2 });
     expect(readAnomalyMetadata(copy).training!.scoringSelectionDefects).toEqual({ contrast: 0.5, draws: 2 });
-    const best = cal.selection!.reduce((a, b) => (b.auroc.mean > a.auroc.mean ? b : a));
     const proxy = await evaluateOnSyntheticDefects(copy, { engine, contrast: 0.5, draws: 2 });
     for (const k of [...SYNTHETIC_DEFECT_KINDS, 'mean'] as const) expect(proxy.auroc[k]).toBeCloseTo(best.auroc[k], 9);
     const refused = await runCli(['anomaly', 'calibrate', '--model', copy, '--keep-scoring', '--defect-draws', '2']);
