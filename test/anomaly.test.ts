@@ -301,12 +301,24 @@ describe('anomaly proxy (synthetic defects, scored as the model stands)', () => 
     expect(JSON.parse(cli.stdout)).toEqual({ ...firstAtHalf, model: copy });
   });
 
-  it('calibration can choose on fainter defects and several draws: its table is the proxy of each candidate, and model.json says on which defects', async () => {
+  it('calibration (anomaly calibrate and train) can choose on fainter defects and several draws: its table is the proxy of each candidate, model.json says on which defects; a bad value fails before training', async () => {
     const { copy, cal, best } = await calibratedCopy('proxy-calibrated', { contrast: 0.5, draws: 2 });
     expect(cal.selectionDefects).toEqual({ contrast: 0.5, draws: 2 });
     expect(readAnomalyMetadata(copy).training!.scoringSelectionDefects).toEqual({ contrast: 0.5, draws: 2 });
     const proxy = await evaluateOnSyntheticDefects(copy, { engine, contrast: 0.5, draws: 2 });
     for (const k of [...SYNTHETIC_DEFECT_KINDS, 'mean'] as const) expect(proxy.auroc[k]).toBeCloseTo(best.auroc[k], 9);
+    // anomaly train's own calibration takes them too; a bad value is refused before any training.
+    const out = join(dir, 'trained-faint');
+    const two = [
+      { sigma: 1, topK: 4, featureWeight: 1 },
+      { sigma: 2, topK: 1, featureWeight: 0 },
+    ];
+    const r = await trainAnomalyDetector(tiny(out, { ganEpochs: 1, encoderEpochs: 1, sigma: undefined, topK: undefined, scoringCandidates: two, defects: { contrast: 0.5, draws: 2 } }));
+    expect(r.selection).toHaveLength(2);
+    expect(readAnomalyMetadata(out).training!.scoringSelectionDefects).toEqual({ contrast: 0.5, draws: 2 });
+    const never = join(dir, 'trained-bad-contrast');
+    await expect(trainAnomalyDetector(tiny(never, { defects: { contrast: -1 } }))).rejects.toThrow(/contrast must be a positive number, got -1/);
+    expect(existsSync(join(never, 'checkpoint'))).toBe(false);
     const refused = await runCli(['anomaly', 'calibrate', '--model', copy, '--keep-scoring', '--defect-draws', '2']);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/--defect-contrast and --defect-draws choose among scoring candidates: not with --keep-scoring/);

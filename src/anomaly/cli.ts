@@ -28,6 +28,13 @@ const fraction = (name: string) => (v: string) => {
   return n;
 };
 
+/** The synthetic defects calibration chooses the scoring on, the same on train and calibrate (proxy.ts). */
+function addDefectFlags(command: Command): Command {
+  return command
+    .option('--defect-contrast <c>', 'choose the scoring on synthetic defects this much fainter (0.5: half as deep; default 1)', num('--defect-contrast'))
+    .option('--defect-draws <n>', 'synthetic defects per validation image and kind to choose on (ROC-AUC averaged over draws; default 1)', int('--defect-draws'));
+}
+
 /** The feature memory's flags, the same on train and calibrate (each adds its own --backbone). */
 function addMemoryFlags(command: Command): Command {
   return command
@@ -143,7 +150,7 @@ export function registerAnomalyCommands(program: Command): void {
     .option('--feature-weight <w>', 'weight of the discriminator-feature residual in the map (default: chosen by calibration)', num('--feature-weight'))
     .option('--mirror', 'average each image with its mirror image when scoring (default: chosen by calibration)')
     .option('--backbone <dir...>', "add a feature memory on this classifier's first convolutions (e.g. models/neu); several: one memory each; calibration weighs their term");
-  addMemoryFlags(train)
+  addDefectFlags(addMemoryFlags(train))
     .option('--false-alarm-rate <f>', 'share of validation good images allowed above the threshold', fraction('--false-alarm-rate'), 0.05)
     .option('--seed <n>', 'seed of split, initialisation, patches and noise', int('--seed'), 1)
     .option('--test-fraction <f>', 'share of the good images held out for testing', fraction('--test-fraction'), 0.2)
@@ -201,6 +208,7 @@ export function registerAnomalyCommands(program: Command): void {
           mirror: opts.mirror,
           memories: memoryOptions(opts),
           memoryMixes: opts.memoryMixes,
+          defects: { contrast: opts.defectContrast, draws: opts.defectDraws },
           falseAlarmRate: opts.falseAlarmRate,
           seed: opts.seed,
           testFraction: opts.testFraction,
@@ -245,10 +253,8 @@ export function registerAnomalyCommands(program: Command): void {
     .option('--mirror', 'fix: average with the mirror image')
     .option('--keep-memories', "with --backbone: keep the model's memories and append the new ones (drawn as at their position after the kept ones)")
     .option('--keep-scoring', "keep the model's scoring settings; derive only the normal levels and the threshold again (e.g. with --false-alarm-rate or --memory-precision)")
-    .option('--defect-contrast <c>', "choose the scoring on synthetic defects this much fainter (0.5: half as deep; default 1)", num('--defect-contrast'))
-    .option('--defect-draws <n>', 'synthetic defects per validation image and kind to choose on (ROC-AUC averaged over draws; default 1)', int('--defect-draws'))
     .option('--backbone <dir...>', "first build a feature memory on this classifier's first convolutions (e.g. models/neu) from the model's training images; several: one memory each");
-  addMemoryFlags(calibrate)
+  addDefectFlags(addMemoryFlags(calibrate))
     .action(async (opts) => {
       const fixed = opts.sigma !== undefined || opts.topK !== undefined || opts.featureWeight !== undefined || opts.mirror !== undefined;
       if (opts.keepScoring && (fixed || opts.memoryMixes)) throw new WgslNnError('--keep-scoring keeps the model\'s settings: not with --sigma, --top-k, --feature-weight, --mirror or --memory-mixes');

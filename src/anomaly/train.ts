@@ -32,6 +32,7 @@ import { generateImages, writeImageGrid } from '../gan/samples.js';
 import { GanStep, type DiscriminatorAugment } from '../gan/step.js';
 import * as F from '../nn/functional.js';
 import type { DiffAugmentPolicy } from '../nn/functional.js';
+import { resolveDefectOptions, type SyntheticDefectOptions } from './proxy.js';
 import { Adam } from '../nn/optim.js';
 import { writeFileAtomic } from '../nn/serialize.js';
 import { manualSeed } from '../nn/seed.js';
@@ -80,6 +81,8 @@ export interface AnomalyTrainOptions {
   scoringCandidates?: ScoringSettings[];
   /** The memory-alone mixes of the default candidates (defaultScoringCandidates). */
   memoryMixes?: number[][];
+  /** The synthetic defects calibration chooses the scoring on (default: full contrast, one draw per image and kind). */
+  defects?: SyntheticDefectOptions;
   /** Add a feature memory on each of these classifiers' convolutions (feature-memory.ts); calibration then also weighs their term. */
   memories?: MemoryOptions[];
   /** False-alarm rate on the validation good images that sets the threshold (default 0.05). */
@@ -199,6 +202,7 @@ export async function trainAnomalyDetector(opts: AnomalyTrainOptions): Promise<A
   const rate = opts.falseAlarmRate ?? 0.05;
   for (const [name, v] of [['ganEpochs', ganEpochs], ['encoderEpochs', encoderEpochs], ['batchSize', batchSize], ['patchesPerImage', patchesPerImage]] as const)
     if (!Number.isInteger(v) || v < 1) throw new WgslNnError(`${name} must be a positive integer, got ${v}`);
+  resolveDefectOptions(opts.defects); // checked before the training, not at its end
   const P = config.patchSize;
   const started = Date.now();
 
@@ -374,6 +378,7 @@ export async function trainAnomalyDetector(opts: AnomalyTrainOptions): Promise<A
     reference: memorySplit.reference.map((i) => good.originals[i]),
     candidates,
     seed,
+    defects: opts.defects,
     log,
   });
   const { scoring, threshold, validationScores } = cal;
@@ -414,6 +419,7 @@ export async function trainAnomalyDetector(opts: AnomalyTrainOptions): Promise<A
       patchesPerSecond: trainSeconds > 0 ? patches / trainSeconds : 0,
       validationScores,
       scoringSelection: cal.selection,
+      scoringSelectionDefects: cal.selectionDefects,
       skipped: good.skipped,
       history,
     },
