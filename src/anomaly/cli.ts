@@ -294,11 +294,11 @@ export function registerAnomalyCommands(program: Command): void {
     .requiredOption('--model <dir>', 'anomaly model directory')
     .option('--data <dir>', 'dataset root holding the validation images (default: the one recorded in the model)')
     .option('--defect-contrast <c>', "scale of each defect's depth or shift (1: calibration's defects; 0.5: half as deep, same place and shape)", num('--defect-contrast'), 1)
-    .option('--draws <n>', 'independent defects per image and kind', int('--draws'), 1)
+    .option('--defect-draws <n>', 'independent defects per image and kind', int('--defect-draws'), 1)
     .option('--seed <n>', "seed of the draws (default: the model's split seed, as calibration)", int('--seed'))
     .option('--json', 'print one JSON object')
     .action(async (opts) => {
-      const r = await withEngine((engine) => evaluateOnSyntheticDefects(opts.model, { engine, data: opts.data, contrast: opts.defectContrast, draws: opts.draws, seed: opts.seed }));
+      const r = await withEngine((engine) => evaluateOnSyntheticDefects(opts.model, { engine, data: opts.data, contrast: opts.defectContrast, draws: opts.defectDraws, seed: opts.seed }));
       if (opts.json) return console.log(JSON.stringify(r));
       const row = (label: string, a: KindAuroc) => `${label.padEnd(6)} ${SYNTHETIC_DEFECT_KINDS.map((k) => a[k].toFixed(4).padStart(7)).join(' ')} ${a.mean.toFixed(4).padStart(7)}`;
       console.log(`${r.images} validation good images, contrast ${r.contrast}, ${r.draws} draw(s), seed ${r.seed}: ROC-AUC clean vs defected`);
