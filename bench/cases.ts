@@ -178,8 +178,10 @@ function ganCase(name: string, config: GanConfig, batch: number, peer: PeerCase)
 
 /**
  * Cases that the probes time (bench/profile-step.ts, bench/col2im-ab.ts) but `npm run bench` does not:
- * the iteration of the shipped GAN's recipe (models/neu-gan: ngf = ndf = 16, spectral norm in D,
- * class-conditional on NEU's 6 classes, batch 64; the labels here are all class 0).
+ * the iteration of the NEU GAN recipe (ngf = ndf = 16, spectral norm in D, class-conditional on NEU's 6
+ * classes, batch 64; the labels here are all class 0), with the transposed-convolution generator shipped
+ * until the sixteenth session and with the resize-convolution one shipped since (models/neu-gan, R25, which
+ * also takes two D steps per G step: one more D step than timed here).
  */
 export function probeCases(): EndToEndCase[] {
   return [

@@ -40,6 +40,9 @@ describe('models/neu-gan', () => {
     expect(meta.classes).toEqual(NEU_CLASSES);
     expect(meta.imageSize).toBe(64);
     expect(meta.architecture.arch).toBe('dcgan');
+    // Since the sixteenth session (R25): resize convolutions in G, spectral norm in D, two D steps per G step.
+    expect(meta.architecture).toMatchObject({ ngf: 16, ndf: 16, spectralNorm: true, upsampling: 'nearest' });
+    expect((meta.training as { discriminatorSteps?: number }).discriminatorSteps).toBe(2);
     const data = meta.data as { testFraction: number; splitSeed: number; files: string[] };
     expect([data.testFraction, data.splitSeed]).toEqual([0.2, 1]);
     expect(data.files.length).toBe(1083); // train + validation of the seed-1 split: 1352 - 269 test images
