@@ -13,14 +13,14 @@
 // model, e.g. for another false-alarm rate.
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { type GrayImage8, loadGray8 } from '../data/images.js';
+import type { GrayImage8 } from '../data/images.js';
 import type { Engine } from '../gpu/engine.js';
 import { WgslNnError } from '../gpu/errors.js';
 import { MODEL_JSON, weightsPath, writeModelWeights } from '../model-dir.js';
 import { writeFileAtomic } from '../nn/serialize.js';
 import type { ResolvedAnomalyConfig } from './config.js';
 import { thresholdAtFalseAlarmRate } from './metrics.js';
-import { ANOMALY_FORMAT, disposeNetworks, loadAnomalyDir, memoryWeightsName, type AnomalyMetadata, type MemoryRecord } from './model-dir.js';
+import { ANOMALY_FORMAT, disposeNetworks, loadAnomalyDir, loadRecordedValidation, memoryWeightsName, type AnomalyMetadata, type MemoryRecord } from './model-dir.js';
 import { workImageFrom } from './patches.js';
 import { buildFeatureMemory, memoryAndReference, type MemoryOptions, type MemoryPrecision } from './feature-memory.js';
 import {
@@ -282,11 +282,7 @@ export async function recalibrateModelDir(dir: string, opts: RecalibrateOptions 
   if (opts.keepScoring && (opts.candidates || opts.memoryMixes)) throw new WgslNnError('keeping the scoring settings excludes choosing among candidates or memory mixes');
   const { nets, meta, config } = loadAnomalyDir(dir, opts.engine);
   try {
-    const root = opts.data ?? meta.data?.root;
-    const files = meta.data?.files.val;
-    if (!root || !files?.length) throw new WgslNnError(`${dir} does not record its validation images: cannot recalibrate`);
-    const load = (rel: string) => loadGray8(join(root, ...rel.split('/')));
-    const validation = await Promise.all(files.map(load));
+    const { load, validation } = await loadRecordedValidation(dir, meta, opts.data, 'cannot recalibrate');
     const train = meta.data!.files.train;
     let memoryMeta: MemoryRecord[] | undefined = meta.memories;
     if (opts.keepMemories && !opts.memories?.length) throw new WgslNnError('keeping the memories applies when new ones are built (--backbone)');

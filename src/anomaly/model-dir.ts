@@ -8,6 +8,8 @@
 //   model.json                 format 'wgsl-nn-anomaly/1': patch configuration, GAN architecture,
 //                              scoring calibration, the decision threshold and how it was chosen,
 //                              the split of the good images, training history
+import { join } from 'node:path';
+import { type GrayImage8, loadGray8 } from '../data/images.js';
 import type { Engine } from '../gpu/engine.js';
 import { WgslNnError } from '../gpu/errors.js';
 import { Discriminator, Generator, resolveGanConfig, type ResolvedGanConfig } from '../gan/models.js';
@@ -125,6 +127,23 @@ export function loadAnomalyDir(dir: string, engine?: Engine): { nets: AnomalyNet
   }
   for (const m of [generator, discriminator, encoder, ...(nets.memories ?? [])]) m.eval();
   return { nets, meta, config };
+}
+
+/**
+ * A loader of the good images a model records ('folder/file' under `data`, default the recorded dataset root)
+ * and its validation images, loaded; a model that records none is an error naming `dir` and ending in `purpose`.
+ */
+export async function loadRecordedValidation(
+  dir: string,
+  meta: AnomalyMetadata,
+  data: string | undefined,
+  purpose: string,
+): Promise<{ load: (rel: string) => Promise<GrayImage8>; validation: GrayImage8[] }> {
+  const root = data ?? meta.data?.root;
+  const files = meta.data?.files.val;
+  if (!root || !files?.length) throw new WgslNnError(`${dir} does not record its validation images: ${purpose}`);
+  const load = (rel: string) => loadGray8(join(root, ...rel.split('/')));
+  return { load, validation: await Promise.all(files.map(load)) };
 }
 
 export function disposeNetworks(nets: AnomalyNetworks): void {

@@ -5,14 +5,13 @@
 // several independent draws, because at full contrast every recent model sits near 0.976, where one draw
 // of 57 images cannot rank two models. The draws are the same for every model given the same seed, so
 // models are compared on identical defects, draw by draw.
-import { join } from 'node:path';
-import { type GrayImage8, loadGray8 } from '../data/images.js';
+import type { GrayImage8 } from '../data/images.js';
 import { mixSeed } from '../data/split.js';
 import { rocAuc } from '../eval/metrics.js';
 import type { Engine } from '../gpu/engine.js';
 import { WgslNnError } from '../gpu/errors.js';
 import { Rng } from '../util/rng.js';
-import { disposeNetworks, loadAnomalyDir } from './model-dir.js';
+import { disposeNetworks, loadAnomalyDir, loadRecordedValidation } from './model-dir.js';
 import { workImageFrom } from './patches.js';
 import { anomalyMap, scoringResiduals, topKMean } from './scorer.js';
 import { SYNTHETIC_DEFECT_KINDS, withSyntheticDefect, type SyntheticDefectKind } from './synthetic-defects.js';
@@ -89,10 +88,7 @@ export async function evaluateOnSyntheticDefects(dir: string, opts: ProxyOptions
   const { contrast, draws } = resolveDefectOptions(opts);
   const { nets, meta, config } = loadAnomalyDir(dir, opts.engine);
   try {
-    const root = opts.data ?? meta.data?.root;
-    const files = meta.data?.files.val;
-    if (!root || !files?.length) throw new WgslNnError(`${dir} does not record its validation images: no images to draw synthetic defects on`);
-    const validation = await Promise.all(files.map((rel) => loadGray8(join(root, ...rel.split('/')))));
+    const { validation } = await loadRecordedValidation(dir, meta, opts.data, 'no images to draw synthetic defects on');
     const seed = opts.seed ?? meta.data?.splitSeed ?? 1;
     const scoresOf = async (images: readonly GrayImage8[]) => {
       const work = await Promise.all(images.map((g) => workImageFrom(g, config)));
