@@ -24,14 +24,13 @@ import { ANOMALY_FORMAT, disposeNetworks, loadAnomalyDir, loadRecordedValidation
 import { workImageFrom } from './patches.js';
 import { buildFeatureMemory, memoryAndReference, type MemoryOptions, type MemoryPrecision } from './feature-memory.js';
 import {
-  anomalyMap,
   averageWithMirror,
   edgeProfile,
+  imageScore,
   meanOver,
   mirrorImage,
   rawAnomalyMap,
   residualMaps,
-  topKMean,
   type AnomalyNetworks,
   type ResidualMaps,
   type Scoring,
@@ -170,7 +169,7 @@ export async function calibrate(
     const s: Scoring = { ...units, ...c, mirror: !!c.mirror };
     return { ...s, edgeScale: edgeProfile(pick(reference, c).map((r) => ({ width: r.width, height: r.height, map: rawAnomalyMap(r, s) })), EDGE_BANDS, EDGE_QUANTILE) };
   };
-  const scoresOf = (maps: ResidualMaps[], s: Scoring) => maps.map((r) => topKMean(anomalyMap(r, s), s.topK));
+  const scoresOf = (maps: ResidualMaps[], s: Scoring) => maps.map((r) => imageScore(r, s));
 
   let chosen: ScoringSettings = opts.candidates[0];
   let selection: CandidateResult[] | undefined;

@@ -13,7 +13,7 @@ import { WgslNnError } from '../gpu/errors.js';
 import { Rng } from '../util/rng.js';
 import { disposeNetworks, loadAnomalyDir, loadRecordedValidation } from './model-dir.js';
 import { workImageFrom } from './patches.js';
-import { anomalyMap, scoringResiduals, topKMean } from './scorer.js';
+import { imageScore, scoringResiduals } from './scorer.js';
 import { SYNTHETIC_DEFECT_KINDS, withSyntheticDefect, type SyntheticDefectKind } from './synthetic-defects.js';
 
 export type KindAuroc = Record<SyntheticDefectKind, number> & { mean: number };
@@ -93,7 +93,7 @@ export async function evaluateOnSyntheticDefects(dir: string, opts: ProxyOptions
     const scoresOf = async (images: readonly GrayImage8[]) => {
       const work = await Promise.all(images.map((g) => workImageFrom(g, config)));
       const maps = await scoringResiduals(nets, config, work, meta.scoring, opts.batchSize);
-      return maps.map((r) => topKMean(anomalyMap(r, meta.scoring), meta.scoring.topK));
+      return maps.map((r) => imageScore(r, meta.scoring));
     };
     const clean = await scoresOf(validation);
     const perDraw: KindAuroc[] = [];

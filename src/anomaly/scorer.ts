@@ -264,6 +264,11 @@ export function edgeProfile(maps: readonly { width: number; height: number; map:
   return out;
 }
 
+/** A working image's score: the top-k mean of its anomaly map (calibration, the proxy and the detector alike). */
+export function imageScore(r: ResidualMaps, s: Scoring): number {
+  return topKMean(anomalyMap(r, s), s.topK);
+}
+
 /** Mean of the k largest values (k clamped to [1, length]). */
 export function topKMean(values: ArrayLike<number>, k: number): number {
   const n = values.length;
