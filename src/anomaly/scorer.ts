@@ -264,7 +264,7 @@ export function edgeProfile(maps: readonly { width: number; height: number; map:
   return out;
 }
 
-/** A working image's score: the top-k mean of its anomaly map (calibration, the proxy and the detector alike). */
+/** A working image's score: the top-k mean of its anomaly map (calibration and the proxy; the detector takes the same top-k mean of the map it also returns). */
 export function imageScore(r: ResidualMaps, s: Scoring): number {
   return topKMean(anomalyMap(r, s), s.topK);
 }
